@@ -1,0 +1,218 @@
+"""Timing probes: record raw intervals with a category and a resource, nothing derived."""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+Clock = Callable[[], int]
+"""A monotonic clock returning integer nanoseconds (``time.perf_counter_ns`` by default)."""
+
+
+class Category(str, Enum):
+    """What a probe's time was spent on (DESIGN.md's categories, less the derived `unattributed`)."""
+
+    COMPUTE = "compute"
+    MOVEMENT = "movement"
+    SCHEDULING = "scheduling"
+
+
+class Resource(str, Enum):
+    """What hardware an interval ran on; claims map to resources, not to code."""
+
+    HOST_CPU = "host-cpu"
+    HOST_MEMORY = "host-memory"
+    DEVICE = "device"
+    LINK = "link"
+    REMOTE = "remote"
+    WAIT = "wait"
+
+
+class Kind(str, Enum):
+    """The three kinds of interval: a whole request, one stage of it, a probe inside a stage."""
+
+    REQUEST = "request"
+    STAGE = "stage"
+    PROBE = "probe"
+
+
+# Labels of the request-level scheduling intervals the runner records itself.
+QUEUE_WAIT = "queue wait"
+HANDOFF_WAIT = "handoff wait"
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """One timed span, as stored: times are ns on the recording process's clock."""
+
+    request: int
+    span: int
+    parent: int  # span id of the enclosing open interval on the same task, -1 for none
+    kind: str
+    stage: str  # "" for request-level intervals
+    category: str  # "" for request and stage intervals
+    resource: str
+    label: str
+    start_ns: int
+    end_ns: int
+    nbytes: int
+    thread: int
+    task: str
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+# The open spans of the current thread or asyncio task. A ContextVar rather than a thread-local
+# so each asyncio task nests on its own stack; the tuple is immutable so a copied context can
+# never see another task's pushes.
+_open_spans: contextvars.ContextVar[tuple[int, ...]] = contextvars.ContextVar(
+    "gapbench_open_spans", default=()
+)
+
+
+def _task_name() -> str:
+    try:
+        import asyncio
+
+        task = asyncio.current_task()
+    except RuntimeError:
+        return ""
+    return task.get_name() if task is not None else ""
+
+
+class Recorder:
+    """Collects the intervals of one request; safe to use from several threads at once.
+
+    ``sync`` is called at both edges of compute and movement probes when the device runs
+    asynchronously (CUDA synchronize-at-edge mode), so queued kernels are charged to the probe
+    that launched them and never leak into the next one.
+    """
+
+    __slots__ = ("_ids", "_lock", "clock", "intervals", "request", "sync")
+
+    def __init__(self, request: int, clock: Clock = time.perf_counter_ns, sync=None) -> None:
+        self.request = request
+        self.clock = clock
+        self.sync: Callable[[], Any] | None = sync
+        self.intervals: list[Interval] = []
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+
+    def add(
+        self,
+        kind: Kind,
+        start_ns: int,
+        end_ns: int,
+        *,
+        stage: str = "",
+        category: str = "",
+        resource: str = "",
+        label: str = "",
+        nbytes: int = 0,
+        parent: int = -1,
+        span: int | None = None,
+    ) -> Interval:
+        """Store an interval whose edges were read elsewhere (runner waits, merged clocks)."""
+        interval = Interval(
+            request=self.request,
+            span=next(self._ids) if span is None else span,
+            parent=parent,
+            kind=kind.value,
+            stage=stage,
+            category=category,
+            resource=resource,
+            label=label,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            nbytes=nbytes,
+            thread=threading.get_ident(),
+            task=_task_name(),
+        )
+        with self._lock:
+            self.intervals.append(interval)
+        return interval
+
+    def span(
+        self,
+        kind: Kind,
+        *,
+        stage: str = "",
+        category: str = "",
+        resource: str = "",
+        label: str = "",
+        nbytes: int = 0,
+    ) -> Probe:
+        """A context manager that records one interval around its body."""
+        return Probe(self, kind, stage, category, resource, label, nbytes)
+
+
+class Probe:
+    """Times its ``with`` body and records it as the innermost open span of this task."""
+
+    __slots__ = (
+        "_recorder",
+        "_span",
+        "_start",
+        "_token",
+        "category",
+        "kind",
+        "label",
+        "nbytes",
+        "resource",
+        "stage",
+    )
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        kind: Kind,
+        stage: str,
+        category: str,
+        resource: str,
+        label: str,
+        nbytes: int,
+    ) -> None:
+        self._recorder = recorder
+        self.kind = kind
+        self.stage = stage
+        self.category = category
+        self.resource = resource
+        self.label = label
+        self.nbytes = nbytes
+
+    def __enter__(self) -> Probe:
+        recorder = self._recorder
+        if recorder.sync is not None and self.kind is Kind.PROBE:
+            recorder.sync()
+        self._span = next(recorder._ids)
+        self._token = _open_spans.set((*_open_spans.get(), self._span))
+        self._start = recorder.clock()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        recorder = self._recorder
+        if recorder.sync is not None and self.kind is Kind.PROBE:
+            recorder.sync()
+        end = recorder.clock()
+        _open_spans.reset(self._token)
+        stack = _open_spans.get()
+        recorder.add(
+            self.kind,
+            self._start,
+            end,
+            stage=self.stage,
+            category=self.category,
+            resource=self.resource,
+            label=self.label,
+            nbytes=self.nbytes,
+            parent=stack[-1] if stack else -1,
+            span=self._span,
+        )

@@ -1,0 +1,244 @@
+"""The workload plugin contract: a DAG of stages, one method per stage, probes through a context."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar, TypeVar
+
+from harness.errors import UserError
+from harness.probes import Category, Kind, Probe, Recorder, Resource
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Layer(str, Enum):
+    """The six layers of an AI request's path, from the seed article."""
+
+    INGRESS = "ingress"
+    RETRIEVAL = "retrieval"
+    ORCHESTRATION = "orchestration"
+    INFERENCE = "inference"
+    TOOLS = "tools"
+    ASSEMBLY = "assembly"
+
+
+SIZES = ("quick", "default")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a pipeline: its name (also its method's), its layer and the stages it needs."""
+
+    name: str
+    layer: str
+    after: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.layer not in {layer.value for layer in Layer}:
+            allowed = ", ".join(layer.value for layer in Layer)
+            raise UserError(f"stage {self.name!r}: unknown layer {self.layer!r} (one of {allowed})")
+        object.__setattr__(self, "after", tuple(self.after))
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a workload is set up for: the device, the size and the seed of every random choice."""
+
+    device: str = "cpu"
+    size: str = "default"
+    seed: int = 0
+
+    @property
+    def quick(self) -> bool:
+        return self.size == "quick"
+
+
+@dataclass
+class StageContext:
+    """Handed to a stage method: the run's settings plus probes that record into this request."""
+
+    run: RunContext
+    recorder: Recorder
+    stage: str
+    request: int
+    _fan_out_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> str:
+        return self.run.device
+
+    @property
+    def size(self) -> str:
+        return self.run.size
+
+    @property
+    def seed(self) -> int:
+        return self.run.seed
+
+    @property
+    def on_device(self) -> bool:
+        """True when ``device`` is an accelerator (compute then runs on the `device` resource)."""
+        return self.run.device != "cpu"
+
+    def compute(self, label: str = "", resource: str | None = None) -> Probe:
+        """Time the math: kernels, matmuls, top-k, framework dispatch around them."""
+        default = Resource.DEVICE if self.on_device else Resource.HOST_CPU
+        return self._probe(Category.COMPUTE, resource or default.value, label, 0)
+
+    def movement(self, nbytes: int, label: str = "", resource: str | None = None) -> Probe:
+        """Time moving ``nbytes`` bytes: copies, (de)serialisation, IPC, disk, network."""
+        return self._probe(Category.MOVEMENT, resource or Resource.HOST_MEMORY.value, label, nbytes)
+
+    def transfer(self, nbytes: int, label: str = "") -> Probe:
+        """Time a host<->device copy: movement on the `link` resource."""
+        return self._probe(Category.MOVEMENT, Resource.LINK.value, label, nbytes)
+
+    def wait(self, label: str = "", resource: str | None = None) -> Probe:
+        """Time a blocked wait (a lock, a server, another branch): scheduling, positively measured."""
+        return self._probe(Category.SCHEDULING, resource or Resource.WAIT.value, label, 0)
+
+    def fan_out(self, fn: Callable[[T], R], items: Iterable[T], label: str = "") -> list[R]:
+        """Run ``fn`` over ``items`` concurrently (run-time fan-out, e.g. a planner's tool calls).
+
+        Each call runs in a copy of this task's context, so its probes nest under the stage and
+        record their own thread; the stage's time blocked on the branches is a scheduling wait.
+        """
+        items = list(items)
+        if self._fan_out_pool is None or len(items) <= 1:
+            return [fn(item) for item in items]
+        futures = [self._fan_out_pool.submit(_copied_context_call(fn), item) for item in items]
+        with self.wait(label or "fan-out join"):
+            return [future.result() for future in futures]
+
+    def _probe(self, category: Category, resource: str, label: str, nbytes: int) -> Probe:
+        return self.recorder.span(
+            Kind.PROBE,
+            stage=self.stage,
+            category=category.value,
+            resource=resource,
+            label=label,
+            nbytes=nbytes,
+        )
+
+
+def _copied_context_call(fn: Callable[[T], R]) -> Callable[[T], R]:
+    # ThreadPoolExecutor does not carry contextvars; without this the probes of a branch would
+    # lose their enclosing span.
+    import contextvars
+
+    context = contextvars.copy_context()
+    return lambda item: context.run(fn, item)
+
+
+class Workload:
+    """Base class of workload plugins.
+
+    A subclass names itself, lists its ``stages`` (a DAG) and defines one method per stage,
+    ``def <stage>(self, ctx: StageContext, *inputs)``. A root stage receives the request payload;
+    any other stage receives its parents' outputs in the order of its ``after``. The output of the
+    last stage is the response.
+
+    Concurrency contract: ``setup`` builds state that the stage methods only read, and every
+    per-request value travels through arguments and return values, so the runner may drive several
+    requests at once from worker threads (server scenario) or hand a root stage a batch of
+    queries as one payload (offline scenario; ``samples`` counts them). Fan-out chosen at run time
+    goes through ``ctx.fan_out`` so the runner sees each branch.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    stages: ClassVar[tuple[Stage, ...]] = ()
+    # Extra modules whose source belongs to the workload's code hash (models, tokenizers).
+    code_modules: ClassVar[tuple[str, ...]] = ()
+
+    def setup(self, ctx: RunContext) -> None:
+        """Build models and data for ``ctx.device`` and ``ctx.size``; time spent here is load time."""
+
+    def requests(self, ctx: RunContext) -> Sequence[Any]:
+        """The request stream: payloads the runner sends in order, cycling if it needs more."""
+        raise NotImplementedError
+
+    def work(self) -> Mapping[str, Any]:
+        """The work's configuration (shapes, sizes): with the inputs it must match to compare."""
+        return {}
+
+    def outputs(self, response: Any) -> Mapping[str, Any]:
+        """What of a response is kept to compare runs as an agreement rate (ids, tokens)."""
+        return {}
+
+    def samples(self, payload: Any) -> int:
+        """How many samples one request payload carries (1 unless the workload batches)."""
+        return 1
+
+    def teardown(self) -> None:
+        """Release what ``setup`` built."""
+
+
+def topological_order(stages: Sequence[Stage]) -> list[Stage]:
+    """The stages in an order where every stage follows its parents; checks the DAG."""
+    by_name: dict[str, Stage] = {}
+    for stage in stages:
+        if stage.name in by_name:
+            raise UserError(f"stage {stage.name!r} is declared twice")
+        by_name[stage.name] = stage
+    for stage in stages:
+        for parent in stage.after:
+            if parent not in by_name:
+                raise UserError(f"stage {stage.name!r} comes after unknown stage {parent!r}")
+    order: list[Stage] = []
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(stage: Stage) -> None:
+        if state.get(stage.name) == 2:
+            return
+        if state.get(stage.name) == 1:
+            raise UserError(f"stages form a cycle through {stage.name!r}")
+        state[stage.name] = 1
+        for parent in stage.after:
+            visit(by_name[parent])
+        state[stage.name] = 2
+        order.append(stage)
+
+    for stage in stages:
+        visit(stage)
+    return order
+
+
+def validate(cls: type) -> type[Workload]:
+    """Check a class against the contract; the error names what is wrong."""
+    if not (isinstance(cls, type) and issubclass(cls, Workload)):
+        raise UserError(f"{cls!r} is not a gapbench Workload subclass")
+    if not cls.name:
+        raise UserError(f"workload class {cls.__qualname__} has no name")
+    if not cls.stages:
+        raise UserError(f"workload {cls.name!r} declares no stages")
+    order = topological_order(cls.stages)
+    sinks = [s for s in order if not any(s.name in other.after for other in order)]
+    if len(sinks) != 1:
+        raise UserError(f"workload {cls.name!r} must end in one stage, found {len(sinks)}")
+    for stage in order:
+        if not callable(getattr(cls, stage.name, None)):
+            raise UserError(f"workload {cls.name!r} has no method for stage {stage.name!r}")
+    return cls
+
+
+def code_hash(cls: type[Workload]) -> str:
+    """A hash of the workload's source, so a changed workload is never compared with its old self."""
+    digest = hashlib.sha256()
+    modules = [cls.__module__, *cls.code_modules]
+    for name in modules:
+        module = sys.modules.get(name)
+        try:
+            source = inspect.getsource(module) if module is not None else name
+        except (OSError, TypeError):
+            source = inspect.getsource(cls)
+        digest.update(name.encode())
+        digest.update(source.encode())
+    return digest.hexdigest()[:16]
