@@ -16,7 +16,7 @@ Clock = Callable[[], int]
 
 
 class Category(str, Enum):
-    """What a probe's time was spent on (DESIGN.md's categories, less the derived `unattributed`)."""
+    """What a probe's time was spent on (`unattributed` is derived, never probed)."""
 
     COMPUTE = "compute"
     MOVEMENT = "movement"
@@ -35,14 +35,16 @@ class Resource(str, Enum):
 
 
 class Kind(str, Enum):
-    """The three kinds of interval: a whole request, one stage of it, a probe inside a stage."""
+    """Kinds of interval: a request, a stage, a probe inside a stage, a wait before a stage."""
 
     REQUEST = "request"
     STAGE = "stage"
     PROBE = "probe"
+    # Recorded by the runner: arrival to a root stage's start (queue wait), a stage's inputs
+    # ready to its start (handoff wait). Scheduling on the `wait` resource, outside any stage.
+    WAIT = "wait"
 
 
-# Labels of the request-level scheduling intervals the runner records itself.
 QUEUE_WAIT = "queue wait"
 HANDOFF_WAIT = "handoff wait"
 
@@ -55,7 +57,7 @@ class Interval:
     span: int
     parent: int  # span id of the enclosing open interval on the same task, -1 for none
     kind: str
-    stage: str  # "" for request-level intervals
+    stage: str  # "" for the request interval
     category: str  # "" for request and stage intervals
     resource: str
     label: str
@@ -158,6 +160,7 @@ class Probe:
     """Times its ``with`` body and records it as the innermost open span of this task."""
 
     __slots__ = (
+        "_end",
         "_recorder",
         "_span",
         "_start",
@@ -188,6 +191,16 @@ class Probe:
         self.label = label
         self.nbytes = nbytes
 
+    @property
+    def start_ns(self) -> int:
+        """When the body began (valid once entered)."""
+        return self._start
+
+    @property
+    def end_ns(self) -> int:
+        """When the body ended (valid once exited)."""
+        return self._end
+
     def __enter__(self) -> Probe:
         recorder = self._recorder
         if recorder.sync is not None and self.kind is Kind.PROBE:
@@ -201,7 +214,7 @@ class Probe:
         recorder = self._recorder
         if recorder.sync is not None and self.kind is Kind.PROBE:
             recorder.sync()
-        end = recorder.clock()
+        end = self._end = recorder.clock()
         _open_spans.reset(self._token)
         stack = _open_spans.get()
         recorder.add(

@@ -101,7 +101,7 @@ class StageContext:
         return self._probe(Category.MOVEMENT, Resource.LINK.value, label, nbytes)
 
     def wait(self, label: str = "", resource: str | None = None) -> Probe:
-        """Time a blocked wait (a lock, a server, another branch): scheduling, positively measured."""
+        """Time a blocked wait (a lock, a server, another branch): scheduling, measured."""
         return self._probe(Category.SCHEDULING, resource or Resource.WAIT.value, label, 0)
 
     def fan_out(self, fn: Callable[[T], R], items: Iterable[T], label: str = "") -> list[R]:
@@ -159,7 +159,7 @@ class Workload:
     code_modules: ClassVar[tuple[str, ...]] = ()
 
     def setup(self, ctx: RunContext) -> None:
-        """Build models and data for ``ctx.device`` and ``ctx.size``; time spent here is load time."""
+        """Build models and data for ``ctx.device`` and ``ctx.size`` (timed as load time)."""
 
     def requests(self, ctx: RunContext) -> Sequence[Any]:
         """The request stream: payloads the runner sends in order, cycling if it needs more."""
@@ -230,7 +230,7 @@ def validate(cls: type) -> type[Workload]:
 
 
 def code_hash(cls: type[Workload]) -> str:
-    """A hash of the workload's source, so a changed workload is never compared with its old self."""
+    """A hash of the workload's source: a changed workload is never compared with its old self."""
     digest = hashlib.sha256()
     modules = [cls.__module__, *cls.code_modules]
     for name in modules:

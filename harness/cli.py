@@ -1,0 +1,212 @@
+"""The `gapbench` command line: a thin table of verbs over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from rich.console import Console
+
+from harness import __version__
+from harness.errors import UserError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but bad usage is one line on stderr (and exit 2), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def _out(args: argparse.Namespace, payload: Any, renderable: Callable[[], Any]) -> None:
+    if args.json:
+        json.dump(payload, sys.stdout, indent=1, default=str)
+        sys.stdout.write("\n")
+    else:
+        Console(width=max(Console().width, 120)).print(renderable())
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from harness import hardware, render
+
+    started = time.perf_counter()
+    fingerprint = hardware.detect().to_dict()
+    took = time.perf_counter() - started
+    _out(args, fingerprint, lambda: render.detect(fingerprint))
+    if not args.json:
+        Console(stderr=True).print(f"detected in {took:.2f} s", style="dim")
+    return 0
+
+
+def cmd_workloads(args: argparse.Namespace) -> int:
+    from harness import plugins, render
+
+    found = {}
+    for name, ref in plugins.registered().items():
+        cls = plugins.load(name)
+        stages = [{"name": s.name, "layer": s.layer, "after": list(s.after)} for s in cls.stages]
+        found[name] = {"ref": ref, "description": cls.description, "stages": stages}
+    _out(args, found, lambda: render.workloads(found))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness import hardware, plugins, render
+    from harness.run import RunConfig, run
+    from harness.runner import Measurement
+    from harness.store import Archive
+    from harness.summary import summarize
+
+    size = "quick" if args.quick else "default"
+    base = Measurement.for_size(size)
+    measurement = Measurement(
+        warmup=base.warmup if args.warmup is None else args.warmup,
+        min_requests=base.min_requests if args.min_requests is None else args.min_requests,
+        min_duration_s=base.min_duration_s if args.min_duration is None else args.min_duration,
+        max_duration_s=base.max_duration_s,
+    )
+    if measurement.warmup < 0 or measurement.min_requests < 1 or measurement.min_duration_s < 0:
+        raise UserError("--warmup must be >= 0, --min-requests >= 1, --min-duration >= 0")
+    names = args.workloads or list(plugins.registered())
+    for name in names:  # refuse a bad name before spending minutes on the good ones
+        plugins.load(name)
+    archive = Archive(args.results)
+    err = Console(stderr=True)
+    fingerprint = hardware.detect().to_dict()
+    cpu = fingerprint.get("host_processor_model_name", "unknown CPU")
+    err.print(f"gapbench {__version__}: {cpu}; archive {archive.location}", style="dim")
+    summaries = []
+    interrupted = False
+    for name in names:
+        config = RunConfig(
+            workload=name,
+            device=args.device,
+            size=size,
+            seed=args.seed,
+            repeat=args.repeat,
+            measurement=measurement,
+            show_progress=not args.no_progress,
+        )
+        result = run(config, archive, fingerprint)
+        summary = summarize(result)
+        summaries.append(summary)
+        if not args.json:
+            Console(width=max(Console().width, 120)).print(render.summary(summary))
+        if not result.complete:
+            interrupted = True
+            break
+    if args.json:
+        json.dump([s.to_dict() for s in summaries], sys.stdout, indent=1, default=str)
+        sys.stdout.write("\n")
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from harness import render
+    from harness.store import Archive
+
+    listings = Archive(args.results).list()
+    payload = [
+        {
+            "id": e.id,
+            "complete": bool(e.manifest and e.manifest.get("complete")),
+            "manifest": e.manifest,
+        }
+        for e in listings
+    ]
+    _out(args, payload, lambda: render.results(listings))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from harness import render
+    from harness.store import Archive
+    from harness.summary import summarize
+
+    summary = summarize(Archive(args.results).load(args.result))
+    _out(args, summary.to_dict(), lambda: render.summary(summary))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="gapbench",
+        description="Measure AI pipelines end to end and see where each request's time goes.",
+    )
+    parser.add_argument("--version", action="version", version=f"gapbench {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    verbs.required = True
+
+    def verb(name: str, handler: Callable[[argparse.Namespace], int], text: str):
+        sub = verbs.add_parser(name, help=text, description=text)
+        sub.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def archive_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--results",
+            metavar="PATH",
+            default=None,
+            help="archive: a path or fsspec URL (default: $GAPBENCH_RESULTS, else ./results)",
+        )
+
+    verb("detect", cmd_detect, "Show the hardware fingerprint and the environment checks.")
+    verb("workloads", cmd_workloads, "List the workloads found, with their stages.")
+
+    run = verb("run", cmd_run, "Run workloads on this machine and archive a result set each.")
+    run.add_argument(
+        "workloads",
+        nargs="*",
+        metavar="WORKLOAD",
+        help="registered name, module:Class or path/to/file.py:Class (default: all registered)",
+    )
+    run.add_argument("--quick", action="store_true", help="small sizes and short measurement")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    run.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    run.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="K",
+        help="K separate processes (replicates) into one result set",
+    )
+    run.add_argument("--warmup", type=int, metavar="N", help="warm-up requests, discarded")
+    run.add_argument("--min-requests", type=int, metavar="N", help="measure at least N requests")
+    run.add_argument("--min-duration", type=float, metavar="S", help="and at least S seconds")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    archive_option(run)
+
+    results = verb("results", cmd_results, "List the archived result sets, newest first.")
+    archive_option(results)
+
+    show = verb("show", cmd_show, "Show the breakdown of an archived result set.")
+    show.add_argument("result", metavar="RESULT", help="an id, a unique prefix of one, or 'latest'")
+    archive_option(show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one verb; bad input is one line on stderr and exit status 2."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.handler(args)
+    except UserError as exc:
+        print(f"gapbench: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("gapbench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Readable tables for the terminal (rich); the data comes from the library, unchanged."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from harness.store import Listing
+from harness.summary import Summary
+
+
+def _ms(value: float | None, indicative: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{'~' if indicative else ''}{value:.2f}"
+
+
+def summary(s: Summary) -> Group:
+    """Verdict first, then end to end, the per-stage table and the answer."""
+    m = s.result.manifest
+    execution = m["config"]["execution"]
+    parts: list[Any] = []
+    status = "[green]valid[/]" if s.verdict.valid else "[red]INVALID[/]"
+    parts.append(
+        Text.from_markup(
+            f"[bold]{s.result.id}[/]  {m['workload']} ({m['config']['work']['size']}) on "
+            f"{execution['device']}, {execution['threads']} threads, "
+            f"{execution['repeat']} process(es): {status}"
+        )
+    )
+    parts += [Text(f"  ! {p}", style="red") for p in s.verdict.problems]
+    parts += [Text(f"  - {n}", style="yellow") for n in s.verdict.notes]
+    e = s.end_to_end
+    errors = int((~s.result.requests["ok"]).sum())
+    parts.append(
+        Text(
+            f"end to end over {e.n} requests ({errors} failed): p50 {_ms(e.p50 * 1e3)} ms, "
+            f"p90 {_ms(e.p90 * 1e3, e.indicative(90))} ms, "
+            f"p99 {_ms(e.p99 * 1e3, e.indicative(99))} ms; probe coverage {s.coverage:.1%}"
+        )
+    )
+    parts.append(stage_table(s))
+    parts.append(Text(s.answer.sentence, style="bold"))
+    return Group(*parts)
+
+
+def stage_table(s: Summary) -> Table:
+    e = s.end_to_end
+    table = Table(title="per stage (ms; category columns are medians; ~ = indicative)")
+    for name in ("stage", "layer", "p50", "p90", "p99", "compute", "movement", "scheduling"):
+        table.add_column(name, justify="left" if name in ("stage", "layer") else "right")
+    for name in ("unattributed", "share e2e", "coverage"):
+        table.add_column(name, justify="right")
+    for row in s.stages.to_dict(orient="records"):
+        table.add_row(
+            row["stage"],
+            row["layer"],
+            _ms(row["wall_p50_ms"]),
+            _ms(row.get("wall_p90_ms"), e.indicative(90)),
+            _ms(row.get("wall_p99_ms"), e.indicative(99)),
+            _ms(row.get("compute_ms")),
+            _ms(row.get("movement_ms")),
+            _ms(row.get("scheduling_ms")),
+            _ms(row.get("unattributed_ms")),
+            f"{row['share']:.1%}",
+            f"{row['coverage']:.0%}",
+        )
+    return table
+
+
+def results(listings: Iterable[Listing]) -> Table:
+    table = Table(title="result sets, newest first")
+    for name in ("id", "workload", "size", "device", "requests", "complete"):
+        table.add_column(name)
+    for entry in listings:
+        m = entry.manifest
+        if m is None:
+            table.add_row(entry.id, "-", "-", "-", "-", "[red]no manifest (killed)[/]")
+            continue
+        requests = sum(r.get("requests_measured", 0) for r in m.get("replicates", []))
+        table.add_row(
+            entry.id,
+            m.get("workload", "?"),
+            m["config"]["work"]["size"],
+            m["config"]["execution"]["device"],
+            str(requests),
+            "yes" if m.get("complete") else "[yellow]no (interrupted)[/]",
+        )
+    return table
+
+
+def workloads(found: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title="workloads")
+    for name in ("name", "from", "stages (layer, after)"):
+        table.add_column(name)
+    for name, info in found.items():
+        stages = ", ".join(
+            f"{s['name']} ({s['layer']}{', after ' + '+'.join(s['after']) if s['after'] else ''})"
+            for s in info["stages"]
+        )
+        table.add_row(name, info["ref"], stages)
+    return table
+
+
+def detect(fingerprint: dict[str, Any]) -> Group:
+    """The fingerprint's headline fields and every environment check."""
+    table = Table(title="hardware and software", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in _flatten(fingerprint):
+        if key.startswith("environment"):
+            continue
+        table.add_row(key, str(value))
+    checks = Table(title="environment checks")
+    for name in ("check", "value", "status", "detail"):
+        checks.add_column(name)
+    colours = {"ok": "green", "warn": "yellow", "unknown": "dim"}
+    for check in fingerprint.get("environment", []):
+        colour = colours.get(check["status"], "white")
+        checks.add_row(
+            check["name"], check["value"], f"[{colour}]{check['status']}[/]", check["detail"]
+        )
+    return Group(table, checks)
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _flatten(inner, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, list) and value and isinstance(value[0], dict):
+        for i, inner in enumerate(value):
+            yield from _flatten(inner, f"{prefix}[{i}]")
+    elif isinstance(value, list):
+        yield prefix, " ".join(map(str, value)) if value else "none"
+    else:
+        yield prefix, "unknown" if value is None else value

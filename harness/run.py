@@ -1,0 +1,230 @@
+"""`gapbench run` as a library call: measure a workload in K processes and archive a result set.
+
+Requests inside one process share its caches, allocator and JIT state, so they are not
+independent samples; ``repeat`` K > 1 runs K separate worker processes (as pyperf does) and
+stores them in one set with a ``replicate`` column.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness import __version__, plugins
+from harness.attribution import check_invariants, split_request
+from harness.breakdown import ok_requests
+from harness.errors import UserError
+from harness.progress import ProgressBar
+from harness.runner import Measurement, ProcessResult, measure, resolve_device
+from harness.store import Archive, ResultSet, new_id
+from harness.workload import RunContext, Stage, code_hash
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+MAX_REPORTED_VIOLATIONS = 20
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One workload's run: the work (workload, size, seed) and how it is executed."""
+
+    workload: str
+    device: str = "auto"
+    size: str = "default"
+    seed: int = 0
+    repeat: int = 1
+    measurement: Measurement = field(default_factory=Measurement)
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.repeat < 1:
+            raise UserError(f"--repeat must be 1 or more, not {self.repeat}")
+        if self.size not in ("quick", "default"):
+            raise UserError(f"unknown size {self.size!r} (quick or default)")
+
+
+def run(config: RunConfig, archive: Archive, fingerprint: dict[str, Any]) -> ResultSet:
+    """Measure ``config`` and archive it; an interrupted run is archived as incomplete."""
+    cls = plugins.load(config.workload)
+    device = resolve_device(config.device)
+    created = datetime.now(timezone.utc)
+    results: list[ProcessResult] = []
+    interrupted = False
+    for replicate in range(config.repeat):
+        label = f"{cls.name} {replicate + 1}/{config.repeat}" if config.repeat > 1 else cls.name
+        if config.repeat == 1:
+            result = measure_here(config, device, label)
+        else:
+            result = _measure_in_child(config, device, label)
+        results.append(result)
+        if result.interrupted:
+            interrupted = True
+            break
+    intervals, requests = _merge(results)
+    stages = [{"name": s.name, "layer": s.layer, "after": list(s.after)} for s in cls.stages]
+    facts = [{"replicate": i, **r.facts} for i, r in enumerate(results)]
+    manifest = {
+        "created_utc": created.isoformat(),
+        "finished_utc": datetime.now(timezone.utc).isoformat(),
+        "complete": not interrupted,
+        "interrupted": interrupted,
+        "gapbench_version": __version__,
+        "git": git_state(),
+        "fingerprint": fingerprint,
+        "workload": cls.name,
+        "stages": stages,
+        "config": {
+            "work": _work(config, cls, facts),
+            "execution": _execution(config, device, facts),
+        },
+        "replicates": facts,
+        "invariants": _invariants(intervals, requests, stages),
+    }
+    tables = {"intervals": intervals, "requests": requests}
+    set_id = archive.write(new_id(cls.name, created), manifest, tables)
+    return archive.load(set_id)
+
+
+def measure_here(config: RunConfig, device: str, label: str) -> ProcessResult:
+    """Measure in this process, with a progress bar on stderr when asked."""
+    cls = plugins.load(config.workload)
+    run_ctx = RunContext(device=device, size=config.size, seed=config.seed)
+    anchor = {"perf_counter_ns": time.perf_counter_ns(), "time_ns": time.time_ns()}
+    m = config.measurement
+    if config.show_progress:
+        with ProgressBar(label, m.min_requests, m.min_duration_s) as bar:
+            result = measure(cls(), run_ctx, m, progress=bar.update)
+    else:
+        result = measure(cls(), run_ctx, m)
+    # The anchor pairs this process's probe clock with the wall clock, so intervals from several
+    # processes (or machines) can be put on one timeline.
+    result.facts.update(pid=os.getpid(), clock_anchor=anchor)
+    return result
+
+
+def _measure_in_child(config: RunConfig, device: str, label: str) -> ProcessResult:
+    with tempfile.TemporaryDirectory(prefix="gapbench-") as out:
+        spec = {"config": _config_dict(config), "device": device, "label": label}
+        command = [sys.executable, "-m", "harness.run", json.dumps(spec), out]
+        try:
+            status = subprocess.run(command, check=False).returncode
+        except KeyboardInterrupt:
+            status = 130  # the child got the same SIGINT and saved what it had
+        folder = Path(out)
+        if not (folder / "facts.json").exists():
+            raise UserError(f"a worker process failed (exit status {status}) before it measured")
+        facts = json.loads((folder / "facts.json").read_text())
+        return ProcessResult(
+            pd.read_parquet(folder / "intervals.parquet"),
+            pd.read_parquet(folder / "requests.parquet"),
+            facts["facts"],
+            facts["interrupted"] or status == 130,
+        )
+
+
+def _config_dict(config: RunConfig) -> dict[str, Any]:
+    return {**asdict(config), "measurement": asdict(config.measurement)}
+
+
+def worker_main(argv: list[str]) -> int:
+    """Entry of a replicate's worker process: measure, then write raw tables to a folder."""
+    spec, out = json.loads(argv[0]), Path(argv[1])
+    raw = spec["config"]
+    config = RunConfig(**{**raw, "measurement": Measurement(**raw["measurement"])})
+    result = measure_here(config, spec["device"], spec["label"])
+    result.intervals.to_parquet(out / "intervals.parquet", index=False)
+    result.requests.to_parquet(out / "requests.parquet", index=False)
+    body = {"facts": result.facts, "interrupted": result.interrupted}
+    (out / "facts.json").write_text(json.dumps(body, default=str))
+    return 130 if result.interrupted else 0
+
+
+def _merge(results: list[ProcessResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    intervals = [r.intervals.assign(replicate=i) for i, r in enumerate(results)]
+    requests = [r.requests.assign(replicate=i) for i, r in enumerate(results)]
+    return pd.concat(intervals, ignore_index=True), pd.concat(requests, ignore_index=True)
+
+
+def _work(config: RunConfig, cls: type, facts: list[dict[str, Any]]) -> dict[str, Any]:
+    digests = {f.get("inputs_sha256") for f in facts}
+    if len(digests) > 1:
+        raise UserError(f"workload {cls.name!r} gave different inputs in different processes")
+    return {
+        "workload": cls.name,
+        "code_hash": code_hash(cls),
+        "size": config.size,
+        "seed": config.seed,
+        "workload_config": facts[0].get("work", {}),
+        "request_stream": {
+            "distinct_requests": facts[0].get("distinct_requests"),
+            "inputs_sha256": digests.pop(),
+            "arrival": "closed loop, one request at a time",
+        },
+    }
+
+
+def _execution(config: RunConfig, device: str, facts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "device": device,
+        "backend": "torch",
+        "threads": facts[0].get("threads"),
+        "interop_threads": facts[0].get("interop_threads"),
+        # On CUDA every compute/movement probe synchronizes at its edges (see probes.Recorder).
+        "timing_mode": "host" if device == "cpu" else "synchronize-at-edge",
+        "scenario": "single-stream",
+        "repeat": config.repeat,
+        "measurement": asdict(config.measurement),
+        "thread_variables": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
+    }
+
+
+def _invariants(
+    intervals: pd.DataFrame, requests: pd.DataFrame, stages: list[dict[str, Any]]
+) -> dict[str, Any]:
+    dag = [Stage(s["name"], s["layer"], tuple(s["after"])) for s in stages]
+    problems: list[str] = []
+    checked = 0
+    for _, rows in ok_requests(intervals, requests):
+        problems += check_invariants(rows, split_request(rows, dag))
+        checked += 1
+    return {
+        "requests_checked": checked,
+        "violation_count": len(problems),
+        "violations": problems[:MAX_REPORTED_VIOLATIONS],
+    }
+
+
+def git_state() -> dict[str, Any] | None:
+    """The commit of the gapbench checkout in use, if it is one (None for an installed wheel)."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:]))

@@ -1,0 +1,302 @@
+"""Drive a workload's requests through its stage DAG: warm-up, then measured repetitions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import UserError
+from harness.probes import HANDOFF_WAIT, QUEUE_WAIT, Clock, Interval, Kind, Recorder, Resource
+from harness.workload import RunContext, Stage, StageContext, Workload, topological_order
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """How long to measure: both a minimum request count and a minimum time (LoadGen style)."""
+
+    warmup: int = 20
+    min_requests: int = 700
+    min_duration_s: float = 60.0
+    # A safety stop so a slow machine still finishes; a run that stops here says so.
+    max_duration_s: float = 1800.0
+
+    @classmethod
+    def for_size(cls, size: str) -> Measurement:
+        # quick: enough for p90 (64 samples), not for p99 (662): its p99 is indicative.
+        return cls(warmup=5, min_requests=64, min_duration_s=3.0) if size == "quick" else cls()
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """What one process measured: raw intervals and per-request rows, plus run facts."""
+
+    intervals: pd.DataFrame
+    requests: pd.DataFrame
+    facts: dict[str, Any]
+    interrupted: bool = False
+
+
+@dataclass
+class RequestOutcome:
+    recorder: Recorder
+    arrival_ns: int
+    response_ns: int
+    error: str = ""
+    response: Any = None
+
+
+def resolve_device(device: str) -> str:
+    """Turn ``auto`` into the best device present; refuse a device that is not there."""
+    import torch
+
+    if device not in DEVICES:
+        raise UserError(f"unknown device {device!r} (one of {', '.join(DEVICES)})")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' requested but torch sees no CUDA device here")
+    return device
+
+
+def device_sync(device: str) -> Callable[[], None] | None:
+    """The synchronize called at probe edges on an asynchronous device (None on the CPU)."""
+    if device == "cpu":
+        return None
+    import torch
+
+    return torch.cuda.synchronize
+
+
+@dataclass
+class RequestDriver:
+    """Runs one request through the stage DAG, recording stage spans and the waits between them.
+
+    Ready stages beyond the first go to a thread pool so independent branches overlap; the first
+    runs on the calling thread, so a chain of stages costs no thread handoffs.
+    """
+
+    workload: Workload
+    run: RunContext
+    clock: Clock = time.perf_counter_ns
+    sync: Callable[[], None] | None = None
+    order: list[Stage] = field(init=False)
+    pool: ThreadPoolExecutor | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.order = topological_order(type(self.workload).stages)
+        width = max(sum(1 for s in self.order if name in s.after) for name in self._names())
+        if width > 1:
+            self.pool = ThreadPoolExecutor(width - 1, thread_name_prefix="gapbench-stage")
+
+    def _names(self) -> list[str]:
+        return [s.name for s in self.order]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def __call__(self, request_id: int, payload: Any) -> RequestOutcome:
+        recorder = Recorder(request_id, clock=self.clock, sync=self.sync)
+        arrival = self.clock()
+        outputs: dict[str, Any] = {}
+        ready_at: dict[str, int] = {}
+        ends: dict[str, int] = {}
+        pending = list(self.order)
+        running: dict[Future, Stage] = {}
+        error = ""
+        while True:
+            for future in [f for f in running if f.done()]:
+                stage = running.pop(future)
+                try:
+                    outputs[stage.name] = future.result()
+                except Exception as exc:
+                    error = error or _describe(stage.name, exc)
+            ready = [] if error else [s for s in pending if all(p in outputs for p in s.after)]
+            for stage in ready:
+                pending.remove(stage)
+                ready_at[stage.name] = max((ends[p] for p in stage.after), default=arrival)
+            if ready:
+                for stage in ready[1:]:
+                    future = self.pool.submit(  # type: ignore[union-attr]
+                        self._stage, recorder, stage, payload, outputs, ready_at, ends
+                    )
+                    running[future] = stage
+                first = ready[0]
+                try:
+                    outputs[first.name] = self._stage(
+                        recorder, first, payload, outputs, ready_at, ends
+                    )
+                except Exception as exc:
+                    error = _describe(first.name, exc)
+            elif running:
+                wait(list(running), return_when=FIRST_COMPLETED)
+            else:
+                break
+        sink = self.order[-1].name
+        response_ns = ends[sink] if sink in outputs else self.clock()
+        recorder.add(Kind.REQUEST, arrival, response_ns)
+        return RequestOutcome(recorder, arrival, response_ns, error, outputs.get(sink))
+
+    def _stage(
+        self,
+        recorder: Recorder,
+        stage: Stage,
+        payload: Any,
+        outputs: dict[str, Any],
+        ready_at: dict[str, int],
+        ends: dict[str, int],
+    ) -> Any:
+        args = [outputs[p] for p in stage.after] if stage.after else [payload]
+        ctx = StageContext(self.run, recorder, stage.name, recorder.request, self.pool)
+        method = getattr(self.workload, stage.name)
+        span = recorder.span(Kind.STAGE, stage=stage.name)
+        try:
+            with span:
+                result = method(ctx, *args)
+        finally:
+            ends[stage.name] = span.end_ns
+        label = HANDOFF_WAIT if stage.after else QUEUE_WAIT
+        recorder.add(
+            Kind.WAIT,
+            ready_at[stage.name],
+            span.start_ns,
+            stage=stage.name,
+            category="scheduling",
+            resource=Resource.WAIT.value,
+            label=label,
+        )
+        return result
+
+
+def _describe(stage: str, exc: BaseException) -> str:
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    at = f" at {where.filename.rsplit('/', 1)[-1]}:{where.lineno}" if where else ""
+    return f"{stage}: {type(exc).__name__}: {exc}{at}"
+
+
+def peak_rss_bytes() -> int:
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measure(
+    workload: Workload,
+    run: RunContext,
+    measurement: Measurement,
+    *,
+    clock: Clock = time.perf_counter_ns,
+    progress: Callable[[int, float], None] | None = None,
+) -> ProcessResult:
+    """Set up, warm up (discarded), then measure until both minimums are met.
+
+    ``progress(requests_done, seconds_elapsed)`` is called after each measured request.
+    A failed request keeps its error, is counted, and the run goes on.
+    """
+    import torch
+
+    facts: dict[str, Any] = {"threads": torch.get_num_threads()}
+    facts["interop_threads"] = torch.get_num_interop_threads()
+    started = clock()
+    workload.setup(run)
+    facts["model_load_s"] = (clock() - started) / 1e9
+    stream: Sequence[Any] = workload.requests(run)
+    if not stream:
+        raise UserError(f"workload {type(workload).name!r} produced no requests")
+    facts["work"] = dict(workload.work())
+    facts["distinct_requests"] = len(stream)
+    facts["inputs_sha256"] = inputs_digest(list(stream))
+    driver = RequestDriver(workload, run, clock, device_sync(run.device))
+    rows: list[dict[str, Any]] = []
+    intervals: list[Interval] = []
+    interrupted = False
+    try:
+        for i in range(measurement.warmup):
+            outcome = driver(-1 - i, stream[i % len(stream)])
+            if i == 0:
+                facts["first_request_s"] = (outcome.response_ns - outcome.arrival_ns) / 1e9
+        if run.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        begin = clock()
+        elapsed = 0.0
+        n = 0
+        while (
+            n < measurement.min_requests or elapsed < measurement.min_duration_s
+        ) and elapsed < measurement.max_duration_s:
+            payload = stream[n % len(stream)]
+            outcome = driver(n, payload)
+            rows.append(_request_row(workload, n, payload, outcome))
+            intervals.extend(outcome.recorder.intervals)
+            n += 1
+            elapsed = (clock() - begin) / 1e9
+            if progress is not None:
+                progress(n, elapsed)
+        facts["hit_max_duration"] = elapsed >= measurement.max_duration_s
+        facts["measured_s"] = elapsed
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        driver.close()
+    facts["requests_measured"] = len(rows)
+    facts["requests_failed"] = sum(1 for row in rows if not row["ok"])
+    facts["peak_rss_bytes"] = peak_rss_bytes()
+    if run.device == "cuda":
+        facts["gpu_peak_bytes"] = torch.cuda.max_memory_allocated()
+    workload.teardown()
+    return ProcessResult(intervals_frame(intervals), pd.DataFrame(rows), facts, interrupted)
+
+
+def _request_row(workload: Workload, n: int, payload: Any, outcome: RequestOutcome) -> dict:
+    outputs = workload.outputs(outcome.response) if not outcome.error else {}
+    return {
+        "request": n,
+        "ok": not outcome.error,
+        "error": outcome.error,
+        "arrival_ns": outcome.arrival_ns,
+        "response_ns": outcome.response_ns,
+        "latency_s": (outcome.response_ns - outcome.arrival_ns) / 1e9,
+        "samples": workload.samples(payload),
+        "outputs": json.dumps(outputs, sort_keys=True),
+    }
+
+
+def inputs_digest(payloads: list[Any]) -> str:
+    """A checksum of the request stream, so two sets can be shown to have had the same inputs."""
+    digest = hashlib.sha256()
+    for payload in payloads:
+        if isinstance(payload, str):
+            payload = payload.encode()
+        elif not isinstance(payload, bytes | bytearray):
+            payload = json.dumps(payload, sort_keys=True, default=repr).encode()
+        digest.update(len(payload).to_bytes(8, "little"))
+        digest.update(payload)
+    return digest.hexdigest()
+
+
+INTERVAL_COLUMNS = list(Interval.__dataclass_fields__)
+
+
+def intervals_frame(intervals: Sequence[Interval]) -> pd.DataFrame:
+    """Raw intervals as a DataFrame (the stored table), one row per interval."""
+    frame = pd.DataFrame([_as_row(i) for i in intervals], columns=INTERVAL_COLUMNS)
+    return frame.astype({"thread": "int64", "start_ns": "int64", "end_ns": "int64"})
+
+
+def _as_row(interval: Interval) -> tuple:
+    return tuple(getattr(interval, name) for name in INTERVAL_COLUMNS)
+
+
+def frame_intervals(frame: pd.DataFrame) -> list[Interval]:
+    """The inverse of :func:`intervals_frame`."""
+    columns = [frame[name].tolist() for name in INTERVAL_COLUMNS]
+    return [Interval(*values) for values in zip(*columns, strict=True)]

@@ -1,0 +1,193 @@
+"""The archive of result sets: Parquet tables first, `manifest.json` last as the commit marker.
+
+The archive is any local path or fsspec URL. Object stores have no atomic rename, so a set is
+complete exactly when its manifest exists and parses; table files carry unique names so a retried
+write never clobbers a table another manifest points at. Sets are immutable once committed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import fsspec
+import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
+
+from harness.errors import UserError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+ENV_VAR = "GAPBENCH_RESULTS"
+
+# One function per schema bump, taking a manifest of version N to N + 1 (asv's update_to_N).
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """An archived result set as a library user gets it: the manifest and pandas DataFrames."""
+
+    manifest: dict[str, Any]
+    intervals: pd.DataFrame
+    requests: pd.DataFrame
+
+    @property
+    def id(self) -> str:
+        return self.manifest["id"]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest.get("complete"))
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One entry of ``gapbench results``: a committed manifest, or a folder that has none."""
+
+    id: str
+    manifest: dict[str, Any] | None  # None: killed before its manifest was written
+
+
+def default_location() -> str:
+    return os.environ.get(ENV_VAR) or "results"
+
+
+def new_id(workload: str, now: datetime | None = None) -> str:
+    """An id that sorts by creation time and says where it was made."""
+    now = now or datetime.now(timezone.utc)
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0])[:24] or "host"
+    return f"{now:%Y%m%dT%H%M%SZ}-{host}-{workload}-{secrets.token_hex(2)}"
+
+
+class Archive:
+    """A folder of result sets at a local path or fsspec URL."""
+
+    def __init__(self, location: str | os.PathLike | None = None) -> None:
+        self.location = str(location if location is not None else default_location())
+        self.fs, self.root = fsspec.core.url_to_fs(self.location)
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def write(
+        self,
+        set_id: str,
+        manifest: dict[str, Any],
+        tables: dict[str, pd.DataFrame],
+    ) -> str:
+        """Write the tables, then the manifest; returns the set's id. Refuses to overwrite."""
+        folder = self._path(set_id)
+        if self.fs.exists(self._path(set_id, MANIFEST)):
+            raise UserError(f"result set {set_id} already exists in {self.location}")
+        self.fs.makedirs(folder, exist_ok=True)
+        files = {}
+        for name, frame in tables.items():
+            filename = f"{name}-{secrets.token_hex(4)}.parquet"
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+            self.fs.pipe_file(self._path(set_id, filename), buffer.getvalue())
+            files[name] = filename
+        manifest = {"schema_version": SCHEMA_VERSION, "id": set_id, **manifest, "tables": files}
+        body = json.dumps(manifest, indent=1, sort_keys=True, default=str).encode()
+        self._commit(self._path(set_id, MANIFEST), body)
+        return set_id
+
+    def _commit(self, path: str, body: bytes) -> None:
+        if isinstance(self.fs, LocalFileSystem):
+            # Locally a rename is atomic: a reader never sees half a manifest.
+            tmp = f"{path}.{secrets.token_hex(4)}.tmp"
+            self.fs.pipe_file(tmp, body)
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, body)
+
+    def ids(self) -> list[str]:
+        """Every set folder, newest first (ids sort by time)."""
+        if not self.fs.exists(self.root):
+            return []
+        entries = self.fs.ls(self.root, detail=True)
+        names = [
+            e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"
+        ]
+        return sorted(names, reverse=True)
+
+    def list(self) -> list[Listing]:
+        listing = []
+        for set_id in self.ids():
+            try:
+                manifest = self._read_manifest(set_id)
+            except UserError:
+                manifest = None
+            listing.append(Listing(set_id, manifest))
+        return listing
+
+    def resolve(self, ref: str) -> str:
+        """A set id from an exact id, a unique prefix, ``latest``, or the set's folder path."""
+        ids = self.ids()
+        if ref == "latest":
+            complete = [i for i in ids if self.fs.exists(self._path(i, MANIFEST))]
+            if not complete:
+                raise UserError(f"no result sets in {self.location}")
+            return complete[0]
+        if ref in ids:
+            return ref
+        tail = ref.rstrip("/").rsplit("/", 1)[-1]
+        if tail in ids:
+            return tail
+        matches = [i for i in ids if i.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise UserError(f"{ref!r} matches {len(matches)} result sets; give more of the id")
+        raise UserError(f"no result set {ref!r} in {self.location}")
+
+    def load(self, ref: str) -> ResultSet:
+        """Load a committed set as DataFrames; an incomplete or newer set is refused."""
+        set_id = self.resolve(ref)
+        manifest = self._read_manifest(set_id)
+        tables = {}
+        for name, filename in manifest["tables"].items():
+            try:
+                with self.fs.open(self._path(set_id, filename), "rb") as handle:
+                    tables[name] = pd.read_parquet(handle)
+            except Exception as exc:
+                raise UserError(f"result set {set_id}: table {filename} is unreadable") from exc
+        return ResultSet(manifest, tables["intervals"], tables["requests"])
+
+    def _read_manifest(self, set_id: str) -> dict[str, Any]:
+        path = self._path(set_id, MANIFEST)
+        if not self.fs.exists(path):
+            raise UserError(
+                f"result set {set_id} has no manifest: its run was killed before it finished"
+            )
+        try:
+            manifest = json.loads(self.fs.cat_file(path))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"result set {set_id}: manifest.json is corrupt") from exc
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("schema_version"), int):
+            raise UserError(f"result set {set_id}: manifest.json has no integer schema_version")
+        return migrate(manifest, set_id)
+
+
+def migrate(manifest: dict[str, Any], set_id: str) -> dict[str, Any]:
+    """Bring an older manifest to the current schema; refuse one from a newer gapbench."""
+    version = manifest["schema_version"]
+    if version > SCHEMA_VERSION:
+        raise UserError(
+            f"result set {set_id} has schema_version {version}, newer than this gapbench "
+            f"understands ({SCHEMA_VERSION}): upgrade gapbench to read it"
+        )
+    while version < SCHEMA_VERSION:
+        manifest = MIGRATIONS[version](manifest)
+        version += 1
+        manifest["schema_version"] = version
+    return manifest

@@ -1,0 +1,58 @@
+"""Everything `run` and `show` print about one result set, computed once from its raw data."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+
+from harness.breakdown import Answer, Percentiles, answer, end_to_end, request_splits, stage_table
+from harness.store import ResultSet
+from harness.validity import Verdict, verdict
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A result set's verdict, end-to-end percentiles, per-stage breakdown and answer."""
+
+    result: ResultSet
+    end_to_end: Percentiles
+    stages: pd.DataFrame
+    answer: Answer
+    coverage: float
+    verdict: Verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.result.manifest
+        return {
+            "id": self.result.id,
+            "workload": m["workload"],
+            "created_utc": m["created_utc"],
+            "complete": m["complete"],
+            "config": m["config"],
+            "verdict": asdict(self.verdict),
+            "requests": len(self.result.requests),
+            "errors": int((~self.result.requests["ok"]).sum()),
+            "end_to_end_s": _clean(asdict(self.end_to_end)),
+            "probe_coverage": self.coverage,
+            "stages": [_clean(row) for row in self.stages.to_dict(orient="records")],
+            "answer": _clean(asdict(self.answer)),
+            "replicates": m["replicates"],
+        }
+
+
+def summarize(result: ResultSet) -> Summary:
+    splits = request_splits(result)
+    a = answer(result, splits)
+    coverage = 1.0 - a.unattributed_share
+    e2e = end_to_end(result)
+    return Summary(
+        result, e2e, stage_table(result, splits), a, coverage, verdict(result, e2e, coverage)
+    )
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    # JSON has no NaN: a statistic that does not exist is null.
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
