@@ -90,21 +90,29 @@ class RequestDriver:
     run: RunContext
     clock: Clock = time.perf_counter_ns
     sync: Callable[[], None] | None = None
+    fan_out_workers: int = 8
     order: list[Stage] = field(init=False)
     pool: ThreadPoolExecutor | None = field(init=False, default=None)
+    fan_out_pool: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
         self.order = topological_order(type(self.workload).stages)
-        width = max(sum(1 for s in self.order if name in s.after) for name in self._names())
-        if width > 1:
-            self.pool = ThreadPoolExecutor(width - 1, thread_name_prefix="gapbench-stage")
-
-    def _names(self) -> list[str]:
-        return [s.name for s in self.order]
+        roots = sum(1 for s in self.order if not s.after)
+        fan = max(sum(1 for o in self.order if s.name in o.after) for s in self.order)
+        if roots > 1 or fan > 1:
+            # Threads start lazily, so sizing for the widest possible antichain costs nothing.
+            workers = len(self.order) - 1
+            self.pool = ThreadPoolExecutor(workers, thread_name_prefix="gapbench-stage")
+        # Separate from the stage pool, so a stage blocked on its branches never starves them;
+        # threads start only when a workload first fans out.
+        self.fan_out_pool = ThreadPoolExecutor(
+            self.fan_out_workers, thread_name_prefix="gapbench-fan-out"
+        )
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown()
+        self.fan_out_pool.shutdown()
 
     def __call__(self, request_id: int, payload: Any) -> RequestOutcome:
         recorder = Recorder(request_id, clock=self.clock, sync=self.sync)
@@ -158,7 +166,7 @@ class RequestDriver:
         ends: dict[str, int],
     ) -> Any:
         args = [outputs[p] for p in stage.after] if stage.after else [payload]
-        ctx = StageContext(self.run, recorder, stage.name, recorder.request, self.pool)
+        ctx = StageContext(self.run, recorder, stage.name, recorder.request, self.fan_out_pool)
         method = getattr(self.workload, stage.name)
         span = recorder.span(Kind.STAGE, stage=stage.name)
         try:

@@ -1,0 +1,57 @@
+"""Shared test helpers: a fake clock and hand-built intervals."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.probes import Interval, Kind
+
+
+class FakeClock:
+    """A clock that moves only when told to, so every split has an exact expected value."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.now = start
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ns: int) -> None:
+        self.now += ns
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1_000)
+
+
+def interval(
+    kind: Kind,
+    start: int,
+    end: int,
+    *,
+    stage: str = "",
+    category: str = "",
+    resource: str = "",
+    label: str = "",
+    span: int = 0,
+    parent: int = -1,
+    thread: int = 1,
+    nbytes: int = 0,
+) -> Interval:
+    """An interval of request 0, written out by hand."""
+    return Interval(
+        request=0,
+        span=span,
+        parent=parent,
+        kind=kind.value,
+        stage=stage,
+        category=category,
+        resource=resource,
+        label=label,
+        start_ns=start,
+        end_ns=end,
+        nbytes=nbytes,
+        thread=thread,
+        task="",
+    )

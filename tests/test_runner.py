@@ -1,0 +1,197 @@
+"""The runner: DAG execution, waits it records, failures, and the stopping rule, on a fake clock."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from conftest import FakeClock
+
+from harness.attribution import check_invariants, split_request
+from harness.errors import UserError
+from harness.probes import HANDOFF_WAIT, QUEUE_WAIT
+from harness.runner import Measurement, RequestDriver, frame_intervals, intervals_frame, measure
+from harness.workload import RunContext, Stage, Workload
+
+
+class Timed(Workload):
+    """Each stage advances the shared fake clock by known amounts inside and outside probes."""
+
+    name = "timed"
+    stages = (
+        Stage("parse", "ingress"),
+        Stage("infer", "inference", after=("parse",)),
+        Stage("reply", "assembly", after=("infer",)),
+    )
+
+    def __init__(self, clock: FakeClock, fail_on: int | None = None) -> None:
+        self.clock = clock
+        self.fail_on = fail_on
+
+    def requests(self, ctx):
+        return list(range(4))
+
+    def outputs(self, response):
+        return {"value": response}
+
+    def parse(self, ctx, payload):
+        with ctx.movement(nbytes=10, label="json"):
+            self.clock.advance(3)
+        self.clock.advance(1)  # glue: unattributed
+        if payload == self.fail_on:
+            raise ValueError("bad payload")
+        return payload
+
+    def infer(self, ctx, x):
+        with ctx.compute(label="model"):
+            self.clock.advance(50)
+            with ctx.movement(nbytes=4, label="copy"):
+                self.clock.advance(5)
+        with ctx.wait(label="lock"):
+            self.clock.advance(2)
+        return x * 2
+
+    def reply(self, ctx, y):
+        self.clock.advance(4)  # un-probed
+        return y + 1
+
+
+def test_driver_records_exact_splits_on_a_fake_clock(clock: FakeClock):
+    wl = Timed(clock)
+    driver = RequestDriver(wl, RunContext(), clock=clock)
+    outcome = driver(0, 3)
+    assert outcome.error == "" and outcome.response == 7
+    ivs = outcome.recorder.intervals
+    split = split_request(ivs, Timed.stages)
+    assert split.latency_ns == 3 + 1 + 55 + 2 + 4
+    assert {
+        s.stage: (s.compute_ns, s.movement_ns, s.scheduling_ns, s.unattributed_ns)
+        for s in split.stages
+    } == {
+        "parse": (0, 3, 0, 1),
+        "infer": (50, 5, 2, 0),
+        "reply": (0, 0, 0, 4),
+    }
+    # No clock reading between stages advanced the fake clock: the waits are exactly zero,
+    # and they were recorded, not inferred.
+    assert [iv.label for iv in ivs if iv.kind == "wait"] == [QUEUE_WAIT, HANDOFF_WAIT, HANDOFF_WAIT]
+    assert split.by_category() == {"compute": 50, "movement": 8, "scheduling": 2, "unattributed": 5}
+    assert check_invariants(ivs, split) == []
+
+
+def test_failed_request_keeps_its_error_and_the_run_goes_on(clock: FakeClock):
+    wl = Timed(clock, fail_on=2)
+    m = Measurement(warmup=0, min_requests=8, min_duration_s=0)
+    result = measure(wl, RunContext(), m, clock=clock)
+    rows = result.requests
+    assert len(rows) == 8
+    failed = rows.loc[~rows["ok"]]
+    assert list(failed["request"]) == [2, 6]
+    assert failed["error"].str.startswith("parse: ValueError: bad payload").all()
+    assert result.facts["requests_failed"] == 2
+    # the failed request's later stages never ran
+    stages = set(result.intervals.loc[result.intervals["request"] == 2, "stage"])
+    assert "infer" not in stages
+
+
+def test_measurement_meets_both_minimums(clock: FakeClock):
+    class Slow(Timed):
+        def reply(self, ctx, y):
+            self.clock.advance(250_000_000)  # 0.25 s a request
+            return y
+
+    by_count = measure(
+        Slow(clock), RunContext(), Measurement(0, 10, 0.5, 100), clock=clock
+    ).requests
+    assert len(by_count) == 10
+    by_time = measure(Slow(clock), RunContext(), Measurement(0, 1, 2.0, 100), clock=clock)
+    assert len(by_time.requests) == 8  # 8 x 0.25 s reaches 2 s
+    capped = measure(Slow(clock), RunContext(), Measurement(0, 100, 0, 1.0), clock=clock)
+    assert len(capped.requests) == 4 and capped.facts["hit_max_duration"]
+
+
+def test_interval_table_round_trips(clock: FakeClock):
+    outcome = RequestDriver(Timed(clock), RunContext(), clock=clock)(0, 1)
+    frame = intervals_frame(outcome.recorder.intervals)
+    assert frame_intervals(frame) == outcome.recorder.intervals
+
+
+class Fork(Workload):
+    """Two independent branches: the runner runs them on two threads."""
+
+    name = "fork"
+    stages = (
+        Stage("start", "ingress"),
+        Stage("left", "retrieval", after=("start",)),
+        Stage("right", "tools", after=("start",)),
+        Stage("join", "assembly", after=("left", "right")),
+    )
+    barrier = threading.Barrier(2, timeout=5)
+
+    def requests(self, ctx):
+        return [0]
+
+    def start(self, ctx, payload):
+        return payload
+
+    def left(self, ctx, x):
+        self.barrier.wait()  # only returns if `right` runs at the same time
+        return "l"
+
+    def right(self, ctx, x):
+        self.barrier.wait()
+        return "r"
+
+    def join(self, ctx, left, right):
+        with ctx.compute():
+            return left + right
+
+
+def test_independent_stages_run_in_parallel():
+    driver = RequestDriver(Fork(), RunContext())
+    outcome = driver(0, 0)
+    driver.close()
+    assert outcome.error == "" and outcome.response == "lr"
+    threads = {iv.stage: iv.thread for iv in outcome.recorder.intervals if iv.kind == "stage"}
+    assert threads["left"] != threads["right"]
+    split = split_request(outcome.recorder.intervals, Fork.stages)
+    assert check_invariants(outcome.recorder.intervals, split) == []
+
+
+class FanOut(Workload):
+    name = "fan-out"
+    stages = (Stage("plan", "orchestration"),)
+
+    def requests(self, ctx):
+        return [3]
+
+    def plan(self, ctx, n):
+        def call(i):
+            with ctx.compute(label=f"tool {i}"):
+                return i * i
+
+        return ctx.fan_out(call, range(n))
+
+
+def test_fan_out_branches_nest_under_their_stage_on_other_threads():
+    wl = FanOut()
+    driver = RequestDriver(wl, RunContext())
+    outcome = driver(0, 3)
+    driver.close()
+    assert outcome.response == [0, 1, 4]
+    ivs = outcome.recorder.intervals
+    stage = next(iv for iv in ivs if iv.kind == "stage")
+    tools = [iv for iv in ivs if iv.label.startswith("tool")]
+    assert len(tools) == 3 and all(iv.parent == stage.span for iv in tools)
+    assert all(iv.thread != stage.thread for iv in tools)
+    join = next(iv for iv in ivs if iv.label == "fan-out join")
+    assert join.thread == stage.thread and join.category == "scheduling"
+
+
+def test_empty_request_stream_is_refused():
+    class Empty(Timed):
+        def requests(self, ctx):
+            return []
+
+    with pytest.raises(UserError, match="no requests"):
+        measure(Empty(FakeClock()), RunContext(), Measurement(0, 1, 0))
