@@ -1,0 +1,119 @@
+"""The command line: the README's plugin end to end, JSON output, and one-line bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from harness import plugins
+from harness.cli import main
+from harness.errors import UserError
+from harness.store import Archive
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+FAST = ["--quick", "--min-requests", "20", "--min-duration", "0", "--warmup", "2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def plugin_file(tmp_path_factory) -> Path:
+    """The README's minimal plugin, exactly as documented."""
+    text = README.read_text()
+    block = re.search(r"<!-- minimal-plugin -->\n```python\n(.*?)```", text, re.S)
+    assert block, "README lost its minimal plugin"
+    path = tmp_path_factory.mktemp("plugin") / "matmul_service.py"
+    path.write_text(block.group(1))
+    return path
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_readme_plugin_runs_archives_and_shows(plugin_file, tmp_path, capsys):
+    results = str(tmp_path / "results")
+    ref = f"{plugin_file}:MatmulService"
+    status, out, err = run_cli(capsys, "run", ref, *FAST, "--results", results, "--json")
+    assert status == 0, err
+    (summary,) = json.loads(out)
+    assert summary["workload"] == "matmul-service"
+    assert summary["requests"] >= 20 and summary["errors"] == 0
+    assert [s["stage"] for s in summary["stages"]][:3] == ["parse", "multiply", "respond"]
+    assert summary["config"]["work"]["code_hash"]
+    assert summary["verdict"]["valid"], summary["verdict"]
+    assert "faster" in summary["answer"]["sentence"]
+    shares = sum(s["share"] for s in summary["stages"])
+    assert shares == pytest.approx(1.0)
+
+    status, out, _ = run_cli(capsys, "show", "latest", "--results", results, "--json")
+    assert status == 0 and json.loads(out)["id"] == summary["id"]
+    status, out, _ = run_cli(capsys, "show", summary["id"][:18], "--results", results)
+    assert status == 0 and "per stage" in out and "multiply" in out
+    status, out, _ = run_cli(capsys, "results", "--results", results, "--json")
+    assert [r["id"] for r in json.loads(out)] == [summary["id"]]
+
+
+def test_replicates_run_in_separate_processes(plugin_file, tmp_path, capsys):
+    results = str(tmp_path / "results")
+    ref = f"{plugin_file}:MatmulService"
+    status, out, err = run_cli(capsys, "run", ref, *FAST, "--repeat", "2", "--results", results)
+    assert status == 0, err
+    loaded = Archive(results).load("latest")
+    assert sorted(loaded.requests["replicate"].unique()) == [0, 1]
+    pids = {r["pid"] for r in loaded.manifest["replicates"]}
+    assert len(pids) == 2
+    assert "range over 2 replicates" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "no-such-workload"], "unknown workload 'no-such-workload'"),
+        (["run", "--device", "tpu"], "invalid choice: 'tpu'"),
+        (["run", "/nonexistent/plugin.py:X"], "does not exist"),
+        (["run", "no_such_module_xyz:X"], "cannot import workload module"),
+        (["show", "missing-set"], "no result set 'missing-set'"),
+        (["run", "--repeat", "0", "harness.workload:Workload"], "no name"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    status, out, err = (
+        run_cli(capsys, *argv, "--results", str(tmp_path))
+        if argv[0]
+        in (
+            "run",
+            "show",
+        )
+        else run_cli(capsys, *argv)
+    )
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("gapbench: error: ")
+    assert message in err
+    assert "Traceback" not in err + out
+
+
+def test_plugin_file_that_fails_to_import_is_one_line(tmp_path, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text("import not_a_real_module_abc\n")
+    status, _, err = run_cli(capsys, "run", f"{broken}:X", "--results", str(tmp_path))
+    assert status == 2 and "ModuleNotFoundError" in err and err.count("\n") == 1
+
+
+def test_bad_input_loses_nothing_already_archived(plugin_file, tmp_path, capsys):
+    results = str(tmp_path / "results")
+    ref = f"{plugin_file}:MatmulService"
+    assert run_cli(capsys, "run", ref, *FAST, "--results", results)[0] == 0
+    before = Archive(results).ids()
+    assert run_cli(capsys, "run", ref, "nope", *FAST, "--results", results)[0] == 2
+    assert Archive(results).ids() == before
+
+
+def test_registered_workloads_are_found():
+    assert "rag" in plugins.registered()
+    with pytest.raises(UserError, match="not a gapbench Workload"):
+        plugins.load("json:JSONDecoder")

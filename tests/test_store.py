@@ -1,0 +1,100 @@
+"""The archive: manifest last, incomplete sets, schema versions, ids, fsspec URLs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+
+from harness.errors import UserError
+from harness.store import MANIFEST, SCHEMA_VERSION, Archive, new_id
+
+
+def tables():
+    intervals = pd.DataFrame({"request": [0, 0], "start_ns": [1, 2], "end_ns": [3, 4]})
+    requests = pd.DataFrame({"request": [0], "ok": [True], "latency_s": [0.5]})
+    return {"intervals": intervals, "requests": requests}
+
+
+def write(archive: Archive, set_id: str, **extra) -> str:
+    return archive.write(set_id, {"complete": True, "workload": "w", **extra}, tables())
+
+
+@pytest.fixture(params=["local", "memory"])
+def archive(request, tmp_path) -> Archive:
+    if request.param == "local":
+        return Archive(tmp_path / "results")
+    return Archive(f"memory://gapbench-{uuid.uuid4().hex}")
+
+
+def test_round_trip_as_dataframes(archive: Archive):
+    write(archive, "20260101T000000Z-h-w-0001")
+    loaded = archive.load("20260101T000000Z-h-w-0001")
+    assert loaded.manifest["schema_version"] == SCHEMA_VERSION
+    assert loaded.complete
+    pd.testing.assert_frame_equal(loaded.intervals, tables()["intervals"])
+    pd.testing.assert_frame_equal(loaded.requests, tables()["requests"])
+
+
+def test_ids_resolve_newest_first_by_prefix_and_latest(archive: Archive):
+    for stamp in ("20260101T000000Z-h-w-aaaa", "20260102T000000Z-h-w-bbbb"):
+        write(archive, stamp)
+    assert archive.ids() == ["20260102T000000Z-h-w-bbbb", "20260101T000000Z-h-w-aaaa"]
+    assert archive.resolve("latest") == "20260102T000000Z-h-w-bbbb"
+    assert archive.resolve("20260101") == "20260101T000000Z-h-w-aaaa"
+    with pytest.raises(UserError, match="matches 2"):
+        archive.resolve("2026")
+    with pytest.raises(UserError, match="no result set"):
+        archive.resolve("nope")
+
+
+def test_a_set_without_manifest_is_listed_but_never_loads(archive: Archive):
+    write(archive, "20260101T000000Z-h-w-aaaa")
+    archive.fs.makedirs(archive._path("20260103T000000Z-h-w-dead"), exist_ok=True)
+    archive.fs.pipe_file(archive._path("20260103T000000Z-h-w-dead", "intervals-x.parquet"), b"x")
+    listing = archive.list()
+    assert [(e.id, e.manifest is None) for e in listing] == [
+        ("20260103T000000Z-h-w-dead", True),
+        ("20260101T000000Z-h-w-aaaa", False),
+    ]
+    assert archive.resolve("latest") == "20260101T000000Z-h-w-aaaa"
+    with pytest.raises(UserError, match="no manifest"):
+        archive.load("20260103T000000Z-h-w-dead")
+
+
+def test_newer_schema_is_refused_and_corrupt_files_are_named(archive: Archive):
+    set_id = write(archive, "20260101T000000Z-h-w-aaaa")
+    path = archive._path(set_id, MANIFEST)
+    manifest = json.loads(archive.fs.cat_file(path))
+    archive.fs.pipe_file(path, json.dumps({**manifest, "schema_version": 99}).encode())
+    with pytest.raises(UserError, match="newer than this gapbench"):
+        archive.load(set_id)
+    archive.fs.pipe_file(path, b"{not json")
+    with pytest.raises(UserError, match="corrupt"):
+        archive.load(set_id)
+    archive.fs.pipe_file(path, json.dumps(manifest).encode())
+    archive.fs.pipe_file(archive._path(set_id, manifest["tables"]["requests"]), b"garbage")
+    with pytest.raises(UserError, match="unreadable"):
+        archive.load(set_id)
+
+
+def test_sets_are_immutable(archive: Archive):
+    write(archive, "20260101T000000Z-h-w-aaaa")
+    with pytest.raises(UserError, match="already exists"):
+        write(archive, "20260101T000000Z-h-w-aaaa")
+
+
+def test_new_ids_sort_by_time_and_name_the_host():
+    early = new_id("rag", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    late = new_id("rag", datetime(2026, 1, 2, tzinfo=timezone.utc))
+    assert early < late and early.startswith("20260101T000000Z-") and "-rag-" in early
+
+
+def test_default_location_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("GAPBENCH_RESULTS", str(tmp_path / "elsewhere"))
+    assert Archive().location == str(tmp_path / "elsewhere")
+    monkeypatch.delenv("GAPBENCH_RESULTS")
+    assert Archive().location == "results"
