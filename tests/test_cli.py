@@ -117,3 +117,43 @@ def test_registered_workloads_are_found():
     assert "rag" in plugins.registered()
     with pytest.raises(UserError, match="not a gapbench Workload"):
         plugins.load("json:JSONDecoder")
+
+
+def test_workloads_lists_stages(capsys):
+    status, out, _ = run_cli(capsys, "workloads", "--json")
+    assert status == 0
+    rag = json.loads(out)["rag"]
+    assert rag["ref"] == "workloads.rag:Rag"
+    assert [s["layer"] for s in rag["stages"]][0] == "ingress"
+
+
+INTERRUPTED_PLUGIN = """
+from harness.workload import Stage, Workload
+
+
+class StopsAtFive(Workload):
+    name = "stops-at-five"
+    stages = (Stage("only", layer="inference"),)
+
+    def requests(self, ctx):
+        return list(range(10))
+
+    def only(self, ctx, n):
+        if n == 5:
+            raise KeyboardInterrupt  # as Ctrl-C would, in the middle of a request
+        with ctx.compute():
+            return n
+"""
+
+
+def test_interrupted_run_is_archived_as_incomplete(tmp_path, capsys):
+    path = tmp_path / "stops.py"
+    path.write_text(INTERRUPTED_PLUGIN)
+    results = str(tmp_path / "results")
+    argv = ["run", f"{path}:StopsAtFive", "--warmup", "0", "--no-progress", "--results", results]
+    status, out, _ = run_cli(capsys, *argv)
+    assert status == 130
+    loaded = Archive(results).load("latest")
+    assert loaded.manifest["complete"] is False and loaded.manifest["interrupted"] is True
+    assert list(loaded.requests["request"]) == [0, 1, 2, 3, 4]
+    assert "incomplete" in out
