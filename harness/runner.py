@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.environment import CpuTimes, cpu_times
 from harness.errors import UserError
 from harness.probes import HANDOFF_WAIT, QUEUE_WAIT, Clock, Interval, Kind, Recorder, Resource
 from harness.workload import RunContext, Stage, StageContext, Workload, topological_order
@@ -193,6 +194,13 @@ def _describe(stage: str, exc: BaseException) -> str:
     return f"{stage}: {type(exc).__name__}: {exc}{at}"
 
 
+def _steal(before: CpuTimes | None, after: CpuTimes | None) -> float | None:
+    """Share of the machine's CPU time the hypervisor gave to others while we measured."""
+    if before is None or after is None:
+        return None
+    return after.since(before).steal_fraction
+
+
 def peak_rss_bytes() -> int:
     # Linux reports ru_maxrss in KiB.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -235,6 +243,7 @@ def measure(
                 facts["first_request_s"] = (outcome.response_ns - outcome.arrival_ns) / 1e9
         if run.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        ticks_before = cpu_times()
         begin = clock()
         elapsed = 0.0
         n = 0
@@ -251,6 +260,7 @@ def measure(
                 progress(n, elapsed)
         facts["hit_max_duration"] = elapsed >= measurement.max_duration_s
         facts["measured_s"] = elapsed
+        facts["cpu_steal_fraction"] = _steal(ticks_before, cpu_times())
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.breakdown import PERCENTILE_FLOORS, Percentiles
+from harness.environment import STEAL_WARN_FRACTION
 from harness.store import ResultSet
 
 MIN_COVERAGE = 0.9
@@ -39,8 +40,12 @@ def verdict(result: ResultSet, e2e: Percentiles, coverage: float) -> Verdict:
         notes.append(f"{failed} of {total} requests failed and are left out of the percentiles")
     if e2e.n == 0:
         problems.append("no successful request was measured")
-    if any(r.get("hit_max_duration") for r in manifest.get("replicates", [])):
+    replicates = manifest.get("replicates", [])
+    if any(r.get("hit_max_duration") for r in replicates):
         notes.append("stopped at the maximum duration before the minimum request count")
+    steal = max((r.get("cpu_steal_fraction") or 0.0 for r in replicates), default=0.0)
+    if steal > STEAL_WARN_FRACTION:
+        notes.append(f"CPU steal took {steal:.1%} of the machine's time during the run")
     for pct in (90, 99):
         if e2e.indicative(pct):
             notes.append(f"p{pct} is indicative: {e2e.n} samples, {PERCENTILE_FLOORS[pct]} needed")
