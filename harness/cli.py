@@ -39,9 +39,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     fingerprint = hardware.detect().to_dict()
     took = time.perf_counter() - started
-    _out(args, fingerprint, lambda: render.detect(fingerprint))
     if not args.json:
         Console(stderr=True).print(f"detected in {took:.2f} s", style="dim")
+    _out(args, fingerprint, lambda: render.detect(fingerprint))
     return 0
 
 
@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     archive = Archive(args.results)
     err = Console(stderr=True)
     fingerprint = hardware.detect().to_dict()
-    cpu = fingerprint.get("host_processor_model_name", "unknown CPU")
+    cpu = fingerprint["host"]["host_processor_model_name"]
     err.print(f"gapbench {__version__}: {cpu}; archive {archive.location}", style="dim")
     summaries = []
     interrupted = False

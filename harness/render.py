@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from harness.store import Listing
-from harness.summary import Summary
+if TYPE_CHECKING:  # pandas-heavy; `gapbench detect` must stay fast
+    from harness.store import Listing
+    from harness.summary import Summary
 
 
 def _ms(value: float | None, indicative: bool = False) -> str:
