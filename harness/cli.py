@@ -25,12 +25,17 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message} (see --help)")
 
 
+def _console() -> Console:
+    # Tables are wide; a pipe's default 80 columns would wrap every row.
+    return Console(width=max(Console().width, 132))
+
+
 def _out(args: argparse.Namespace, payload: Any, renderable: Callable[[], Any]) -> None:
     if args.json:
         json.dump(payload, sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
     else:
-        Console(width=max(Console().width, 120)).print(renderable())
+        _console().print(renderable())
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -98,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = summarize(result)
         summaries.append(summary)
         if not args.json:
-            Console(width=max(Console().width, 120)).print(render.summary(summary))
+            _console().print(render.summary(summary))
         if not result.complete:
             interrupted = True
             break

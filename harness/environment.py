@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -167,7 +167,7 @@ def check_governor(root: str | os.PathLike[str] = "/") -> Check:
     if len(found) > 1:
         return Check("cpu_governor", "mixed", WARN, f"CPUs differ: {counts}")
     if found[0] != "performance":
-        return Check("cpu_governor", found[0], WARN, "clocks scale with load; `performance` holds")
+        return Check("cpu_governor", found[0], WARN, "clocks follow load; `performance` holds them")
     return Check("cpu_governor", found[0], OK, counts)
 
 
@@ -182,46 +182,50 @@ def check_smt(root: str | os.PathLike[str] = "/") -> Check:
 
 
 def _cgroup_paths(root: str | os.PathLike[str], v1_controller: str | None) -> list[str]:
-    """This process's cgroup and its ancestors, innermost first (``/`` last)."""
-    path = "/"
+    """This process's cgroup and its ancestors, innermost first, relative to the mount."""
+    path = ""
     for line in (read_text(root, "proc/self/cgroup") or "").splitlines():
-        _, controllers, where = (line.split(":", 2) + ["", ""])[:3]
-        wanted = controllers == "" if v1_controller is None else v1_controller in controllers
-        if wanted and controllers.split(",") != ["name=systemd"]:
-            path = where or "/"
+        _, controllers, where = [*line.split(":", 2), "", ""][:3]
+        # The v2 line is "0::/path"; a v1 line names its controllers, e.g. "4:cpu,cpuacct:/path".
+        if (v1_controller or "") in controllers.split(","):
+            path = where
     parts = [p for p in path.split("/") if p]
     return ["/".join(parts[:i]) for i in range(len(parts), -1, -1)]
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p for p in parts if p)
 
 
 def _cpu_quota(root: str | os.PathLike[str]) -> tuple[float | None, str] | None:
     """The tightest quota in CPUs (None: no limit) and where it came from; None when unknown."""
     quotas: list[tuple[float | None, str]] = []
     # A limit anywhere up the hierarchy applies, so every ancestor is read and the tightest wins.
+    # A container without its own cgroup namespace sees a path that is not under its mount: then
+    # only the mount's top (the container's own cgroup) exists, and that is the one read.
     for mount in ("sys/fs/cgroup", "sys/fs/cgroup/unified"):
         for rel in _cgroup_paths(root, None):
-            text = read_text(root, f"{mount}/{rel}/cpu.max".replace("//", "/"))
-            fields_ = (text or "").split()
-            if len(fields_) == 2 and fields_[1].isdigit() and int(fields_[1]) > 0:
-                quota = None if fields_[0] == "max" else int(fields_[0]) / int(fields_[1])
-                quotas.append((quota, f"cgroup v2 cpu.max {text!r}"))
-    if not quotas:
-        for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
-            for rel in _cgroup_paths(root, "cpu"):
-                base = f"sys/fs/cgroup/{mount}/{rel}".rstrip("/")
-                quota_us = read_text(root, f"{base}/cpu.cfs_quota_us")
-                period_us = read_text(root, f"{base}/cpu.cfs_period_us")
-                try:
-                    q, p = int(quota_us or ""), int(period_us or "")
-                except ValueError:
-                    continue
-                where = f"cgroup v1 cfs_quota_us {q}, cfs_period_us {p}"
-                quotas.append((q / p if q > 0 and p > 0 else None, where))
-            if quotas:
-                break
-    if not quotas:
-        return None
+            text = read_text(root, _join(mount, rel, "cpu.max"))
+            quota, _, period = (text or "").partition(" ")
+            if period.isdigit() and int(period) > 0 and (quota == "max" or quota.isdigit()):
+                cpus = None if quota == "max" else int(quota) / int(period)
+                quotas.append((cpus, f"cgroup v2 cpu.max {text!r}"))
+    for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        if quotas:
+            break
+        for rel in _cgroup_paths(root, "cpu"):
+            base = _join("sys/fs/cgroup", mount, rel)
+            try:
+                q = int(read_text(root, f"{base}/cpu.cfs_quota_us") or "")
+                p = int(read_text(root, f"{base}/cpu.cfs_period_us") or "")
+            except ValueError:
+                continue
+            where = f"cgroup v1 cpu.cfs_quota_us {q}, cpu.cfs_period_us {p}"
+            quotas.append((q / p if q > 0 and p > 0 else None, where))
     limited = [q for q in quotas if q[0] is not None]
-    return min(limited, key=lambda q: q[0] or 0.0) if limited else quotas[0]
+    if limited:
+        return min(limited, key=lambda q: q[0] or 0.0)
+    return quotas[0] if quotas else None
 
 
 def check_cpu_quota(root: str | os.PathLike[str] = "/") -> Check:
@@ -241,8 +245,7 @@ def check_cpu_quota(root: str | os.PathLike[str] = "/") -> Check:
 
 def check_affinity(root: str | os.PathLike[str] = "/", affinity: set[int] | None = None) -> Check:
     """The CPUs this process may run on against the online ones; fewer means a pinned run."""
-    if affinity is None and is_live_root(root) and hasattr(os, "sched_getaffinity"):
-        affinity = os.sched_getaffinity(0)
+    affinity = _live_affinity(root) if affinity is None else affinity
     logical = len(online_cpus(root))
     if affinity is None:
         return Check("cpu_affinity", "unknown", UNKNOWN, f"{logical or 'unknown'} logical CPUs")
@@ -259,7 +262,7 @@ def check_steal(root: str | os.PathLike[str] = "/") -> Check:
     fraction = times.steal_fraction if times else None
     if times is None or fraction is None:
         return Check("cpu_steal", "unknown", UNKNOWN, "no proc/stat")
-    detail = f"{times.steal} of {times.total} ticks since boot; the run reports its own share"
+    detail = f"{times.steal} of {times.total} ticks since boot, not only during a run"
     status = WARN if fraction > STEAL_WARN_FRACTION else OK
     return Check("cpu_steal", f"{fraction:.2%}", status, detail)
 
@@ -311,25 +314,29 @@ def environment_checks(
     CPU mask on the live root only: a canned root's CPUs are not this process's, so it is unknown.
     """
     environ = os.environ if environ is None else environ
-    affinity_check = check_affinity(root, affinity)
+    affinity = _live_affinity(root) if affinity is None else affinity
     quota = _cpu_quota(root)
-    limits = [len(online_cpus(root)) or None]
-    if affinity is not None or affinity_check.status != UNKNOWN:
-        limits.append(int(affinity_check.value.split()[0]))
+    # Threads beyond the tightest of these limits time-share cores, whichever limit it is.
+    limits = [len(online_cpus(root)), len(affinity or ())]
     if quota is not None and quota[0] is not None:
         limits.append(max(1, int(quota[0])))
-    known = [n for n in limits if n]
-    readers: tuple[Callable[[], Check], ...] = (
-        lambda: check_governor(root),
-        lambda: check_smt(root),
-        lambda: check_cpu_quota(root),
-        lambda: affinity_check,
-        lambda: check_steal(root),
-        lambda: check_thread_variables(environ, min(known) if known else None),
-        lambda: check_transparent_hugepages(root),
-        lambda: check_cpu_package_energy(root),
+    cores_available = min((n for n in limits if n), default=None)
+    return (
+        check_governor(root),
+        check_smt(root),
+        check_cpu_quota(root),
+        check_affinity(root, affinity),
+        check_steal(root),
+        check_thread_variables(environ, cores_available),
+        check_transparent_hugepages(root),
+        check_cpu_package_energy(root),
     )
-    return tuple(read() for read in readers)
+
+
+def _live_affinity(root: str | os.PathLike[str]) -> set[int] | None:
+    if is_live_root(root) and hasattr(os, "sched_getaffinity"):
+        return os.sched_getaffinity(0)
+    return None
 
 
 def _ranges(cpus: list[int]) -> str:

@@ -53,10 +53,12 @@ def summary(s: Summary) -> Group:
 def stage_table(s: Summary) -> Table:
     e = s.end_to_end
     table = Table(title="per stage (ms; category columns are medians; ~ = indicative)")
-    for name in ("stage", "layer", "p50", "p90", "p99", "compute", "movement", "scheduling"):
-        table.add_column(name, justify="left" if name in ("stage", "layer") else "right")
-    for name in ("unattributed", "share e2e", "coverage"):
+    table.add_column("stage", no_wrap=True)
+    table.add_column("layer")
+    for name in ("p50", "p90", "p99", "compute", "movement", "scheduling", "unattrib."):
         table.add_column(name, justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("coverage", justify="right")
     for row in s.stages.to_dict(orient="records"):
         table.add_row(
             row["stage"],

@@ -1,0 +1,33 @@
+"""CUDA paths: run only where torch sees a GPU, skipped cleanly elsewhere."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.run import RunConfig, run
+from harness.runner import Measurement
+from harness.store import Archive
+from harness.summary import summarize
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+def test_rag_on_cuda_records_link_movement_and_device_compute(tmp_path):
+    config = RunConfig(
+        "rag",
+        device="cuda",
+        size="quick",
+        measurement=Measurement(warmup=2, min_requests=8, min_duration_s=0),
+        show_progress=False,
+    )
+    result = run(config, Archive(tmp_path), fingerprint={})
+    execution = result.manifest["config"]["execution"]
+    assert execution["device"] == "cuda" and execution["timing_mode"] == "synchronize-at-edge"
+    assert result.manifest["invariants"]["violation_count"] == 0
+    probes = result.intervals[result.intervals["kind"] == "probe"]
+    link = probes[probes["resource"] == "link"]
+    assert len(link) > 0 and (link["nbytes"] > 0).all()
+    assert (probes[probes["label"] == "encoder"]["resource"] == "device").all()
+    assert result.manifest["replicates"][0]["gpu_peak_bytes"] > 0
+    assert summarize(result).verdict.valid
