@@ -124,7 +124,7 @@ def test_workloads_lists_stages(capsys):
     assert status == 0
     rag = json.loads(out)["rag"]
     assert rag["ref"] == "workloads.rag:Rag"
-    assert [s["layer"] for s in rag["stages"]][0] == "ingress"
+    assert rag["stages"][0]["layer"] == "ingress"
 
 
 INTERRUPTED_PLUGIN = """
