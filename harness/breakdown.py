@@ -184,13 +184,14 @@ def answer(
     for (category, _), share in shares.items():
         by_category[category] += share
     target_share = shares.get(key, 0.0)
+    movement = by_category[Category.MOVEMENT.value]
+    waiting = by_category[Category.SCHEDULING.value]
     sentence = (
-        f"{target} is {target_share:.0%} of end-to-end time here: a {chip} {factor:g}x faster "
+        f"{target} is {_pct(target_share)} of end-to-end time here: a {chip} {factor:g}x faster "
         f"at compute would make this pipeline about {speedup:.2f}x faster at p50 "
-        f"({interval[0]:.2f}-{interval[1]:.2f}, {basis}); "
-        f"{by_category[Category.MOVEMENT.value]:.0%} is data movement and "
-        f"{by_category[Category.SCHEDULING.value]:.0%} waiting, which it does not shorten; "
-        f"{by_category[UNATTRIBUTED]:.0%} unattributed."
+        f"({interval[0]:.2f}-{interval[1]:.2f}, {basis}); {_pct(movement)} is data movement "
+        f"and {_pct(waiting)} waiting, which it does not shorten; "
+        f"{_pct(by_category[UNATTRIBUTED])} unattributed."
     )
     return Answer(
         target=target,
@@ -199,11 +200,16 @@ def answer(
         speedup=speedup,
         interval=interval,
         interval_basis=basis,
-        movement_share=by_category[Category.MOVEMENT.value],
-        waiting_share=by_category[Category.SCHEDULING.value],
+        movement_share=movement,
+        waiting_share=waiting,
         unattributed_share=by_category[UNATTRIBUTED],
         sentence=sentence,
     )
+
+
+def _pct(share: float) -> str:
+    # Small shares keep a decimal: "0%" would hide a real, measured 0.4%.
+    return f"{share:.0%}" if share >= 0.1 else f"{share:.1%}"
 
 
 def _p50_ratio(latency: np.ndarray, projected: np.ndarray) -> float:

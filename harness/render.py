@@ -45,9 +45,26 @@ def summary(s: Summary) -> Group:
             f"p99 {_ms(e.p99 * 1e3, e.indicative(99))} ms; probe coverage {s.coverage:.1%}"
         )
     )
+    parts.append(Text(_facts(m["replicates"]), style="dim"))
     parts.append(stage_table(s))
     parts.append(Text(s.answer.sentence, style="bold"))
     return Group(*parts)
+
+
+def _facts(replicates: list[dict[str, Any]]) -> str:
+    def spread(key: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+        values = [r[key] * scale for r in replicates if r.get(key) is not None]
+        if not values:
+            return "unknown"
+        low, high = min(values), max(values)
+        return fmt.format(low) if low == high else f"{fmt.format(low)}-{fmt.format(high)}"
+
+    return (
+        f"model load {spread('model_load_s')} s, first request "
+        f"{spread('first_request_s', 1e3, '{:.1f}')} ms, peak RSS "
+        f"{spread('peak_rss_bytes', 2**-20, '{:.0f}')} MiB, CPU steal "
+        f"{spread('cpu_steal_fraction', 100, '{:.2f}')}% during measurement"
+    )
 
 
 def stage_table(s: Summary) -> Table:

@@ -55,6 +55,10 @@ class RunContext:
     size: str = "default"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.size not in SIZES:
+            raise UserError(f"unknown size {self.size!r} (one of {', '.join(SIZES)})")
+
     @property
     def quick(self) -> bool:
         return self.size == "quick"
@@ -93,7 +97,11 @@ class StageContext:
         return self._probe(Category.COMPUTE, resource or default.value, label, 0)
 
     def movement(self, nbytes: int, label: str = "", resource: str | None = None) -> Probe:
-        """Time moving ``nbytes`` bytes: copies, (de)serialisation, IPC, disk, network."""
+        """Time moving ``nbytes`` bytes: copies, (de)serialisation, IPC, disk, network.
+
+        When the size is known only inside the block (a serialised reply), set the probe's
+        ``nbytes`` there: ``with ctx.movement(0) as p: body = dumps(x); p.nbytes = len(body)``.
+        """
         return self._probe(Category.MOVEMENT, resource or Resource.HOST_MEMORY.value, label, nbytes)
 
     def transfer(self, nbytes: int, label: str = "") -> Probe:
@@ -166,7 +174,7 @@ class Workload:
         raise NotImplementedError
 
     def work(self) -> Mapping[str, Any]:
-        """The work's configuration (shapes, sizes): with the inputs it must match to compare."""
+        """The work's configuration (shapes, sizes), read after ``setup``; must match to compare."""
         return {}
 
     def outputs(self, response: Any) -> Mapping[str, Any]:

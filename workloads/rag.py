@@ -1,0 +1,256 @@
+"""The RAG workload: parse a query, embed it, retrieve passages, generate an answer, assemble it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from harness.workload import RunContext, Stage, StageContext, Workload
+from workloads import text
+from workloads.models import Decoder, DecoderConfig, Encoder, EncoderConfig
+
+# Bounds a request may not cross, so every prompt fits the decoder's positions.
+MAX_QUERY_TOKENS = 64
+MAX_TOP_K = 5
+_CORPUS_STREAM = 3  # the corpus embeddings' random stream, apart from text's streams
+
+
+@dataclass(frozen=True)
+class RagConfig:
+    """Everything that sizes one RAG request's work."""
+
+    corpus_size: int
+    passage_len: int
+    top_k: int
+    new_tokens: int
+    requests: int = 256
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top_k <= MAX_TOP_K:
+            raise ValueError(f"top_k {self.top_k} outside 1..{MAX_TOP_K}")
+        longest = prompt_len(MAX_TOP_K, self.passage_len, MAX_QUERY_TOKENS) + self.new_tokens
+        if longest > self.decoder.max_positions:
+            raise ValueError(f"prompts of up to {longest} tokens overflow the decoder's positions")
+
+    @classmethod
+    def for_size(cls, size: str, vocab_size: int) -> RagConfig:
+        """The config of a public size (``quick`` or ``default``) for a tokenizer's vocabulary."""
+        models = {
+            "encoder": EncoderConfig(vocab_size=vocab_size),
+            "decoder": DecoderConfig(vocab_size=vocab_size),
+        }
+        if size == "quick":
+            # The same models, a smaller corpus and a shorter answer: about 70 ms a request on
+            # two cores, where decoding costs about 5 ms a token.
+            return cls(corpus_size=20_000, passage_len=64, top_k=3, new_tokens=8, **models)
+        if size == "default":
+            return cls(corpus_size=100_000, passage_len=128, top_k=3, new_tokens=32, **models)
+        raise ValueError(f"unknown size {size!r} (quick or default)")
+
+
+def prompt_len(top_k: int, passage_len: int, query_tokens: int) -> int:
+    """Tokens in a prompt: [BOS], the passages, [SEP], the query's words."""
+    return 1 + top_k * passage_len + 1 + query_tokens
+
+
+@dataclass(frozen=True, eq=False)
+class Query:
+    """A parsed request: its id, how many passages it wants and its tokens ([CLS] ... [SEP])."""
+
+    id: int
+    top_k: int
+    ids: Tensor  # int64 [seq] on the host
+
+    @property
+    def words(self) -> Tensor:
+        return self.ids[1:-1]
+
+
+@dataclass(frozen=True, eq=False)
+class Embedded:
+    """A query and its L2-normalised embedding [hidden] on the device."""
+
+    query: Query
+    embedding: Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class Retrieved:
+    """The top-k passages of a query: their ids and scores, best first, and their tokens."""
+
+    query: Query
+    ids: list[int]
+    scores: list[float]
+    passages: np.ndarray  # int32 [top_k, passage_len]
+
+
+class Rag(Workload):
+    """Retrieval-augmented generation, one request at a time.
+
+    The corpus's embeddings are random unit vectors drawn from the seed, not the encoder's output
+    for each passage: encoding 100k passages at every setup would take over ten minutes on two
+    cores, and exact search costs the same whatever the vectors hold. Models have random weights
+    and real shapes (a MiniLM-sized encoder, a small GPT-style decoder).
+    """
+
+    name = "rag"
+    description = "retrieval-augmented generation: embed, exact top-k search, greedy decoding"
+    stages = (
+        Stage("parse", layer="ingress"),
+        Stage("embed", layer="inference", after=("parse",)),
+        Stage("retrieve", layer="retrieval", after=("embed",)),
+        Stage("generate", layer="inference", after=("retrieve",)),
+        Stage("assemble", layer="assembly", after=("retrieve", "generate")),
+    )
+    code_modules = ("workloads.text", "workloads.models")
+
+    config: RagConfig
+    seed: int
+    tokenizer: text.Tokenizer
+    encoder: Encoder
+    decoder: Decoder
+    corpus: Tensor  # float32 [corpus_size, hidden] on the device, unit rows
+    store: np.ndarray  # int32 [corpus_size, passage_len] on the host
+
+    def setup(self, ctx: RunContext) -> None:
+        self.tokenizer = text.Tokenizer()
+        self.config = RagConfig.for_size(ctx.size, self.tokenizer.vocab_size)
+        self.seed = ctx.seed
+        config, device = self.config, torch.device(ctx.device)
+        # A forked generator state: building models must not move the process's global stream.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.seed)
+            self.encoder = Encoder(config.encoder).eval().to(device)
+            self.decoder = Decoder(config.decoder).eval().to(device)
+        rng = np.random.default_rng([ctx.seed, _CORPUS_STREAM])
+        vectors = rng.standard_normal((config.corpus_size, config.encoder.hidden), np.float32)
+        corpus = F.normalize(torch.from_numpy(vectors), dim=-1)
+        self.corpus = corpus.to(device)
+        self.store = text.passage_store(
+            self.tokenizer, config.corpus_size, config.passage_len, ctx.seed
+        )
+
+    def requests(self, ctx: RunContext) -> Sequence[bytes]:
+        tokenizer = text.Tokenizer()
+        config = RagConfig.for_size(ctx.size, tokenizer.vocab_size)
+        questions = text.queries(tokenizer, config.requests, ctx.seed)
+        return [
+            json.dumps({"id": i, "query": q, "top_k": config.top_k}).encode()
+            for i, q in enumerate(questions)
+        ]
+
+    def work(self) -> Mapping[str, Any]:
+        config = self.config
+        return {
+            "corpus_size": config.corpus_size,
+            "embedding_dim": config.encoder.hidden,
+            "passage_len": config.passage_len,
+            "top_k": config.top_k,
+            "new_tokens": config.new_tokens,
+            "requests": config.requests,
+            "max_query_tokens": MAX_QUERY_TOKENS,
+            "vocab_size": self.tokenizer.vocab_size,
+            "encoder": asdict(config.encoder),
+            "decoder": asdict(config.decoder),
+            "seed": self.seed,
+        }
+
+    def outputs(self, response: bytes) -> Mapping[str, Any]:
+        body = json.loads(response)
+        return {"top_k": body["passages"], "tokens": body["tokens"]}
+
+    def parse(self, ctx: StageContext, payload: bytes) -> Query:
+        """Deserialise the request and tokenize its query."""
+        with ctx.movement(nbytes=len(payload), label="json.loads"):
+            body = json.loads(payload)
+        top_k = int(body.get("top_k", self.config.top_k))
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise ValueError(f"top_k {top_k} outside 1..{MAX_TOP_K}")
+        with ctx.compute(label="tokenize", resource="host-cpu"):
+            words = self.tokenizer.encode(body["query"])[:MAX_QUERY_TOKENS]
+            ids = torch.tensor([text.CLS, *words, text.SEP], dtype=torch.int64)
+        return Query(id=int(body["id"]), top_k=top_k, ids=ids)
+
+    def embed(self, ctx: StageContext, query: Query) -> Embedded:
+        """The query's sentence embedding, computed on the device."""
+        ids = query.ids
+        if ctx.on_device:
+            with ctx.transfer(nbytes=ids.nbytes, label="h2d ids"):
+                ids = ids.to(ctx.device)
+        with ctx.compute(label="encoder"), torch.inference_mode():
+            batch = ids[None]
+            embedding = self.encoder(batch, torch.ones_like(batch))[0]
+        return Embedded(query, embedding)
+
+    def retrieve(self, ctx: StageContext, embedded: Embedded) -> Retrieved:
+        """Exact top-k by inner product over the corpus, then the passages' tokens."""
+        k = embedded.query.top_k
+        with ctx.compute(label="top-k"), torch.inference_mode():
+            top = torch.topk(self.corpus @ embedded.embedding, k)
+        scores, ids = top.values, top.indices
+        if ctx.on_device:
+            with ctx.transfer(nbytes=scores.nbytes + ids.nbytes, label="d2h top-k"):
+                scores, ids = scores.cpu(), ids.cpu()
+        rows = ids.numpy()
+        with ctx.movement(
+            nbytes=k * self.store.shape[1] * self.store.itemsize, label="gather passages"
+        ):
+            passages = self.store[rows]
+        return Retrieved(embedded.query, rows.tolist(), scores.tolist(), passages)
+
+    def generate(self, ctx: StageContext, retrieved: Retrieved) -> list[int]:
+        """A fixed number of answer tokens by greedy decoding over passages and query.
+
+        It never stops early at [EOS]: every run and backend does the same work.
+        """
+        n = self.config.new_tokens
+        with ctx.compute(label="prompt", resource="host-cpu"):
+            passages = torch.from_numpy(retrieved.passages.reshape(-1)).to(torch.int64)
+            bos, sep = torch.tensor([text.BOS]), torch.tensor([text.SEP])
+            prompt = torch.cat([bos, passages, sep, retrieved.query.words])[None]
+        if ctx.on_device:
+            with ctx.transfer(nbytes=prompt.nbytes, label="h2d prompt"):
+                prompt = prompt.to(ctx.device)
+        decoder = self.decoder
+        with torch.inference_mode():
+            with ctx.compute(label="prefill"):
+                logits, keys, values = decoder(prompt, *decoder.empty_cache(1, prompt.device))
+                token = logits.argmax(dim=-1)
+                # Answer ids stay on the device through the loop: one copy back at the end.
+                answer = torch.empty(n, dtype=torch.int64, device=prompt.device)
+                answer[0] = token[0]
+            with ctx.compute(label="decode"):
+                for step in range(1, n):
+                    logits, keys, values = decoder(token[:, None], keys, values)
+                    token = logits.argmax(dim=-1)
+                    answer[step] = token[0]
+        if ctx.on_device:
+            with ctx.transfer(nbytes=answer.nbytes, label="d2h tokens"):
+                answer = answer.cpu()
+        return answer.tolist()
+
+    def assemble(self, ctx: StageContext, retrieved: Retrieved, tokens: list[int]) -> bytes:
+        """The response as JSON: the answer's text and tokens, the passages that grounded it."""
+        with ctx.compute(label="detokenize", resource="host-cpu"):
+            answer = self.tokenizer.decode(tokens)
+        body = {
+            "id": retrieved.query.id,
+            "answer": answer,
+            "tokens": tokens,
+            "passages": retrieved.ids,
+            "scores": retrieved.scores,
+        }
+        # The size is known only once serialised: the probe's byte count is set before it closes.
+        with ctx.movement(nbytes=0, label="json.dumps") as probe:
+            result = json.dumps(body).encode()
+            probe.nbytes = len(result)
+        return result
