@@ -46,7 +46,8 @@ class ProgressBar:
         if now - self._last < REFRESH_S:
             return
         self._last = now
-        fraction = min(done / self.min_requests, elapsed_s / self.min_duration_s, 1.0)
+        by_time = elapsed_s / self.min_duration_s if self.min_duration_s > 0 else 1.0
+        fraction = min(done / self.min_requests, by_time, 1.0)
         detail = f"{done}/{self.min_requests} requests, {elapsed_s:.0f}/{self.min_duration_s:.0f} s"
         self._progress.update(self._task, completed=fraction, detail=detail)
         self._progress.refresh()
