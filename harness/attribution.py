@@ -8,7 +8,7 @@ critical path through the stage DAG, and stages that ran beside that path count 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from harness.probes import Category, Interval, Kind, Resource
@@ -20,30 +20,45 @@ CATEGORIES = (Category.COMPUTE.value, Category.MOVEMENT.value, Category.SCHEDULI
 
 @dataclass(frozen=True)
 class StageSplit:
-    """One stage of one request: its wall time split by category (and by resource)."""
+    """One stage of one request: its wall time split by (category, resource) along its own
+    critical timeline, where a join on fan-out branches is replaced by the branch that ended
+    last; the other branches ran beside it and are overlap."""
 
     stage: str
     start_ns: int
     end_ns: int
-    compute_ns: int
-    movement_ns: int
-    scheduling_ns: int
-    nbytes: int
-    # ((category, resource), exclusive ns) for every probed pair, sorted
+    # ((category, resource), ns) for every piece of the timeline, `unattributed` included
     by_resource: tuple[tuple[tuple[str, str], int], ...]
+    nbytes: int = 0
+    overlap_ns: int = 0
 
     @property
     def wall_ns(self) -> int:
         return self.end_ns - self.start_ns
 
+    def category_ns(self, category: str) -> int:
+        return sum(ns for (cat, _), ns in self.by_resource if cat == category)
+
     @property
-    def measured_ns(self) -> int:
-        return self.compute_ns + self.movement_ns + self.scheduling_ns
+    def compute_ns(self) -> int:
+        return self.category_ns(Category.COMPUTE.value)
+
+    @property
+    def movement_ns(self) -> int:
+        return self.category_ns(Category.MOVEMENT.value)
+
+    @property
+    def scheduling_ns(self) -> int:
+        return self.category_ns(Category.SCHEDULING.value)
 
     @property
     def unattributed_ns(self) -> int:
-        """Wall time no probe covered: interpreter and glue code, reported apart by definition."""
-        return self.wall_ns - self.measured_ns
+        """Time no probe covered: interpreter and glue code, never counted as scheduling."""
+        return self.category_ns(UNATTRIBUTED)
+
+    @property
+    def measured_ns(self) -> int:
+        return self.compute_ns + self.movement_ns + self.scheduling_ns
 
     @property
     def coverage(self) -> float:
@@ -83,9 +98,10 @@ class RequestSplit:
 
     @property
     def overlap_ns(self) -> int:
-        """Wall time of stages off the critical path: ran beside it, so not added end to end."""
+        """Time that ran beside the critical path (other stages, other branches): not added."""
         on_path = set(self.critical_stages)
-        return sum(s.wall_ns for s in self.stages if s.stage not in on_path)
+        off_path = sum(s.wall_ns for s in self.stages if s.stage not in on_path)
+        return off_path + sum(s.overlap_ns for s in self.stages if s.stage in on_path)
 
     def wait_ns(self, kind: str) -> int:
         """Queue or handoff wait on the critical path."""
@@ -96,10 +112,8 @@ class RequestSplit:
         totals: dict[tuple[str, str], int] = defaultdict(int)
         for seg in self.path:
             if seg.kind == "stage":
-                split = self.stage(seg.stage)
-                for key, ns in split.by_resource:
+                for key, ns in self.stage(seg.stage).by_resource:
                     totals[key] += ns
-                totals[(UNATTRIBUTED, "")] += split.unattributed_ns
             else:
                 totals[(Category.SCHEDULING.value, Resource.WAIT.value)] += (
                     seg.end_ns - seg.start_ns
@@ -114,29 +128,92 @@ class RequestSplit:
         return totals
 
 
-def split_stage(stage: Interval, probes: Iterable[Interval]) -> StageSplit:
-    """Innermost-wins split of one stage, from the probes on the stage's own thread."""
-    own = [p for p in probes if p.thread == stage.thread]
-    child_ns: dict[int, int] = defaultdict(int)
-    for probe in own:
-        child_ns[probe.parent] += probe.duration_ns
+class SpanTree:
+    """The intervals of one request indexed by span: who encloses whom."""
+
+    def __init__(self, intervals: Iterable[Interval]) -> None:
+        self.children: dict[int, list[Interval]] = defaultdict(list)
+        for iv in intervals:
+            if iv.kind in (Kind.PROBE.value, Kind.BRANCH.value) and iv.parent >= 0:
+                self.children[iv.parent].append(iv)
+        for kids in self.children.values():
+            kids.sort(key=lambda iv: (iv.start_ns, -iv.end_ns))
+
+    def nested(self, node: Interval) -> list[Interval]:
+        """Probes nested in ``node`` on its own timeline (branches are timelines of their own)."""
+        return [iv for iv in self.children[node.span] if iv.kind == Kind.PROBE.value]
+
+    def branches(self, node: Interval) -> list[Interval]:
+        return [iv for iv in self.children[node.span] if iv.kind == Kind.BRANCH.value]
+
+
+def _key(node: Interval) -> tuple[str, str]:
+    if node.kind == Kind.PROBE.value:
+        return (node.category, node.resource)
+    return (UNATTRIBUTED, "")  # a stage's or branch's own code outside any probe
+
+
+def _timeline(
+    node: Interval, start: int, end: int, tree: SpanTree, overlap: list[int]
+) -> Iterator[tuple[int, int, tuple[str, str]]]:
+    """Pieces (start, end, key) of ``node``'s timeline within [start, end], innermost first.
+
+    Time the node spends outside its nested probes is its own; if the node joined branches,
+    that time is the last-ending branch's timeline, and the others' time goes to ``overlap``.
+    """
+    branches = tree.branches(node)
+    critical = max(branches, key=lambda b: b.end_ns, default=None)
+    overlap.append(sum(b.duration_ns for b in branches if b is not critical))
+    cursor = start
+    for child in tree.nested(node):
+        lo, hi = max(child.start_ns, start), min(child.end_ns, end)
+        if hi <= lo:
+            continue
+        yield from _own(node, cursor, lo, critical, tree, overlap)
+        yield from _timeline(child, lo, hi, tree, overlap)
+        cursor = max(cursor, hi)
+    yield from _own(node, cursor, end, critical, tree, overlap)
+
+
+def _own(
+    node: Interval,
+    start: int,
+    end: int,
+    critical: Interval | None,
+    tree: SpanTree,
+    overlap: list[int],
+) -> Iterator[tuple[int, int, tuple[str, str]]]:
+    if end < start:  # a child began before its older sibling ended: broken nesting
+        yield (start, end, _key(node))
+        return
+    if critical is None:
+        if end > start:
+            yield (start, end, _key(node))
+        return
+    lo, hi = max(start, critical.start_ns), min(end, critical.end_ns)
+    if hi <= lo:
+        yield (start, end, _key(node))
+        return
+    if lo > start:
+        yield (start, lo, _key(node))
+    yield from _timeline(critical, lo, hi, tree, overlap)
+    if end > hi:
+        yield (hi, end, _key(node))
+
+
+def split_stage(stage: Interval, tree: SpanTree, probes: Iterable[Interval] = ()) -> StageSplit:
+    """The split of one stage along its critical timeline (innermost probe wins)."""
+    overlap: list[int] = []
     by_resource: dict[tuple[str, str], int] = defaultdict(int)
-    nbytes = 0
-    for probe in own:
-        by_resource[(probe.category, probe.resource)] += probe.duration_ns - child_ns[probe.span]
-        nbytes += probe.nbytes
-    by_category = dict.fromkeys(CATEGORIES, 0)
-    for (category, _), ns in by_resource.items():
-        by_category[category] += ns
+    for start, end, key in _timeline(stage, stage.start_ns, stage.end_ns, tree, overlap):
+        by_resource[key] += end - start
     return StageSplit(
         stage=stage.stage,
         start_ns=stage.start_ns,
         end_ns=stage.end_ns,
-        compute_ns=by_category[Category.COMPUTE.value],
-        movement_ns=by_category[Category.MOVEMENT.value],
-        scheduling_ns=by_category[Category.SCHEDULING.value],
-        nbytes=nbytes,
         by_resource=tuple(sorted(by_resource.items())),
+        nbytes=sum(p.nbytes for p in probes),
+        overlap_ns=sum(overlap),
     )
 
 
@@ -179,7 +256,8 @@ def split_request(intervals: Sequence[Interval], stages: Sequence[Stage]) -> Req
     for interval in intervals:
         if interval.kind == Kind.PROBE.value and interval.stage:
             probes[interval.stage].append(interval)
-    splits = {name: split_stage(iv, probes[name]) for name, iv in stage_intervals.items()}
+    tree = SpanTree(intervals)
+    splits = {name: split_stage(iv, tree, probes[name]) for name, iv in stage_intervals.items()}
     threads = {name: iv.thread for name, iv in stage_intervals.items()}
     path = critical_path(stages, splits, threads, request.start_ns)
     return RequestSplit(
@@ -200,21 +278,27 @@ def check_invariants(intervals: Sequence[Interval], split: RequestSplit) -> list
             problems.append(f"request {req}: negative time in {iv.kind} {iv.label or iv.stage!r}")
     stage_iv = {iv.stage: iv for iv in intervals if iv.kind == Kind.STAGE.value}
     for iv in intervals:
-        if iv.kind == Kind.PROBE.value and iv.stage:
+        if iv.kind in (Kind.PROBE.value, Kind.BRANCH.value):
             outer = stage_iv.get(iv.stage)
             if outer is None or iv.start_ns < outer.start_ns or iv.end_ns > outer.end_ns:
                 problems.append(
-                    f"request {req}: probe {iv.label!r} lies outside stage {iv.stage!r}"
+                    f"request {req}: {iv.kind} {iv.label!r} lies outside stage {iv.stage!r}"
                 )
         if iv.kind != Kind.REQUEST.value and (
             iv.start_ns < split.arrival_ns or iv.end_ns > split.response_ns
         ):
             problems.append(f"request {req}: {iv.kind} {iv.stage or iv.label!r} outside request")
+    tree = SpanTree(intervals)
+    for node in intervals:
+        cursor = node.start_ns
+        for child in tree.nested(node):
+            # One timeline's probes must nest: siblings never overlap, children stay inside.
+            if child.start_ns < cursor or child.end_ns > node.end_ns:
+                where = node.label or node.stage or node.kind
+                problems.append(f"request {req}: probe {child.label!r} overlaps inside {where!r}")
+                break
+            cursor = child.end_ns
     for s in split.stages:
-        if s.measured_ns > s.wall_ns:
-            problems.append(
-                f"request {req}: stage {s.stage!r} measured {s.measured_ns} > wall {s.wall_ns} ns"
-            )
         for (category, _), ns in s.by_resource:
             if ns < 0:
                 problems.append(f"request {req}: stage {s.stage!r} has negative {category} time")

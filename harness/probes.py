@@ -32,6 +32,9 @@ class Resource(str, Enum):
     LINK = "link"
     REMOTE = "remote"
     WAIT = "wait"
+    # One branch of a run-time fan-out, on its own thread or task, enclosed by the wait that
+    # joins it: on the critical path the join is replaced by its last-ending branch.
+    BRANCH = "branch"
 
 
 class Kind(str, Enum):
@@ -43,6 +46,9 @@ class Kind(str, Enum):
     # Recorded by the runner: arrival to a root stage's start (queue wait), a stage's inputs
     # ready to its start (handoff wait). Scheduling on the `wait` resource, outside any stage.
     WAIT = "wait"
+    # One branch of a run-time fan-out, on its own thread or task, enclosed by the wait that
+    # joins it: on the critical path the join is replaced by its last-ending branch.
+    BRANCH = "branch"
 
 
 QUEUE_WAIT = "queue wait"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import inspect
 import sys
@@ -115,15 +116,26 @@ class StageContext:
     def fan_out(self, fn: Callable[[T], R], items: Iterable[T], label: str = "") -> list[R]:
         """Run ``fn`` over ``items`` concurrently (run-time fan-out, e.g. a planner's tool calls).
 
-        Each call runs in a copy of this task's context, so its probes nest under the stage and
-        record their own thread; the stage's time blocked on the branches is a scheduling wait.
+        The stage blocks in a wait that joins the branches; each branch runs on a pool thread
+        in a copy of this context, recorded as a branch enclosed by that wait, so the analysis
+        can put the last branch to finish on the critical path and the others beside it.
         """
         items = list(items)
-        if self._fan_out_pool is None or len(items) <= 1:
-            return [fn(item) for item in items]
-        futures = [self._fan_out_pool.submit(_copied_context_call(fn), item) for item in items]
+        pool = self._fan_out_pool
         with self.wait(label or "fan-out join"):
+            if pool is None or len(items) <= 1:
+                return [self._branch(fn, item, i) for i, item in enumerate(items)]
+            # ThreadPoolExecutor does not carry contextvars: without a copy per branch, its
+            # probes would lose the spans that enclose them.
+            futures = [
+                pool.submit(contextvars.copy_context().run, self._branch, fn, item, i)
+                for i, item in enumerate(items)
+            ]
             return [future.result() for future in futures]
+
+    def _branch(self, fn: Callable[[T], R], item: T, index: int) -> R:
+        with self.recorder.span(Kind.BRANCH, stage=self.stage, label=f"branch {index}"):
+            return fn(item)
 
     def _probe(self, category: Category, resource: str, label: str, nbytes: int) -> Probe:
         return self.recorder.span(
@@ -134,15 +146,6 @@ class StageContext:
             label=label,
             nbytes=nbytes,
         )
-
-
-def _copied_context_call(fn: Callable[[T], R]) -> Callable[[T], R]:
-    # ThreadPoolExecutor does not carry contextvars; without this the probes of a branch would
-    # lose their enclosing span.
-    import contextvars
-
-    context = contextvars.copy_context()
-    return lambda item: context.run(fn, item)
 
 
 class Workload:

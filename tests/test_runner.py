@@ -181,11 +181,16 @@ def test_fan_out_branches_nest_under_their_stage_on_other_threads():
     assert outcome.response == [0, 1, 4]
     ivs = outcome.recorder.intervals
     stage = next(iv for iv in ivs if iv.kind == "stage")
-    tools = [iv for iv in ivs if iv.label.startswith("tool")]
-    assert len(tools) == 3 and all(iv.parent == stage.span for iv in tools)
-    assert all(iv.thread != stage.thread for iv in tools)
     join = next(iv for iv in ivs if iv.label == "fan-out join")
-    assert join.thread == stage.thread and join.category == "scheduling"
+    assert join.parent == stage.span and join.thread == stage.thread
+    branches = {iv.span: iv for iv in ivs if iv.kind == "branch"}
+    assert len(branches) == 3 and all(b.parent == join.span for b in branches.values())
+    tools = [iv for iv in ivs if iv.label.startswith("tool")]
+    assert len(tools) == 3 and all(branches[t.parent].thread == t.thread for t in tools)
+    assert all(iv.thread != stage.thread for iv in tools)
+    split = split_request(ivs, FanOut.stages)
+    assert check_invariants(ivs, split) == []
+    assert split.stage("plan").compute_ns > 0  # the last branch's work, not a bare wait
 
 
 def test_empty_request_stream_is_refused():
