@@ -22,7 +22,7 @@ DEFAULT_FACTOR = 1.5
 
 
 def stages_of(result: ResultSet) -> list[Stage]:
-    return [Stage(s["name"], s["layer"], tuple(s["after"])) for s in result.manifest["stages"]]
+    return [Stage.from_dict(s) for s in result.manifest["stages"]]
 
 
 def ok_requests(
@@ -161,6 +161,20 @@ def answer(
     over this set's requests (which are not independent samples, and say so).
     """
     splits = request_splits(result) if splits is None else splits
+    if not splits:
+        nan = float("nan")
+        return Answer(
+            "",
+            0.0,
+            factor,
+            nan,
+            (nan, nan),
+            "",
+            0.0,
+            0.0,
+            0.0,
+            "no request succeeded: there is nothing to project.",
+        )
     on_device = result.manifest["config"]["execution"]["device"] != "cpu"
     resource = Resource.DEVICE.value if on_device else Resource.HOST_CPU.value
     target = "device compute" if on_device else "host compute"

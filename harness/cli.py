@@ -12,10 +12,8 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from harness import __version__
-from harness.errors import UserError
-
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+from harness.devices import DEVICES
+from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,7 +25,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _console() -> Console:
     # Tables are wide; a pipe's default 80 columns would wrap every row.
-    return Console(width=max(Console().width, 132))
+    console = Console()
+    return console if console.is_terminal else Console(width=132)
 
 
 def _out(args: argparse.Namespace, payload: Any, renderable: Callable[[], Any]) -> None:
@@ -56,7 +55,7 @@ def cmd_workloads(args: argparse.Namespace) -> int:
     found = {}
     for name, ref in plugins.registered().items():
         cls = plugins.load(name)
-        stages = [{"name": s.name, "layer": s.layer, "after": list(s.after)} for s in cls.stages]
+        stages = [s.to_dict() for s in cls.stages]
         found[name] = {"ref": ref, "description": cls.description, "stages": stages}
     _out(args, found, lambda: render.workloads(found))
     return 0
@@ -64,6 +63,7 @@ def cmd_workloads(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import hardware, plugins, render
+    from harness.devices import resolve_device
     from harness.run import RunConfig, run
     from harness.runner import Measurement
     from harness.store import Archive
@@ -80,17 +80,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if measurement.warmup < 0 or measurement.min_requests < 1 or measurement.min_duration_s < 0:
         raise UserError("--warmup must be >= 0, --min-requests >= 1, --min-duration >= 0")
     names = args.workloads or list(plugins.registered())
-    for name in names:  # refuse a bad name before spending minutes on the good ones
-        plugins.load(name)
-    archive = Archive(args.results)
-    err = Console(stderr=True)
-    fingerprint = hardware.detect().to_dict()
-    cpu = fingerprint["host"]["host_processor_model_name"]
-    err.print(f"gapbench {__version__}: {cpu}; archive {archive.location}", style="dim")
-    summaries = []
-    interrupted = False
-    for name in names:
-        config = RunConfig(
+    # Refuse bad input before spending minutes (or a hardware scan) on the good part of it.
+    configs = [
+        RunConfig(
             workload=name,
             device=args.device,
             size=size,
@@ -99,18 +91,36 @@ def cmd_run(args: argparse.Namespace) -> int:
             measurement=measurement,
             show_progress=not args.no_progress,
         )
+        for name in names
+    ]
+    for config in configs:
+        plugins.load(config.workload)
+    resolve_device(args.device)
+    archive = Archive(args.results)
+    err = Console(stderr=True)
+    fingerprint = hardware.detect().to_dict()
+    cpu = fingerprint["host"]["host_processor_model_name"]
+    err.print(f"gapbench {__version__}: {cpu}; archive {archive.location}", style="dim")
+    summaries = []
+    status = 0
+    for config in configs:
         result = run(config, archive, fingerprint)
         summary = summarize(result)
         summaries.append(summary)
         if not args.json:
             _console().print(render.summary(summary))
-        if not result.complete:
-            interrupted = True
+        stopped = result.manifest["stopped_by"]
+        if stopped and stopped != "interrupted":
+            err.print(f"gapbench: error: {stopped} (what finished is archived as {result.id})")
+            status = EXIT_BAD_INPUT
+            break
+        if stopped:
+            status = EXIT_INTERRUPTED
             break
     if args.json:
         json.dump([s.to_dict() for s in summaries], sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
-    return EXIT_INTERRUPTED if interrupted else 0
+    return status
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -132,10 +142,10 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from harness import render
-    from harness.store import Archive
+    from harness.store import load
     from harness.summary import summarize
 
-    summary = summarize(Archive(args.results).load(args.result))
+    summary = summarize(load(args.result, args.results))
     _out(args, summary.to_dict(), lambda: render.summary(summary))
     return 0
 
@@ -174,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="registered name, module:Class or path/to/file.py:Class (default: all registered)",
     )
     run.add_argument("--quick", action="store_true", help="small sizes and short measurement")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    run.add_argument("--device", choices=DEVICES, default="auto")
     run.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     run.add_argument(
         "--repeat",
@@ -193,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     archive_option(results)
 
     show = verb("show", cmd_show, "Show the breakdown of an archived result set.")
-    show.add_argument("result", metavar="RESULT", help="an id, a unique prefix of one, or 'latest'")
+    show.add_argument(
+        "result", metavar="RESULT", help="an id, a unique prefix, 'latest', or a set's folder"
+    )
     archive_option(show)
     return parser
 

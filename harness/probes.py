@@ -99,9 +99,9 @@ def _task_name() -> str:
 class Recorder:
     """Collects the intervals of one request; safe to use from several threads at once.
 
-    ``sync`` is called at both edges of compute and movement probes when the device runs
-    asynchronously (CUDA synchronize-at-edge mode), so queued kernels are charged to the probe
-    that launched them and never leak into the next one.
+    ``sync`` is called at both edges of stages and of compute and movement probes when the
+    device runs asynchronously (CUDA synchronize-at-edge mode), so queued kernels are charged to
+    the probe that launched them and never leak into the next one or the next stage.
     """
 
     __slots__ = ("_ids", "_lock", "clock", "intervals", "request", "sync")
@@ -170,6 +170,7 @@ class Probe:
         "_recorder",
         "_span",
         "_start",
+        "_sync",
         "_token",
         "category",
         "kind",
@@ -196,6 +197,10 @@ class Probe:
         self.resource = resource
         self.label = label
         self.nbytes = nbytes
+        # Waits stay unsynchronized: they time the host blocking, not the device.
+        self._sync = recorder.sync is not None and (
+            kind is Kind.STAGE or category in (Category.COMPUTE.value, Category.MOVEMENT.value)
+        )
 
     @property
     def start_ns(self) -> int:
@@ -209,7 +214,7 @@ class Probe:
 
     def __enter__(self) -> Probe:
         recorder = self._recorder
-        if recorder.sync is not None and self.kind is Kind.PROBE:
+        if self._sync:
             recorder.sync()
         self._span = next(recorder._ids)
         self._token = _open_spans.set((*_open_spans.get(), self._span))
@@ -218,7 +223,7 @@ class Probe:
 
     def __exit__(self, *exc: object) -> None:
         recorder = self._recorder
-        if recorder.sync is not None and self.kind is Kind.PROBE:
+        if self._sync:
             recorder.sync()
         end = self._end = recorder.clock()
         _open_spans.reset(self._token)

@@ -31,6 +31,7 @@ class ProgressBar:
             auto_refresh=False,
             transient=True,
         )
+        self.label = label
         self._task = self._progress.add_task(label, total=1.0, detail="")
         self._last = 0.0
 
@@ -40,6 +41,11 @@ class ProgressBar:
 
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
+
+    def phase(self, name: str) -> None:
+        """Say what the run is doing before measurement starts (setup, warm-up)."""
+        self._progress.update(self._task, description=f"{self.label}: {name}")
+        self._progress.refresh()
 
     def update(self, done: int, elapsed_s: float) -> None:
         now = time.monotonic()

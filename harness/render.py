@@ -26,12 +26,12 @@ def summary(s: Summary) -> Group:
     m = s.result.manifest
     execution = m["config"]["execution"]
     parts: list[Any] = []
-    status = "[green]valid[/]" if s.verdict.valid else "[red]INVALID[/]"
     parts.append(
-        Text.from_markup(
-            f"[bold]{s.result.id}[/]  {m['workload']} ({m['config']['work']['size']}) on "
-            f"{execution['device']}, {execution['threads']} threads, "
-            f"{execution['repeat']} process(es): {status}"
+        Text.assemble(
+            (s.result.id, "bold"),
+            f"  {m['workload']} ({m['config']['work']['size']}) on {execution['device']}, "
+            f"{execution['threads']} threads, {execution['repeat']} process(es): ",
+            ("valid", "green") if s.verdict.valid else ("INVALID", "red"),
         )
     )
     parts += [Text(f"  ! {p}", style="red") for p in s.verdict.problems]
@@ -52,19 +52,23 @@ def summary(s: Summary) -> Group:
 
 
 def _facts(replicates: list[dict[str, Any]]) -> str:
-    def spread(key: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+    def spread(key: str, unit: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
         values = [r[key] * scale for r in replicates if r.get(key) is not None]
         if not values:
             return "unknown"
         low, high = min(values), max(values)
-        return fmt.format(low) if low == high else f"{fmt.format(low)}-{fmt.format(high)}"
+        text = fmt.format(low) if low == high else f"{fmt.format(low)}-{fmt.format(high)}"
+        return f"{text}{unit}"
 
-    return (
-        f"model load {spread('model_load_s')} s, first request "
-        f"{spread('first_request_s', 1e3, '{:.1f}')} ms, peak RSS "
-        f"{spread('peak_rss_bytes', 2**-20, '{:.0f}')} MiB, CPU steal "
-        f"{spread('cpu_steal_fraction', 100, '{:.2f}')}% during measurement"
-    )
+    facts = [
+        f"model load {spread('model_load_s', ' s')}",
+        f"first request {spread('first_request_s', ' ms', 1e3, '{:.1f}')}",
+        f"peak RSS {spread('peak_rss_bytes', ' MiB', 2**-20, '{:.0f}')}",
+    ]
+    if any(r.get("gpu_peak_bytes") is not None for r in replicates):
+        facts.append(f"GPU peak {spread('gpu_peak_bytes', ' MiB', 2**-20, '{:.0f}')}")
+    facts.append(f"CPU steal {spread('cpu_steal_fraction', '%', 100)} while measuring")
+    return ", ".join(facts)
 
 
 def stage_table(s: Summary) -> Table:
@@ -100,7 +104,7 @@ def results(listings: Iterable[Listing]) -> Table:
     for entry in listings:
         m = entry.manifest
         if m is None:
-            table.add_row(entry.id, "-", "-", "-", "-", "[red]no manifest (killed)[/]")
+            table.add_row(entry.id, "-", "-", "-", "-", Text(entry.problem.strip(": "), "red"))
             continue
         requests = sum(r.get("requests_measured", 0) for r in m.get("replicates", []))
         table.add_row(
@@ -135,15 +139,19 @@ def detect(fingerprint: dict[str, Any]) -> Group:
     for key, value in _flatten(fingerprint):
         if key.startswith("environment"):
             continue
-        table.add_row(key, str(value))
+        table.add_row(Text(key), Text(str(value)))
     checks = Table(title="environment checks")
     for name in ("check", "value", "status", "detail"):
         checks.add_column(name)
     colours = {"ok": "green", "warn": "yellow", "unknown": "dim"}
     for check in fingerprint.get("environment", []):
         colour = colours.get(check["status"], "white")
+        # Text, not markup: values such as "always [madvise] never" hold brackets.
         checks.add_row(
-            check["name"], check["value"], f"[{colour}]{check['status']}[/]", check["detail"]
+            Text(check["name"]),
+            Text(check["value"]),
+            Text(check["status"], colour),
+            Text(check["detail"]),
         )
     return Group(table, checks)
 

@@ -7,6 +7,7 @@ stores them in one set with a ``replicate`` column.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -23,9 +24,10 @@ import pandas as pd
 from harness import __version__, plugins
 from harness.attribution import check_invariants, split_request
 from harness.breakdown import ok_requests
-from harness.errors import UserError
+from harness.devices import resolve_device
+from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
 from harness.progress import ProgressBar
-from harness.runner import Measurement, ProcessResult, measure, resolve_device
+from harness.runner import Measurement, ProcessResult, measure
 from harness.store import Archive, ResultSet, new_id
 from harness.workload import RunContext, Stage, code_hash
 
@@ -51,30 +53,42 @@ class RunConfig:
 
 
 def run(config: RunConfig, archive: Archive, fingerprint: dict[str, Any]) -> ResultSet:
-    """Measure ``config`` and archive it; an interrupted run is archived as incomplete."""
+    """Measure ``config`` and archive it; an interrupted run is archived as incomplete.
+
+    Replicates that finished are never lost: if a later one is interrupted or fails, the set is
+    archived with what finished and marked incomplete. With nothing finished, nothing is written
+    (KeyboardInterrupt or the worker's error propagates).
+    """
     cls = plugins.load(config.workload)
     device = resolve_device(config.device)
     created = datetime.now(timezone.utc)
     results: list[ProcessResult] = []
-    interrupted = False
+    stopped = ""
     for replicate in range(config.repeat):
         label = f"{cls.name} {replicate + 1}/{config.repeat}" if config.repeat > 1 else cls.name
-        if config.repeat == 1:
-            result = measure_here(config, device, label)
-        else:
-            result = _measure_in_child(config, device, label)
+        try:
+            if config.repeat == 1:
+                result = measure_here(config, device, label)
+            else:
+                result = _measure_in_child(config, device, label)
+        except (KeyboardInterrupt, UserError) as exc:
+            if not results:
+                raise
+            stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+            break
         results.append(result)
         if result.interrupted:
-            interrupted = True
+            stopped = "interrupted"
             break
     intervals, requests = _merge(results)
-    stages = [{"name": s.name, "layer": s.layer, "after": list(s.after)} for s in cls.stages]
+    stages = [s.to_dict() for s in cls.stages]
     facts = [{"replicate": i, **r.facts} for i, r in enumerate(results)]
     manifest = {
         "created_utc": created.isoformat(),
         "finished_utc": datetime.now(timezone.utc).isoformat(),
-        "complete": not interrupted,
-        "interrupted": interrupted,
+        "complete": not stopped,
+        "interrupted": stopped == "interrupted",
+        "stopped_by": stopped,
         "gapbench_version": __version__,
         "git": git_state(),
         "fingerprint": fingerprint,
@@ -100,7 +114,7 @@ def measure_here(config: RunConfig, device: str, label: str) -> ProcessResult:
     m = config.measurement
     if config.show_progress:
         with ProgressBar(label, m.min_requests, m.min_duration_s) as bar:
-            result = measure(cls(), run_ctx, m, progress=bar.update)
+            result = measure(cls(), run_ctx, m, progress=bar.update, phase=bar.phase)
     else:
         result = measure(cls(), run_ctx, m)
     # The anchor pairs this process's probe clock with the wall clock, so intervals from several
@@ -110,22 +124,31 @@ def measure_here(config: RunConfig, device: str, label: str) -> ProcessResult:
 
 
 def _measure_in_child(config: RunConfig, device: str, label: str) -> ProcessResult:
+    """One replicate in a fresh worker process; Ctrl-C reaches it too and it saves what it has."""
     with tempfile.TemporaryDirectory(prefix="gapbench-") as out:
         spec = {"config": _config_dict(config), "device": device, "label": label}
-        command = [sys.executable, "-m", "harness.run", json.dumps(spec), out]
-        try:
-            status = subprocess.run(command, check=False).returncode
-        except KeyboardInterrupt:
-            status = 130  # the child got the same SIGINT and saved what it had
+        process = subprocess.Popen([sys.executable, "-m", "harness.run", json.dumps(spec), out])
+        interrupted = False
+        while True:
+            try:
+                process.wait()
+                break
+            except KeyboardInterrupt:
+                interrupted = True  # keep waiting: the worker is writing what finished
         folder = Path(out)
-        if not (folder / "facts.json").exists():
-            raise UserError(f"a worker process failed (exit status {status}) before it measured")
-        facts = json.loads((folder / "facts.json").read_text())
+        status = folder / "status.json"
+        report = json.loads(status.read_text()) if status.exists() else {}
+        if report.get("error"):
+            raise UserError(report["error"])
+        if not report.get("measured"):
+            if interrupted or process.returncode == EXIT_INTERRUPTED:
+                raise KeyboardInterrupt
+            raise UserError(f"a worker process died (exit status {process.returncode})")
         return ProcessResult(
             pd.read_parquet(folder / "intervals.parquet"),
             pd.read_parquet(folder / "requests.parquet"),
-            facts["facts"],
-            facts["interrupted"] or status == 130,
+            report["facts"],
+            report["interrupted"] or interrupted,
         )
 
 
@@ -138,12 +161,20 @@ def worker_main(argv: list[str]) -> int:
     spec, out = json.loads(argv[0]), Path(argv[1])
     raw = spec["config"]
     config = RunConfig(**{**raw, "measurement": Measurement(**raw["measurement"])})
-    result = measure_here(config, spec["device"], spec["label"])
+    status = out / "status.json"
+    try:
+        result = measure_here(config, spec["device"], spec["label"])
+    except KeyboardInterrupt:
+        status.write_text(json.dumps({"measured": False}))
+        return EXIT_INTERRUPTED
+    except UserError as exc:
+        status.write_text(json.dumps({"measured": False, "error": str(exc)}))
+        return EXIT_BAD_INPUT
     result.intervals.to_parquet(out / "intervals.parquet", index=False)
     result.requests.to_parquet(out / "requests.parquet", index=False)
-    body = {"facts": result.facts, "interrupted": result.interrupted}
-    (out / "facts.json").write_text(json.dumps(body, default=str))
-    return 130 if result.interrupted else 0
+    body = {"measured": True, "facts": result.facts, "interrupted": result.interrupted}
+    status.write_text(json.dumps(body, default=str))
+    return EXIT_INTERRUPTED if result.interrupted else 0
 
 
 def _merge(results: list[ProcessResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -153,21 +184,24 @@ def _merge(results: list[ProcessResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _work(config: RunConfig, cls: type, facts: list[dict[str, Any]]) -> dict[str, Any]:
-    digests = {f.get("inputs_sha256") for f in facts}
-    if len(digests) > 1:
-        raise UserError(f"workload {cls.name!r} gave different inputs in different processes")
-    return {
+    digests = sorted({f["inputs_sha256"] for f in facts if "inputs_sha256" in f})
+    workload_config = facts[0].get("work", {}) if facts else {}
+    work = {
         "workload": cls.name,
         "code_hash": code_hash(cls),
         "size": config.size,
         "seed": config.seed,
-        "workload_config": facts[0].get("work", {}),
+        "workload_config": workload_config,
         "request_stream": {
-            "distinct_requests": facts[0].get("distinct_requests"),
-            "inputs_sha256": digests.pop(),
+            "distinct_requests": facts[0].get("distinct_requests") if facts else None,
+            # One digest when every process was given the same inputs; more is a broken plugin
+            # (the verdict says so) rather than a reason to throw the measurements away.
+            "inputs_sha256": digests[0] if len(digests) == 1 else digests,
             "arrival": "closed loop, one request at a time",
         },
     }
+    canonical = json.dumps(work, sort_keys=True, default=str).encode()
+    return {**work, "work_sha256": hashlib.sha256(canonical).hexdigest()}
 
 
 def _execution(config: RunConfig, device: str, facts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -188,7 +222,7 @@ def _execution(config: RunConfig, device: str, facts: list[dict[str, Any]]) -> d
 def _invariants(
     intervals: pd.DataFrame, requests: pd.DataFrame, stages: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    dag = [Stage(s["name"], s["layer"], tuple(s["after"])) for s in stages]
+    dag = [Stage.from_dict(s) for s in stages]
     problems: list[str] = []
     checked = 0
     for _, rows in ok_requests(intervals, requests):
@@ -202,23 +236,20 @@ def _invariants(
 
 
 def git_state() -> dict[str, Any] | None:
-    """The commit of the gapbench checkout in use, if it is one (None for an installed wheel)."""
-    here = Path(__file__).resolve().parent
+    """The commit of the gapbench checkout in use (None for an installed copy)."""
+    checkout = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        command = ["git", "-C", str(checkout), *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=5, check=True)
+        return done.stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
+        # An installed gapbench inside someone else's repository is not that repository.
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != checkout:
+            return None
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": bool(dirty)}

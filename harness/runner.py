@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import resource
+import random
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -14,12 +15,11 @@ from typing import Any
 
 import pandas as pd
 
+from harness.devices import device_sync
 from harness.environment import CpuTimes, cpu_times
 from harness.errors import UserError
 from harness.probes import HANDOFF_WAIT, QUEUE_WAIT, Clock, Interval, Kind, Recorder, Resource
 from harness.workload import RunContext, Stage, StageContext, Workload, topological_order
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -55,28 +55,6 @@ class RequestOutcome:
     response_ns: int
     error: str = ""
     response: Any = None
-
-
-def resolve_device(device: str) -> str:
-    """Turn ``auto`` into the best device present; refuse a device that is not there."""
-    import torch
-
-    if device not in DEVICES:
-        raise UserError(f"unknown device {device!r} (one of {', '.join(DEVICES)})")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' requested but torch sees no CUDA device here")
-    return device
-
-
-def device_sync(device: str) -> Callable[[], None] | None:
-    """The synchronize called at probe edges on an asynchronous device (None on the CPU)."""
-    if device == "cpu":
-        return None
-    import torch
-
-    return torch.cuda.synchronize
 
 
 @dataclass
@@ -201,9 +179,23 @@ def _steal(before: CpuTimes | None, after: CpuTimes | None) -> float | None:
     return after.since(before).steal_fraction
 
 
-def peak_rss_bytes() -> int:
-    # Linux reports ru_maxrss in KiB.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def peak_rss_bytes() -> int | None:
+    try:
+        import resource
+    except ImportError:  # Windows has no getrusage
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators, for plugins that use them."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def measure(
@@ -213,16 +205,21 @@ def measure(
     *,
     clock: Clock = time.perf_counter_ns,
     progress: Callable[[int, float], None] | None = None,
+    phase: Callable[[str], None] | None = None,
 ) -> ProcessResult:
     """Set up, warm up (discarded), then measure until both minimums are met.
 
-    ``progress(requests_done, seconds_elapsed)`` is called after each measured request.
-    A failed request keeps its error, is counted, and the run goes on.
+    ``phase(name)`` announces setup, warm-up and measurement; ``progress(requests_done,
+    seconds_elapsed)`` is called after each measured request. A failed request keeps its
+    error, is counted, and the run goes on. Ctrl-C stops measuring and returns what finished.
     """
     import torch
 
+    announce = phase or (lambda name: None)
     facts: dict[str, Any] = {"threads": torch.get_num_threads()}
     facts["interop_threads"] = torch.get_num_interop_threads()
+    seed_everything(run.seed)
+    announce("setup")
     started = clock()
     workload.setup(run)
     facts["model_load_s"] = (clock() - started) / 1e9
@@ -237,12 +234,14 @@ def measure(
     intervals: list[Interval] = []
     interrupted = False
     try:
+        announce("warm-up")
         for i in range(measurement.warmup):
             outcome = driver(-1 - i, stream[i % len(stream)])
             if i == 0:
                 facts["first_request_s"] = (outcome.response_ns - outcome.arrival_ns) / 1e9
         if run.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        announce("measuring")
         ticks_before = cpu_times()
         begin = clock()
         elapsed = 0.0
@@ -252,6 +251,8 @@ def measure(
         ) and elapsed < measurement.max_duration_s:
             payload = stream[n % len(stream)]
             outcome = driver(n, payload)
+            if n == 0 and measurement.warmup == 0:
+                facts["first_request_s"] = (outcome.response_ns - outcome.arrival_ns) / 1e9
             rows.append(_request_row(workload, n, payload, outcome))
             intervals.extend(outcome.recorder.intervals)
             n += 1
@@ -271,20 +272,43 @@ def measure(
     if run.device == "cuda":
         facts["gpu_peak_bytes"] = torch.cuda.max_memory_allocated()
     workload.teardown()
-    return ProcessResult(intervals_frame(intervals), pd.DataFrame(rows), facts, interrupted)
+    requests = pd.DataFrame(rows, columns=REQUEST_COLUMNS)
+    return ProcessResult(intervals_frame(intervals), requests, facts, interrupted)
+
+
+REQUEST_COLUMNS = [
+    "request",
+    "ok",
+    "error",
+    "arrival_ns",
+    "response_ns",
+    "latency_s",
+    "samples",
+    "outputs",
+]
 
 
 def _request_row(workload: Workload, n: int, payload: Any, outcome: RequestOutcome) -> dict:
-    outputs = workload.outputs(outcome.response) if not outcome.error else {}
+    error, outputs = outcome.error, "{}"
+    if not error:
+        # A plugin's output hook failing is that request's failure, not the run's.
+        try:
+            outputs = json.dumps(workload.outputs(outcome.response), sort_keys=True, default=str)
+        except Exception as exc:
+            error = _describe("outputs", exc)
+    try:
+        samples = int(workload.samples(payload))
+    except Exception as exc:
+        error, samples = error or _describe("samples", exc), 1
     return {
         "request": n,
-        "ok": not outcome.error,
-        "error": outcome.error,
+        "ok": not error,
+        "error": error,
         "arrival_ns": outcome.arrival_ns,
         "response_ns": outcome.response_ns,
         "latency_s": (outcome.response_ns - outcome.arrival_ns) / 1e9,
-        "samples": workload.samples(payload),
-        "outputs": json.dumps(outputs, sort_keys=True),
+        "samples": samples,
+        "outputs": outputs,
     }
 
 

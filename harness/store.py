@@ -16,10 +16,13 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import fsspec
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from harness.errors import UserError
@@ -27,6 +30,18 @@ from harness.errors import UserError
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 ENV_VAR = "GAPBENCH_RESULTS"
+
+# What every manifest of the current schema holds; a set missing one is corrupt, not loadable.
+REQUIRED = {
+    "id": str,
+    "complete": bool,
+    "tables": dict,
+    "workload": str,
+    "stages": list,
+    "config": dict,
+    "replicates": list,
+    "invariants": dict,
+}
 
 # One function per schema bump, taking a manifest of version N to N + 1 (asv's update_to_N).
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
@@ -51,10 +66,11 @@ class ResultSet:
 
 @dataclass(frozen=True)
 class Listing:
-    """One entry of ``gapbench results``: a committed manifest, or a folder that has none."""
+    """One entry of ``gapbench results``: a committed manifest, or why there is none."""
 
     id: str
-    manifest: dict[str, Any] | None  # None: killed before its manifest was written
+    manifest: dict[str, Any] | None
+    problem: str = ""  # e.g. no manifest (the run was killed), or a corrupt one
 
 
 def default_location() -> str:
@@ -64,8 +80,13 @@ def default_location() -> str:
 def new_id(workload: str, now: datetime | None = None) -> str:
     """An id that sorts by creation time and says where it was made."""
     now = now or datetime.now(timezone.utc)
-    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0])[:24] or "host"
-    return f"{now:%Y%m%dT%H%M%SZ}-{host}-{workload}-{secrets.token_hex(2)}"
+    host = _slug(socket.gethostname().split(".")[0]) or "host"
+    return f"{now:%Y%m%dT%H%M%SZ}-{host}-{_slug(workload)}-{secrets.token_hex(4)}"
+
+
+def _slug(text: str) -> str:
+    # Ids become folder names on every filesystem and object store: keep them plain.
+    return re.sub(r"[^A-Za-z0-9-]", "-", text)[:24]
 
 
 class Archive:
@@ -73,7 +94,10 @@ class Archive:
 
     def __init__(self, location: str | os.PathLike | None = None) -> None:
         self.location = str(location if location is not None else default_location())
-        self.fs, self.root = fsspec.core.url_to_fs(self.location)
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.location)
+        except (ValueError, ImportError) as exc:
+            raise UserError(f"cannot open the archive {self.location!r}: {exc}") from exc
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
@@ -92,9 +116,7 @@ class Archive:
         files = {}
         for name, frame in tables.items():
             filename = f"{name}-{secrets.token_hex(4)}.parquet"
-            buffer = io.BytesIO()
-            frame.to_parquet(buffer, index=False)
-            self.fs.pipe_file(self._path(set_id, filename), buffer.getvalue())
+            self.fs.pipe_file(self._path(set_id, filename), _parquet(frame))
             files[name] = filename
         manifest = {"schema_version": SCHEMA_VERSION, "id": set_id, **manifest, "tables": files}
         body = json.dumps(manifest, indent=1, sort_keys=True, default=str).encode()
@@ -114,6 +136,8 @@ class Archive:
         """Every set folder, newest first (ids sort by time)."""
         if not self.fs.exists(self.root):
             return []
+        if not self.fs.isdir(self.root):
+            raise UserError(f"the archive {self.location!r} is not a folder")
         entries = self.fs.ls(self.root, detail=True)
         names = [
             e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"
@@ -124,14 +148,13 @@ class Archive:
         listing = []
         for set_id in self.ids():
             try:
-                manifest = self._read_manifest(set_id)
-            except UserError:
-                manifest = None
-            listing.append(Listing(set_id, manifest))
+                listing.append(Listing(set_id, self._read_manifest(set_id)))
+            except UserError as exc:
+                listing.append(Listing(set_id, None, str(exc).removeprefix(f"result set {set_id}")))
         return listing
 
     def resolve(self, ref: str) -> str:
-        """A set id from an exact id, a unique prefix, ``latest``, or the set's folder path."""
+        """A set id from an exact id, a unique prefix, or ``latest`` (the newest committed)."""
         ids = self.ids()
         if ref == "latest":
             complete = [i for i in ids if self.fs.exists(self._path(i, MANIFEST))]
@@ -140,9 +163,6 @@ class Archive:
             return complete[0]
         if ref in ids:
             return ref
-        tail = ref.rstrip("/").rsplit("/", 1)[-1]
-        if tail in ids:
-            return tail
         matches = [i for i in ids if i.startswith(ref)]
         if len(matches) == 1:
             return matches[0]
@@ -175,12 +195,18 @@ class Archive:
             raise UserError(f"result set {set_id}: manifest.json is corrupt") from exc
         if not isinstance(manifest, dict) or not isinstance(manifest.get("schema_version"), int):
             raise UserError(f"result set {set_id}: manifest.json has no integer schema_version")
-        return migrate(manifest, set_id)
+        manifest = migrate(manifest, set_id)
+        for key, kind in REQUIRED.items():
+            if not isinstance(manifest.get(key), kind):
+                raise UserError(f"result set {set_id}: manifest.json is corrupt ({key!r})")
+        return manifest
 
 
 def migrate(manifest: dict[str, Any], set_id: str) -> dict[str, Any]:
     """Bring an older manifest to the current schema; refuse one from a newer gapbench."""
     version = manifest["schema_version"]
+    if version < 1 or (version < SCHEMA_VERSION and version not in MIGRATIONS):
+        raise UserError(f"result set {set_id} has an unknown schema_version {version}")
     if version > SCHEMA_VERSION:
         raise UserError(
             f"result set {set_id} has schema_version {version}, newer than this gapbench "
@@ -191,3 +217,20 @@ def migrate(manifest: dict[str, Any], set_id: str) -> dict[str, Any]:
         version += 1
         manifest["schema_version"] = version
     return manifest
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    """A table as Parquet bytes whose metadata carries the schema version it was written with."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    metadata = {**(table.schema.metadata or {}), b"gapbench_schema_version": b"%d" % SCHEMA_VERSION}
+    buffer = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(metadata), buffer)
+    return buffer.getvalue()
+
+
+def load(ref: str, location: str | os.PathLike | None = None) -> ResultSet:
+    """A set named in the archive at ``location``, or by the path of its own folder."""
+    folder = Path(ref)
+    if (folder / MANIFEST).is_file():
+        return Archive(folder.resolve().parent).load(folder.resolve().name)
+    return Archive(location).load(ref)

@@ -27,7 +27,10 @@ def verdict(result: ResultSet, e2e: Percentiles, coverage: float) -> Verdict:
     notes: list[str] = []
     manifest = result.manifest
     if not manifest.get("complete"):
-        problems.append("incomplete: the run was interrupted; only finished requests are shown")
+        why = manifest.get("stopped_by") or "interrupted"
+        problems.append(f"incomplete ({why}): only what finished is shown")
+    if isinstance(manifest["config"]["work"]["request_stream"]["inputs_sha256"], list):
+        problems.append("worker processes were given different inputs: the plugin is unseeded")
     inv = manifest.get("invariants", {})
     if inv.get("violation_count"):
         first = inv["violations"][0]

@@ -47,6 +47,13 @@ class Stage:
             raise UserError(f"stage {self.name!r}: unknown layer {self.layer!r} (one of {allowed})")
         object.__setattr__(self, "after", tuple(self.after))
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "layer": self.layer, "after": list(self.after)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Stage:
+        return cls(data["name"], data["layer"], tuple(data["after"]))
+
 
 @dataclass(frozen=True)
 class RunContext:

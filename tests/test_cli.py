@@ -28,6 +28,12 @@ def plugin_file(tmp_path_factory) -> Path:
     return path
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     status = main(list(argv))
     out, err = capsys.readouterr()
@@ -77,20 +83,21 @@ def test_replicates_run_in_separate_processes(plugin_file, tmp_path, capsys):
         (["run", "/nonexistent/plugin.py:X"], "does not exist"),
         (["run", "no_such_module_xyz:X"], "cannot import workload module"),
         (["show", "missing-set"], "no result set 'missing-set'"),
-        (["run", "--repeat", "0", "harness.workload:Workload"], "no name"),
+        (["run", "--repeat", "0", "rag"], "--repeat must be 1 or more"),
+        pytest.param(
+            ["run", "--device", "cuda", "rag"],
+            "torch sees no CUDA device",
+            marks=pytest.mark.skipif(_cuda(), reason="this machine has CUDA"),
+        ),
+        (["run", "harness.workload:Workload"], "has no name"),
+        (["show", "x", "--results", "nosuchproto://x"], "cannot open the archive"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
-    status, out, err = (
-        run_cli(capsys, *argv, "--results", str(tmp_path))
-        if argv[0]
-        in (
-            "run",
-            "show",
-        )
-        else run_cli(capsys, *argv)
-    )
+    if argv[0] in ("run", "show") and "--results" not in argv:
+        argv = [*argv, "--results", str(tmp_path)]
+    status, out, err = run_cli(capsys, *argv)
     assert status == 2
     assert err.count("\n") == 1 and err.startswith("gapbench: error: ")
     assert message in err
@@ -157,3 +164,56 @@ def test_interrupted_run_is_archived_as_incomplete(tmp_path, capsys):
     assert loaded.manifest["complete"] is False and loaded.manifest["interrupted"] is True
     assert list(loaded.requests["request"]) == [0, 1, 2, 3, 4]
     assert "incomplete" in out
+
+
+def test_interrupt_during_warm_up_archives_an_empty_incomplete_set(tmp_path, capsys):
+    path = tmp_path / "stops.py"
+    path.write_text(INTERRUPTED_PLUGIN)
+    results = str(tmp_path / "results")
+    argv = ["run", f"{path}:StopsAtFive", "--warmup", "8", "--no-progress", "--results", results]
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 130, err
+    loaded = Archive(results).load("latest")
+    assert loaded.manifest["complete"] is False and len(loaded.requests) == 0
+    assert "nothing to project" in out
+
+
+SECOND_SETUP_INTERRUPTED = """
+import os
+from pathlib import Path
+
+from harness.workload import Stage, Workload
+
+
+class SecondSetupStops(Workload):
+    name = "second-setup-stops"
+    stages = (Stage("only", layer="inference"),)
+
+    def setup(self, ctx):
+        counter = Path(os.environ["GAPBENCH_TEST_COUNTER"])
+        count = int(counter.read_text() or 0) + 1 if counter.exists() else 1
+        counter.write_text(str(count))
+        if count == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second replicate sets up
+
+    def requests(self, ctx):
+        return [1, 2, 3]
+
+    def only(self, ctx, n):
+        with ctx.compute():
+            return n
+"""
+
+
+def test_an_interrupted_replicate_keeps_the_finished_ones(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "second.py"
+    path.write_text(SECOND_SETUP_INTERRUPTED)
+    monkeypatch.setenv("GAPBENCH_TEST_COUNTER", str(tmp_path / "counter"))
+    results = str(tmp_path / "results")
+    argv = ["run", f"{path}:SecondSetupStops", *FAST, "--repeat", "3", "--results", results]
+    status, _, err = run_cli(capsys, *argv)
+    assert status == 130, err
+    loaded = Archive(results).load("latest")
+    assert loaded.manifest["complete"] is False
+    assert list(loaded.requests["replicate"].unique()) == [0]
+    assert len(loaded.manifest["replicates"]) == 1

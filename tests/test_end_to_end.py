@@ -19,7 +19,9 @@ def gapbench(*argv: str, cwd) -> subprocess.CompletedProcess:
 
 
 def test_quick_rag_run_is_valid_attributed_and_repeatable(tmp_path):
-    args = ["run", "rag", "--quick", "--min-requests", "24", "--min-duration", "0", "--json"]
+    # CPU explicitly: on a CUDA machine `auto` would pick the GPU (tests/test_gpu.py covers it).
+    args = ["run", "rag", "--quick", "--device", "cpu", "--json"]
+    args += ["--min-requests", "24", "--min-duration", "0"]
     first = gapbench(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     (summary,) = json.loads(first.stdout)
@@ -57,7 +59,7 @@ def test_quick_rag_run_is_valid_attributed_and_repeatable(tmp_path):
     n = min(len(loaded.requests), len(again.requests))
     assert list(again.requests["outputs"][:n]) == list(loaded.requests["outputs"][:n])
 
-    shown = gapbench("show", summary["id"], cwd=tmp_path)
+    shown = gapbench("show", str(tmp_path / "results" / summary["id"]), cwd=tmp_path)
     assert shown.returncode == 0 and "host compute is" in shown.stdout
     listed = gapbench("results", "--json", cwd=tmp_path)
     assert {r["id"] for r in json.loads(listed.stdout)} == {summary["id"], again.id}

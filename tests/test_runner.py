@@ -9,9 +9,9 @@ from conftest import FakeClock
 
 from harness.attribution import check_invariants, split_request
 from harness.errors import UserError
-from harness.probes import HANDOFF_WAIT, QUEUE_WAIT
+from harness.probes import HANDOFF_WAIT, QUEUE_WAIT, Kind, Recorder
 from harness.runner import Measurement, RequestDriver, frame_intervals, intervals_frame, measure
-from harness.workload import RunContext, Stage, Workload
+from harness.workload import RunContext, Stage, StageContext, Workload
 
 
 class Timed(Workload):
@@ -200,3 +200,18 @@ def test_empty_request_stream_is_refused():
 
     with pytest.raises(UserError, match="no requests"):
         measure(Empty(FakeClock()), RunContext(), Measurement(0, 1, 0))
+
+
+def test_device_sync_at_stage_compute_and_movement_edges_not_waits(clock: FakeClock):
+    calls: list[int] = []
+    rec = Recorder(0, clock=clock, sync=lambda: calls.append(clock()))
+    ctx = StageContext(RunContext(), rec, "s", 0)
+    with rec.span(Kind.STAGE, stage="s"):
+        with ctx.compute():
+            clock.advance(1)
+        with ctx.wait():
+            clock.advance(1)
+        with ctx.transfer(8):
+            clock.advance(1)
+    # stage enter, compute enter/exit, transfer enter/exit, stage exit
+    assert calls == [1_000, 1_000, 1_001, 1_002, 1_003, 1_003]

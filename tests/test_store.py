@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from harness.errors import UserError
-from harness.store import MANIFEST, SCHEMA_VERSION, Archive, new_id
+from harness.store import MANIFEST, SCHEMA_VERSION, Archive, load, new_id
 
 
 def tables():
@@ -19,8 +19,18 @@ def tables():
     return {"intervals": intervals, "requests": requests}
 
 
+MANIFEST_BODY = {
+    "complete": True,
+    "workload": "w",
+    "stages": [],
+    "config": {},
+    "replicates": [],
+    "invariants": {},
+}
+
+
 def write(archive: Archive, set_id: str, **extra) -> str:
-    return archive.write(set_id, {"complete": True, "workload": "w", **extra}, tables())
+    return archive.write(set_id, {**MANIFEST_BODY, **extra}, tables())
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -60,6 +70,7 @@ def test_a_set_without_manifest_is_listed_but_never_loads(archive: Archive):
         ("20260103T000000Z-h-w-dead", True),
         ("20260101T000000Z-h-w-aaaa", False),
     ]
+    assert "no manifest" in listing[0].problem
     assert archive.resolve("latest") == "20260101T000000Z-h-w-aaaa"
     with pytest.raises(UserError, match="no manifest"):
         archive.load("20260103T000000Z-h-w-dead")
@@ -72,8 +83,16 @@ def test_newer_schema_is_refused_and_corrupt_files_are_named(archive: Archive):
     archive.fs.pipe_file(path, json.dumps({**manifest, "schema_version": 99}).encode())
     with pytest.raises(UserError, match="newer than this gapbench"):
         archive.load(set_id)
+    archive.fs.pipe_file(path, json.dumps({**manifest, "schema_version": 0}).encode())
+    with pytest.raises(UserError, match="unknown schema_version 0"):
+        archive.load(set_id)
     archive.fs.pipe_file(path, b"{not json")
     with pytest.raises(UserError, match="corrupt"):
+        archive.load(set_id)
+    assert "corrupt" in archive.list()[0].problem  # listed, not fatal to the listing
+    without_tables = {k: v for k, v in manifest.items() if k != "tables"}
+    archive.fs.pipe_file(path, json.dumps(without_tables).encode())
+    with pytest.raises(UserError, match="corrupt \\('tables'\\)"):
         archive.load(set_id)
     archive.fs.pipe_file(path, json.dumps(manifest).encode())
     archive.fs.pipe_file(archive._path(set_id, manifest["tables"]["requests"]), b"garbage")
@@ -98,3 +117,24 @@ def test_default_location_follows_the_environment(monkeypatch, tmp_path):
     assert Archive().location == str(tmp_path / "elsewhere")
     monkeypatch.delenv("GAPBENCH_RESULTS")
     assert Archive().location == "results"
+
+
+def test_tables_carry_the_schema_version(tmp_path):
+    import pyarrow.parquet as pq
+
+    archive = Archive(tmp_path)
+    set_id = write(archive, "20260101T000000Z-h-w-aaaa")
+    manifest = archive.load(set_id).manifest
+    table = pq.read_table(tmp_path / set_id / manifest["tables"]["intervals"])
+    assert table.schema.metadata[b"gapbench_schema_version"] == str(SCHEMA_VERSION).encode()
+
+
+def test_a_set_loads_from_its_own_folder_and_bad_archives_are_named(tmp_path):
+    set_id = write(Archive(tmp_path / "a"), "20260101T000000Z-h-w-aaaa")
+    assert load(str(tmp_path / "a" / set_id)).id == set_id
+    assert load(set_id, tmp_path / "a").id == set_id
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="not a folder"):
+        Archive(tmp_path / "file").list()
+    with pytest.raises(UserError, match="cannot open the archive"):
+        Archive("nosuchproto://x")
