@@ -54,7 +54,11 @@ def cmd_workloads(args: argparse.Namespace) -> int:
 
     found = {}
     for name, ref in plugins.registered().items():
-        cls = plugins.load(name)
+        try:
+            cls = plugins.load(name)
+        except UserError as exc:  # one broken plugin must not hide the others
+            found[name] = {"ref": ref, "description": f"broken: {exc}", "stages": []}
+            continue
         stages = [s.to_dict() for s in cls.stages]
         found[name] = {"ref": ref, "description": cls.description, "stages": stages}
     _out(args, found, lambda: render.workloads(found))

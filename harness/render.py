@@ -42,7 +42,8 @@ def summary(s: Summary) -> Group:
         Text(
             f"end to end over {e.n} requests ({errors} failed): p50 {_ms(e.p50 * 1e3)} ms, "
             f"p90 {_ms(e.p90 * 1e3, e.indicative(90))} ms, "
-            f"p99 {_ms(e.p99 * 1e3, e.indicative(99))} ms; probe coverage {s.coverage:.1%}"
+            f"p99 {_ms(e.p99 * 1e3, e.indicative(99))} ms; probe coverage {s.coverage:.1%}; "
+            f"median overlap beside the critical path {_ms(s.overlap_ms)} ms"
         )
     )
     parts.append(Text(_facts(m["replicates"]), style="dim"))
@@ -120,14 +121,14 @@ def results(listings: Iterable[Listing]) -> Table:
 
 def workloads(found: dict[str, dict[str, Any]]) -> Table:
     table = Table(title="workloads")
-    for name in ("name", "from", "stages (layer, after)"):
+    for name in ("name", "from", "description", "stages (layer, after)"):
         table.add_column(name)
     for name, info in found.items():
         stages = ", ".join(
             f"{s['name']} ({s['layer']}{', after ' + '+'.join(s['after']) if s['after'] else ''})"
             for s in info["stages"]
         )
-        table.add_row(name, info["ref"], stages)
+        table.add_row(Text(name), Text(info["ref"]), Text(info["description"]), Text(stages))
     return table
 
 

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.breakdown import Answer, Percentiles, answer, end_to_end, request_splits, stage_table
@@ -22,6 +23,7 @@ class Summary:
     stages: pd.DataFrame
     answer: Answer
     coverage: float
+    overlap_ms: float  # median per request: time that ran beside the critical path
     verdict: Verdict
 
     def to_dict(self) -> dict[str, Any]:
@@ -37,6 +39,7 @@ class Summary:
             "errors": int((~self.result.requests["ok"]).sum()),
             "end_to_end_s": _clean(asdict(self.end_to_end)),
             "probe_coverage": self.coverage,
+            "overlap_ms": _finite(self.overlap_ms),
             "stages": [_clean(row) for row in self.stages.to_dict(orient="records")],
             "answer": _clean(asdict(self.answer)),
             "replicates": m["replicates"],
@@ -47,12 +50,24 @@ def summarize(result: ResultSet) -> Summary:
     splits = request_splits(result)
     a = answer(result, splits)
     coverage = 1.0 - a.unattributed_share
+    overlaps = [r.overlap_ns for r in splits]
+    overlap_ms = float(np.median(overlaps)) / 1e6 if overlaps else float("nan")
     e2e = end_to_end(result)
     return Summary(
-        result, e2e, stage_table(result, splits), a, coverage, verdict(result, e2e, coverage)
+        result,
+        e2e,
+        stage_table(result, splits),
+        a,
+        coverage,
+        overlap_ms,
+        verdict(result, e2e, coverage),
     )
 
 
-def _clean(row: dict[str, Any]) -> dict[str, Any]:
+def _finite(value: Any) -> Any:
     # JSON has no NaN: a statistic that does not exist is null.
-    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: _finite(v) for k, v in row.items()}
