@@ -42,8 +42,8 @@ def summary(s: Summary) -> Group:
         Text(
             f"end to end over {e.n} requests ({errors} failed): p50 {_ms(e.p50 * 1e3)} ms, "
             f"p90 {_ms(e.p90 * 1e3, e.indicative(90))} ms, "
-            f"p99 {_ms(e.p99 * 1e3, e.indicative(99))} ms; probe coverage {s.coverage:.1%}; "
-            f"median overlap beside the critical path {_ms(s.overlap_ms)} ms"
+            f"p99 {_ms(e.p99 * 1e3, e.indicative(99))} ms; coverage {s.coverage:.1%}, "
+            f"overlap {_ms(s.overlap_ms)} ms"
         )
     )
     parts.append(Text(_facts(m["replicates"]), style="dim"))
