@@ -72,6 +72,9 @@ class Interval:
     nbytes: int
     thread: int
     task: str
+    # Thread CPU time used during the interval, read at stage and branch edges only (a probe
+    # must stay cheap); -1 where not read.
+    cpu_ns: int = -1
 
     @property
     def duration_ns(self) -> int:
@@ -104,12 +107,19 @@ class Recorder:
     the probe that launched them and never leak into the next one or the next stage.
     """
 
-    __slots__ = ("_ids", "_lock", "clock", "intervals", "request", "sync")
+    __slots__ = ("_ids", "_lock", "clock", "cpu_clock", "intervals", "request", "sync")
 
-    def __init__(self, request: int, clock: Clock = time.perf_counter_ns, sync=None) -> None:
+    def __init__(
+        self,
+        request: int,
+        clock: Clock = time.perf_counter_ns,
+        sync: Callable[[], Any] | None = None,
+        cpu_clock: Clock = time.thread_time_ns,
+    ) -> None:
         self.request = request
         self.clock = clock
-        self.sync: Callable[[], Any] | None = sync
+        self.cpu_clock = cpu_clock
+        self.sync = sync
         self.intervals: list[Interval] = []
         self._ids = itertools.count()
         self._lock = threading.Lock()
@@ -127,6 +137,7 @@ class Recorder:
         nbytes: int = 0,
         parent: int = -1,
         span: int | None = None,
+        cpu_ns: int = -1,
     ) -> Interval:
         """Store an interval whose edges were read elsewhere (runner waits, merged clocks)."""
         interval = Interval(
@@ -143,6 +154,7 @@ class Recorder:
             nbytes=nbytes,
             thread=threading.get_ident(),
             task=_task_name(),
+            cpu_ns=cpu_ns,
         )
         with self._lock:
             self.intervals.append(interval)
@@ -166,6 +178,8 @@ class Probe:
     """Times its ``with`` body and records it as the innermost open span of this task."""
 
     __slots__ = (
+        "_cpu",
+        "_cpu_start",
         "_end",
         "_recorder",
         "_span",
@@ -197,6 +211,7 @@ class Probe:
         self.resource = resource
         self.label = label
         self.nbytes = nbytes
+        self._cpu = kind is Kind.STAGE or kind is Kind.BRANCH
         # Waits stay unsynchronized: they time the host blocking, not the device.
         self._sync = recorder.sync is not None and (
             kind is Kind.STAGE or category in (Category.COMPUTE.value, Category.MOVEMENT.value)
@@ -218,6 +233,8 @@ class Probe:
             recorder.sync()
         self._span = next(recorder._ids)
         self._token = _open_spans.set((*_open_spans.get(), self._span))
+        if self._cpu:
+            self._cpu_start = recorder.cpu_clock()
         self._start = recorder.clock()
         return self
 
@@ -226,6 +243,7 @@ class Probe:
         if self._sync:
             recorder.sync()
         end = self._end = recorder.clock()
+        cpu_ns = recorder.cpu_clock() - self._cpu_start if self._cpu else -1
         _open_spans.reset(self._token)
         stack = _open_spans.get()
         recorder.add(
@@ -239,4 +257,5 @@ class Probe:
             nbytes=self.nbytes,
             parent=stack[-1] if stack else -1,
             span=self._span,
+            cpu_ns=cpu_ns,
         )

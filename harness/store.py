@@ -27,7 +27,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from harness.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 ENV_VAR = "GAPBENCH_RESULTS"
 
@@ -43,8 +43,27 @@ REQUIRED = {
     "invariants": dict,
 }
 
-# One function per schema bump, taking a manifest of version N to N + 1 (asv's update_to_N).
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+Tables = dict[str, pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """How a set of schema version N becomes version N + 1 (asv's update_to_N, per file)."""
+
+    manifest: Callable[[dict[str, Any]], dict[str, Any]]
+    tables: Callable[[Tables], Tables]
+
+
+def _unchanged(manifest: dict[str, Any]) -> dict[str, Any]:
+    return manifest
+
+
+def _v1_tables(tables: Tables) -> Tables:
+    # Version 2 reads thread CPU time at stage and branch edges; version 1 never did.
+    return {**tables, "intervals": tables["intervals"].assign(cpu_ns=-1)}
+
+
+MIGRATIONS: dict[int, Migration] = {1: Migration(_unchanged, _v1_tables)}
 
 
 @dataclass(frozen=True)
@@ -181,6 +200,8 @@ class Archive:
                     tables[name] = pd.read_parquet(handle)
             except Exception as exc:
                 raise UserError(f"result set {set_id}: table {filename} is unreadable") from exc
+        for version in range(manifest.get("migrated_from", SCHEMA_VERSION), SCHEMA_VERSION):
+            tables = MIGRATIONS[version].tables(tables)
         return ResultSet(manifest, tables["intervals"], tables["requests"])
 
     def _read_manifest(self, set_id: str) -> dict[str, Any]:
@@ -212,8 +233,10 @@ def migrate(manifest: dict[str, Any], set_id: str) -> dict[str, Any]:
             f"result set {set_id} has schema_version {version}, newer than this gapbench "
             f"understands ({SCHEMA_VERSION}): upgrade gapbench to read it"
         )
+    if version < SCHEMA_VERSION:
+        manifest = {**manifest, "migrated_from": version}
     while version < SCHEMA_VERSION:
-        manifest = MIGRATIONS[version](manifest)
+        manifest = MIGRATIONS[version].manifest(manifest)
         version += 1
         manifest["schema_version"] = version
     return manifest

@@ -138,3 +138,15 @@ def test_a_set_loads_from_its_own_folder_and_bad_archives_are_named(tmp_path):
         Archive(tmp_path / "file").list()
     with pytest.raises(UserError, match="cannot open the archive"):
         Archive("nosuchproto://x")
+
+
+def test_a_version_1_set_migrates_on_load(tmp_path):
+    archive = Archive(tmp_path)
+    set_id = write(archive, "20260101T000000Z-h-w-aaaa")
+    path = tmp_path / set_id / MANIFEST
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "schema_version": 1}))
+    loaded = archive.load(set_id)
+    assert loaded.manifest["schema_version"] == SCHEMA_VERSION
+    assert loaded.manifest["migrated_from"] == 1
+    assert list(loaded.intervals["cpu_ns"]) == [-1, -1]
