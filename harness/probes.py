@@ -35,6 +35,9 @@ class Resource(str, Enum):
     # One branch of a run-time fan-out, on its own thread or task, enclosed by the wait that
     # joins it: on the critical path the join is replaced by its last-ending branch.
     BRANCH = "branch"
+    # A stretch in which an asyncio task held its thread (one step of the task): outside its
+    # slices a task was suspended, and its probes must not claim that time.
+    SLICE = "slice"
 
 
 class Kind(str, Enum):
@@ -49,10 +52,15 @@ class Kind(str, Enum):
     # One branch of a run-time fan-out, on its own thread or task, enclosed by the wait that
     # joins it: on the critical path the join is replaced by its last-ending branch.
     BRANCH = "branch"
+    # A stretch in which an asyncio task held its thread (one step of the task): outside its
+    # slices a task was suspended, and its probes must not claim that time.
+    SLICE = "slice"
 
 
 QUEUE_WAIT = "queue wait"
 HANDOFF_WAIT = "handoff wait"
+# The load generator behind its schedule: from a request's scheduled arrival to its send.
+LAG_WAIT = "harness lag"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,11 @@ from typing import Any
 import pandas as pd
 
 from harness import __version__, plugins
-from harness.attribution import check_invariants, split_request
+from harness.attribution import split_request
 from harness.breakdown import ok_requests
 from harness.devices import resolve_device
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
+from harness.invariants import check_invariants
 from harness.progress import ProgressBar
 from harness.runner import Measurement, ProcessResult, measure
 from harness.store import Archive, ResultSet, new_id

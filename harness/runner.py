@@ -18,7 +18,17 @@ import pandas as pd
 from harness.devices import device_sync
 from harness.environment import CpuTimes, cpu_times
 from harness.errors import UserError
-from harness.probes import HANDOFF_WAIT, QUEUE_WAIT, Clock, Interval, Kind, Recorder, Resource
+from harness.probes import (
+    HANDOFF_WAIT,
+    LAG_WAIT,
+    QUEUE_WAIT,
+    Category,
+    Clock,
+    Interval,
+    Kind,
+    Recorder,
+    Resource,
+)
 from harness.workload import RunContext, Stage, StageContext, Workload, topological_order
 
 
@@ -93,9 +103,26 @@ class RequestDriver:
             self.pool.shutdown()
         self.fan_out_pool.shutdown()
 
-    def __call__(self, request_id: int, payload: Any) -> RequestOutcome:
+    def __call__(
+        self, request_id: int, payload: Any, scheduled_ns: int | None = None
+    ) -> RequestOutcome:
+        """Drive one request; latency counts from ``scheduled_ns`` when a schedule gave one.
+
+        A load generator that sends late has lag, recorded apart from the request's queue wait
+        so that its own slowness is never taken for the system's (no coordinated omission).
+        """
         recorder = Recorder(request_id, clock=self.clock, sync=self.sync)
-        arrival = self.clock()
+        sent = self.clock()
+        arrival = sent if scheduled_ns is None else min(scheduled_ns, sent)
+        if arrival < sent:
+            recorder.add(
+                Kind.WAIT,
+                arrival,
+                sent,
+                category=Category.SCHEDULING.value,
+                resource=Resource.WAIT.value,
+                label=LAG_WAIT,
+            )
         outputs: dict[str, Any] = {}
         ready_at: dict[str, int] = {}
         ends: dict[str, int] = {}
@@ -112,7 +139,7 @@ class RequestDriver:
             ready = [] if error else [s for s in pending if all(p in outputs for p in s.after)]
             for stage in ready:
                 pending.remove(stage)
-                ready_at[stage.name] = max((ends[p] for p in stage.after), default=arrival)
+                ready_at[stage.name] = max((ends[p] for p in stage.after), default=sent)
             if ready:
                 for stage in ready[1:]:
                     future = self.pool.submit(  # type: ignore[union-attr]
@@ -159,7 +186,7 @@ class RequestDriver:
             ready_at[stage.name],
             span.start_ns,
             stage=stage.name,
-            category="scheduling",
+            category=Category.SCHEDULING.value,
             resource=Resource.WAIT.value,
             label=label,
         )

@@ -7,8 +7,9 @@ import threading
 import pytest
 from conftest import FakeClock
 
-from harness.attribution import check_invariants, split_request
+from harness.attribution import split_request
 from harness.errors import UserError
+from harness.invariants import check_invariants
 from harness.probes import HANDOFF_WAIT, QUEUE_WAIT, Kind, Recorder
 from harness.runner import Measurement, RequestDriver, frame_intervals, intervals_frame, measure
 from harness.workload import RunContext, Stage, StageContext, Workload
@@ -75,7 +76,13 @@ def test_driver_records_exact_splits_on_a_fake_clock(clock: FakeClock):
     # No clock reading between stages advanced the fake clock: the waits are exactly zero,
     # and they were recorded, not inferred.
     assert [iv.label for iv in ivs if iv.kind == "wait"] == [QUEUE_WAIT, HANDOFF_WAIT, HANDOFF_WAIT]
-    assert split.by_category() == {"compute": 50, "movement": 8, "scheduling": 2, "unattributed": 5}
+    assert split.by_category() == {
+        "compute": 50,
+        "movement": 8,
+        "scheduling": 2,
+        "unattributed": 5,
+        "harness lag": 0,
+    }
     assert check_invariants(ivs, split) == []
 
 
@@ -215,3 +222,26 @@ def test_device_sync_at_stage_compute_and_movement_edges_not_waits(clock: FakeCl
             clock.advance(1)
     # stage enter, compute enter/exit, transfer enter/exit, stage exit
     assert calls == [1_000, 1_000, 1_001, 1_002, 1_003, 1_003]
+
+
+def test_a_late_send_is_harness_lag_apart_from_queue_wait(clock: FakeClock):
+    wl = Timed(clock)
+    driver = RequestDriver(wl, RunContext(), clock=clock)
+    scheduled = clock() - 30  # the generator is 30 ns behind its schedule
+    outcome = driver(0, 3, scheduled_ns=scheduled)
+    ivs = outcome.recorder.intervals
+    split = split_request(ivs, Timed.stages)
+    assert split.arrival_ns == scheduled and split.latency_ns == 30 + 65
+    assert split.path[0].kind == "lag" and split.wait_ns("lag") == 30
+    assert split.wait_ns("queue") == 0
+    assert split.by_category() == {
+        "compute": 50,
+        "movement": 8,
+        "scheduling": 2,
+        "unattributed": 5,
+        "harness lag": 30,
+    }
+    assert split.waits() == {"harness lag": 30, "queue wait": 0, "handoff wait": 0, "lock": 2}
+    assert check_invariants(ivs, split) == []
+    without_lag = [iv for iv in ivs if iv.label != "harness lag"]
+    assert any("unrecorded lag" in p for p in check_invariants(without_lag, split))
