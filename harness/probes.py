@@ -219,6 +219,7 @@ class Probe:
         self.resource = resource
         self.label = label
         self.nbytes = nbytes
+        self._start = self._end = -1
         self._cpu = kind is Kind.STAGE or kind is Kind.BRANCH
         # Waits stay unsynchronized: they time the host blocking, not the device.
         self._sync = recorder.sync is not None and (

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import random
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +27,11 @@ from harness.probes import (
     Clock,
     Interval,
     Kind,
+    Probe,
     Recorder,
     Resource,
 )
+from harness.tasks import Loops, current_recorder
 from harness.workload import RunContext, Stage, StageContext, Workload, topological_order
 
 
@@ -83,6 +86,7 @@ class RequestDriver:
     order: list[Stage] = field(init=False)
     pool: ThreadPoolExecutor | None = field(init=False, default=None)
     fan_out_pool: ThreadPoolExecutor = field(init=False)
+    loops: Loops = field(init=False, default_factory=Loops)
 
     def __post_init__(self) -> None:
         self.order = topological_order(type(self.workload).stages)
@@ -102,6 +106,7 @@ class RequestDriver:
         if self.pool is not None:
             self.pool.shutdown()
         self.fan_out_pool.shutdown()
+        self.loops.close()
 
     def __call__(
         self, request_id: int, payload: Any, scheduled_ns: int | None = None
@@ -175,10 +180,15 @@ class RequestDriver:
         ctx = StageContext(self.run, recorder, stage.name, recorder.request, self.fan_out_pool)
         method = getattr(self.workload, stage.name)
         span = recorder.span(Kind.STAGE, stage=stage.name)
+        token = current_recorder.set(recorder)
         try:
-            with span:
-                result = method(ctx, *args)
+            if inspect.iscoroutinefunction(method):
+                result = self.loops.run(_in_span(span, method(ctx, *args)))
+            else:
+                with span:
+                    result = method(ctx, *args)
         finally:
+            current_recorder.reset(token)
             ends[stage.name] = span.end_ns
         label = HANDOFF_WAIT if stage.after else QUEUE_WAIT
         recorder.add(
@@ -191,6 +201,12 @@ class RequestDriver:
             label=label,
         )
         return result
+
+
+async def _in_span(span: Probe, coro: Coroutine) -> Any:
+    # The stage span opens inside the stage's task, so its own time follows that task's slices.
+    with span:
+        return await coro
 
 
 def _describe(stage: str, exc: BaseException) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
 import inspect
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
@@ -139,6 +140,21 @@ class StageContext:
                 for i, item in enumerate(items)
             ]
             return [future.result() for future in futures]
+
+    async def gather(self, *awaitables: Awaitable[R], label: str = "") -> list[R]:
+        """Await ``awaitables`` as concurrent asyncio tasks (run-time fan-out in async stages).
+
+        As ``fan_out`` does for threads: the stage waits in a join, each task is a branch.
+        """
+        with self.wait(label or "gather join"):
+            tasks = [
+                asyncio.ensure_future(self._async_branch(aw, i)) for i, aw in enumerate(awaitables)
+            ]
+            return list(await asyncio.gather(*tasks))
+
+    async def _async_branch(self, awaitable: Awaitable[R], index: int) -> R:
+        with self.recorder.span(Kind.BRANCH, stage=self.stage, label=f"branch {index}"):
+            return await awaitable
 
     def _branch(self, fn: Callable[[T], R], item: T, index: int) -> R:
         with self.recorder.span(Kind.BRANCH, stage=self.stage, label=f"branch {index}"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -245,3 +246,46 @@ def test_a_late_send_is_harness_lag_apart_from_queue_wait(clock: FakeClock):
     assert check_invariants(ivs, split) == []
     without_lag = [iv for iv in ivs if iv.label != "harness lag"]
     assert any("unrecorded lag" in p for p in check_invariants(without_lag, split))
+
+
+class AsyncPlanner(Workload):
+    """An async stage that gathers two tool calls which interleave on one thread."""
+
+    name = "async-planner"
+    stages = (Stage("plan", "orchestration"),)
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+
+    def requests(self, ctx):
+        return [0]
+
+    async def plan(self, ctx, payload):
+        async def call(i: int, work: int) -> int:
+            with ctx.compute(label=f"tool {i}"):
+                self.clock.advance(work)
+                await asyncio.sleep(0)  # suspended: the other tool runs meanwhile
+                self.clock.advance(work)
+            return i
+
+        with ctx.compute(label="prep"):
+            self.clock.advance(5)
+        return await ctx.gather(call(0, 10), call(1, 20))
+
+
+def test_a_probe_spanning_an_await_claims_only_its_own_task_time(clock: FakeClock):
+    driver = RequestDriver(AsyncPlanner(clock), RunContext(), clock=clock)
+    outcome = driver(0, 0)
+    driver.close()
+    assert outcome.error == "" and outcome.response == [0, 1]
+    ivs = outcome.recorder.intervals
+    split = split_request(ivs, AsyncPlanner.stages)
+    plan = split.stage("plan")
+    # tool 1 ends last, so it replaces the join; its probe spans 50 ns of which its task
+    # ran 40: the 10 ns tool 0 used are tool 1's await, not its compute.
+    assert dict(plan.by_resource) == {("compute", "host-cpu"): 5 + 40, ("scheduling", "wait"): 20}
+    assert dict(plan.waits) == {"gather join": 10, "await": 10}
+    assert plan.overlap_ns == 40  # tool 0's branch, beside the critical one
+    assert check_invariants(ivs, split) == []
+    tasks = {iv.task for iv in ivs if iv.kind == "slice"}
+    assert len(tasks) == 3  # the stage's task and the two tools
