@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.attribution import UNATTRIBUTED, RequestSplit, split_request
+from harness.attribution import SEGMENT_WAITS, UNATTRIBUTED, RequestSplit, split_request
 from harness.probes import Category, Interval, Resource
 from harness.runner import frame_intervals
 from harness.store import ResultSet
@@ -86,6 +86,7 @@ def stage_table(result: ResultSet, splits: list[RequestSplit] | None = None) -> 
         pct = Percentiles.of(wall)
         critical = sum(s.wall_ns for r, s in per if stage.name in r.critical_stages)
         measured = sum(s.measured_ns for _, s in per)
+        cpu = [s.cpu_ns for _, s in per if s.cpu_ns >= 0]
         rows.append(
             {
                 "stage": stage.name,
@@ -97,16 +98,19 @@ def stage_table(result: ResultSet, splits: list[RequestSplit] | None = None) -> 
                 "movement_ms": _median_ms([s.movement_ns for _, s in per]),
                 "scheduling_ms": _median_ms([s.scheduling_ns for _, s in per]),
                 "unattributed_ms": _median_ms([s.unattributed_ns for _, s in per]),
+                "on_cpu_ms": _median_ms(cpu),
                 "bytes_moved": float(np.median([s.nbytes for _, s in per])) if per else 0.0,
                 "share": critical / total_ns,
                 "coverage": measured / max(sum(s.wall_ns for _, s in per), 1),
             }
         )
-    for kind, name in (("queue", "queue wait"), ("handoff", "handoff wait")):
+    for kind in ("lag", "queue", "handoff"):
         waits = [r.wait_ns(kind) for r in splits]
+        if kind == "lag" and not any(waits):
+            continue  # a closed loop has no schedule to fall behind
         rows.append(
             {
-                "stage": name,
+                "stage": SEGMENT_WAITS[kind],
                 "layer": "",
                 "wall_p50_ms": _median_ms(waits),
                 "scheduling_ms": _median_ms(waits),
@@ -115,6 +119,25 @@ def stage_table(result: ResultSet, splits: list[RequestSplit] | None = None) -> 
             }
         )
     return pd.DataFrame(rows)
+
+
+def wait_table(splits: list[RequestSplit]) -> pd.DataFrame:
+    """Scheduling along the critical path by kind: lag, queue, handoff, and each named wait."""
+    total_ns = sum(s.latency_ns for s in splits) or 1
+    per_request = [split.waits() for split in splits]
+    kinds = sorted({kind for waits in per_request for kind in waits})
+    rows = []
+    for kind in kinds:
+        values = [waits.get(kind, 0) for waits in per_request]
+        rows.append(
+            {
+                "wait": kind,
+                "median_ms": _median_ms(values),
+                "p90_ms": float(np.percentile(values, 90)) / 1e6,
+                "share": sum(values) / total_ns,
+            }
+        )
+    return pd.DataFrame(rows, columns=["wait", "median_ms", "p90_ms", "share"])
 
 
 def _median_ms(values_ns: list[int]) -> float:

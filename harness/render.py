@@ -48,6 +48,8 @@ def summary(s: Summary) -> Group:
     )
     parts.append(Text(_facts(m["replicates"]), style="dim"))
     parts.append(stage_table(s))
+    if len(s.waits):
+        parts.append(wait_table(s))
     parts.append(Text(s.answer.sentence, style="bold"))
     return Group(*parts)
 
@@ -77,7 +79,7 @@ def stage_table(s: Summary) -> Table:
     table = Table(title="per stage (ms; category columns are medians; ~ = indicative)")
     table.add_column("stage", no_wrap=True)
     table.add_column("layer")
-    for name in ("p50", "p90", "p99", "compute", "movement", "scheduling", "unattrib."):
+    for name in ("p50", "p90", "p99", "compute", "movement", "scheduling", "unattrib.", "on-CPU"):
         table.add_column(name, justify="right")
     table.add_column("share", justify="right")
     table.add_column("coverage", justify="right")
@@ -92,9 +94,20 @@ def stage_table(s: Summary) -> Table:
             _ms(row.get("movement_ms")),
             _ms(row.get("scheduling_ms")),
             _ms(row.get("unattributed_ms")),
+            _ms(row.get("on_cpu_ms")),
             f"{row['share']:.1%}",
             f"{row['coverage']:.0%}",
         )
+    return table
+
+
+def wait_table(s: Summary) -> Table:
+    table = Table(title="scheduling on the critical path, by kind (ms)")
+    for name in ("wait", "median", "p90", "share"):
+        table.add_column(name, justify="left" if name == "wait" else "right")
+    for row in s.waits.to_dict(orient="records"):
+        share = f"{row['share']:.1%}"
+        table.add_row(Text(row["wait"]), _ms(row["median_ms"]), _ms(row["p90_ms"]), share)
     return table
 
 

@@ -87,6 +87,9 @@ class RequestDriver:
     pool: ThreadPoolExecutor | None = field(init=False, default=None)
     fan_out_pool: ThreadPoolExecutor = field(init=False)
     loops: Loops = field(init=False, default_factory=Loops)
+    # Intra-op threads as each stage saw them on its own thread (the setting is per thread):
+    # parallel branches times these threads can oversubscribe the cores.
+    stage_threads: dict[str, int] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.order = topological_order(type(self.workload).stages)
@@ -177,6 +180,10 @@ class RequestDriver:
         ends: dict[str, int],
     ) -> Any:
         args = [outputs[p] for p in stage.after] if stage.after else [payload]
+        if stage.name not in self.stage_threads:
+            import torch
+
+            self.stage_threads[stage.name] = torch.get_num_threads()
         ctx = StageContext(self.run, recorder, stage.name, recorder.request, self.fan_out_pool)
         method = getattr(self.workload, stage.name)
         span = recorder.span(Kind.STAGE, stage=stage.name)
@@ -309,6 +316,7 @@ def measure(
         interrupted = True
     finally:
         driver.close()
+    facts["stage_threads"] = dict(driver.stage_threads)
     facts["requests_measured"] = len(rows)
     facts["requests_failed"] = sum(1 for row in rows if not row["ok"])
     facts["peak_rss_bytes"] = peak_rss_bytes()

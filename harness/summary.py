@@ -9,7 +9,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.breakdown import Answer, Percentiles, answer, end_to_end, request_splits, stage_table
+from harness.breakdown import (
+    Answer,
+    Percentiles,
+    answer,
+    end_to_end,
+    request_splits,
+    stage_table,
+    wait_table,
+)
 from harness.store import ResultSet
 from harness.validity import Verdict, verdict
 
@@ -24,6 +32,7 @@ class Summary:
     answer: Answer
     coverage: float
     overlap_ms: float  # median per request: time that ran beside the critical path
+    waits: pd.DataFrame  # scheduling on the critical path by kind
     verdict: Verdict
 
     def to_dict(self) -> dict[str, Any]:
@@ -41,6 +50,7 @@ class Summary:
             "probe_coverage": self.coverage,
             "overlap_ms": _finite(self.overlap_ms),
             "stages": [_clean(row) for row in self.stages.to_dict(orient="records")],
+            "waits": [_clean(row) for row in self.waits.to_dict(orient="records")],
             "answer": _clean(asdict(self.answer)),
             "replicates": m["replicates"],
         }
@@ -53,14 +63,16 @@ def summarize(result: ResultSet) -> Summary:
     overlaps = [r.overlap_ns for r in splits]
     overlap_ms = float(np.median(overlaps)) / 1e6 if overlaps else float("nan")
     e2e = end_to_end(result)
+    stages = stage_table(result, splits)
     return Summary(
         result,
         e2e,
-        stage_table(result, splits),
+        stages,
         a,
         coverage,
         overlap_ms,
-        verdict(result, e2e, coverage),
+        wait_table(splits),
+        verdict(result, e2e, coverage, stages),
     )
 
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
+
+import pandas as pd
 
 from harness.breakdown import PERCENTILE_FLOORS, Percentiles
 from harness.environment import STEAL_WARN_FRACTION
+from harness.probes import Kind
 from harness.store import ResultSet
 
 MIN_COVERAGE = 0.9
+OFF_CPU_RATIO = 0.5
 MAX_ERROR_RATE = 0.01
 
 
@@ -21,8 +27,11 @@ class Verdict:
     notes: tuple[str, ...]
 
 
-def verdict(result: ResultSet, e2e: Percentiles, coverage: float) -> Verdict:
-    """Judge a set from its raw data: completeness, invariants, errors, samples, noise, coverage."""
+def verdict(
+    result: ResultSet, e2e: Percentiles, coverage: float, stages: pd.DataFrame | None = None
+) -> Verdict:
+    """Judge a set from its raw data: completeness, invariants, errors, samples, noise, coverage,
+    and (given the stage table) compute that was off-CPU and threads that oversubscribe."""
     problems: list[str] = []
     notes: list[str] = []
     manifest = result.manifest
@@ -56,4 +65,64 @@ def verdict(result: ResultSet, e2e: Percentiles, coverage: float) -> Verdict:
         notes.append(f"noisy: IQR/median of end-to-end latency is {e2e.iqr_over_median:.2f}")
     if coverage < MIN_COVERAGE:
         notes.append(f"probe coverage is {coverage:.0%}: much of the time is unattributed")
+    if stages is not None:
+        notes += _off_cpu(result, stages)
+    notes += _oversubscribed(result)
     return Verdict(not problems, tuple(problems), tuple(notes))
+
+
+def _off_cpu(result: ResultSet, stages: pd.DataFrame) -> list[str]:
+    """Compute-bound stages whose thread was on a CPU for much less than their wall time.
+
+    Wall-clock probes count GIL waits, preemption and steal as if they were the work; on an
+    accelerator the host legitimately waits, so only host runs are judged.
+    """
+    if result.manifest["config"]["execution"]["device"] != "cpu" or "on_cpu_ms" not in stages:
+        return []
+    notes = []
+    for row in stages.to_dict(orient="records"):
+        wall, compute, on_cpu = row["wall_p50_ms"], row.get("compute_ms"), row.get("on_cpu_ms")
+        if not wall or compute is None or on_cpu is None or math.isnan(on_cpu):
+            continue
+        if compute >= 0.5 * wall and on_cpu < OFF_CPU_RATIO * wall:
+            notes.append(
+                f"stage {row['stage']!r} was on a CPU for {on_cpu / wall:.0%} of its wall time: "
+                "its compute waited (GIL, preemption or steal) or ran on threads it does not own"
+            )
+    return notes
+
+
+def _oversubscribed(result: ResultSet) -> list[str]:
+    """Parallel stages or branches times their intra-op threads, against the cores available."""
+    cores = os.cpu_count() or 1
+    host = result.manifest.get("fingerprint", {}).get("host", {})
+    cores = host.get("host_processor_vcpu_count") or cores
+    threads = max(
+        (
+            max(r.get("stage_threads", {}).values(), default=1)
+            for r in result.manifest["replicates"]
+        ),
+        default=1,
+    )
+    width = max_concurrency(result.intervals)
+    if width > 1 and width * threads > cores:
+        return [
+            f"{width} stages or branches ran at once with up to {threads} intra-op threads each "
+            f"on {cores} cores: they contend for the cores"
+        ]
+    return []
+
+
+def max_concurrency(intervals: pd.DataFrame) -> int:
+    """The most stages and branches of one request that were running at the same instant."""
+    spans = intervals[intervals["kind"].isin((Kind.STAGE.value, Kind.BRANCH.value))]
+    best = 0
+    for _, group in spans.groupby(["replicate", "request"]):
+        edges = sorted(
+            [(start, 1) for start in group["start_ns"]] + [(end, -1) for end in group["end_ns"]]
+        )
+        running = 0
+        for _, step in edges:  # an end sorts before a start at the same instant
+            running += step
+            best = max(best, running)
+    return best
