@@ -1,0 +1,66 @@
+"""The verdict's checks on hand-made result sets: each fires on its case and only there."""
+
+from __future__ import annotations
+
+import pandas as pd
+from test_attribution import diamond
+
+from harness.breakdown import Percentiles
+from harness.runner import intervals_frame
+from harness.store import ResultSet
+from harness.validity import max_concurrency, verdict
+
+
+def result_set(intervals, *, device="cpu", stage_threads=None, vcpus=2, **manifest) -> ResultSet:
+    frame = intervals_frame(intervals).assign(replicate=0)
+    requests = pd.DataFrame({"request": [0], "ok": [True], "latency_s": [1.0], "replicate": [0]})
+    body = {
+        "complete": True,
+        "config": {
+            "execution": {"device": device},
+            "work": {"request_stream": {"inputs_sha256": "x"}},
+        },
+        "replicates": [{"stage_threads": stage_threads or {}}],
+        "fingerprint": {"host": {"host_processor_vcpu_count": vcpus}},
+        "invariants": {},
+        **manifest,
+    }
+    return ResultSet(body, frame, requests)
+
+
+E2E = Percentiles.of(pd.Series([1.0] * 700).to_numpy())
+
+
+def test_concurrency_counts_stages_running_at_once():
+    assert max_concurrency(intervals_frame(diamond(c_end=30)).assign(replicate=0)) == 2
+
+
+def test_parallel_branches_times_threads_beyond_the_cores_is_noted():
+    busy = result_set(diamond(c_end=30), stage_threads={"b": 2, "c": 2})
+    assert any("contend for the cores" in n for n in verdict(busy, E2E, 1.0).notes)
+    roomy = result_set(diamond(c_end=30), stage_threads={"b": 2, "c": 2}, vcpus=4)
+    assert not any("contend" in n for n in verdict(roomy, E2E, 1.0).notes)
+
+
+def test_compute_far_off_cpu_is_noted_on_the_host_only():
+    stages = pd.DataFrame(
+        [
+            {"stage": "b", "wall_p50_ms": 10.0, "compute_ms": 9.0, "on_cpu_ms": 2.0},
+            {"stage": "c", "wall_p50_ms": 10.0, "compute_ms": 9.0, "on_cpu_ms": 9.5},
+        ]
+    )
+    notes = verdict(result_set(diamond(30)), E2E, 1.0, stages).notes
+    assert [n for n in notes if "on a CPU for" in n] == [
+        "stage 'b' was on a CPU for 20% of its wall time: its compute waited (GIL, preemption "
+        "or steal) or ran on threads it does not own"
+    ]
+    on_gpu = verdict(result_set(diamond(30), device="cuda"), E2E, 1.0, stages).notes
+    assert not any("on a CPU for" in n for n in on_gpu)
+
+
+def test_incomplete_sets_and_mixed_inputs_are_invalid():
+    stopped = result_set(diamond(30), complete=False, stopped_by="interrupted")
+    assert not verdict(stopped, E2E, 1.0).valid
+    mixed = result_set(diamond(30))
+    mixed.manifest["config"]["work"]["request_stream"]["inputs_sha256"] = ["a", "b"]
+    assert any("different inputs" in p for p in verdict(mixed, E2E, 1.0).problems)
