@@ -14,6 +14,7 @@ from rich.console import Console
 from harness import __version__
 from harness.devices import DEVICES
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
+from harness.gpu_timing import MODES, SYNC
 
 
 class _Parser(argparse.ArgumentParser):
@@ -94,6 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             repeat=args.repeat,
             measurement=measurement,
             show_progress=not args.no_progress,
+            gpu_timing=args.gpu_timing,
         )
         for name in names
     ]
@@ -190,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="small sizes and short measurement")
     run.add_argument("--device", choices=DEVICES, default="auto")
     run.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    run.add_argument(
+        "--gpu-timing",
+        choices=MODES,
+        default=SYNC,
+        help="on CUDA: synchronize at probe edges, or time kernels with CUDA events",
+    )
     run.add_argument(
         "--repeat",
         type=int,

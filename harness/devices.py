@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from harness.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -20,12 +18,3 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("device 'cuda' requested but torch sees no CUDA device here")
     return device
-
-
-def device_sync(device: str) -> Callable[[], None] | None:
-    """The synchronize called at probe edges on an asynchronous device (None on the CPU)."""
-    if device == "cpu":
-        return None
-    import torch
-
-    return torch.cuda.synchronize

@@ -24,10 +24,16 @@ def check_invariants(intervals: Sequence[Interval], split: RequestSplit) -> list
                 problems.append(
                     f"request {req}: {iv.kind} {iv.label!r} lies outside stage {iv.stage!r}"
                 )
-        if iv.kind != Kind.REQUEST.value and (
+        if iv.kind not in (Kind.REQUEST.value, Kind.DEVICE.value) and (
             iv.start_ns < split.arrival_ns or iv.end_ns > split.response_ns
         ):
             problems.append(f"request {req}: {iv.kind} {iv.stage or iv.label!r} outside request")
+    launched = {iv.span: iv.start_ns for iv in intervals if iv.kind == Kind.PROBE.value}
+    for iv in intervals:
+        # The device cannot start a probe's work before the host launched it: if it seems to,
+        # the anchor between the two clocks is off.
+        if iv.kind == Kind.DEVICE.value and iv.start_ns < launched.get(iv.parent, iv.start_ns):
+            problems.append(f"request {req}: device work of {iv.label!r} precedes its launch")
     tree = SpanTree(intervals)
     for node in intervals:
         cursor = node.start_ns

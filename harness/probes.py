@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Protocol
 
 Clock = Callable[[], int]
 """A monotonic clock returning integer nanoseconds (``time.perf_counter_ns`` by default)."""
@@ -32,12 +32,6 @@ class Resource(str, Enum):
     LINK = "link"
     REMOTE = "remote"
     WAIT = "wait"
-    # One branch of a run-time fan-out, on its own thread or task, enclosed by the wait that
-    # joins it: on the critical path the join is replaced by its last-ending branch.
-    BRANCH = "branch"
-    # A stretch in which an asyncio task held its thread (one step of the task): outside its
-    # slices a task was suspended, and its probes must not claim that time.
-    SLICE = "slice"
 
 
 class Kind(str, Enum):
@@ -55,6 +49,9 @@ class Kind(str, Enum):
     # A stretch in which an asyncio task held its thread (one step of the task): outside its
     # slices a task was suspended, and its probes must not claim that time.
     SLICE = "slice"
+    # When the device ran a probe's work, from CUDA events on the host clock; its thread is the
+    # stream. It may end after its probe: the host does not wait unless it synchronizes.
+    DEVICE = "device"
 
 
 QUEUE_WAIT = "queue wait"
@@ -107,27 +104,38 @@ def _task_name() -> str:
     return task.get_name() if task is not None else ""
 
 
+class DeviceTimer(Protocol):
+    """What probes call at their edges on an asynchronous device (see harness.gpu_timing)."""
+
+    mode: str
+
+    def enter(self, probe: Probe) -> None: ...
+
+    def exit(self, probe: Probe) -> None: ...
+
+    def resolve(self, recorder: Recorder) -> None: ...
+
+
 class Recorder:
     """Collects the intervals of one request; safe to use from several threads at once.
 
-    ``sync`` is called at both edges of stages and of compute and movement probes when the
-    device runs asynchronously (CUDA synchronize-at-edge mode), so queued kernels are charged to
-    the probe that launched them and never leak into the next one or the next stage.
+    ``timer`` is called at the edges of every span when the device runs asynchronously (CUDA),
+    so device work is charged to the probe that launched it.
     """
 
-    __slots__ = ("_ids", "_lock", "clock", "cpu_clock", "intervals", "request", "sync")
+    __slots__ = ("_ids", "_lock", "clock", "cpu_clock", "intervals", "request", "timer")
 
     def __init__(
         self,
         request: int,
         clock: Clock = time.perf_counter_ns,
-        sync: Callable[[], Any] | None = None,
+        timer: DeviceTimer | None = None,
         cpu_clock: Clock = time.thread_time_ns,
     ) -> None:
         self.request = request
         self.clock = clock
         self.cpu_clock = cpu_clock
-        self.sync = sync
+        self.timer = timer
         self.intervals: list[Interval] = []
         self._ids = itertools.count()
         self._lock = threading.Lock()
@@ -146,6 +154,7 @@ class Recorder:
         parent: int = -1,
         span: int | None = None,
         cpu_ns: int = -1,
+        thread: int | None = None,
     ) -> Interval:
         """Store an interval whose edges were read elsewhere (runner waits, merged clocks)."""
         interval = Interval(
@@ -160,7 +169,7 @@ class Recorder:
             start_ns=start_ns,
             end_ns=end_ns,
             nbytes=nbytes,
-            thread=threading.get_ident(),
+            thread=threading.get_ident() if thread is None else thread,
             task=_task_name(),
             cpu_ns=cpu_ns,
         )
@@ -192,7 +201,6 @@ class Probe:
         "_recorder",
         "_span",
         "_start",
-        "_sync",
         "_token",
         "category",
         "kind",
@@ -221,10 +229,11 @@ class Probe:
         self.nbytes = nbytes
         self._start = self._end = -1
         self._cpu = kind is Kind.STAGE or kind is Kind.BRANCH
-        # Waits stay unsynchronized: they time the host blocking, not the device.
-        self._sync = recorder.sync is not None and (
-            kind is Kind.STAGE or category in (Category.COMPUTE.value, Category.MOVEMENT.value)
-        )
+
+    @property
+    def span(self) -> int:
+        """This probe's span id (valid once entered)."""
+        return self._span
 
     @property
     def start_ns(self) -> int:
@@ -238,9 +247,9 @@ class Probe:
 
     def __enter__(self) -> Probe:
         recorder = self._recorder
-        if self._sync:
-            recorder.sync()
         self._span = next(recorder._ids)
+        if recorder.timer is not None:
+            recorder.timer.enter(self)
         self._token = _open_spans.set((*_open_spans.get(), self._span))
         if self._cpu:
             self._cpu_start = recorder.cpu_clock()
@@ -249,8 +258,8 @@ class Probe:
 
     def __exit__(self, *exc: object) -> None:
         recorder = self._recorder
-        if self._sync:
-            recorder.sync()
+        if recorder.timer is not None:
+            recorder.timer.exit(self)
         end = self._end = recorder.clock()
         cpu_ns = recorder.cpu_clock() - self._cpu_start if self._cpu else -1
         _open_spans.reset(self._token)

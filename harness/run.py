@@ -26,6 +26,7 @@ from harness.attribution import split_request
 from harness.breakdown import ok_requests
 from harness.devices import resolve_device
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
+from harness.gpu_timing import HOST, MODES, SYNC
 from harness.invariants import check_invariants
 from harness.progress import ProgressBar
 from harness.runner import Measurement, ProcessResult, measure
@@ -46,11 +47,14 @@ class RunConfig:
     seed: int = 0
     repeat: int = 1
     measurement: Measurement = field(default_factory=Measurement)
+    gpu_timing: str = SYNC
     show_progress: bool = True
 
     def __post_init__(self) -> None:
         if self.repeat < 1:
             raise UserError(f"--repeat must be 1 or more, not {self.repeat}")
+        if self.gpu_timing not in MODES:
+            raise UserError(f"unknown GPU timing {self.gpu_timing!r} (one of {', '.join(MODES)})")
 
 
 def run(config: RunConfig, archive: Archive, fingerprint: dict[str, Any]) -> ResultSet:
@@ -115,9 +119,11 @@ def measure_here(config: RunConfig, device: str, label: str) -> ProcessResult:
     m = config.measurement
     if config.show_progress:
         with ProgressBar(label, m.min_requests, m.min_duration_s) as bar:
-            result = measure(cls(), run_ctx, m, progress=bar.update, phase=bar.phase)
+            result = measure(
+                cls(), run_ctx, m, progress=bar.update, phase=bar.phase, timing=config.gpu_timing
+            )
     else:
-        result = measure(cls(), run_ctx, m)
+        result = measure(cls(), run_ctx, m, timing=config.gpu_timing)
     # The anchor pairs this process's probe clock with the wall clock, so intervals from several
     # processes (or machines) can be put on one timeline.
     result.facts.update(pid=os.getpid(), clock_anchor=anchor)
@@ -211,8 +217,8 @@ def _execution(config: RunConfig, device: str, facts: list[dict[str, Any]]) -> d
         "backend": "torch",
         "threads": facts[0].get("threads"),
         "interop_threads": facts[0].get("interop_threads"),
-        # On CUDA every compute/movement probe synchronizes at its edges (see probes.Recorder).
-        "timing_mode": "host" if device == "cpu" else "synchronize-at-edge",
+        # Sets of different timing modes measure different things (harness.gpu_timing).
+        "timing_mode": HOST if device == "cpu" else config.gpu_timing,
         "scenario": "single-stream",
         "repeat": config.repeat,
         "measurement": asdict(config.measurement),

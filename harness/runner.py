@@ -16,15 +16,16 @@ from typing import Any
 
 import pandas as pd
 
-from harness.devices import device_sync
 from harness.environment import CpuTimes, cpu_times
 from harness.errors import UserError
+from harness.gpu_timing import SYNC, device_timer
 from harness.probes import (
     HANDOFF_WAIT,
     LAG_WAIT,
     QUEUE_WAIT,
     Category,
     Clock,
+    DeviceTimer,
     Interval,
     Kind,
     Probe,
@@ -81,7 +82,7 @@ class RequestDriver:
     workload: Workload
     run: RunContext
     clock: Clock = time.perf_counter_ns
-    sync: Callable[[], None] | None = None
+    timer: DeviceTimer | None = None
     fan_out_workers: int = 8
     order: list[Stage] = field(init=False)
     pool: ThreadPoolExecutor | None = field(init=False, default=None)
@@ -119,7 +120,7 @@ class RequestDriver:
         A load generator that sends late has lag, recorded apart from the request's queue wait
         so that its own slowness is never taken for the system's (no coordinated omission).
         """
-        recorder = Recorder(request_id, clock=self.clock, sync=self.sync)
+        recorder = Recorder(request_id, clock=self.clock, timer=self.timer)
         sent = self.clock()
         arrival = sent if scheduled_ns is None else min(scheduled_ns, sent)
         if arrival < sent:
@@ -168,6 +169,8 @@ class RequestDriver:
         sink = self.order[-1].name
         response_ns = ends[sink] if sink in outputs else self.clock()
         recorder.add(Kind.REQUEST, arrival, response_ns)
+        if self.timer is not None:
+            self.timer.resolve(recorder)  # after the response: the device is waited for once
         return RequestOutcome(recorder, arrival, response_ns, error, outputs.get(sink))
 
     def _stage(
@@ -256,12 +259,14 @@ def measure(
     clock: Clock = time.perf_counter_ns,
     progress: Callable[[int, float], None] | None = None,
     phase: Callable[[str], None] | None = None,
+    timing: str = SYNC,
 ) -> ProcessResult:
     """Set up, warm up (discarded), then measure until both minimums are met.
 
     ``phase(name)`` announces setup, warm-up and measurement; ``progress(requests_done,
     seconds_elapsed)`` is called after each measured request. A failed request keeps its
     error, is counted, and the run goes on. Ctrl-C stops measuring and returns what finished.
+    ``timing`` says how probes time an asynchronous device (harness.gpu_timing).
     """
     import torch
 
@@ -279,7 +284,7 @@ def measure(
     facts["work"] = dict(workload.work())
     facts["distinct_requests"] = len(stream)
     facts["inputs_sha256"] = inputs_digest(list(stream))
-    driver = RequestDriver(workload, run, clock, device_sync(run.device))
+    driver = RequestDriver(workload, run, clock, device_timer(run.device, timing, clock))
     rows: list[dict[str, Any]] = []
     intervals: list[Interval] = []
     interrupted = False

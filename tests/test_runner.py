@@ -10,6 +10,7 @@ from conftest import FakeClock
 
 from harness.attribution import split_request
 from harness.errors import UserError
+from harness.gpu_timing import SyncAtEdge
 from harness.invariants import check_invariants
 from harness.probes import HANDOFF_WAIT, QUEUE_WAIT, Kind, Recorder
 from harness.runner import Measurement, RequestDriver, frame_intervals, intervals_frame, measure
@@ -212,7 +213,7 @@ def test_empty_request_stream_is_refused():
 
 def test_device_sync_at_stage_compute_and_movement_edges_not_waits(clock: FakeClock):
     calls: list[int] = []
-    rec = Recorder(0, clock=clock, sync=lambda: calls.append(clock()))
+    rec = Recorder(0, clock=clock, timer=SyncAtEdge(lambda: calls.append(clock())))
     ctx = StageContext(RunContext(), rec, "s", 0)
     with rec.span(Kind.STAGE, stage="s"):
         with ctx.compute():
