@@ -10,7 +10,7 @@ import pandas as pd
 
 from harness.breakdown import PERCENTILE_FLOORS, Percentiles
 from harness.environment import STEAL_WARN_FRACTION
-from harness.probes import Kind
+from harness.probes import Category, Kind
 from harness.store import ResultSet
 
 MIN_COVERAGE = 0.9
@@ -65,6 +65,13 @@ def verdict(
         notes.append(f"noisy: IQR/median of end-to-end latency is {e2e.iqr_over_median:.2f}")
     if coverage < MIN_COVERAGE:
         notes.append(f"probe coverage is {coverage:.0%}: much of the time is unattributed")
+    movement = result.intervals[
+        (result.intervals["kind"] == Kind.PROBE.value)
+        & (result.intervals["category"] == Category.MOVEMENT.value)
+    ]
+    unsized = int((movement["nbytes"] <= 0).sum())
+    if unsized:
+        notes.append(f"{unsized} movement intervals carry no byte count: their rate is unknown")
     if stages is not None:
         notes += _off_cpu(result, stages)
     notes += _oversubscribed(result)

@@ -64,3 +64,13 @@ def test_incomplete_sets_and_mixed_inputs_are_invalid():
     mixed = result_set(diamond(30))
     mixed.manifest["config"]["work"]["request_stream"]["inputs_sha256"] = ["a", "b"]
     assert any("different inputs" in p for p in verdict(mixed, E2E, 1.0).problems)
+
+
+def test_movement_without_bytes_is_noted():
+    from test_attribution import probe_iv
+
+    sized = [*diamond(30), probe_iv("b", "movement", 13, 14, span=9, parent=2, nbytes=8)]
+    assert not any("byte count" in n for n in verdict(result_set(sized), E2E, 1.0).notes)
+    unsized = [*diamond(30), probe_iv("b", "movement", 13, 14, span=9, parent=2)]
+    notes = verdict(result_set(unsized), E2E, 1.0).notes
+    assert "1 movement intervals carry no byte count: their rate is unknown" in notes
