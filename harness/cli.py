@@ -84,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if measurement.warmup < 0 or measurement.min_requests < 1 or measurement.min_duration_s < 0:
         raise UserError("--warmup must be >= 0, --min-requests >= 1, --min-duration >= 0")
-    names = args.workloads or list(plugins.registered())
+    names = args.workloads or plugins.suite()
     # Refuse bad input before spending minutes (or a hardware scan) on the good part of it.
     configs = [
         RunConfig(

@@ -20,6 +20,11 @@ def registered() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+def suite() -> list[str]:
+    """The registered workloads `gapbench run` runs when none is named."""
+    return [name for name in registered() if load(name).in_suite]
+
+
 def load(ref: str) -> type[Workload]:
     """The workload class a user named: a registered name, ``module:Class`` or ``file.py:Class``."""
     plugins = registered()

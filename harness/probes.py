@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import itertools
 import threading
@@ -95,12 +96,12 @@ _open_spans: contextvars.ContextVar[tuple[int, ...]] = contextvars.ContextVar(
 
 
 def _task_name() -> str:
-    try:
-        import asyncio
-
-        task = asyncio.current_task()
-    except RuntimeError:
+    # Checked first because asyncio.current_task() raises outside a loop, and a raise costs more
+    # than the rest of a probe.
+    loop = asyncio._get_running_loop()
+    if loop is None:
         return ""
+    task = asyncio.current_task(loop)
     return task.get_name() if task is not None else ""
 
 
@@ -123,7 +124,7 @@ class Recorder:
     so device work is charged to the probe that launched it.
     """
 
-    __slots__ = ("_ids", "_lock", "clock", "cpu_clock", "intervals", "request", "timer")
+    __slots__ = ("_ids", "_lock", "clock", "cpu_clock", "request", "rows", "timer")
 
     def __init__(
         self,
@@ -136,7 +137,9 @@ class Recorder:
         self.clock = clock
         self.cpu_clock = cpu_clock
         self.timer = timer
-        self.intervals: list[Interval] = []
+        # Plain tuples in Interval's field order: building a frozen dataclass costs more than
+        # the rest of a probe, so Interval objects are made only when someone reads them.
+        self.rows: list[tuple] = []
         self._ids = itertools.count()
         self._lock = threading.Lock()
 
@@ -155,27 +158,33 @@ class Recorder:
         span: int | None = None,
         cpu_ns: int = -1,
         thread: int | None = None,
-    ) -> Interval:
+    ) -> None:
         """Store an interval whose edges were read elsewhere (runner waits, merged clocks)."""
-        interval = Interval(
-            request=self.request,
-            span=next(self._ids) if span is None else span,
-            parent=parent,
-            kind=kind.value,
-            stage=stage,
-            category=category,
-            resource=resource,
-            label=label,
-            start_ns=start_ns,
-            end_ns=end_ns,
-            nbytes=nbytes,
-            thread=threading.get_ident() if thread is None else thread,
-            task=_task_name(),
-            cpu_ns=cpu_ns,
+        row = (
+            self.request,
+            next(self._ids) if span is None else span,
+            parent,
+            kind.value,
+            stage,
+            category,
+            resource,
+            label,
+            start_ns,
+            end_ns,
+            nbytes,
+            threading.get_ident() if thread is None else thread,
+            _task_name(),
+            cpu_ns,
         )
         with self._lock:
-            self.intervals.append(interval)
-        return interval
+            self.rows.append(row)
+
+    @property
+    def intervals(self) -> list[Interval]:
+        """What was recorded so far, as Interval objects."""
+        with self._lock:
+            rows = list(self.rows)
+        return [Interval(*row) for row in rows]
 
     def span(
         self,
@@ -198,6 +207,7 @@ class Probe:
         "_cpu",
         "_cpu_start",
         "_end",
+        "_parent",
         "_recorder",
         "_span",
         "_start",
@@ -247,10 +257,12 @@ class Probe:
 
     def __enter__(self) -> Probe:
         recorder = self._recorder
-        self._span = next(recorder._ids)
+        self._span = span = next(recorder._ids)
         if recorder.timer is not None:
             recorder.timer.enter(self)
-        self._token = _open_spans.set((*_open_spans.get(), self._span))
+        stack = _open_spans.get()
+        self._parent = stack[-1] if stack else -1
+        self._token = _open_spans.set((*stack, span))
         if self._cpu:
             self._cpu_start = recorder.cpu_clock()
         self._start = recorder.clock()
@@ -263,17 +275,22 @@ class Probe:
         end = self._end = recorder.clock()
         cpu_ns = recorder.cpu_clock() - self._cpu_start if self._cpu else -1
         _open_spans.reset(self._token)
-        stack = _open_spans.get()
-        recorder.add(
-            self.kind,
+        # The row is built here rather than through Recorder.add: this is the hot path.
+        row = (
+            recorder.request,
+            self._span,
+            self._parent,
+            self.kind._value_,  # not .value: a property lookup costs a tenth of the probe
+            self.stage,
+            self.category,
+            self.resource,
+            self.label,
             self._start,
             end,
-            stage=self.stage,
-            category=self.category,
-            resource=self.resource,
-            label=self.label,
-            nbytes=self.nbytes,
-            parent=stack[-1] if stack else -1,
-            span=self._span,
-            cpu_ns=cpu_ns,
+            self.nbytes,
+            threading.get_ident(),
+            _task_name(),
+            cpu_ns,
         )
+        with recorder._lock:
+            recorder.rows.append(row)

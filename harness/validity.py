@@ -114,8 +114,8 @@ def _oversubscribed(result: ResultSet) -> list[str]:
     width = max_concurrency(result.intervals)
     if width > 1 and width * threads > cores:
         return [
-            f"{width} stages or branches ran at once with up to {threads} intra-op threads each "
-            f"on {cores} cores: they contend for the cores"
+            f"{width} stages or branches ran at once, each allowed {threads} intra-op threads, "
+            f"on {cores} cores: where they run torch ops they contend for the cores"
         ]
     return []
 

@@ -33,6 +33,11 @@ class Layer(str, Enum):
 
 SIZES = ("quick", "default")
 
+# Plain strings for the probe hot path: an Enum's .value is a property lookup.
+_COMPUTE, _MOVEMENT, _SCHEDULING = (c.value for c in Category)
+_HOST_CPU, _HOST_MEMORY = Resource.HOST_CPU.value, Resource.HOST_MEMORY.value
+_DEVICE, _LINK, _WAIT = Resource.DEVICE.value, Resource.LINK.value, Resource.WAIT.value
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -102,8 +107,8 @@ class StageContext:
 
     def compute(self, label: str = "", resource: str | None = None) -> Probe:
         """Time the math: kernels, matmuls, top-k, framework dispatch around them."""
-        default = Resource.DEVICE if self.on_device else Resource.HOST_CPU
-        return self._probe(Category.COMPUTE, resource or default.value, label, 0)
+        default = _DEVICE if self.run.device != "cpu" else _HOST_CPU
+        return self._probe(_COMPUTE, resource or default, label, 0)
 
     def movement(self, nbytes: int, label: str = "", resource: str | None = None) -> Probe:
         """Time moving ``nbytes`` bytes: copies, (de)serialisation, IPC, disk, network.
@@ -111,15 +116,15 @@ class StageContext:
         When the size is known only inside the block (a serialised reply), set the probe's
         ``nbytes`` there: ``with ctx.movement(0) as p: body = dumps(x); p.nbytes = len(body)``.
         """
-        return self._probe(Category.MOVEMENT, resource or Resource.HOST_MEMORY.value, label, nbytes)
+        return self._probe(_MOVEMENT, resource or _HOST_MEMORY, label, nbytes)
 
     def transfer(self, nbytes: int, label: str = "") -> Probe:
         """Time a host<->device copy: movement on the `link` resource."""
-        return self._probe(Category.MOVEMENT, Resource.LINK.value, label, nbytes)
+        return self._probe(_MOVEMENT, _LINK, label, nbytes)
 
     def wait(self, label: str = "", resource: str | None = None) -> Probe:
         """Time a blocked wait (a lock, a server, another branch): scheduling, measured."""
-        return self._probe(Category.SCHEDULING, resource or Resource.WAIT.value, label, 0)
+        return self._probe(_SCHEDULING, resource or _WAIT, label, 0)
 
     def fan_out(self, fn: Callable[[T], R], items: Iterable[T], label: str = "") -> list[R]:
         """Run ``fn`` over ``items`` concurrently (run-time fan-out, e.g. a planner's tool calls).
@@ -160,15 +165,8 @@ class StageContext:
         with self.recorder.span(Kind.BRANCH, stage=self.stage, label=f"branch {index}"):
             return fn(item)
 
-    def _probe(self, category: Category, resource: str, label: str, nbytes: int) -> Probe:
-        return self.recorder.span(
-            Kind.PROBE,
-            stage=self.stage,
-            category=category.value,
-            resource=resource,
-            label=label,
-            nbytes=nbytes,
-        )
+    def _probe(self, category: str, resource: str, label: str, nbytes: int) -> Probe:
+        return Probe(self.recorder, Kind.PROBE, self.stage, category, resource, label, nbytes)
 
 
 class Workload:
@@ -191,6 +189,8 @@ class Workload:
     stages: ClassVar[tuple[Stage, ...]] = ()
     # Extra modules whose source belongs to the workload's code hash (models, tokenizers).
     code_modules: ClassVar[tuple[str, ...]] = ()
+    # Part of the suite `gapbench run` runs when no workload is named; a self-check is not.
+    in_suite: ClassVar[bool] = True
 
     def setup(self, ctx: RunContext) -> None:
         """Build models and data for ``ctx.device`` and ``ctx.size`` (timed as load time)."""

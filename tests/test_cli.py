@@ -217,3 +217,8 @@ def test_an_interrupted_replicate_keeps_the_finished_ones(tmp_path, capsys, monk
     assert loaded.manifest["complete"] is False
     assert list(loaded.requests["replicate"].unique()) == [0]
     assert len(loaded.manifest["replicates"]) == 1
+
+
+def test_the_default_suite_leaves_out_self_checks():
+    assert "calibration" in plugins.registered()
+    assert plugins.suite() == ["rag"]

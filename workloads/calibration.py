@@ -1,0 +1,323 @@
+"""The calibration workload: planted work that times itself, the ground truth for gapbench's split.
+
+Every planted piece (CPU work, copies of known size, sleeps, a queue handoff to a worker thread,
+un-probed glue) is timed on a clock gapbench's probes never read, and those timings travel with
+the request's data to its response (``Carry.truth``). ``receive`` feeds a long ``search`` (critical
+by design; it fans out at run time to a short and a long branch) and a short ``lookup`` beside it;
+``join`` waits for both. tests/test_calibration.py sets gapbench's split beside this truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from harness.attribution import CATEGORIES, UNATTRIBUTED
+from harness.workload import RunContext, Stage, StageContext, Workload
+
+COMPUTE, MOVEMENT, SCHEDULING = CATEGORIES
+SPAN = "span"  # a stage's (or branch's) first to last line, not planted work
+FAN_OUT_JOIN = "fan-out join"
+# Not the probes' clock (perf_counter_ns is CLOCK_MONOTONIC on Linux): the truth is not read off
+# the instrument it checks. Platforms without the raw clock fall back to the monotonic one.
+_TRUTH_CLOCK = getattr(time, "CLOCK_MONOTONIC_RAW", time.CLOCK_MONOTONIC)
+# sha256 releases the GIL on buffers over 2 KiB, so planted compute on two threads can run in
+# parallel on two cores. A step of 128 KiB (about 0.1 ms) leaves the GIL free long enough for a
+# waiting thread to take it; at 16 KiB the first thread took it back first and branches ran in turn.
+_BLOCK = bytes(128 * 1024)
+
+
+def truth_clock() -> int:
+    """Nanoseconds on the truth clock, apart from the one gapbench's probes read."""
+    return time.clock_gettime_ns(_TRUTH_CLOCK)
+
+
+def burn(duration_ns: int, glue: bool = False) -> None:
+    """Keep busy for ``duration_ns`` on the truth clock: compute, or with ``glue`` glue code.
+
+    Compute is sha256 steps, mostly outside the GIL; glue is a bare Python loop holding it.
+    """
+    deadline = truth_clock() + duration_ns
+    while truth_clock() < deadline:
+        if not glue:
+            hashlib.sha256(_BLOCK).digest()
+
+
+def padded_json(body: Mapping[str, Any], nbytes: int) -> bytes:
+    """``body`` as JSON of exactly ``nbytes`` bytes, filled up by a ``pad`` field."""
+    head = len(json.dumps({**body, "pad": ""}).encode())
+    if head > nbytes:
+        raise ValueError(f"{head} bytes of JSON do not fit in {nbytes}")
+    return json.dumps({**body, "pad": "x" * (nbytes - head)}).encode()
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """The planted work of one request (about 40 ms): durations in microseconds, sizes in bytes.
+
+    Both sizes plant the same work: more of it would not make the truth any surer.
+    """
+
+    payload_bytes: int = 64 * 1024
+    glue_us: int = 4_000  # un-probed, in receive and in join
+    search_us: int = 16_000
+    search_copy_bytes: int = 4 << 20
+    sleep_us: int = 3_000
+    handoff_us: int = 4_000  # the worker's work behind the queue handoff
+    short_branch_us: int = 1_000
+    long_branch_us: int = 3_000
+    branch_copy_bytes: int = 1 << 20
+    branch_glue_us: int = 1_000
+    lookup_us: int = 2_500  # lookup stays under a third of search: search is always critical
+    lookup_copy_bytes: int = 1 << 20
+    lookup_sleep_us: int = 1_000
+    join_us: int = 2_000
+    reply_bytes: int = 16 * 1024
+    requests: int = 16
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One span of a request on the truth clock: planted work, or a stage's or branch's span."""
+
+    stage: str
+    branch: int  # -1 on the stage's own timeline, else the index of its fan-out branch
+    category: str  # compute, movement, scheduling, unattributed, or SPAN
+    label: str
+    start_ns: int
+    end_ns: int
+    nbytes: int = 0
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+class Planter:
+    """Times the planted pieces of one stage (or branch) call; made per call, never shared."""
+
+    def __init__(self, stage: str, branch: int = -1) -> None:
+        self.stage, self.branch = stage, branch
+        self.pieces: list[Piece] = []
+        self.first_ns = truth_clock()
+
+    @contextmanager
+    def piece(self, category: str, label: str, nbytes: int = 0) -> Iterator[None]:
+        start = truth_clock()
+        yield
+        self.pieces.append(
+            Piece(self.stage, self.branch, category, label, start, truth_clock(), nbytes)
+        )
+
+    def close(self, *carried: Iterable[Piece]) -> tuple[Piece, ...]:
+        """The pieces carried in, this call's pieces and its span, which ends now."""
+        last = truth_clock()
+        span = Piece(self.stage, self.branch, SPAN, "", self.first_ns, last)
+        return (*(p for c in carried for p in c), *self.pieces, span)
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A request's planted pieces: the split gapbench should find, known without its probes."""
+
+    pieces: tuple[Piece, ...]
+
+    def spans(self) -> list[Piece]:
+        return [p for p in self.pieces if p.category == SPAN]
+
+    def span(self, stage: str, branch: int = -1) -> Piece:
+        return next(p for p in self.spans() if p.stage == stage and p.branch == branch)
+
+    def critical_branch(self, stage: str) -> int:
+        """The fan-out branch of ``stage`` that ended last (-1 when it did not fan out)."""
+        branches = [p for p in self.spans() if p.stage == stage and p.branch >= 0]
+        return max(branches, key=lambda p: p.end_ns).branch if branches else -1
+
+    def critical_stages(self) -> tuple[str, ...]:
+        """Back from the sink, through the parent whose last line came last."""
+        after = {s.name: s.after for s in Calibration.stages}
+        path = [Calibration.stages[-1].name]
+        while after[path[-1]]:
+            path.append(max(after[path[-1]], key=lambda name: self.span(name).end_ns))
+        return tuple(reversed(path))
+
+    def by_category(self, arrival_ns: int) -> dict[str, int]:
+        """Planted ns per category along the critical path, from ``arrival_ns`` (truth clock).
+
+        Scheduling is the planted waits plus the gaps between a stage's inputs being ready (its
+        parents' last lines, or the arrival) and its first line: the runner's waits seen from
+        outside. Inside a fan-out join, the branch that ended last stands in for the join.
+        """
+        totals = dict.fromkeys((*CATEGORIES, UNATTRIBUTED), 0)
+        after = {s.name: s.after for s in Calibration.stages}
+        for stage in self.critical_stages():
+            ready = max((self.span(p).end_ns for p in after[stage]), default=arrival_ns)
+            totals[SCHEDULING] += self.span(stage).start_ns - ready
+            branch = self.critical_branch(stage)
+            for p in self.pieces:
+                if p.stage != stage or p.category == SPAN or p.branch not in (-1, branch):
+                    continue
+                ns = p.duration_ns
+                if p.label == FAN_OUT_JOIN:
+                    ns -= self.span(stage, branch).duration_ns
+                totals[p.category] += ns
+        return totals
+
+    def overlap_ns(self) -> int:
+        """Time beside the critical path: stages off it, and branches that did not end last."""
+        path = self.critical_stages()
+        return sum(
+            p.duration_ns
+            for p in self.spans()
+            if (p.branch < 0 and p.stage not in path)
+            or (p.branch >= 0 and p.stage in path and p.branch != self.critical_branch(p.stage))
+        )
+
+
+@dataclass(frozen=True)
+class Carry:
+    """A stage's output and the truth so far, travelling together; join's is the response."""
+
+    value: Any  # the request's id, then join's serialised reply
+    pieces: tuple[Piece, ...]
+
+    @property
+    def truth(self) -> Truth:
+        return Truth(self.pieces)
+
+
+class Calibration(Workload):
+    """Planted compute, movement, waits and glue whose truth is timed apart from gapbench."""
+
+    name = "calibration"
+    description = "planted work timed on its own clock: ground truth for gapbench's split"
+    in_suite = False  # a check of gapbench itself, run by name
+    stages = (
+        Stage("receive", layer="ingress"),
+        Stage("search", layer="retrieval", after=("receive",)),
+        Stage("lookup", layer="tools", after=("receive",)),
+        Stage("join", layer="assembly", after=("search", "lookup")),
+    )
+
+    config: CalibrationConfig
+    sources: dict[int, np.ndarray]  # copy sources by size
+    jobs: queue.Queue
+    worker: threading.Thread
+
+    def setup(self, ctx: RunContext) -> None:
+        self.config = c = CalibrationConfig()
+        sizes = {c.search_copy_bytes, c.branch_copy_bytes, c.lookup_copy_bytes}
+        self.sources = {n: np.ones(n, np.uint8) for n in sizes}
+        self.jobs = queue.Queue()
+        self.worker = threading.Thread(target=self._serve, name="calibration-worker", daemon=True)
+        self.worker.start()
+
+    def teardown(self) -> None:
+        self.jobs.put(None)
+        self.worker.join()
+
+    def _serve(self) -> None:
+        """The worker behind the queue handoff: planted compute per job, then the reply."""
+        while (job := self.jobs.get()) is not None:
+            duration_ns, reply = job
+            burn(duration_ns)
+            reply.put(duration_ns)
+
+    def requests(self, ctx: RunContext) -> Sequence[bytes]:
+        c = CalibrationConfig()
+        # Numbers to parse, padded so every payload is exactly payload_bytes long.
+        bodies = ({"id": i, "values": list(range(i, i + 2_000))} for i in range(c.requests))
+        return [padded_json(body, c.payload_bytes) for body in bodies]
+
+    def work(self) -> Mapping[str, Any]:
+        return asdict(self.config)
+
+    def outputs(self, response: Carry) -> Mapping[str, Any]:
+        # Timings differ every run; only the id is the same work's output.
+        return {"id": json.loads(response.value)["id"]}
+
+    def _copy(self, ctx: StageContext, plant: Planter, label: str, nbytes: int) -> None:
+        array = self.sources[nbytes]
+        with ctx.movement(nbytes=array.nbytes, label=label), plant.piece(MOVEMENT, label, nbytes):
+            np.copy(array)
+
+    def _hash(self, ctx: StageContext, plant: Planter, label: str, us: int) -> None:
+        with ctx.compute(label=label), plant.piece(COMPUTE, label):
+            burn(us * 1_000)
+
+    def receive(self, ctx: StageContext, payload: bytes) -> Carry:
+        """Deserialise the payload (movement of its exact size), then un-probed glue."""
+        plant, c = Planter("receive"), self.config
+        with (
+            ctx.movement(nbytes=len(payload), label="json.loads"),
+            plant.piece(MOVEMENT, "json.loads", c.payload_bytes),
+        ):
+            body = json.loads(payload)
+        # Outside any probe on purpose: it must show as unattributed, never as scheduling.
+        with plant.piece(UNATTRIBUTED, "glue"):
+            burn(c.glue_us * 1_000, glue=True)
+        return Carry(int(body["id"]), plant.close())
+
+    def search(self, ctx: StageContext, parsed: Carry) -> Carry:
+        """The long, critical branch: compute, a copy, a sleep, a queue handoff, a fan-out."""
+        plant, c = Planter("search"), self.config
+        self._hash(ctx, plant, "hash", c.search_us)
+        self._copy(ctx, plant, "copy", c.search_copy_bytes)
+        with ctx.wait(label="sleep"), plant.piece(SCHEDULING, "sleep"):
+            time.sleep(c.sleep_us / 1e6)
+        # The worker reports no intervals back, so all of this wait is scheduling.
+        with ctx.wait(label="queue handoff"), plant.piece(SCHEDULING, "queue handoff"):
+            reply: queue.Queue = queue.Queue(maxsize=1)
+            self.jobs.put((c.handoff_us * 1_000, reply))
+            reply.get()
+        with plant.piece(SCHEDULING, FAN_OUT_JOIN):
+            branches = ctx.fan_out(partial(self._branch, ctx), [0, 1], label=FAN_OUT_JOIN)
+        return Carry(parsed.value, plant.close(parsed.pieces, *branches))
+
+    def _branch(self, ctx: StageContext, index: int) -> tuple[Piece, ...]:
+        """One fan-out branch: 0 is short, 1 is long (it ends last) and ends in glue."""
+        plant, c = Planter("search", branch=index), self.config
+        if index == 0:
+            self._hash(ctx, plant, "branch 0 hash", c.short_branch_us)
+            return plant.close()
+        self._hash(ctx, plant, "branch 1 hash", c.long_branch_us)
+        self._copy(ctx, plant, "branch copy", c.branch_copy_bytes)
+        # A branch's own un-probed code is unattributed too, not part of the join's wait.
+        with plant.piece(UNATTRIBUTED, "branch glue"):
+            burn(c.branch_glue_us * 1_000, glue=True)
+        return plant.close()
+
+    def lookup(self, ctx: StageContext, parsed: Carry) -> Carry:
+        """The short branch beside search: compute, a copy and a sleep, all overlap."""
+        plant, c = Planter("lookup"), self.config
+        self._hash(ctx, plant, "hash", c.lookup_us)
+        self._copy(ctx, plant, "copy", c.lookup_copy_bytes)
+        with ctx.wait(label="sleep"), plant.piece(SCHEDULING, "sleep"):
+            time.sleep(c.lookup_sleep_us / 1e6)
+        # Receive's pieces reach join through search only, so join need not deduplicate: work
+        # after a stage's last line is un-probed time the truth does not see.
+        return Carry(parsed.value, plant.close())
+
+    def join(self, ctx: StageContext, searched: Carry, looked: Carry) -> Carry:
+        """Assemble: a little compute, the reply serialised to its exact size, then glue."""
+        plant, c = Planter("join"), self.config
+        self._hash(ctx, plant, "hash", c.join_us)
+        with (
+            ctx.movement(nbytes=0, label="json.dumps") as probe,
+            plant.piece(MOVEMENT, "json.dumps", c.reply_bytes),
+        ):
+            body = padded_json({"id": searched.value}, c.reply_bytes)
+            probe.nbytes = len(body)
+        with plant.piece(UNATTRIBUTED, "glue"):
+            burn(c.glue_us * 1_000, glue=True)
+        return Carry(body, plant.close(searched.pieces, looked.pieces))
