@@ -1,39 +1,24 @@
-"""Drive a workload's requests through its stage DAG: warm-up, then measured repetitions."""
+"""Measure a workload in this process: set up, warm up (discarded), then measured requests."""
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import random
 import sys
 import time
-import traceback
-from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from harness.driver import RequestDriver, RequestOutcome, describe
 from harness.environment import CpuTimes, cpu_times
 from harness.errors import UserError
 from harness.gpu_timing import SYNC, device_timer
-from harness.probes import (
-    HANDOFF_WAIT,
-    LAG_WAIT,
-    QUEUE_WAIT,
-    Category,
-    Clock,
-    DeviceTimer,
-    Interval,
-    Kind,
-    Probe,
-    Recorder,
-    Resource,
-)
-from harness.tasks import Loops, current_recorder
-from harness.workload import RunContext, Stage, StageContext, Workload, topological_order
+from harness.probes import Clock, Interval
+from harness.workload import RunContext, Workload
 
 
 @dataclass(frozen=True)
@@ -60,169 +45,6 @@ class ProcessResult:
     requests: pd.DataFrame
     facts: dict[str, Any]
     interrupted: bool = False
-
-
-@dataclass
-class RequestOutcome:
-    recorder: Recorder
-    arrival_ns: int
-    response_ns: int
-    error: str = ""
-    response: Any = None
-
-
-@dataclass
-class RequestDriver:
-    """Runs one request through the stage DAG, recording stage spans and the waits between them.
-
-    Ready stages beyond the first go to a thread pool so independent branches overlap; the first
-    runs on the calling thread, so a chain of stages costs no thread handoffs.
-    """
-
-    workload: Workload
-    run: RunContext
-    clock: Clock = time.perf_counter_ns
-    timer: DeviceTimer | None = None
-    fan_out_workers: int = 8
-    order: list[Stage] = field(init=False)
-    pool: ThreadPoolExecutor | None = field(init=False, default=None)
-    fan_out_pool: ThreadPoolExecutor = field(init=False)
-    loops: Loops = field(init=False, default_factory=Loops)
-    # Intra-op threads as each stage saw them on its own thread (the setting is per thread):
-    # parallel branches times these threads can oversubscribe the cores.
-    stage_threads: dict[str, int] = field(init=False, default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.order = topological_order(type(self.workload).stages)
-        roots = sum(1 for s in self.order if not s.after)
-        fan = max(sum(1 for o in self.order if s.name in o.after) for s in self.order)
-        if roots > 1 or fan > 1:
-            # Threads start lazily, so sizing for the widest possible antichain costs nothing.
-            workers = len(self.order) - 1
-            self.pool = ThreadPoolExecutor(workers, thread_name_prefix="gapbench-stage")
-        # Separate from the stage pool, so a stage blocked on its branches never starves them;
-        # threads start only when a workload first fans out.
-        self.fan_out_pool = ThreadPoolExecutor(
-            self.fan_out_workers, thread_name_prefix="gapbench-fan-out"
-        )
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
-        self.fan_out_pool.shutdown()
-        self.loops.close()
-
-    def __call__(
-        self, request_id: int, payload: Any, scheduled_ns: int | None = None
-    ) -> RequestOutcome:
-        """Drive one request; latency counts from ``scheduled_ns`` when a schedule gave one.
-
-        A load generator that sends late has lag, recorded apart from the request's queue wait
-        so that its own slowness is never taken for the system's (no coordinated omission).
-        """
-        recorder = Recorder(request_id, clock=self.clock, timer=self.timer)
-        sent = self.clock()
-        arrival = sent if scheduled_ns is None else min(scheduled_ns, sent)
-        if arrival < sent:
-            recorder.add(
-                Kind.WAIT,
-                arrival,
-                sent,
-                category=Category.SCHEDULING.value,
-                resource=Resource.WAIT.value,
-                label=LAG_WAIT,
-            )
-        outputs: dict[str, Any] = {}
-        ready_at: dict[str, int] = {}
-        ends: dict[str, int] = {}
-        pending = list(self.order)
-        running: dict[Future, Stage] = {}
-        error = ""
-        while True:
-            for future in [f for f in running if f.done()]:
-                stage = running.pop(future)
-                try:
-                    outputs[stage.name] = future.result()
-                except Exception as exc:
-                    error = error or _describe(stage.name, exc)
-            ready = [] if error else [s for s in pending if all(p in outputs for p in s.after)]
-            for stage in ready:
-                pending.remove(stage)
-                ready_at[stage.name] = max((ends[p] for p in stage.after), default=sent)
-            if ready:
-                for stage in ready[1:]:
-                    future = self.pool.submit(  # type: ignore[union-attr]
-                        self._stage, recorder, stage, payload, outputs, ready_at, ends
-                    )
-                    running[future] = stage
-                first = ready[0]
-                try:
-                    outputs[first.name] = self._stage(
-                        recorder, first, payload, outputs, ready_at, ends
-                    )
-                except Exception as exc:
-                    error = _describe(first.name, exc)
-            elif running:
-                wait(list(running), return_when=FIRST_COMPLETED)
-            else:
-                break
-        sink = self.order[-1].name
-        response_ns = ends[sink] if sink in outputs else self.clock()
-        recorder.add(Kind.REQUEST, arrival, response_ns)
-        if self.timer is not None:
-            self.timer.resolve(recorder)  # after the response: the device is waited for once
-        return RequestOutcome(recorder, arrival, response_ns, error, outputs.get(sink))
-
-    def _stage(
-        self,
-        recorder: Recorder,
-        stage: Stage,
-        payload: Any,
-        outputs: dict[str, Any],
-        ready_at: dict[str, int],
-        ends: dict[str, int],
-    ) -> Any:
-        args = [outputs[p] for p in stage.after] if stage.after else [payload]
-        if stage.name not in self.stage_threads:
-            import torch
-
-            self.stage_threads[stage.name] = torch.get_num_threads()
-        ctx = StageContext(self.run, recorder, stage.name, recorder.request, self.fan_out_pool)
-        method = getattr(self.workload, stage.name)
-        span = recorder.span(Kind.STAGE, stage=stage.name)
-        token = current_recorder.set(recorder)
-        try:
-            if inspect.iscoroutinefunction(method):
-                result = self.loops.run(_in_span(span, method(ctx, *args)))
-            else:
-                with span:
-                    result = method(ctx, *args)
-        finally:
-            current_recorder.reset(token)
-            ends[stage.name] = span.end_ns
-        label = HANDOFF_WAIT if stage.after else QUEUE_WAIT
-        recorder.add(
-            Kind.WAIT,
-            ready_at[stage.name],
-            span.start_ns,
-            stage=stage.name,
-            category=Category.SCHEDULING.value,
-            resource=Resource.WAIT.value,
-            label=label,
-        )
-        return result
-
-
-async def _in_span(span: Probe, coro: Coroutine) -> Any:
-    # The stage span opens inside the stage's task, so its own time follows that task's slices.
-    with span:
-        return await coro
-
-
-def _describe(stage: str, exc: BaseException) -> str:
-    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-    at = f" at {where.filename.rsplit('/', 1)[-1]}:{where.lineno}" if where else ""
-    return f"{stage}: {type(exc).__name__}: {exc}{at}"
 
 
 def _steal(before: CpuTimes | None, after: CpuTimes | None) -> float | None:
@@ -351,11 +173,11 @@ def _request_row(workload: Workload, n: int, payload: Any, outcome: RequestOutco
         try:
             outputs = json.dumps(workload.outputs(outcome.response), sort_keys=True, default=str)
         except Exception as exc:
-            error = _describe("outputs", exc)
+            error = describe("outputs", exc)
     try:
         samples = int(workload.samples(payload))
     except Exception as exc:
-        error, samples = error or _describe("samples", exc), 1
+        error, samples = error or describe("samples", exc), 1
     return {
         "request": n,
         "ok": not error,

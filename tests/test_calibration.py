@@ -16,10 +16,11 @@ import pytest
 
 from harness import plugins
 from harness.attribution import CATEGORIES, UNATTRIBUTED, RequestSplit, split_request
+from harness.driver import RequestDriver
 from harness.invariants import check_invariants
 from harness.probes import Category, Interval, Kind
 from harness.run import RunConfig, run
-from harness.runner import Measurement, RequestDriver
+from harness.runner import Measurement
 from harness.store import Archive
 from harness.workload import RunContext
 from workloads.calibration import (

@@ -9,11 +9,12 @@ import pytest
 from conftest import FakeClock
 
 from harness.attribution import split_request
+from harness.driver import RequestDriver
 from harness.errors import UserError
 from harness.gpu_timing import SyncAtEdge
 from harness.invariants import check_invariants
 from harness.probes import HANDOFF_WAIT, QUEUE_WAIT, Kind, Recorder
-from harness.runner import Measurement, RequestDriver, frame_intervals, intervals_frame, measure
+from harness.runner import Measurement, frame_intervals, intervals_frame, measure
 from harness.workload import RunContext, Stage, StageContext, Workload
 
 
@@ -290,3 +291,53 @@ def test_a_probe_spanning_an_await_claims_only_its_own_task_time(clock: FakeCloc
     assert check_invariants(ivs, split) == []
     tasks = {iv.task for iv in ivs if iv.kind == "slice"}
     assert len(tasks) == 3  # the stage's task and the two tools
+
+
+class TwoChains(Workload):
+    """a -> (b -> d, c -> e) -> f, where b cannot finish until e has started."""
+
+    name = "two-chains"
+    stages = (
+        Stage("a", "ingress"),
+        Stage("b", "retrieval", after=("a",)),
+        Stage("c", "tools", after=("a",)),
+        Stage("d", "inference", after=("b",)),
+        Stage("e", "inference", after=("c",)),
+        Stage("f", "assembly", after=("d", "e")),
+    )
+
+    def __init__(self) -> None:
+        self.e_started = threading.Event()
+
+    def requests(self, ctx):
+        return [0]
+
+    def a(self, ctx, payload):
+        return payload
+
+    def b(self, ctx, x):
+        with ctx.wait(label="for e"):
+            return self.e_started.wait(timeout=5)
+
+    def c(self, ctx, x):
+        return x
+
+    def d(self, ctx, x):
+        return x
+
+    def e(self, ctx, x):
+        self.e_started.set()
+        return x
+
+    def f(self, ctx, d, e):
+        return d
+
+
+def test_a_stage_starts_when_its_inputs_are_ready_not_when_a_sibling_chain_is_done():
+    driver = RequestDriver(TwoChains(), RunContext())
+    outcome = driver(0, 0)
+    driver.close()
+    assert outcome.error == ""
+    assert outcome.response is True  # e ran while b was still running: no invented wait
+    split = split_request(outcome.recorder.intervals, TwoChains.stages)
+    assert check_invariants(outcome.recorder.intervals, split) == []
