@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.probes import HANDOFF_WAIT, LAG_WAIT, QUEUE_WAIT, Category, Interval, Kind, Resource
-from harness.timeline import HARNESS_LAG, UNATTRIBUTED, SpanTree, pieces
+from harness.timeline import HARNESS_LAG, UNATTRIBUTED, SpanTree, Walk, pieces
 from harness.workload import Stage
 
 CATEGORIES = (Category.COMPUTE.value, Category.MOVEMENT.value, Category.SCHEDULING.value)
@@ -155,15 +155,18 @@ class RequestSplit:
 
 def split_stage(stage: Interval, tree: SpanTree, intervals: Iterable[Interval] = ()) -> StageSplit:
     """The split of one stage along its critical timeline (innermost probe wins)."""
-    overlap: list[int] = []
+    walk = Walk()
     by_resource: dict[Key, int] = defaultdict(int)
     waits: dict[str, int] = defaultdict(int)
-    for piece in pieces(stage, stage.start_ns, stage.end_ns, tree, overlap):
+    for piece in pieces(stage, stage.start_ns, stage.end_ns, tree, walk):
         by_resource[(piece.category, piece.resource)] += piece.ns
         if piece.category == Category.SCHEDULING.value:
             waits[piece.label or "wait"] += piece.ns
     own = [iv for iv in intervals if iv.stage == stage.stage]
-    cpu = [iv.cpu_ns for iv in own if iv.kind in (Kind.STAGE.value, Kind.BRANCH.value)]
+    # On-CPU time along the critical timeline: the stage's thread, plus the critical branches
+    # that ran on other threads (a branch run inline is already in its thread's time).
+    others = [b for b in walk.critical if b.thread != stage.thread]
+    cpu = [stage.cpu_ns, *(b.cpu_ns for b in others)]
     return StageSplit(
         stage=stage.stage,
         start_ns=stage.start_ns,
@@ -171,7 +174,7 @@ def split_stage(stage: Interval, tree: SpanTree, intervals: Iterable[Interval] =
         by_resource=tuple(sorted(by_resource.items())),
         waits=tuple(sorted(waits.items())),
         nbytes=sum(iv.nbytes for iv in own if iv.kind == Kind.PROBE.value),
-        overlap_ns=sum(overlap),
+        overlap_ns=walk.overlap_ns,
         cpu_ns=sum(cpu) if cpu and min(cpu) >= 0 else -1,
     )
 

@@ -29,7 +29,14 @@ from harness.probes import (
     Resource,
 )
 from harness.tasks import Loops, current_recorder
-from harness.workload import RunContext, Stage, StageContext, Workload, topological_order
+from harness.workload import (
+    FAN_OUT_THREADS,
+    RunContext,
+    Stage,
+    StageContext,
+    Workload,
+    topological_order,
+)
 
 
 @dataclass
@@ -67,7 +74,7 @@ class RequestDriver:
         self.pool = ThreadPoolExecutor(len(self.order), thread_name_prefix="gapbench-stage")
         # Separate from the stage pool, so a stage blocked on its branches never starves them.
         self.fan_out_pool = ThreadPoolExecutor(
-            self.fan_out_workers, thread_name_prefix="gapbench-fan-out"
+            self.fan_out_workers, thread_name_prefix=FAN_OUT_THREADS
         )
 
     def close(self) -> None:

@@ -24,7 +24,16 @@ def check_invariants(intervals: Sequence[Interval], split: RequestSplit) -> list
                 problems.append(
                     f"request {req}: {iv.kind} {iv.label!r} lies outside stage {iv.stage!r}"
                 )
-        if iv.kind not in (Kind.REQUEST.value, Kind.DEVICE.value) and (
+        if iv.kind == Kind.PROBE.value and iv.parent < 0:
+            # Its thread did not inherit the stage's context (a pool of the workload's own):
+            # the probe is outside every timeline and its time would silently go missing.
+            problems.append(
+                f"request {req}: probe {iv.label!r} has no enclosing span; "
+                "use ctx.fan_out or ctx.gather for concurrency inside a stage"
+            )
+        # Slices may outlast the request (an async sink's task finishes after its stage span)
+        # and device work may outlast its probe: neither is held to the request's window.
+        if iv.kind not in (Kind.REQUEST.value, Kind.DEVICE.value, Kind.SLICE.value) and (
             iv.start_ns < split.arrival_ns or iv.end_ns > split.response_ns
         ):
             problems.append(f"request {req}: {iv.kind} {iv.stage or iv.label!r} outside request")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.probes import Category, Interval, Kind, Resource
 
@@ -69,47 +69,77 @@ class SpanTree:
         return out
 
 
-def pieces(
-    node: Interval, start: int, end: int, tree: SpanTree, overlap: list[int]
-) -> Iterator[Piece]:
+@dataclass
+class Walk:
+    """What a walk over timelines found beside its pieces: the branches on the critical path
+    and the time the other branches ran beside it."""
+
+    overlap_ns: int = 0
+    critical: list[Interval] = field(default_factory=list)
+
+
+def pieces(node: Interval, start: int, end: int, tree: SpanTree, walk: Walk) -> Iterator[Piece]:
     """The pieces of ``node``'s timeline within [start, end], innermost probe first.
 
     Time the node spends outside its nested probes is its own; if the node joined branches,
-    that time is the last-ending branch's timeline, and the others' time goes to ``overlap``.
+    that time follows the chain of branches that set when the join ended (see ``_chain``).
     """
     branches = tree.branches(node)
-    critical = max(branches, key=lambda b: b.end_ns, default=None)
-    overlap.append(sum(b.duration_ns for b in branches if b is not critical))
+    chain = _chain(branches)
+    walk.critical += chain
+    walk.overlap_ns += sum(b.duration_ns for b in branches if b not in chain)
     cursor = start
     for child in tree.nested(node):
         lo, hi = max(child.start_ns, start), min(child.end_ns, end)
         if hi <= lo:
             continue
-        yield from _own(node, cursor, lo, critical, tree, overlap)
-        yield from pieces(child, lo, hi, tree, overlap)
+        yield from _own(node, cursor, lo, chain, tree, walk)
+        yield from pieces(child, lo, hi, tree, walk)
         cursor = max(cursor, hi)
-    yield from _own(node, cursor, end, critical, tree, overlap)
+    yield from _own(node, cursor, end, chain, tree, walk)
+
+
+def _chain(branches: list[Interval]) -> list[Interval]:
+    """The branches a join waited for, in order: the last to end, and before it, on its thread,
+    each branch it had to wait behind (a branch that ended on that thread before it began).
+
+    Branches on other threads that ran at the same time are beside this chain: overlap.
+    """
+    if not branches:
+        return []
+    chain = [max(branches, key=lambda b: b.end_ns)]
+    while True:
+        first = chain[0]
+        before = [
+            b
+            for b in branches
+            if b.thread == first.thread and b.end_ns <= first.start_ns and b not in chain
+        ]
+        if not before:
+            return chain
+        chain.insert(0, max(before, key=lambda b: b.end_ns))
 
 
 def _own(
     node: Interval,
     start: int,
     end: int,
-    critical: Interval | None,
+    chain: list[Interval],
     tree: SpanTree,
-    overlap: list[int],
+    walk: Walk,
 ) -> Iterator[Piece]:
     if end < start:  # a child began before its older sibling ended: the invariants say so
         yield _piece(node, start, end)
         return
-    if critical is not None:
-        lo, hi = max(start, critical.start_ns), min(end, critical.end_ns)
-        if hi > lo:
-            yield from _suspended(node, start, lo, tree)
-            yield from pieces(critical, lo, hi, tree, overlap)
-            yield from _suspended(node, hi, end, tree)
-            return
-    yield from _suspended(node, start, end, tree)
+    cursor = start
+    for branch in chain:
+        lo, hi = max(cursor, branch.start_ns), min(end, branch.end_ns)
+        if hi <= lo:
+            continue
+        yield from _suspended(node, cursor, lo, tree)
+        yield from pieces(branch, lo, hi, tree, walk)
+        cursor = hi
+    yield from _suspended(node, cursor, end, tree)
 
 
 def _suspended(node: Interval, start: int, end: int, tree: SpanTree) -> Iterator[Piece]:

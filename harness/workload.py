@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import hashlib
 import inspect
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ class Layer(str, Enum):
 
 
 SIZES = ("quick", "default")
+FAN_OUT_THREADS = "gapbench-fan-out"  # the name prefix of the fan-out pool's threads
 
 # Plain strings for the probe hot path: an Enum's .value is a property lookup.
 _COMPUTE, _MOVEMENT, _SCHEDULING = (c.value for c in Category)
@@ -135,8 +138,11 @@ class StageContext:
         """
         items = list(items)
         pool = self._fan_out_pool
+        # A fan-out from inside a branch runs its branches in turn on the branch's own thread:
+        # waiting on the shared pool from one of its workers could wait forever.
+        nested = threading.current_thread().name.startswith(FAN_OUT_THREADS)
         with self.wait(label or "fan-out join"):
-            if pool is None or len(items) <= 1:
+            if pool is None or nested or len(items) <= 1:
                 return [self._branch(fn, item, i) for i, item in enumerate(items)]
             # ThreadPoolExecutor does not carry contextvars: without a copy per branch, its
             # probes would lose the spans that enclose them.
@@ -144,6 +150,7 @@ class StageContext:
                 pool.submit(contextvars.copy_context().run, self._branch, fn, item, i)
                 for i, item in enumerate(items)
             ]
+            concurrent.futures.wait(futures)  # every branch ends inside the join, failed or not
             return [future.result() for future in futures]
 
     async def gather(self, *awaitables: Awaitable[R], label: str = "") -> list[R]:

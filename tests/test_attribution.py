@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from conftest import FakeClock, interval
 
@@ -274,3 +275,50 @@ def test_asyncio_tasks_nest_on_their_own_stacks(clock: FakeClock):
     assert by_label["y-copy"].parent == by_label["y"].span
     assert by_label["x"].parent == -1 and by_label["y"].parent == -1
     assert by_label["x"].task != by_label["y"].task
+
+
+def test_branches_queued_on_one_thread_form_a_chain_on_the_critical_path():
+    branch = {"category": "", "resource": ""}
+    ivs = [
+        interval(Kind.REQUEST, 0, 100),
+        wait_iv("a", 0, 0, QUEUE_WAIT),
+        stage_iv("a", 0, 100, span=1),
+        probe_iv("a", "scheduling", 10, 90, span=2, parent=1, resource="wait"),
+        interval(Kind.BRANCH, 12, 30, stage="a", span=3, parent=2, thread=7, **branch),
+        probe_iv("a", "compute", 12, 30, span=4, parent=3, thread=7),
+        interval(Kind.BRANCH, 31, 60, stage="a", span=5, parent=2, thread=7, **branch),
+        probe_iv("a", "compute", 31, 60, span=6, parent=5, thread=7),
+        interval(Kind.BRANCH, 61, 85, stage="a", span=7, parent=2, thread=7, **branch),
+        probe_iv("a", "compute", 61, 85, span=8, parent=7, thread=7),
+    ]
+    a = split_request(ivs, (Stage("a", "orchestration"),)).stage("a")
+    # one worker ran the three in turn: all of it was on the path, none of it beside it
+    assert dict(a.by_resource) == {
+        ("compute", "host-cpu"): 18 + 29 + 24,
+        ("scheduling", "wait"): 2 + 1 + 1 + 5,
+        ("unattributed", ""): 10 + 10,
+    }
+    assert a.overlap_ns == 0
+
+
+def test_on_cpu_time_follows_the_critical_timeline():
+    branch = {"category": "", "resource": ""}
+    ivs = fan_out_request(b0_end=60)  # branch 1 (thread 8) is the critical one
+    cpu = {1: 5, 4: 30, 6: 20}  # the stage's thread, branch 0, branch 1
+    ivs = [
+        iv if iv.span not in cpu or iv.kind == "probe" else replace(iv, cpu_ns=cpu[iv.span])
+        for iv in ivs
+    ]
+    a = split_request(ivs, (Stage("a", "orchestration"),)).stage("a")
+    assert a.cpu_ns == 5 + 20  # branch 0 ran beside the path: its CPU time is not the stage's
+    inline = [*ivs[:5], interval(Kind.BRANCH, 12, 60, stage="a", span=4, parent=3, **branch)]
+    inline = [
+        replace(iv, cpu_ns=cpu.get(iv.span, -1)) if iv.kind != "probe" else iv for iv in inline
+    ]
+    assert split_request(inline, (Stage("a", "orchestration"),)).stage("a").cpu_ns == 5
+
+
+def test_a_probe_outside_every_span_is_flagged():
+    ivs = [*chain_request(), probe_iv("b", "compute", 60, 70, span=9, parent=-1, thread=9)]
+    split = split_request(ivs, CHAIN)
+    assert any("no enclosing span" in p for p in check_invariants(ivs, split))

@@ -341,3 +341,58 @@ def test_a_stage_starts_when_its_inputs_are_ready_not_when_a_sibling_chain_is_do
     assert outcome.response is True  # e ran while b was still running: no invented wait
     split = split_request(outcome.recorder.intervals, TwoChains.stages)
     assert check_invariants(outcome.recorder.intervals, split) == []
+
+
+class NestedFanOut(Workload):
+    name = "nested-fan-out"
+    stages = (Stage("plan", "orchestration"),)
+
+    def requests(self, ctx):
+        return [2]
+
+    def plan(self, ctx, n):
+        def inner(i):
+            with ctx.compute(label=f"inner {i}"):
+                return i
+
+        def outer(i):
+            return sum(ctx.fan_out(inner, range(n)))
+
+        return ctx.fan_out(outer, range(n))
+
+
+def test_nested_fan_out_on_a_small_pool_finishes():
+    driver = RequestDriver(NestedFanOut(), RunContext(), fan_out_workers=2)
+    done = []
+    worker = threading.Thread(target=lambda: done.append(driver(0, 2)), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    driver.close()
+    assert done and done[0].error == "" and done[0].response == [1, 1]
+    split = split_request(done[0].recorder.intervals, NestedFanOut.stages)
+    assert check_invariants(done[0].recorder.intervals, split) == []
+
+
+class AsyncSink(Workload):
+    name = "async-sink"
+    stages = (Stage("first", "ingress"), Stage("last", "assembly", after=("first",)))
+
+    def requests(self, ctx):
+        return [1]
+
+    def first(self, ctx, x):
+        return x
+
+    async def last(self, ctx, x):
+        with ctx.compute():
+            await asyncio.sleep(0)
+        return x
+
+
+def test_an_async_sink_keeps_every_invariant_on_a_real_clock():
+    driver = RequestDriver(AsyncSink(), RunContext())
+    outcomes = [driver(i, 1) for i in range(20)]
+    driver.close()
+    for outcome in outcomes:
+        split = split_request(outcome.recorder.intervals, AsyncSink.stages)
+        assert check_invariants(outcome.recorder.intervals, split) == []
