@@ -280,13 +280,21 @@ class Calibration(Workload):
             reply: queue.Queue = queue.Queue(maxsize=1)
             self.jobs.put((c.handoff_us * 1_000, reply))
             reply.get()
+        # The branches meet at a barrier so they run at the same time on two threads: left to
+        # itself the pool may run them in turn on one, and that is a chain, not a branch beside.
+        together = threading.Barrier(2, timeout=5)
         with plant.piece(SCHEDULING, FAN_OUT_JOIN):
-            branches = ctx.fan_out(partial(self._branch, ctx), [0, 1], label=FAN_OUT_JOIN)
+            branch = partial(self._branch, ctx, together)
+            branches = ctx.fan_out(branch, [0, 1], label=FAN_OUT_JOIN)
         return Carry(parsed.value, plant.close(parsed.pieces, *branches))
 
-    def _branch(self, ctx: StageContext, index: int) -> tuple[Piece, ...]:
+    def _branch(
+        self, ctx: StageContext, together: threading.Barrier, index: int
+    ) -> tuple[Piece, ...]:
         """One fan-out branch: 0 is short, 1 is long (it ends last) and ends in glue."""
         plant, c = Planter("search", branch=index), self.config
+        with ctx.wait(label="both branches started"), plant.piece(SCHEDULING, "barrier"):
+            together.wait()
         if index == 0:
             self._hash(ctx, plant, "branch 0 hash", c.short_branch_us)
             return plant.close()
