@@ -6,7 +6,6 @@ the window exactly when probes nest as they must; the invariants check that they
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from harness.probes import Category, Interval, Kind, Resource
 
 UNATTRIBUTED = "unattributed"
 HARNESS_LAG = "harness lag"
-AWAIT = "await"  # an asyncio task suspended at an await, between its slices
+AWAIT = "await"  # an asyncio task suspended at an await while another task held its thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +38,18 @@ class SpanTree:
     def __init__(self, intervals: Iterable[Interval]) -> None:
         self.children: dict[int, list[Interval]] = defaultdict(list)
         slices: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self.thread_slices: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
         for iv in intervals:
             if iv.kind in (Kind.PROBE.value, Kind.BRANCH.value) and iv.parent >= 0:
                 self.children[iv.parent].append(iv)
             elif iv.kind == Kind.SLICE.value:
                 slices[iv.task].append((iv.start_ns, iv.end_ns))
+                self.thread_slices[iv.thread].append((iv.start_ns, iv.end_ns, iv.task))
         for kids in self.children.values():
             kids.sort(key=lambda iv: (iv.start_ns, -iv.end_ns))
         self.slices = {task: sorted(runs) for task, runs in slices.items()}
+        for runs in self.thread_slices.values():
+            runs.sort()
 
     def nested(self, node: Interval) -> list[Interval]:
         """Probes nested in ``node`` on its own timeline (branches are timelines of their own)."""
@@ -55,17 +58,13 @@ class SpanTree:
     def branches(self, node: Interval) -> list[Interval]:
         return [iv for iv in self.children[node.span] if iv.kind == Kind.BRANCH.value]
 
-    def running(self, task: str, start: int, end: int) -> list[tuple[int, int]]:
-        """When ``task`` held its thread within [start, end] (its slices), in order."""
-        runs = self.slices.get(task, [])
-        first = max(bisect.bisect_right(runs, (start, start)) - 1, 0)
+    def others_running(self, task: str, thread: int, start: int, end: int) -> list[tuple[int, int]]:
+        """When other tasks of this request held ``thread`` within [start, end], in order."""
         out = []
-        for lo, hi in runs[first:]:
-            if lo >= end:
-                break
-            lo, hi = max(lo, start), min(hi, end)
-            if hi > lo:
-                out.append((lo, hi))
+        for lo, hi, other in self.thread_slices.get(thread, ()):
+            if other == task or hi <= start or lo >= end:
+                continue
+            out.append((max(lo, start), min(hi, end)))
         return out
 
 
@@ -143,29 +142,29 @@ def _own(
 
 
 def _suspended(node: Interval, start: int, end: int, tree: SpanTree) -> Iterator[Piece]:
-    """The node's own time, less what its asyncio task spent suspended at an await.
+    """The node's own time, less what other asyncio tasks used while its task was suspended.
 
-    A probe that spans an await must not claim the time other tasks used: outside its task's
-    slices a compute probe (or plain glue) was waiting, so that time is scheduling. A wait or
-    movement probe keeps it: waiting on a reply or a socket is what those probes time.
+    A probe that spans an await must not claim the time other tasks used: while another task of
+    the request held the thread, this one was waiting behind it, so that time is an ``await``
+    wait. While the loop sat idle the probe keeps its category (compute awaited from an
+    executor is compute, a socket read is movement, plain glue is unattributed); a wait probe
+    keeps all of its time.
     """
     if end <= start:
         return
     own = _piece(node, start, end)
-    if not node.task or node.task not in tree.slices or own.category in _KEPT_WHEN_SUSPENDED:
+    if not node.task or node.task not in tree.slices or own.category == Category.SCHEDULING.value:
         yield own
         return
     cursor = start
-    for lo, hi in tree.running(node.task, start, end):
+    for lo, hi in tree.others_running(node.task, node.thread, start, end):
         if lo > cursor:
-            yield Piece(cursor, lo, Category.SCHEDULING.value, Resource.WAIT.value, AWAIT)
-        yield Piece(lo, hi, own.category, own.resource, own.label)
-        cursor = hi
+            yield Piece(cursor, lo, own.category, own.resource, own.label)
+        if hi > max(lo, cursor):
+            yield Piece(max(lo, cursor), hi, Category.SCHEDULING.value, Resource.WAIT.value, AWAIT)
+        cursor = max(cursor, hi)
     if end > cursor:
-        yield Piece(cursor, end, Category.SCHEDULING.value, Resource.WAIT.value, AWAIT)
-
-
-_KEPT_WHEN_SUSPENDED = (Category.SCHEDULING.value, Category.MOVEMENT.value)
+        yield Piece(cursor, end, own.category, own.resource, own.label)
 
 
 def _piece(node: Interval, start: int, end: int) -> Piece:

@@ -396,3 +396,28 @@ def test_an_async_sink_keeps_every_invariant_on_a_real_clock():
     for outcome in outcomes:
         split = split_request(outcome.recorder.intervals, AsyncSink.stages)
         assert check_invariants(outcome.recorder.intervals, split) == []
+
+
+class Offloaded(Workload):
+    """Compute handed to an executor and awaited: the loop idles, the compute is real."""
+
+    name = "offloaded"
+    stages = (Stage("work", "inference"),)
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+
+    def requests(self, ctx):
+        return [0]
+
+    async def work(self, ctx, payload):
+        with ctx.compute(label="offloaded"):
+            await asyncio.get_running_loop().run_in_executor(None, self.clock.advance, 50)
+
+
+def test_awaiting_an_idle_loop_keeps_the_probe_category(clock: FakeClock):
+    driver = RequestDriver(Offloaded(clock), RunContext(), clock=clock)
+    outcome = driver(0, 0)
+    driver.close()
+    work = split_request(outcome.recorder.intervals, Offloaded.stages).stage("work")
+    assert dict(work.by_resource) == {("compute", "host-cpu"): 50}
