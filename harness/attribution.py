@@ -13,7 +13,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.probes import HANDOFF_WAIT, LAG_WAIT, QUEUE_WAIT, Category, Interval, Kind, Resource
-from harness.timeline import HARNESS_LAG, UNATTRIBUTED, SpanTree, Walk, pieces
+from harness.timeline import (
+    HARNESS_LAG,
+    UNATTRIBUTED,
+    SpanTree,
+    Walk,
+    device_overlay,
+    pieces,
+)
 from harness.workload import Stage
 
 CATEGORIES = (Category.COMPUTE.value, Category.MOVEMENT.value, Category.SCHEDULING.value)
@@ -158,7 +165,8 @@ def split_stage(stage: Interval, tree: SpanTree, intervals: Iterable[Interval] =
     walk = Walk()
     by_resource: dict[Key, int] = defaultdict(int)
     waits: dict[str, int] = defaultdict(int)
-    for piece in pieces(stage, stage.start_ns, stage.end_ns, tree, walk):
+    host = list(pieces(stage, stage.start_ns, stage.end_ns, tree, walk))
+    for piece in device_overlay(host, tree.device):
         by_resource[(piece.category, piece.resource)] += piece.ns
         if piece.category == Category.SCHEDULING.value:
             waits[piece.label or "wait"] += piece.ns

@@ -10,12 +10,14 @@ different modes measure different things and are never compared.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from harness.probes import Category, Kind, Probe, Recorder, Resource
 
 SYNC = "synchronize-at-edge"
+ANCHOR = "clock anchor"  # a device interval bounding when the anchor event ran
 EVENTS = "events"
 HOST = "host"  # no device to wait for
 MODES = (SYNC, EVENTS)
@@ -65,58 +67,63 @@ class EventTimer:
             synchronize = synchronize or torch.cuda.synchronize
         self._clock, self._event = clock, event
         self._stream, self._synchronize = current_stream, synchronize
-        self._pending: dict[int, tuple[Any, Any, Any]] = {}  # span -> (stream, start, end)
-        self._anchor_ns, self._anchor = self._new_anchor()
-
-    def _new_anchor(self) -> tuple[int, Any]:
-        # With the device idle, an event recorded now completes at once: its device time is
-        # this host instant, give or take the launch latency (a few microseconds).
-        self._synchronize()
-        anchor = self._event()
-        host_ns = self._clock()
-        anchor.record(self._stream())
-        self._synchronize()
-        return host_ns, anchor
+        # (request, span) -> [start event, end event, stream id]: one timer serves every request
+        self._pending: dict[tuple[int, int], list[Any]] = {}
+        self._lock = threading.Lock()
 
     def enter(self, probe: Probe) -> None:
         if probe.kind is Kind.PROBE and probe.category in _TIMED:
-            stream = self._stream()
-            start = self._event()
+            start, stream = self._event(), self._stream()
             start.record(stream)
-            self._pending[probe.span] = (stream, start, None)
+            stream_id = int(getattr(stream, "cuda_stream", 0))
+            with self._lock:
+                self._pending[(probe.request, probe.span)] = [start, None, stream_id]
 
     def exit(self, probe: Probe) -> None:
-        entry = self._pending.get(probe.span)
+        with self._lock:
+            entry = self._pending.get((probe.request, probe.span))
         if entry is not None:
             end = self._event()
-            end.record(entry[0])
-            self._pending[probe.span] = (entry[0], entry[1], end)
+            end.record(self._stream())  # the stream current now: the probe may have switched
+            entry[1] = end
 
     def resolve(self, recorder: Recorder) -> None:
-        """Add the device interval of every probe of this request (waits for the device once)."""
+        """Add the device interval of every probe of this request, on the host clock.
+
+        The device is synchronized once, then an anchor event is recorded on the idle device
+        between two host readings: every event's time is read back from the anchor over a
+        short span (float32 milliseconds stay exact to well under a microsecond), and the two
+        readings bound the anchor's own error, stored as a `clock anchor` interval.
+        """
+        with self._lock:
+            mine = {k: v for k, v in self._pending.items() if k[0] == recorder.request}
+            for key in mine:
+                del self._pending[key]
         self._synchronize()
-        probes = {iv.span: iv for iv in recorder.intervals if iv.span in self._pending}
-        for span, (stream, start, end) in sorted(self._pending.items()):
+        anchor = self._event()
+        before = self._clock()
+        anchor.record(self._stream())
+        self._synchronize()
+        after = self._clock()
+        recorder.add(Kind.DEVICE, before, after, label=ANCHOR, resource=Resource.DEVICE.value)
+        probes = {iv.span: iv for iv in recorder.intervals if iv.kind == Kind.PROBE.value}
+        for (_, span), (start, end, stream_id) in sorted(mine.items()):
             probe = probes.get(span)
             if probe is None or end is None:
                 continue
+            start_ns = before - round(start.elapsed_time(anchor) * 1e6)
+            link = probe.resource == Resource.LINK.value
             recorder.add(
                 Kind.DEVICE,
-                self._device_ns(start),
-                self._device_ns(end),
+                start_ns,
+                start_ns + round(start.elapsed_time(end) * 1e6),
                 stage=probe.stage,
                 category=probe.category,
-                resource=Resource.LINK.value
-                if probe.resource == Resource.LINK.value
-                else Resource.DEVICE.value,
+                resource=Resource.LINK.value if link else Resource.DEVICE.value,
                 label=probe.label,
                 parent=span,
-                thread=int(getattr(stream, "cuda_stream", 0)),
+                thread=stream_id,
             )
-        self._pending.clear()
-
-    def _device_ns(self, event: Any) -> int:
-        return self._anchor_ns + round(self._anchor.elapsed_time(event) * 1e6)
 
 
 def device_timer(

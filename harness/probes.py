@@ -241,6 +241,10 @@ class Probe:
         self._cpu = kind is Kind.STAGE or kind is Kind.BRANCH
 
     @property
+    def request(self) -> int:
+        return self._recorder.request
+
+    @property
     def span(self) -> int:
         """This probe's span id (valid once entered)."""
         return self._span

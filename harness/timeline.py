@@ -39,14 +39,17 @@ class SpanTree:
         self.children: dict[int, list[Interval]] = defaultdict(list)
         slices: dict[str, list[tuple[int, int]]] = defaultdict(list)
         self.thread_slices: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
+        self.device: list[Interval] = []  # when the device ran the request's work (events mode)
         for iv in intervals:
             if iv.kind in (Kind.PROBE.value, Kind.BRANCH.value) and iv.parent >= 0:
                 self.children[iv.parent].append(iv)
+            elif iv.kind == Kind.DEVICE.value:
+                self.device.append(iv)
             elif iv.kind == Kind.SLICE.value:
                 slices[iv.task].append((iv.start_ns, iv.end_ns))
                 self.thread_slices[iv.thread].append((iv.start_ns, iv.end_ns, iv.task))
         for kids in self.children.values():
-            kids.sort(key=lambda iv: (iv.start_ns, -iv.end_ns))
+            kids.sort(key=lambda iv: (iv.start_ns, iv.end_ns))  # siblings: the empty one first
         self.slices = {task: sorted(runs) for task, runs in slices.items()}
         for runs in self.thread_slices.values():
             runs.sort()
@@ -171,3 +174,29 @@ def _piece(node: Interval, start: int, end: int) -> Piece:
     if node.kind == Kind.PROBE.value:
         return Piece(start, end, node.category, node.resource, node.label)
     return Piece(start, end, UNATTRIBUTED, "", "")  # a stage's or branch's own glue code
+
+
+def device_overlay(host: list[Piece], device: list[Interval]) -> list[Piece]:
+    """Host pieces with the stretches in which the device ran this request's work replaced.
+
+    With CUDA events the host runs ahead and blocks later (in a copy back, a synchronize);
+    while the device is busy it is what the request waits for, so that time is the device
+    work's category and resource, whichever host code was running or blocked meanwhile.
+    """
+    busy = sorted((iv for iv in device if iv.category), key=lambda iv: iv.start_ns)
+    if not busy:
+        return host
+    out: list[Piece] = []
+    for piece in host:
+        cursor = piece.start_ns
+        for iv in busy:
+            lo, hi = max(iv.start_ns, cursor), min(iv.end_ns, piece.end_ns)
+            if hi <= lo:
+                continue
+            if lo > cursor:
+                out.append(Piece(cursor, lo, piece.category, piece.resource, piece.label))
+            out.append(Piece(lo, hi, iv.category, iv.resource, iv.label))
+            cursor = hi
+        if piece.end_ns > cursor:
+            out.append(Piece(cursor, piece.end_ns, piece.category, piece.resource, piece.label))
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from conftest import FakeClock
 
 from harness.attribution import split_request
@@ -10,39 +12,45 @@ from harness.invariants import check_invariants
 from harness.probes import Kind, Recorder
 from harness.workload import RunContext, Stage, StageContext
 
-DEVICE_LAG = 7  # the device starts each queued piece of work 7 ns after the host records it
-
 
 class FakeStream:
     cuda_stream = 0xBEEF
 
 
-class FakeEvent:
-    """Records the fake device time at which it would complete."""
+class FakeDevice:
+    """Hands each recorded event the device time it will complete at, in recording order."""
 
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
+    def __init__(self, clock: FakeClock, times: list[int]) -> None:
+        self.clock, self.times, self.syncs = clock, iter(times), 0
+
+    def event(self) -> FakeEvent:
+        return FakeEvent(self)
+
+    def synchronize(self) -> None:
+        self.syncs += 1
+
+
+class FakeEvent:
+    def __init__(self, device: FakeDevice) -> None:
+        self.device = device
         self.at: int | None = None
 
     def record(self, stream: FakeStream) -> None:
         assert isinstance(stream, FakeStream)
-        self.at = self.clock() + DEVICE_LAG
+        self.at = next(self.device.times)
 
     def elapsed_time(self, other: FakeEvent) -> float:
         return (other.at - self.at) / 1e6  # milliseconds, as torch reports
 
 
-def test_events_become_device_intervals_on_the_host_clock(clock: FakeClock):
-    syncs: list[int] = []
+def test_device_time_replaces_host_time_while_the_device_runs_the_request(clock: FakeClock):
+    # host: copy in [1000, 1003], launch a kernel [1003, 1005], copy back [1005, 1030] (blocked
+    # until the kernel is done); device: copy [1001, 1003], kernel [1004, 1025], copy [1025,
+    # 1029]; the anchor is recorded at the host's 1030 on an idle device.
+    device = FakeDevice(clock, [1001, 1003, 1004, 1025, 1025, 1029, 1030])
     timer = EventTimer(
-        clock,
-        event=lambda: FakeEvent(clock),
-        current_stream=FakeStream,
-        synchronize=lambda: syncs.append(clock()),
+        clock, event=device.event, current_stream=FakeStream, synchronize=device.synchronize
     )
-    assert len(syncs) == 2  # the anchor is recorded between two synchronizes
-    anchor_host = clock()
-    clock.advance(100)
     rec = Recorder(0, clock=clock, timer=timer)
     ctx = StageContext(RunContext(device="cuda"), rec, "s", 0)
     rec.add(Kind.WAIT, clock(), clock(), stage="s", category="scheduling", label="queue wait")
@@ -50,33 +58,34 @@ def test_events_become_device_intervals_on_the_host_clock(clock: FakeClock):
         with ctx.transfer(64, label="h2d"):
             clock.advance(3)
         with ctx.compute(label="kernel"):
-            clock.advance(5)
-        with ctx.wait(label="lock"):  # waits are not device work
             clock.advance(2)
-    rec.add(Kind.REQUEST, anchor_host + 100, clock())
-    assert len(syncs) == 2  # no synchronize at probe edges in events mode
+        with ctx.wait(label="lock"):  # waits are host-only: no events
+            pass
+        with ctx.transfer(64, label="d2h"):
+            clock.advance(25)
+    rec.add(Kind.REQUEST, 1_000, clock())
+    assert device.syncs == 0  # nothing waits for the device at probe edges in events mode
     timer.resolve(rec)
-    assert len(syncs) == 3  # one per request, after its response
-    device = sorted(
-        (
-            (iv.label, iv.resource, iv.start_ns, iv.end_ns, iv.thread)
-            for iv in rec.intervals
-            if iv.kind == "device"
-        ),
-        key=lambda row: row[2],
-    )
-    # The anchor event completed DEVICE_LAG after its host instant, and so did every other
-    # event: the lag cancels and device intervals land exactly on the probes' host times.
-    start = anchor_host + 100
-    assert device == [
-        ("h2d", "link", start, start + 3, 0xBEEF),
-        ("kernel", "device", start + 3, start + 8, 0xBEEF),
-    ]
-    probes = {iv.label: iv for iv in rec.intervals if iv.kind == "probe"}
-    parents = {iv.label: iv.parent for iv in rec.intervals if iv.kind == "device"}
-    assert parents == {"h2d": probes["h2d"].span, "kernel": probes["kernel"].span}
-    split = split_request(rec.intervals, (Stage("s", "inference"),))
-    assert check_invariants(rec.intervals, split) == []
+    assert device.syncs == 2  # once to drain, once to tie the anchor to the host clock
+    ivs = rec.intervals
+    on_device = {
+        iv.label: (iv.start_ns, iv.end_ns, iv.resource, iv.thread)
+        for iv in ivs
+        if iv.kind == "device"
+    }
+    assert on_device == {
+        "h2d": (1001, 1003, "link", 0xBEEF),
+        "kernel": (1004, 1025, "device", 0xBEEF),
+        "d2h": (1025, 1029, "link", 0xBEEF),
+        "clock anchor": (1030, 1030, "device", threading.get_ident()),
+    }
+    split = split_request(ivs, (Stage("s", "inference"),))
+    # Host time alone would say 28 ns of copying and 2 of compute: the kernel ran 21.
+    assert dict(split.stage("s").by_resource) == {
+        ("movement", "link"): 1 + 2 + 4 + 1,
+        ("compute", "device"): 1 + 1 + 20,
+    }
+    assert check_invariants(ivs, split) == []
 
 
 def test_device_work_before_its_launch_breaks_an_invariant(clock: FakeClock):
