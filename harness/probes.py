@@ -274,27 +274,29 @@ class Probe:
 
     def __exit__(self, *exc: object) -> None:
         recorder = self._recorder
-        if recorder.timer is not None:
-            recorder.timer.exit(self)
-        end = self._end = recorder.clock()
-        cpu_ns = recorder.cpu_clock() - self._cpu_start if self._cpu else -1
-        _open_spans.reset(self._token)
-        # The row is built here rather than through Recorder.add: this is the hot path.
-        row = (
-            recorder.request,
-            self._span,
-            self._parent,
-            self.kind._value_,  # not .value: a property lookup costs a tenth of the probe
-            self.stage,
-            self.category,
-            self.resource,
-            self.label,
-            self._start,
-            end,
-            self.nbytes,
-            threading.get_ident(),
-            _task_name(),
-            cpu_ns,
-        )
-        with recorder._lock:
-            recorder.rows.append(row)
+        try:
+            if recorder.timer is not None:
+                recorder.timer.exit(self)  # may raise (a device error surfacing at a sync)
+        finally:
+            end = self._end = recorder.clock()
+            cpu_ns = recorder.cpu_clock() - self._cpu_start if self._cpu else -1
+            _open_spans.reset(self._token)
+            # The row is built here rather than through Recorder.add: this is the hot path.
+            row = (
+                recorder.request,
+                self._span,
+                self._parent,
+                self.kind._value_,  # not .value: a property lookup costs a tenth of the probe
+                self.stage,
+                self.category,
+                self.resource,
+                self.label,
+                self._start,
+                end,
+                self.nbytes,
+                threading.get_ident(),
+                _task_name(),
+                cpu_ns,
+            )
+            with recorder._lock:
+                recorder.rows.append(row)

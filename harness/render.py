@@ -102,7 +102,7 @@ def stage_table(s: Summary) -> Table:
 
 
 def wait_table(s: Summary) -> Table:
-    table = Table(title="scheduling on the critical path, by kind (ms)")
+    table = Table(title="waits on the critical path, by kind (ms)")
     for name in ("wait", "median", "p90", "share"):
         table.add_column(name, justify="left" if name == "wait" else "right")
     for row in s.waits.to_dict(orient="records"):

@@ -10,10 +10,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from harness.probes import Category, Interval, Kind, Resource
+from harness.probes import LAG_WAIT, Category, Interval, Kind, Resource
 
 UNATTRIBUTED = "unattributed"
-HARNESS_LAG = "harness lag"
+HARNESS_LAG = LAG_WAIT  # the bucket of end-to-end time the load generator's lateness fills
 AWAIT = "await"  # an asyncio task suspended at an await while another task held its thread
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import defaultdict
 from dataclasses import dataclass
 
 import pandas as pd
@@ -121,15 +122,23 @@ def _oversubscribed(result: ResultSet) -> list[str]:
 
 
 def max_concurrency(intervals: pd.DataFrame) -> int:
-    """The most stages and branches of one request that were running at the same instant."""
+    """The most threads of one request that ran its stages or branches at the same instant.
+
+    A stage that fanned out is blocked in its join meanwhile, so its branches count, not it;
+    and tasks sharing one thread take turns, so it is threads that are counted.
+    """
     spans = intervals[intervals["kind"].isin((Kind.STAGE.value, Kind.BRANCH.value))]
     best = 0
     for _, group in spans.groupby(["replicate", "request"]):
+        fanned = set(group.loc[group["kind"] == Kind.BRANCH.value, "stage"])
+        leaves = group[(group["kind"] == Kind.BRANCH.value) | ~group["stage"].isin(fanned)]
+        threads = leaves["thread"].tolist()
         edges = sorted(
-            [(start, 1) for start in group["start_ns"]] + [(end, -1) for end in group["end_ns"]]
+            [(t, 1, th) for t, th in zip(leaves["start_ns"].tolist(), threads, strict=True)]
+            + [(t, -1, th) for t, th in zip(leaves["end_ns"].tolist(), threads, strict=True)]
         )
-        running = 0
-        for _, step in edges:  # an end sorts before a start at the same instant
-            running += step
-            best = max(best, running)
+        open_per_thread: dict[int, int] = defaultdict(int)
+        for _, step, thread in edges:  # an end sorts before a start at the same instant
+            open_per_thread[thread] += step
+            best = max(best, sum(1 for n in open_per_thread.values() if n > 0))
     return best

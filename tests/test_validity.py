@@ -74,3 +74,9 @@ def test_movement_without_bytes_is_noted():
     unsized = [*diamond(30), probe_iv("b", "movement", 13, 14, span=9, parent=2)]
     notes = verdict(result_set(unsized), E2E, 1.0).notes
     assert "1 movement intervals carry no byte count: their rate is unknown" in notes
+
+
+def test_a_stage_blocked_in_its_join_does_not_count_beside_its_branches():
+    from test_attribution import fan_out_request
+
+    assert max_concurrency(intervals_frame(fan_out_request(60)).assign(replicate=0)) == 2
