@@ -182,7 +182,15 @@ def test_short_branch_is_off_the_critical_path_and_shows_as_overlap(runs):
         assert sample.split.overlap_ns >= sample.split.stage("lookup").wall_ns
         # Inside search, the fan-out's short branch ran beside the long one: overlap too.
         assert sample.split.stage("search").overlap_ns > 0
-    assert sum(s.truth.critical_branch("search") == 1 for s in by_design) >= 0.9 * len(by_design)
+    # The long branch usually ends last, but not always: a thread woken from the barrier may
+    # wait for the interpreter lock until its busy sibling is done (a GIL convoy), and then the
+    # short branch ends last. Whichever it is, gapbench must name the one the truth names.
+    long_last = sum(s.truth.critical_branch("search") == 1 for s in by_design)
+    assert long_last >= 0.5 * len(by_design)
+    for sample in by_design:
+        branches = [iv for iv in sample.intervals if iv.kind == "branch"]
+        last = max(branches, key=lambda iv: iv.end_ns)
+        assert last.label == f"branch {sample.truth.critical_branch('search')}"
 
 
 def test_unprobed_glue_is_unattributed_not_scheduling(runs):
