@@ -96,6 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             measurement=measurement,
             show_progress=not args.no_progress,
             gpu_timing=args.gpu_timing,
+            profile=args.profile,
         )
         for name in names
     ]
@@ -209,6 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--min-requests", type=int, metavar="N", help="measure at least N requests")
     run.add_argument("--min-duration", type=float, metavar="S", help="and at least S seconds")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--profile",
+        type=int,
+        nargs="?",
+        const=8,
+        default=0,
+        metavar="N",
+        help="after the timed requests, N more under torch.profiler (default 8); the trace is "
+        "kept with the set and checked against gapbench's compute time",
+    )
     archive_option(run)
 
     results = verb("results", cmd_results, "List the archived result sets, newest first.")

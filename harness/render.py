@@ -50,6 +50,8 @@ def summary(s: Summary) -> Group:
     parts.append(stage_table(s))
     if len(s.waits):
         parts.append(wait_table(s))
+    if "profile" in m:
+        parts.append(profile_table(m["profile"]))
     parts.append(Text(s.answer.sentence, style="bold"))
     return Group(*parts)
 
@@ -108,6 +110,25 @@ def wait_table(s: Summary) -> Table:
     for row in s.waits.to_dict(orient="records"):
         share = f"{row['share']:.1%}"
         table.add_row(Text(row["wait"]), _ms(row["median_ms"]), _ms(row["p90_ms"]), share)
+    return table
+
+
+def profile_table(profile: dict[str, Any]) -> Table:
+    verdict = "agrees" if profile["agrees"] else "DISAGREES"
+    table = Table(
+        title=f"torch.profiler cross-check over {profile['requests']} extra requests: {verdict}"
+    )
+    for name in ("stage", "probe", "gapbench ms", "profiler ms", "diff", "operators"):
+        table.add_column(name, justify="left" if name in ("stage", "probe") else "right")
+    for c in profile["checks"]:
+        table.add_row(
+            Text(c["stage"]),
+            Text(c["label"]),
+            _ms(c["gapbench_ms"]),
+            _ms(c["profiler_scope_ms"]),
+            f"{c['agreement']:.1%}",
+            f"{c['operator_share']:.0%}",
+        )
     return table
 
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from harness.devices import resolve_device
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
 from harness.gpu_timing import HOST, MODES, SYNC
 from harness.invariants import check_invariants
+from harness.profiling import Profile, ScopeCheck
 from harness.progress import ProgressBar
 from harness.runner import Measurement, ProcessResult, measure
 from harness.store import Archive, ResultSet, new_id
@@ -48,11 +49,14 @@ class RunConfig:
     repeat: int = 1
     measurement: Measurement = field(default_factory=Measurement)
     gpu_timing: str = SYNC
+    profile: int = 0  # requests of a torch.profiler pass after the timed ones (first replicate)
     show_progress: bool = True
 
     def __post_init__(self) -> None:
         if self.repeat < 1:
             raise UserError(f"--repeat must be 1 or more, not {self.repeat}")
+        if self.profile < 0:
+            raise UserError(f"--profile must be 0 or more requests, not {self.profile}")
         if self.gpu_timing not in MODES:
             raise UserError(f"unknown GPU timing {self.gpu_timing!r} (one of {', '.join(MODES)})")
 
@@ -71,11 +75,13 @@ def run(config: RunConfig, archive: Archive, fingerprint: dict[str, Any]) -> Res
     stopped = ""
     for replicate in range(config.repeat):
         label = f"{cls.name} {replicate + 1}/{config.repeat}" if config.repeat > 1 else cls.name
+        # Only the first replicate profiles: one profile is the cross-check; more only cost time.
+        this = config if replicate == 0 else replace(config, profile=0)
         try:
             if config.repeat == 1:
-                result = measure_here(config, device, label)
+                result = measure_here(this, device, label)
             else:
-                result = _measure_in_child(config, device, label)
+                result = _measure_in_child(this, device, label)
         except (KeyboardInterrupt, UserError) as exc:
             if not results:
                 raise
@@ -107,7 +113,16 @@ def run(config: RunConfig, archive: Archive, fingerprint: dict[str, Any]) -> Res
         "invariants": _invariants(intervals, requests, stages),
     }
     tables = {"intervals": intervals, "requests": requests}
-    set_id = archive.write(new_id(cls.name, created), manifest, tables)
+    attachments = {}
+    profile = results[0].profile if results else None
+    if profile is not None:
+        manifest["profile"] = {
+            "requests": config.profile,
+            "agrees": profile.agrees,
+            "checks": [c.to_dict() for c in profile.checks],
+        }
+        attachments["profile.json"] = profile.trace_json
+    set_id = archive.write(new_id(cls.name, created), manifest, tables, attachments)
     return archive.load(set_id)
 
 
@@ -120,10 +135,16 @@ def measure_here(config: RunConfig, device: str, label: str) -> ProcessResult:
     if config.show_progress:
         with ProgressBar(label, m.min_requests, m.min_duration_s) as bar:
             result = measure(
-                cls(), run_ctx, m, progress=bar.update, phase=bar.phase, timing=config.gpu_timing
+                cls(),
+                run_ctx,
+                m,
+                progress=bar.update,
+                phase=bar.phase,
+                timing=config.gpu_timing,
+                profile=config.profile,
             )
     else:
-        result = measure(cls(), run_ctx, m, timing=config.gpu_timing)
+        result = measure(cls(), run_ctx, m, timing=config.gpu_timing, profile=config.profile)
     # The anchor pairs this process's probe clock with the wall clock, so intervals from several
     # processes (or machines) can be put on one timeline.
     result.facts.update(pid=os.getpid(), clock_anchor=anchor)
@@ -151,11 +172,16 @@ def _measure_in_child(config: RunConfig, device: str, label: str) -> ProcessResu
             if interrupted or process.returncode == EXIT_INTERRUPTED:
                 raise KeyboardInterrupt
             raise UserError(f"a worker process died (exit status {process.returncode})")
+        profile = None
+        if "profile" in report:
+            checks = tuple(ScopeCheck(**c) for c in report["profile"])
+            profile = Profile([], checks, (folder / "profile.json").read_bytes())
         return ProcessResult(
             pd.read_parquet(folder / "intervals.parquet"),
             pd.read_parquet(folder / "requests.parquet"),
             report["facts"],
             report["interrupted"] or interrupted,
+            profile,
         )
 
 
@@ -180,6 +206,9 @@ def worker_main(argv: list[str]) -> int:
     result.intervals.to_parquet(out / "intervals.parquet", index=False)
     result.requests.to_parquet(out / "requests.parquet", index=False)
     body = {"measured": True, "facts": result.facts, "interrupted": result.interrupted}
+    if result.profile is not None:
+        (out / "profile.json").write_bytes(result.profile.trace_json)
+        body["profile"] = [asdict(c) for c in result.profile.checks]
     status.write_text(json.dumps(body, default=str))
     return EXIT_INTERRUPTED if result.interrupted else 0
 

@@ -18,6 +18,7 @@ from harness.environment import CpuTimes, cpu_times
 from harness.errors import UserError
 from harness.gpu_timing import SYNC, device_timer
 from harness.probes import Clock, Interval
+from harness.profiling import Profile, profile_requests
 from harness.workload import RunContext, Workload
 
 
@@ -45,6 +46,7 @@ class ProcessResult:
     requests: pd.DataFrame
     facts: dict[str, Any]
     interrupted: bool = False
+    profile: Profile | None = None
 
 
 def _steal(before: CpuTimes | None, after: CpuTimes | None) -> float | None:
@@ -82,13 +84,15 @@ def measure(
     progress: Callable[[int, float], None] | None = None,
     phase: Callable[[str], None] | None = None,
     timing: str = SYNC,
+    profile: int = 0,
 ) -> ProcessResult:
     """Set up, warm up (discarded), then measure until both minimums are met.
 
     ``phase(name)`` announces setup, warm-up and measurement; ``progress(requests_done,
     seconds_elapsed)`` is called after each measured request. A failed request keeps its
     error, is counted, and the run goes on. Ctrl-C stops measuring and returns what finished.
-    ``timing`` says how probes time an asynchronous device (harness.gpu_timing).
+    ``timing`` says how probes time an asynchronous device (harness.gpu_timing). ``profile``
+    requests more run afterwards under torch.profiler, apart from the timed ones.
     """
     import torch
 
@@ -110,6 +114,7 @@ def measure(
     rows: list[dict[str, Any]] = []
     intervals: list[Interval] = []
     interrupted = False
+    profiled = None
     try:
         announce("warm-up")
         for i in range(measurement.warmup):
@@ -139,6 +144,9 @@ def measure(
         facts["hit_max_duration"] = elapsed >= measurement.max_duration_s
         facts["measured_s"] = elapsed
         facts["cpu_steal_fraction"] = _steal(ticks_before, cpu_times())
+        if profile:
+            announce("profiling")
+            profiled = profile_requests(driver, stream, profile)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -151,7 +159,7 @@ def measure(
         facts["gpu_peak_bytes"] = torch.cuda.max_memory_allocated()
     workload.teardown()
     requests = pd.DataFrame(rows, columns=REQUEST_COLUMNS)
-    return ProcessResult(intervals_frame(intervals), requests, facts, interrupted)
+    return ProcessResult(intervals_frame(intervals), requests, facts, interrupted, profiled)
 
 
 REQUEST_COLUMNS = [

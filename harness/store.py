@@ -126,8 +126,10 @@ class Archive:
         set_id: str,
         manifest: dict[str, Any],
         tables: dict[str, pd.DataFrame],
+        attachments: dict[str, bytes] | None = None,
     ) -> str:
-        """Write the tables, then the manifest; returns the set's id. Refuses to overwrite."""
+        """Write the tables and attachments (a profiler trace), then the manifest; returns the
+        set's id. Refuses to overwrite."""
         folder = self._path(set_id)
         if self.fs.exists(self._path(set_id, MANIFEST)):
             raise UserError(f"result set {set_id} already exists in {self.location}")
@@ -137,7 +139,19 @@ class Archive:
             filename = f"{name}-{secrets.token_hex(4)}.parquet"
             self.fs.pipe_file(self._path(set_id, filename), _parquet(frame))
             files[name] = filename
-        manifest = {"schema_version": SCHEMA_VERSION, "id": set_id, **manifest, "tables": files}
+        attached = {}
+        for name, body in (attachments or {}).items():
+            stem, _, suffix = name.rpartition(".")
+            filename = f"{stem}-{secrets.token_hex(4)}.{suffix}"
+            self.fs.pipe_file(self._path(set_id, filename), body)
+            attached[name] = filename
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "id": set_id,
+            **manifest,
+            "tables": files,
+            "attachments": attached,
+        }
         body = json.dumps(manifest, indent=1, sort_keys=True, default=str).encode()
         self._commit(self._path(set_id, MANIFEST), body)
         return set_id
@@ -203,6 +217,13 @@ class Archive:
         for version in range(manifest.get("migrated_from", SCHEMA_VERSION), SCHEMA_VERSION):
             tables = MIGRATIONS[version].tables(tables)
         return ResultSet(manifest, tables["intervals"], tables["requests"])
+
+    def attachment(self, set_id: str, name: str) -> bytes:
+        """An attachment of a committed set (e.g. ``profile.json``), by its name."""
+        filename = self._read_manifest(set_id).get("attachments", {}).get(name)
+        if filename is None:
+            raise UserError(f"result set {set_id} has no {name}")
+        return self.fs.cat_file(self._path(set_id, filename))
 
     def _read_manifest(self, set_id: str) -> dict[str, Any]:
         path = self._path(set_id, MANIFEST)
