@@ -57,6 +57,7 @@ class RequestDriver:
     clock: Clock = time.perf_counter_ns
     timer: DeviceTimer | None = None
     fan_out_workers: int = 8
+    probes: bool = True  # off only to measure the probes' own cost on end-to-end latency
     order: list[Stage] = field(init=False)
     pool: ThreadPoolExecutor = field(init=False)
     fan_out_pool: ThreadPoolExecutor = field(init=False)
@@ -116,7 +117,9 @@ class RequestDriver:
         """Run one stage method inside ``span`` (an ``async def`` one on this thread's loop)."""
         if stage.name not in self.stage_threads:
             self.stage_threads[stage.name] = self._threads()
-        ctx = StageContext(self.run, recorder, stage.name, recorder.request, self.fan_out_pool)
+        ctx = StageContext(
+            self.run, recorder, stage.name, recorder.request, self.fan_out_pool, self.probes
+        )
         method = getattr(self.workload, stage.name)
         token = current_recorder.set(recorder)
         try:

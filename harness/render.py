@@ -47,6 +47,12 @@ def summary(s: Summary) -> Group:
         )
     )
     parts.append(Text(_facts(m["replicates"]), style="dim"))
+    if s.overhead:
+        o = s.overhead
+        each_us = o["probe_cost_ns"] / 1e3
+        text = f"probing costs about {o['share_of_p50']:.2%} of p50: "
+        text += f"{o['probes_per_request']:.0f} probes a request x {each_us:.1f} us"
+        parts.append(Text(text, style="dim"))
     parts.append(stage_table(s))
     if len(s.waits):
         parts.append(wait_table(s))

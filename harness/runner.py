@@ -17,6 +17,7 @@ from harness.driver import RequestDriver, RequestOutcome, describe
 from harness.environment import CpuTimes, cpu_times
 from harness.errors import UserError
 from harness.gpu_timing import SYNC, device_timer
+from harness.overhead import probe_cost_ns
 from harness.probes import Clock, Interval
 from harness.profiling import Profile, profile_requests
 from harness.workload import RunContext, Workload
@@ -100,6 +101,7 @@ def measure(
     facts: dict[str, Any] = {"threads": torch.get_num_threads()}
     facts["interop_threads"] = torch.get_num_interop_threads()
     seed_everything(run.seed)
+    facts["probe_cost_ns"] = probe_cost_ns()  # in this process, before the workload loads
     announce("setup")
     started = clock()
     workload.setup(run)

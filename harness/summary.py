@@ -18,6 +18,7 @@ from harness.breakdown import (
     stage_table,
     wait_table,
 )
+from harness.overhead import estimate
 from harness.store import ResultSet
 from harness.validity import Verdict, verdict
 
@@ -33,6 +34,7 @@ class Summary:
     coverage: float
     overlap_ms: float  # median per request: time that ran beside the critical path
     waits: pd.DataFrame  # scheduling on the critical path by kind
+    overhead: dict[str, float]  # probes per request x probe cost, as a share of p50
     verdict: Verdict
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,6 +53,7 @@ class Summary:
             "overlap_ms": _finite(self.overlap_ms),
             "stages": [_clean(row) for row in self.stages.to_dict(orient="records")],
             "waits": [_clean(row) for row in self.waits.to_dict(orient="records")],
+            "overhead": self.overhead,
             "answer": _clean(asdict(self.answer)),
             "replicates": m["replicates"],
         }
@@ -72,6 +75,7 @@ def summarize(result: ResultSet) -> Summary:
         coverage,
         overlap_ms,
         wait_table(splits),
+        estimate(result.manifest["replicates"], result.intervals, e2e.p50),
         verdict(result, e2e, coverage, stages),
     )
 

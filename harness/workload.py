@@ -90,6 +90,8 @@ class StageContext:
     stage: str
     request: int
     _fan_out_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    # False only to measure what probing costs: probes then do nothing at all.
+    probes: bool = True
 
     @property
     def device(self) -> str:
@@ -173,7 +175,27 @@ class StageContext:
             return fn(item)
 
     def _probe(self, category: str, resource: str, label: str, nbytes: int) -> Probe:
+        if not self.probes:
+            return _NO_PROBE  # type: ignore[return-value]
         return Probe(self.recorder, Kind.PROBE, self.stage, category, resource, label, nbytes)
+
+
+class _NoProbe:
+    """What a probe is when probing is off: a context manager that does nothing."""
+
+    nbytes = 0
+
+    def __enter__(self) -> _NoProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        pass  # a late byte count set on a probe that records nothing goes nowhere
+
+
+_NO_PROBE = _NoProbe()
 
 
 class Workload:
