@@ -16,7 +16,7 @@ from harness.store import ResultSet
 from harness.workload import Stage
 
 # Sample floors below which a percentile is only indicative (MLPerf LoadGen).
-PERCENTILE_FLOORS = {50: 1, 90: 64, 99: 662}
+PERCENTILE_FLOORS = {50: 1, 90: 64, 99: 662, 99.9: 6_600}
 NOISE_THRESHOLD = 0.1  # IQR / median, as torch.utils.benchmark warns
 DEFAULT_FACTOR = 1.5
 
@@ -53,15 +53,17 @@ class Percentiles:
     p90: float
     p99: float
     iqr_over_median: float
+    p999: float = float("nan")
 
     @classmethod
     def of(cls, values_s: np.ndarray) -> Percentiles:
         if len(values_s) == 0:
             return cls(0, float("nan"), float("nan"), float("nan"), float("nan"))
-        p25, p50, p75, p90, p99 = np.percentile(values_s, [25, 50, 75, 90, 99])
-        return cls(len(values_s), p50, p90, p99, (p75 - p25) / p50 if p50 > 0 else float("nan"))
+        p25, p50, p75, p90, p99, p999 = np.percentile(values_s, [25, 50, 75, 90, 99, 99.9])
+        noise = (p75 - p25) / p50 if p50 > 0 else float("nan")
+        return cls(len(values_s), p50, p90, p99, noise, p999)
 
-    def indicative(self, percentile: int) -> bool:
+    def indicative(self, percentile: float) -> bool:
         return self.n < PERCENTILE_FLOORS[percentile]
 
     @property

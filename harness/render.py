@@ -42,7 +42,8 @@ def summary(s: Summary) -> Group:
         Text(
             f"end to end over {e.n} requests ({errors} failed): p50 {_ms(e.p50 * 1e3)} ms, "
             f"p90 {_ms(e.p90 * 1e3, e.indicative(90))} ms, "
-            f"p99 {_ms(e.p99 * 1e3, e.indicative(99))} ms; coverage {s.coverage:.1%}, "
+            f"p99 {_ms(e.p99 * 1e3, e.indicative(99))} ms, "
+            f"p99.9 {_ms(e.p999 * 1e3, e.indicative(99.9))} ms; coverage {s.coverage:.1%}, "
             f"overlap {_ms(s.overlap_ms)} ms"
         )
     )

@@ -59,7 +59,7 @@ def verdict(
     steal = max((r.get("cpu_steal_fraction") or 0.0 for r in replicates), default=0.0)
     if steal > STEAL_WARN_FRACTION:
         notes.append(f"CPU steal took {steal:.1%} of the machine's time during the run")
-    for pct in (90, 99):
+    for pct in (90, 99, 99.9):
         if e2e.indicative(pct):
             notes.append(f"p{pct} is indicative: {e2e.n} samples, {PERCENTILE_FLOORS[pct]} needed")
     if e2e.noisy:
