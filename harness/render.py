@@ -48,6 +48,8 @@ def summary(s: Summary) -> Group:
         )
     )
     parts.append(Text(_facts(m["replicates"]), style="dim"))
+    if s.telemetry:
+        parts.append(Text(_telemetry(s.telemetry, m["replicates"]), style="dim"))
     if s.overhead:
         o = s.overhead
         each_us = o["probe_cost_ns"] / 1e3
@@ -81,6 +83,33 @@ def _facts(replicates: list[dict[str, Any]]) -> str:
         facts.append(f"GPU peak {spread('gpu_peak_bytes', ' MiB', 2**-20, '{:.0f}')}")
     facts.append(f"CPU steal {spread('cpu_steal_fraction', '%', 100)} while measuring")
     return ", ".join(facts)
+
+
+def _telemetry(t: dict[str, dict[str, Any]], replicates: list[dict[str, Any]]) -> str:
+    def med(key: str, scale: float = 1.0, fmt: str = "{:.0f}") -> str | None:
+        entry = t.get(key)
+        return None if entry is None else fmt.format(entry["median"] * scale)
+
+    parts = []
+    if (busy := med("cpu.utilization", 100)) is not None:
+        parts.append(f"CPU busy {busy}% (median over cores)")
+    if (freq := med("cpu.frequency", 1e-9, "{:.2f}")) is not None:
+        drop = t["cpu.frequency"].get("largest_drop")
+        parts.append(f"{freq} GHz" + (f", largest drop {drop:.0%}" if drop is not None else ""))
+    if (rss := med("memory.rss[process]", 2**-20)) is not None:
+        parts.append(f"RSS {rss} MiB")
+    gpus = [k for k in t if k.startswith("gpu.utilization[")]
+    for key in gpus:
+        parts.append(f"GPU {key[16:-1]} busy {t[key]['median'] * 100:.0f}%")
+    for source, name in (("gpu.energy", "GPU"), ("rapl.energy", "CPU package")):
+        used = t.get(source, {}).get("used")
+        parts.append(f"{name} energy {used:.1f} J" if used is not None else "")
+    if "rapl.energy" not in t:
+        parts.append("CPU package energy unknown")
+    costs = [r["telemetry_cost"]["cpu_fraction"] for r in replicates if r.get("telemetry_cost")]
+    if costs:
+        parts.append(f"sampler cost {max(costs):.2%} of a CPU")
+    return "telemetry: " + ", ".join(p for p in parts if p)
 
 
 def stage_table(s: Summary) -> Table:

@@ -91,7 +91,7 @@ def run(config: RunConfig, archive: Archive, fingerprint: dict[str, Any]) -> Res
         if result.interrupted:
             stopped = "interrupted"
             break
-    intervals, requests = _merge(results)
+    intervals, requests, telemetry = _merge(results)
     stages = [s.to_dict() for s in cls.stages]
     facts = [{"replicate": i, **r.facts} for i, r in enumerate(results)]
     manifest = {
@@ -112,7 +112,7 @@ def run(config: RunConfig, archive: Archive, fingerprint: dict[str, Any]) -> Res
         "replicates": facts,
         "invariants": _invariants(intervals, requests, stages),
     }
-    tables = {"intervals": intervals, "requests": requests}
+    tables = {"intervals": intervals, "requests": requests, "telemetry": telemetry}
     attachments = {}
     profile = results[0].profile if results else None
     if profile is not None:
@@ -182,6 +182,7 @@ def _measure_in_child(config: RunConfig, device: str, label: str) -> ProcessResu
             report["facts"],
             report["interrupted"] or interrupted,
             profile,
+            pd.read_parquet(folder / "telemetry.parquet"),
         )
 
 
@@ -205,6 +206,7 @@ def worker_main(argv: list[str]) -> int:
         return EXIT_BAD_INPUT
     result.intervals.to_parquet(out / "intervals.parquet", index=False)
     result.requests.to_parquet(out / "requests.parquet", index=False)
+    result.telemetry.to_parquet(out / "telemetry.parquet", index=False)
     body = {"measured": True, "facts": result.facts, "interrupted": result.interrupted}
     if result.profile is not None:
         (out / "profile.json").write_bytes(result.profile.trace_json)
@@ -213,10 +215,12 @@ def worker_main(argv: list[str]) -> int:
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
-def _merge(results: list[ProcessResult]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    intervals = [r.intervals.assign(replicate=i) for i, r in enumerate(results)]
-    requests = [r.requests.assign(replicate=i) for i, r in enumerate(results)]
-    return pd.concat(intervals, ignore_index=True), pd.concat(requests, ignore_index=True)
+def _merge(results: list[ProcessResult]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    def stacked(name: str) -> pd.DataFrame:
+        frames = [getattr(r, name).assign(replicate=i) for i, r in enumerate(results)]
+        return pd.concat(frames, ignore_index=True)
+
+    return stacked("intervals"), stacked("requests"), stacked("telemetry")
 
 
 def _work(config: RunConfig, cls: type, facts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
@@ -20,7 +20,10 @@ from harness.gpu_timing import SYNC, device_timer
 from harness.overhead import probe_cost_ns
 from harness.probes import Clock, Interval
 from harness.profiling import Profile, profile_requests
+from harness.telemetry import Sampler
 from harness.workload import RunContext, Workload
+
+TELEMETRY_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class ProcessResult:
     facts: dict[str, Any]
     interrupted: bool = False
     profile: Profile | None = None
+    telemetry: pd.DataFrame | None = None
 
 
 def _steal(before: CpuTimes | None, after: CpuTimes | None) -> float | None:
@@ -117,6 +121,8 @@ def measure(
     intervals: list[Interval] = []
     interrupted = False
     profiled = None
+    # A light thread sampling utilisation, clocks, memory and energy while requests are timed.
+    sampler = Sampler(interval_s=TELEMETRY_INTERVAL_S, clock=clock)
     try:
         announce("warm-up")
         for i in range(measurement.warmup):
@@ -126,6 +132,7 @@ def measure(
         if run.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         announce("measuring")
+        sampler.start()
         ticks_before = cpu_times()
         begin = clock()
         elapsed = 0.0
@@ -146,13 +153,17 @@ def measure(
         facts["hit_max_duration"] = elapsed >= measurement.max_duration_s
         facts["measured_s"] = elapsed
         facts["cpu_steal_fraction"] = _steal(ticks_before, cpu_times())
+        sampler.stop()
         if profile:
             announce("profiling")
             profiled = profile_requests(driver, stream, profile)
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        sampler.stop()
         driver.close()
+    facts["telemetry_cost"] = asdict(sampler.cost())
+    facts["telemetry_notes"] = list(sampler.notes)
     facts["stage_threads"] = dict(driver.stage_threads)
     facts["requests_measured"] = len(rows)
     facts["requests_failed"] = sum(1 for row in rows if not row["ok"])
@@ -161,7 +172,9 @@ def measure(
         facts["gpu_peak_bytes"] = torch.cuda.max_memory_allocated()
     workload.teardown()
     requests = pd.DataFrame(rows, columns=REQUEST_COLUMNS)
-    return ProcessResult(intervals_frame(intervals), requests, facts, interrupted, profiled)
+    return ProcessResult(
+        intervals_frame(intervals), requests, facts, interrupted, profiled, sampler.samples()
+    )
 
 
 REQUEST_COLUMNS = [

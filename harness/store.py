@@ -73,6 +73,7 @@ class ResultSet:
     manifest: dict[str, Any]
     intervals: pd.DataFrame
     requests: pd.DataFrame
+    telemetry: pd.DataFrame | None = None  # samples taken while requests were timed
 
     @property
     def id(self) -> str:
@@ -216,7 +217,7 @@ class Archive:
                 raise UserError(f"result set {set_id}: table {filename} is unreadable") from exc
         for version in range(manifest.get("migrated_from", SCHEMA_VERSION), SCHEMA_VERSION):
             tables = MIGRATIONS[version].tables(tables)
-        return ResultSet(manifest, tables["intervals"], tables["requests"])
+        return ResultSet(manifest, tables["intervals"], tables["requests"], tables.get("telemetry"))
 
     def attachment(self, set_id: str, name: str) -> bytes:
         """An attachment of a committed set (e.g. ``profile.json``), by its name."""

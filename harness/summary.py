@@ -20,6 +20,7 @@ from harness.breakdown import (
 )
 from harness.overhead import estimate
 from harness.store import ResultSet
+from harness.telemetry import summarize as summarize_telemetry
 from harness.validity import Verdict, verdict
 
 
@@ -35,6 +36,7 @@ class Summary:
     overlap_ms: float  # median per request: time that ran beside the critical path
     waits: pd.DataFrame  # scheduling on the critical path by kind
     overhead: dict[str, float]  # probes per request x probe cost, as a share of p50
+    telemetry: dict[str, dict[str, Any]]  # min/median/max per metric while requests ran
     verdict: Verdict
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,6 +56,7 @@ class Summary:
             "stages": [_clean(row) for row in self.stages.to_dict(orient="records")],
             "waits": [_clean(row) for row in self.waits.to_dict(orient="records")],
             "overhead": self.overhead,
+            "telemetry": self.telemetry,
             "answer": _clean(asdict(self.answer)),
             "replicates": m["replicates"],
         }
@@ -76,8 +79,13 @@ def summarize(result: ResultSet) -> Summary:
         overlap_ms,
         wait_table(splits),
         estimate(result.manifest["replicates"], result.intervals, e2e.p50),
+        summarize_telemetry(result.telemetry) if has_telemetry(result) else {},
         verdict(result, e2e, coverage, stages),
     )
+
+
+def has_telemetry(result: ResultSet) -> bool:
+    return result.telemetry is not None and not result.telemetry.empty
 
 
 def _finite(value: Any) -> Any:

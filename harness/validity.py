@@ -13,9 +13,11 @@ from harness.breakdown import PERCENTILE_FLOORS, Percentiles
 from harness.environment import STEAL_WARN_FRACTION
 from harness.probes import Category, Kind
 from harness.store import ResultSet
+from harness.telemetry import frequency_drop
 
 MIN_COVERAGE = 0.9
 OFF_CPU_RATIO = 0.5
+THROTTLE_DROP = 0.05  # a median core frequency this far below the run's start
 MAX_ERROR_RATE = 0.01
 
 
@@ -73,6 +75,10 @@ def verdict(
     unsized = int((movement["nbytes"] <= 0).sum())
     if unsized:
         notes.append(f"{unsized} movement intervals carry no byte count: their rate is unknown")
+    if result.telemetry is not None and not result.telemetry.empty:
+        drop = frequency_drop(result.telemetry)
+        if drop is not None and drop >= THROTTLE_DROP:
+            notes.append(f"CPU frequency fell {drop:.0%} during the run: throttling")
     if stages is not None:
         notes += _off_cpu(result, stages)
     notes += _oversubscribed(result)

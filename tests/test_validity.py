@@ -80,3 +80,18 @@ def test_a_stage_blocked_in_its_join_does_not_count_beside_its_branches():
     from test_attribution import fan_out_request
 
     assert max_concurrency(intervals_frame(fan_out_request(60)).assign(replicate=0)) == 2
+
+
+def test_a_falling_cpu_frequency_is_noted_as_throttling():
+    rows = [
+        (int(t * 1e9), "cpu", str(core), "frequency", hz, "Hz")
+        for t, hz in ((0.0, 2.6e9), (1.0, 2.6e9), (3.0, 2.0e9), (4.0, 2.0e9))
+        for core in (0, 1)
+    ]
+    telemetry = pd.DataFrame(rows, columns=["t_ns", "source", "device", "metric", "value", "unit"])
+    throttled = result_set(diamond(30))
+    throttled = ResultSet(throttled.manifest, throttled.intervals, throttled.requests, telemetry)
+    assert "CPU frequency fell 23% during the run: throttling" in verdict(throttled, E2E, 1.0).notes
+    steady = telemetry.assign(value=2.6e9)
+    calm = ResultSet(throttled.manifest, throttled.intervals, throttled.requests, steady)
+    assert not any("throttling" in n for n in verdict(calm, E2E, 1.0).notes)

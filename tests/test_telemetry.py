@@ -1,0 +1,350 @@
+"""The telemetry sampler on this machine, on a fake NVML and on a canned RAPL root."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from harness.accelerators import read_nvml
+from harness.telemetry import (
+    COLUMNS,
+    Reading,
+    Sampler,
+    Source,
+    frequency_drop,
+    rapl_sources,
+    summarize,
+)
+
+
+def run_until(sampler: Sampler, done: Callable[[], bool], limit_s: float = 1.5) -> None:
+    """Let ``sampler`` run until ``done()`` (or ``limit_s``), then stop it."""
+    with sampler:
+        deadline = time.monotonic() + limit_s
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
+class FakeNvmlError(Exception):
+    pass
+
+
+class NVMLError_LibraryNotFound(FakeNvmlError):  # pynvml names it so; the sampler checks the name
+    pass
+
+
+class FakeNvml:
+    """Two GPUs with pynvml's API; the second has no energy counter (a pre-Volta card)."""
+
+    NVMLError = FakeNvmlError
+    NVML_CLOCK_SM, NVML_CLOCK_MEM = 1, 2
+
+    def __init__(self, *, fail_init: Exception | None = None) -> None:
+        self.fail_init = fail_init
+        self.calls: list[str] = []
+        self.energy_mj = [10_000_000, 0]
+
+    def nvmlInit(self) -> None:
+        self.calls.append("init")
+        if self.fail_init:
+            raise self.fail_init
+
+    def nvmlShutdown(self) -> None:
+        self.calls.append("shutdown")
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> SimpleNamespace:
+        return SimpleNamespace(gpu=(87, 3)[handle], memory=(41, 0)[handle])
+
+    def nvmlDeviceGetClockInfo(self, handle: int, kind: int) -> int:
+        return {1: (1980, 1590), 2: (2619, 5001)}[kind][handle]  # MHz
+
+    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
+        return (612_500, 70_000)[handle]  # mW
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
+        return SimpleNamespace(total=0, free=0, used=(1_073_741_824, 0)[handle])
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: int) -> int:
+        if handle == 1:
+            raise FakeNvmlError("Not Supported")
+        self.energy_mj[handle] += 1_500  # 1.5 J between two reads
+        return self.energy_mj[handle]
+
+
+NO_GPU = FakeNvml(fail_init=NVMLError_LibraryNotFound("NVML Shared Library Not Found"))
+
+
+def test_a_real_run_on_this_machine() -> None:
+    import psutil
+
+    sampler = Sampler(interval_s=0.05)
+    with sampler:
+        time.sleep(0.3)
+    samples = sampler.samples()
+    assert list(samples.columns) == COLUMNS
+    assert samples["t_ns"].is_monotonic_increasing
+    cpu = samples[samples["metric"] == "utilization"].query("source == 'cpu'")
+    cores = {str(i) for i in range(psutil.cpu_count())}
+    assert set(cpu["device"]) == cores
+    assert cpu["unit"].eq("fraction").all() and cpu["value"].between(0, 1).all()
+    memory = samples[samples["source"] == "memory"]
+    assert set(zip(memory["device"], memory["metric"], memory["unit"], strict=True)) == {
+        ("process", "rss", "bytes"),
+        ("system", "available", "bytes"),
+    }
+    assert (memory["value"] > 0).all()
+    has_gpu = bool(read_nvml().devices)  # no NVIDIA driver here: no GPU rows, only a note
+    assert (samples["source"] == "gpu").any() == has_gpu
+    cost = sampler.cost()
+    # At 0.05 s over 0.3 s: about 7 samples (the first, one per interval, one at stop).
+    assert 3 <= cost.samples <= 9
+    assert samples["t_ns"].nunique() == cost.samples
+    assert 0.3 <= cost.wall_s < 1.0
+    assert cost.cpu_s > 0 and cost.mean_sample_us > 0
+    assert cost.cpu_fraction < 0.2  # an invariant: the sampler stays light, not a speed target
+    assert all(isinstance(note, str) for note in sampler.notes)
+
+
+def test_two_fake_gpus_give_si_units_and_energy_in_joules(tmp_path: Path) -> None:
+    nvml = FakeNvml()
+    sampler = Sampler(interval_s=0.01, nvml=nvml, rapl_root=tmp_path)
+    run_until(sampler, lambda: sampler.cost().samples >= 4)
+    assert nvml.calls == ["init", "shutdown"]
+    gpu = sampler.samples().query("source == 'gpu'")
+    first = gpu[gpu["t_ns"] == gpu["t_ns"].min()]
+    readings = {(r.device, r.metric): (r.value, r.unit) for r in first.itertuples()}
+    assert readings == {
+        ("0", "utilization"): (0.87, "fraction"),
+        ("0", "memory_utilization"): (0.41, "fraction"),
+        ("0", "sm_clock"): (1_980_000_000, "Hz"),
+        ("0", "memory_clock"): (2_619_000_000, "Hz"),
+        ("0", "power"): (612.5, "W"),
+        ("0", "memory_used"): (1_073_741_824, "bytes"),
+        ("0", "energy"): (10_001.5, "J"),
+        ("1", "utilization"): (0.03, "fraction"),
+        ("1", "memory_utilization"): (0.0, "fraction"),
+        ("1", "sm_clock"): (1_590_000_000, "Hz"),
+        ("1", "memory_clock"): (5_001_000_000, "Hz"),
+        ("1", "power"): (70.0, "W"),
+        ("1", "memory_used"): (0.0, "bytes"),
+    }
+    # GPU 1 has no energy counter: asked once, dropped, noted; its other readings go on.
+    assert sampler.notes.count("gpu 1 energy: Not Supported") == 1
+    assert gpu.query("device == '1' and metric == 'power'")["t_ns"].nunique() >= 4
+    summary = summarize(sampler.samples())
+    energy_reads = (nvml.energy_mj[0] - 10_000_000) // 1_500
+    assert summary["gpu.energy[0]"] == {
+        "unit": "J",
+        "used": pytest.approx(1.5 * (energy_reads - 1)),
+    }
+    assert summary["gpu.energy"]["used"] == summary["gpu.energy[0]"]["used"]
+    assert summary["gpu.power[0]"] == {"unit": "W", "min": 612.5, "median": 612.5, "max": 612.5}
+
+
+def test_no_nvidia_driver_is_a_note_not_a_failure(tmp_path: Path) -> None:
+    sampler = Sampler(interval_s=0.01, nvml=NO_GPU, rapl_root=tmp_path)
+    run_until(sampler, lambda: sampler.cost().samples >= 2)
+    assert "gpu: none (no NVIDIA driver)" in sampler.notes
+    assert "cpu package energy: unknown (no readable RAPL counter)" in sampler.notes
+    assert set(sampler.samples()["source"]) <= {"cpu", "memory"}
+
+
+def write_zone(root: Path, zone: str, name: str, energy_uj: int, max_uj: int) -> Path:
+    folder = root / "sys/class/powercap" / zone
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "name").write_text(f"{name}\n")
+    (folder / "energy_uj").write_text(f"{energy_uj}\n")
+    (folder / "max_energy_range_uj").write_text(f"{max_uj}\n")
+    return folder
+
+
+def test_rapl_energy_across_a_wraparound(tmp_path: Path) -> None:
+    package = write_zone(tmp_path, "intel-rapl:0", "package-0", 999_000_000, 1_000_000_000)
+    write_zone(tmp_path, "intel-rapl:0:0", "core", 5, 1_000_000_000)  # inside the package
+    write_zone(tmp_path, "intel-rapl:1", "psys", 5, 1_000_000_000)  # covers the package too
+    notes: list[str] = []
+    (source,) = rapl_sources(tmp_path, notes)
+    assert notes == []
+    values = []
+    for energy_uj in (999_000_000, 2_000_000, 5_000_000):  # wraps past 1000 J after the first
+        (package / "energy_uj").write_text(f"{energy_uj}\n")
+        ((src, device, metric, unit, value),) = source.read()
+        assert (src, device, metric, unit) == ("rapl", "package-0", "energy", "J")
+        values.append(value)
+    assert values == [999.0, 1002.0, 1005.0]
+    frame = pd.DataFrame(
+        [(t, "rapl", "package-0", "energy", v, "J") for t, v in enumerate(values)], columns=COLUMNS
+    )
+    assert summarize(frame)["rapl.energy"] == {"unit": "J", "used": 6.0}
+
+
+def test_rapl_through_the_sampler_and_unreadable_counters(tmp_path: Path) -> None:
+    write_zone(tmp_path, "intel-rapl:0", "package-0", 123_000_000, 262_143_328_850)
+    sampler = Sampler(interval_s=0.01, nvml=NO_GPU, rapl_root=tmp_path)
+    run_until(sampler, lambda: sampler.cost().samples >= 2)
+    rapl = sampler.samples().query("source == 'rapl'")
+    assert set(rapl["value"]) == {123.0} and len(rapl) >= 2
+    unreadable = write_zone(tmp_path / "other", "intel-rapl:0", "package-0", 1, 10)
+    (unreadable / "energy_uj").unlink()
+    notes: list[str] = []
+    assert rapl_sources(tmp_path / "other", notes) == []
+    assert notes == [
+        "cpu package energy: intel-rapl:0 not readable (it needs root)",
+        "cpu package energy: unknown (no readable RAPL counter)",
+    ]
+
+
+def test_a_source_that_raises_is_disabled_and_noted() -> None:
+    calls = {"good": 0, "bad": 0}
+
+    def good() -> list[Reading]:
+        calls["good"] += 1
+        return [("fake", "0", "reads", "count", float(calls["good"]))]
+
+    def bad() -> list[Reading]:
+        calls["bad"] += 1
+        if calls["bad"] == 2:
+            raise RuntimeError("sensor went away")
+        return [("fake", "1", "reads", "count", 1.0)]
+
+    sampler = Sampler(interval_s=0.01, sources=[Source("good", good), Source("bad", bad)])
+    run_until(sampler, lambda: calls["good"] >= 5)
+    assert calls["bad"] == 2
+    assert sampler.notes == ["bad: disabled after RuntimeError: sensor went away"]
+    samples = sampler.samples()
+    assert len(samples.query("device == '1'")) == 1
+    assert samples.query("device == '0'")["value"].tolist() == [
+        float(i) for i in range(1, calls["good"] + 1)
+    ]
+
+
+def test_a_probe_that_fails_to_start_is_unknown(tmp_path: Path) -> None:
+    class BrokenPsutil:
+        def Process(self) -> None:
+            raise PermissionError("no /proc")
+
+    sampler = Sampler(interval_s=0.01, psutil=BrokenPsutil(), nvml=NO_GPU, rapl_root=tmp_path)
+    run_until(sampler, lambda: sampler.cost().samples >= 2)
+    assert "cpu, memory: unknown (set-up failed: PermissionError: no /proc)" in sampler.notes
+    assert sampler.samples().empty
+
+
+def test_unknown_frequencies_and_a_fake_psutil(tmp_path: Path) -> None:
+    process = SimpleNamespace(memory_info=lambda: SimpleNamespace(rss=4096))
+    psutil = SimpleNamespace(
+        Process=lambda: process,
+        cpu_percent=lambda percpu: [25.0, 50.0],
+        cpu_freq=lambda percpu: [],  # what psutil gives where the kernel says nothing
+        virtual_memory=lambda: SimpleNamespace(available=8192),
+    )
+    sampler = Sampler(interval_s=0.01, psutil=psutil, nvml=NO_GPU, rapl_root=tmp_path)
+    run_until(sampler, lambda: sampler.cost().samples >= 3)
+    assert "cpu frequency: unknown (not reported here)" in sampler.notes
+    samples = sampler.samples()
+    # Utilisation needs an interval: the first sample has none, every later one has both cores.
+    per_sample = samples.query("metric == 'utilization'").groupby("t_ns")["value"].apply(list)
+    assert len(per_sample) == sampler.cost().samples - 1
+    assert all(values == [0.25, 0.5] for values in per_sample)
+    assert frequency_drop(samples) is None
+    summary = summarize(samples)
+    assert summary["cpu.utilization"] == {
+        "unit": "fraction",
+        "min": 0.375,
+        "median": 0.375,
+        "max": 0.375,
+    }
+    assert "cpu.frequency" not in summary
+    assert summary["memory.rss[process]"] == {
+        "unit": "bytes",
+        "min": 4096,
+        "median": 4096,
+        "max": 4096,
+    }
+
+
+def hand_made() -> pd.DataFrame:
+    """Two cores over 4 s: core 1 sags from 3.0 to 2.0 GHz at 3 s; energy counters; a GPU."""
+    rows = []
+    freqs = {0: (3.0, 3.2), 1: (3.0, 3.0), 2: (2.8, 3.0), 3: (2.0, 2.0)}  # GHz, per second
+    utils = {0: (0.5, 1.0), 1: (0.0, 1.0), 2: (1.0, 1.0), 3: (0.25, 0.75)}
+    for second in range(4):
+        t = 1_000 + second * 1_000_000_000
+        for core in (0, 1):
+            rows.append((t, "cpu", str(core), "frequency", freqs[second][core] * 1e9, "Hz"))
+            rows.append((t, "cpu", str(core), "utilization", utils[second][core], "fraction"))
+        rows.append((t, "rapl", "package-0", "energy", 100.0 + 30.0 * second, "J"))
+        rows.append((t, "gpu", "0", "energy", 5_000.0 + 250.0 * second, "J"))
+        rows.append((t, "gpu", "0", "power", (300.0, 250.0, 200.0, 100.0)[second], "W"))
+    return pd.DataFrame(rows[::-1], columns=COLUMNS)  # out of order: summaries sort by time
+
+
+def test_summarize_hand_made_samples() -> None:
+    summary = summarize(hand_made())
+    # Overall utilisation is the mean over cores at each sample: 0.75, 0.5, 1.0, 0.5.
+    assert summary["cpu.utilization"] == {
+        "unit": "fraction",
+        "min": 0.5,
+        "median": 0.625,
+        "max": 1.0,
+    }
+    assert summary["cpu.utilization[1]"] == {
+        "unit": "fraction",
+        "min": 0.75,
+        "median": 1.0,
+        "max": 1.0,
+    }
+    # Median over cores at each sample: 3.1, 3.0, 2.9, 2.0 GHz.
+    assert summary["cpu.frequency"] == {
+        "unit": "Hz",
+        "min": 2.0e9,
+        "median": pytest.approx(2.95e9),
+        "max": pytest.approx(3.1e9),
+        "largest_drop": pytest.approx(1 / 3),
+    }
+    assert summary["cpu.frequency[0]"] == {
+        "unit": "Hz",
+        "min": 2.0e9,
+        "median": 2.9e9,
+        "max": 3.0e9,
+    }
+    assert summary["rapl.energy[package-0]"] == {"unit": "J", "used": 90.0}
+    assert summary["rapl.energy"] == {"unit": "J", "used": 90.0}
+    assert summary["gpu.energy[0]"] == {"unit": "J", "used": 750.0}
+    assert summary["gpu.power[0]"] == {"unit": "W", "min": 100.0, "median": 225.0, "max": 300.0}
+    empty = summarize(pd.DataFrame(columns=COLUMNS))
+    assert empty == {}
+
+
+def test_frequency_drop_against_the_first_seconds() -> None:
+    samples = hand_made()
+    # Baseline over the first 2 s: median of 3.1, 3.0, 2.9 GHz = 3.0 GHz; lowest 2.0 GHz.
+    assert frequency_drop(samples) == pytest.approx(1 / 3)
+    # Over the first sample alone the baseline is 3.1 GHz.
+    assert frequency_drop(samples, baseline_s=0.5) == pytest.approx(1.1 / 3.1)
+    rising = samples.assign(value=samples["value"].where(samples["metric"] != "frequency", 3e9))
+    assert frequency_drop(rising) == 0.0
+    assert frequency_drop(samples[samples["metric"] != "frequency"]) is None
+
+
+def test_a_sampler_runs_once_and_wants_a_positive_interval() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        Sampler(interval_s=0)
+    sampler = Sampler(interval_s=0.01, sources=[])
+    with sampler:
+        pass
+    sampler.stop()  # twice is harmless
+    with pytest.raises(RuntimeError, match="runs once"):
+        sampler.start()
+    assert sampler.samples().empty and list(sampler.samples().columns) == COLUMNS
+    assert sampler.cost().samples >= 2  # the first and the one at stop
