@@ -157,6 +157,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    from harness import trace
+    from harness.store import load
+
+    result = load(args.result, args.results)
+    if args.format == "chrome":
+        if not args.output:
+            raise UserError("gapbench trace: a Chrome/Perfetto trace needs -o FILE")
+        count = trace.write_chrome(result, args.output)
+        where = args.output
+    else:
+        count = trace.write_otel(result, path=args.output, endpoint=args.endpoint)
+        where = args.output or args.endpoint or "the OTLP endpoint from the environment"
+    payload = {"id": result.id, "format": args.format, "events": count, "written_to": where}
+    _out(args, payload, lambda: f"{count} {args.format} events of {result.id} written to {where}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="gapbench",
@@ -224,6 +242,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     results = verb("results", cmd_results, "List the archived result sets, newest first.")
     archive_option(results)
+
+    trace = verb(
+        "trace",
+        cmd_trace,
+        "Write a set's intervals as a Perfetto/Chrome trace or as OpenTelemetry spans.",
+    )
+    trace.add_argument("result", metavar="RESULT", help="an id, a unique prefix, or 'latest'")
+    trace.add_argument("-o", "--output", metavar="FILE", help="the file to write")
+    trace.add_argument(
+        "--format",
+        choices=("chrome", "otel"),
+        default="chrome",
+        help="chrome: open in ui.perfetto.dev; otel: spans with the GenAI conventions",
+    )
+    trace.add_argument(
+        "--endpoint", metavar="URL", help="otel only: send over OTLP/HTTP instead of to a file"
+    )
+    archive_option(trace)
 
     show = verb("show", cmd_show, "Show the breakdown of an archived result set.")
     show.add_argument(

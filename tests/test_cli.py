@@ -222,3 +222,19 @@ def test_an_interrupted_replicate_keeps_the_finished_ones(tmp_path, capsys, monk
 def test_the_default_suite_leaves_out_self_checks():
     assert "calibration" in plugins.registered()
     assert plugins.suite() == ["rag"]
+
+
+def test_trace_writes_a_perfetto_file(plugin_file, tmp_path, capsys):
+    results = str(tmp_path / "results")
+    assert (
+        run_cli(capsys, "run", f"{plugin_file}:MatmulService", *FAST, "--results", results)[0] == 0
+    )
+    out_file = tmp_path / "trace.json"
+    argv = ["trace", "latest", "-o", str(out_file), "--results", results, "--json"]
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 0, err
+    written = json.loads(out)
+    events = [e for e in json.loads(out_file.read_text())["traceEvents"] if e["ph"] == "X"]
+    assert written["events"] == len(events) == len(Archive(results).load("latest").intervals)
+    status, _, err = run_cli(capsys, "trace", "latest", "--results", results)
+    assert status == 2 and "needs -o FILE" in err
