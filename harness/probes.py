@@ -87,12 +87,14 @@ class Interval:
         return self.end_ns - self.start_ns
 
 
-# The open spans of the current thread or asyncio task. A ContextVar rather than a thread-local
-# so each asyncio task nests on its own stack; the tuple is immutable so a copied context can
-# never see another task's pushes.
-_open_spans: contextvars.ContextVar[tuple[int, ...]] = contextvars.ContextVar(
-    "gapbench_open_spans", default=()
-)
+# The innermost open span of the current thread or asyncio task; resetting a probe's token
+# restores its parent, so the ContextVar's own history is the stack. A ContextVar rather than a
+# thread-local so each asyncio task (and each copied context) nests on its own.
+_open_span: contextvars.ContextVar[int] = contextvars.ContextVar("gapbench_open_span", default=-1)
+
+
+_get_ident = threading.get_ident
+_running_loop = asyncio._get_running_loop  # None outside a loop, and cheap: no raise
 
 
 def _task_name() -> str:
@@ -233,7 +235,6 @@ class Probe:
         self.resource = resource
         self.label = label
         self.nbytes = nbytes
-        self._start = self._end = -1
         self._cpu = kind is Kind.STAGE or kind is Kind.BRANCH
 
     @property
@@ -247,22 +248,21 @@ class Probe:
 
     @property
     def start_ns(self) -> int:
-        """When the body began (valid once entered)."""
-        return self._start
+        """When the body began; -1 before it was entered."""
+        return getattr(self, "_start", -1)
 
     @property
     def end_ns(self) -> int:
-        """When the body ended (valid once exited)."""
-        return self._end
+        """When the body ended; -1 before it was exited."""
+        return getattr(self, "_end", -1)
 
     def __enter__(self) -> Probe:
         recorder = self._recorder
         self._span = span = next(recorder._ids)
         if recorder.timer is not None:
             recorder.timer.enter(self)
-        stack = _open_spans.get()
-        self._parent = stack[-1] if stack else -1
-        self._token = _open_spans.set((*stack, span))
+        self._parent = _open_span.get()
+        self._token = _open_span.set(span)
         if self._cpu:
             self._cpu_start = recorder.cpu_clock()
         self._start = recorder.clock()
@@ -276,7 +276,7 @@ class Probe:
         finally:
             end = self._end = recorder.clock()
             cpu_ns = recorder.cpu_clock() - self._cpu_start if self._cpu else -1
-            _open_spans.reset(self._token)
+            _open_span.reset(self._token)
             # The row is built here rather than through Recorder.add: this is the hot path.
             row = (
                 recorder.request,
@@ -290,8 +290,8 @@ class Probe:
                 self._start,
                 end,
                 self.nbytes,
-                threading.get_ident(),
-                _task_name(),
+                _get_ident(),
+                _task_name() if _running_loop() is not None else "",
                 cpu_ns,
             )
             recorder.rows.append(row)  # list.append is atomic: no lock on the hot path
