@@ -55,6 +55,10 @@ def summary(s: Summary) -> Group:
         each_us = o["probe_cost_ns"] / 1e3
         text = f"probing costs about {o['share_of_p50']:.2%} of p50: "
         text += f"{o['probes_per_request']:.0f} probes a request x {each_us:.1f} us"
+        drawn = sum(r.get("progress_s") or 0.0 for r in m["replicates"])
+        measured = sum(r.get("measured_s") or 0.0 for r in m["replicates"])
+        if measured:
+            text += f"; the progress bar took {drawn / measured:.2%} of the measured time"
         parts.append(Text(text, style="dim"))
     parts.append(stage_table(s))
     if len(s.waits):
