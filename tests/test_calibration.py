@@ -188,6 +188,9 @@ def test_short_branch_is_off_the_critical_path_and_shows_as_overlap(runs):
     long_last = sum(s.truth.critical_branch("search") == 1 for s in by_design)
     assert long_last >= 0.5 * len(by_design)
     for sample in by_design:
+        ends = sorted(sample.truth.span("search", b).end_ns for b in (0, 1))
+        if ends[1] - ends[0] < 200_000:
+            continue  # a photo finish: two clocks may order the last 0.2 ms either way
         branches = [iv for iv in sample.intervals if iv.kind == "branch"]
         last = max(branches, key=lambda iv: iv.end_ns)
         assert last.label == f"branch {sample.truth.critical_branch('search')}"
@@ -196,10 +199,13 @@ def test_short_branch_is_off_the_critical_path_and_shows_as_overlap(runs):
 def test_unprobed_glue_is_unattributed_not_scheduling(runs):
     for samples in runs:
         tolerance = tolerance_ms(samples)
-        for stage, branches in (("receive", (-1,)), ("join", (-1,)), ("search", (-1, 1))):
-            # search's glue is its long branch's: a branch's own code is not the join's wait.
+        for stage in ("receive", "join", "search"):
+            # search's glue is its critical branch's: a branch's own code is not the join's wait.
             measured = _median_ms(s.split.stage(stage).unattributed_ns for s in samples)
-            glue = _median_ms(_planted(s, stage, UNATTRIBUTED, branches) for s in samples)
+            glue = _median_ms(
+                _planted(s, stage, UNATTRIBUTED, (-1, s.truth.critical_branch(stage)))
+                for s in samples
+            )
             assert abs(measured - glue) <= tolerance, stage
         for stage in ("receive", "join"):
             # No wait was probed in these stages, so none of their glue can be scheduling.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -35,6 +36,7 @@ _TRUTH_CLOCK = getattr(time, "CLOCK_MONOTONIC_RAW", time.CLOCK_MONOTONIC)
 # parallel on two cores. A step of 128 KiB (about 0.1 ms) leaves the GIL free long enough for a
 # waiting thread to take it; at 16 KiB the first thread took it back first and branches ran in turn.
 _BLOCK = bytes(128 * 1024)
+SWITCH_INTERVAL_S = 0.0002
 
 
 def truth_clock() -> int:
@@ -221,10 +223,16 @@ class Calibration(Workload):
         self.jobs = queue.Queue()
         self.worker = threading.Thread(target=self._serve, name="calibration-worker", daemon=True)
         self.worker.start()
+        # Planted branches are meant to run side by side. A thread woken while its sibling hashes
+        # can wait a whole switch interval (5 ms) for the interpreter lock, and the "short" branch
+        # then ends last; a short interval keeps the planted design what it says.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     def teardown(self) -> None:
         self.jobs.put(None)
         self.worker.join()
+        sys.setswitchinterval(self._switch_interval)
 
     def _serve(self) -> None:
         """The worker behind the queue handoff: planted compute per job, then the reply."""
