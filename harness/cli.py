@@ -163,8 +163,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
     result = load(args.result, args.results)
     if args.format == "chrome":
-        if not args.output:
-            raise UserError("gapbench trace: a Chrome/Perfetto trace needs -o FILE")
+        if not args.output or args.endpoint:
+            raise UserError("gapbench trace: a Chrome/Perfetto trace needs -o FILE (no --endpoint)")
         count = trace.write_chrome(result, args.output)
         where = args.output
     else:

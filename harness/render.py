@@ -56,9 +56,11 @@ def summary(s: Summary) -> Group:
         text = f"probing costs about {o['share_of_p50']:.2%} of p50: "
         text += f"{o['probes_per_request']:.0f} probes a request x {each_us:.1f} us"
         drawn = sum(r.get("progress_s") or 0.0 for r in m["replicates"])
+        sampled = sum((r.get("telemetry_cost") or {}).get("cpu_s", 0.0) for r in m["replicates"])
         measured = sum(r.get("measured_s") or 0.0 for r in m["replicates"])
         if measured:
             text += f"; the progress bar took {drawn / measured:.2%} of the measured time"
+            text += f" and the telemetry sampler {sampled / measured:.2%} of a CPU"
         parts.append(Text(text, style="dim"))
     parts.append(stage_table(s))
     if len(s.waits):
@@ -96,7 +98,7 @@ def _telemetry(t: dict[str, dict[str, Any]], replicates: list[dict[str, Any]]) -
 
     parts = []
     if (busy := med("cpu.utilization", 100)) is not None:
-        parts.append(f"CPU busy {busy}% (median over cores)")
+        parts.append(f"CPU busy {busy}% (mean over cores, median over the run)")
     if (freq := med("cpu.frequency", 1e-9, "{:.2f}")) is not None:
         drop = t["cpu.frequency"].get("largest_drop")
         parts.append(f"{freq} GHz" + (f", largest drop {drop:.0%}" if drop is not None else ""))
@@ -110,10 +112,8 @@ def _telemetry(t: dict[str, dict[str, Any]], replicates: list[dict[str, Any]]) -
         parts.append(f"{name} energy {used:.1f} J" if used is not None else "")
     if "rapl.energy" not in t:
         parts.append("CPU package energy unknown")
-    costs = [r["telemetry_cost"]["cpu_fraction"] for r in replicates if r.get("telemetry_cost")]
-    if costs:
-        parts.append(f"sampler cost {max(costs):.2%} of a CPU")
-    return "telemetry: " + ", ".join(p for p in parts if p)
+    notes = sorted({n for r in replicates for n in r.get("telemetry_notes", [])})
+    return "telemetry: " + ", ".join(p for p in [*parts, *notes] if p)
 
 
 def stage_table(s: Summary) -> Table:

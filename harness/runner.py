@@ -161,7 +161,10 @@ def measure(
         sampler.stop()
         if profile:
             announce("profiling")
-            profiled = profile_requests(driver, stream, profile)
+            try:
+                profiled = profile_requests(driver, stream, profile)
+            except Exception as exc:  # the timed requests are done: keep them, say why
+                facts["profile_error"] = describe("profiling", exc)
     except KeyboardInterrupt:
         interrupted = True
     finally:

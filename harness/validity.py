@@ -61,6 +61,13 @@ def verdict(
     steal = max((r.get("cpu_steal_fraction") or 0.0 for r in replicates), default=0.0)
     if steal > STEAL_WARN_FRACTION:
         notes.append(f"CPU steal took {steal:.1%} of the machine's time during the run")
+    if manifest["config"]["work"].get("size") == "quick":
+        notes.append("quick run: small sizes and few requests, every percentile is indicative")
+    profile = manifest.get("profile")
+    if profile is not None and not profile.get("agrees"):
+        notes.append("the torch.profiler cross-check disagrees with the probes (see its table)")
+    if any(r.get("profile_error") for r in replicates):
+        notes.append("the profiling pass failed; the timed requests are kept")
     for pct in (90, 99, 99.9):
         if e2e.indicative(pct):
             notes.append(f"p{pct} is indicative: {e2e.n} samples, {PERCENTILE_FLOORS[pct]} needed")

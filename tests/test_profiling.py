@@ -38,7 +38,7 @@ def test_profiled_model_compute_agrees_with_the_profiler_within_5_percent(tmp_pa
         assert checks[key]["calls"] == 4  # one probe of each per request
         assert checks[key]["agreement"] <= 0.05, checks[key]
         # operators fill most of a model probe; the rest is dispatch between them
-        assert 0.5 < checks[key]["operator_share"] <= 1.0, checks[key]
+        assert 0.8 <= checks[key]["operator_share"] <= 1.0, checks[key]
     assert profile["agrees"]
     # the profiled requests are not among the timed ones
     assert len(result.requests) == 6 and (result.requests["request"] >= 0).all()
