@@ -110,8 +110,6 @@ def _telemetry(t: dict[str, dict[str, Any]], replicates: list[dict[str, Any]]) -
     for source, name in (("gpu.energy", "GPU"), ("rapl.energy", "CPU package")):
         used = t.get(source, {}).get("used")
         parts.append(f"{name} energy {used:.1f} J" if used is not None else "")
-    if "rapl.energy" not in t:
-        parts.append("CPU package energy unknown")
     notes = sorted({n for r in replicates for n in r.get("telemetry_notes", [])})
     return "telemetry: " + ", ".join(p for p in [*parts, *notes] if p)
 
