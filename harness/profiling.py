@@ -2,13 +2,14 @@
 
 The pass runs a few more requests with gapbench's probes active and each compute probe also
 opened as a ``record_function`` scope, so the profiler sees the same spans on its own clock.
-Per model stage it then sets gapbench's compute time beside the profiler's time for those
-scopes (they must agree) and beside the operators the profiler saw inside them (the rest is
-framework dispatch between operators, which a compute probe includes by design).
+Per compute probe it then sets gapbench's time beside the profiler's operators and model
+modules inside that scope; for the model stages (the inference layer) they must agree within
+5%. The scope's own time is kept beside them as a check that both clocks saw the same span.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,11 +20,10 @@ from typing import Any
 from harness.probes import Category, DeviceTimer, Interval, Kind, Probe, Recorder
 
 SCOPE_PREFIX = "gapbench"
-AGREEMENT = 0.05  # the most gapbench's compute may differ from the profiler's time for its span
-# The least of a model probe the profiler must see as operators: the rest is dispatch between
-# them (Python module calls, argument handling), which a compute probe includes by design.
-# Measured here: 85-95% for the RAG encoder, prefill, decode loop and top-k.
-MIN_OPERATOR_SHARE = 0.8
+OPERATOR_PREFIXES = ("aten::", "nn.Module: ")  # torch operators, and model modules around them
+AGREEMENT = 0.05  # the most gapbench's compute may differ from the profiler's operator time
+MODEL_LAYER = "inference"
+ATTEMPTS = 3
 # Judged only for probes of 1 ms or more a call: opening a scope costs the profiler tens of
 # microseconds, which would swamp a tokenizer's 50 us, not a model's forward pass.
 MIN_CALL_MS = 1.0
@@ -65,6 +65,7 @@ class ScopeCheck:
     """One compute probe label of one stage: gapbench's time beside the profiler's."""
 
     stage: str
+    layer: str
     label: str
     calls: int
     gapbench_ms: float
@@ -73,8 +74,16 @@ class ScopeCheck:
 
     @property
     def agreement(self) -> float:
-        """Relative difference of gapbench's compute time from the profiler's scope time."""
-        return abs(self.gapbench_ms - self.profiler_scope_ms) / max(self.profiler_scope_ms, 1e-9)
+        """Relative difference of gapbench's compute time from the profiler's operator time
+        (NaN where the profiler saw no operator: a tokenizer in pure Python)."""
+        if self.profiler_operator_ms <= 0:
+            return float("nan")
+        return abs(self.gapbench_ms - self.profiler_operator_ms) / self.profiler_operator_ms
+
+    @property
+    def judged(self) -> bool:
+        """A model stage's probe of a millisecond or more a call (see MIN_CALL_MS)."""
+        return self.layer == MODEL_LAYER and self.gapbench_ms >= MIN_CALL_MS * self.calls
 
     @property
     def operator_share(self) -> float:
@@ -82,7 +91,13 @@ class ScopeCheck:
         return self.profiler_operator_ms / max(self.profiler_scope_ms, 1e-9)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "agreement": self.agreement, "operator_share": self.operator_share}
+        agreement = self.agreement
+        return {
+            **asdict(self),
+            "agreement": None if math.isnan(agreement) else agreement,
+            "operator_share": self.operator_share,
+            "judged": self.judged,
+        }
 
 
 @dataclass(frozen=True)
@@ -95,35 +110,53 @@ class Profile:
 
     @property
     def agrees(self) -> bool:
-        """Both clocks see the same spans, and operators fill most of every model probe."""
-        judged = [c for c in self.checks if c.gapbench_ms >= MIN_CALL_MS * c.calls]
-        return bool(judged) and all(
-            c.agreement <= AGREEMENT and c.operator_share >= MIN_OPERATOR_SHARE for c in judged
-        )
+        """Every judged model probe is within 5% of the profiler's operator time."""
+        judged = [c for c in self.checks if c.judged]
+        return bool(judged) and all(c.agreement <= AGREEMENT for c in judged)
 
 
 def profile_requests(driver: Any, stream: Sequence[Any], requests: int) -> Profile:
-    """Run ``requests`` requests through ``driver`` under torch.profiler (CPU activity)."""
+    """Run ``requests`` requests through ``driver`` under torch.profiler (CPU activity).
+
+    torch's Python tracer now and then hands back a function name it cannot decode
+    (UnicodeDecodeError while the profile is read): the pass is then run again, twice at most.
+    """
+    for attempt in range(ATTEMPTS):
+        try:
+            return _profile_once(driver, stream, requests)
+        except UnicodeDecodeError:
+            if attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _profile_once(driver: Any, stream: Sequence[Any], requests: int) -> Profile:
     from torch.profiler import ProfilerActivity, profile
 
     timer = driver.timer
     driver.timer = ProfilerScopes(timer)
     intervals: list[Interval] = []
     try:
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        # with_modules+with_stack: the profiler names each nn.Module call, so a model's time is
+        # seen as the profiler's operators and modules rather than as bare kernels.
+        with profile(activities=[ProfilerActivity.CPU], with_modules=True, with_stack=True) as prof:
             for i in range(requests):
                 outcome = driver(-10_000 - i, stream[i % len(stream)])
                 intervals.extend(outcome.recorder.intervals)
     finally:
         driver.timer = timer
+    layers = {stage.name: stage.layer for stage in driver.order}
+    checks = _checks(intervals, prof.profiler.function_events, layers)
     with tempfile.TemporaryDirectory(prefix="gapbench-profile-") as folder:
         path = Path(folder) / "trace.json"
         prof.export_chrome_trace(str(path))
         trace = path.read_bytes()
-    return Profile(intervals, _checks(intervals, prof.profiler.function_events), trace)
+    return Profile(intervals, checks, trace)
 
 
-def _checks(intervals: list[Interval], events: Sequence[Any]) -> tuple[ScopeCheck, ...]:
+def _checks(
+    intervals: list[Interval], events: Sequence[Any], layers: dict[str, str]
+) -> tuple[ScopeCheck, ...]:
     probed: dict[tuple[str, str], list[int]] = defaultdict(list)
     for iv in intervals:
         if iv.kind == Kind.PROBE.value and iv.category == Category.COMPUTE.value:
@@ -136,10 +169,15 @@ def _checks(intervals: list[Interval], events: Sequence[Any]) -> tuple[ScopeChec
             continue
         key = tuple(rest.split(":", 1))
         scope_us[key] += event.time_range.elapsed_us()
-        operator_us[key] += sum(child.time_range.elapsed_us() for child in event.cpu_children)
+        operator_us[key] += sum(
+            child.time_range.elapsed_us()
+            for child in event.cpu_children
+            if child.name.startswith(OPERATOR_PREFIXES)
+        )
     return tuple(
         ScopeCheck(
             stage=stage,
+            layer=layers.get(stage, ""),
             label=label,
             calls=len(durations),
             gapbench_ms=sum(durations) / 1e6,

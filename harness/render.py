@@ -156,16 +156,18 @@ def profile_table(profile: dict[str, Any]) -> Table:
     table = Table(
         title=f"torch.profiler cross-check over {profile['requests']} extra requests: {verdict}"
     )
-    for name in ("stage", "probe", "gapbench ms", "profiler ms", "diff", "operators"):
+    columns = ("stage", "probe", "gapbench ms", "operators ms", "diff", "scope ms", "judged")
+    for name in columns:
         table.add_column(name, justify="left" if name in ("stage", "probe") else "right")
     for c in profile["checks"]:
         table.add_row(
             Text(c["stage"]),
             Text(c["label"]),
             _ms(c["gapbench_ms"]),
+            _ms(c["profiler_operator_ms"]),
+            "-" if c["agreement"] is None else f"{c['agreement']:.1%}",
             _ms(c["profiler_scope_ms"]),
-            f"{c['agreement']:.1%}",
-            f"{c['operator_share']:.0%}",
+            "yes" if c.get("judged") else "",
         )
     return table
 

@@ -3,42 +3,42 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from harness.run import RunConfig, run
-from harness.runner import Measurement
 from harness.store import Archive
 
 pytestmark = pytest.mark.slow
 
-MODEL_PROBES = {
-    ("embed", "encoder"),
-    ("retrieve", "top-k"),
-    ("generate", "prefill"),
-    ("generate", "decode"),
-}
+# The probes of the model stages (the inference layer); top-k is retrieval, judged apart.
+MODEL_PROBES = {("embed", "encoder"), ("generate", "prefill"), ("generate", "decode")}
 
 
 def test_profiled_model_compute_agrees_with_the_profiler_within_5_percent(tmp_path):
-    config = RunConfig(
-        "rag",
-        device="cpu",
-        size="quick",
-        measurement=Measurement(warmup=2, min_requests=6, min_duration_s=0),
-        show_progress=False,
-        profile=4,
+    # In a fresh process, as a user runs it: the profiler's Python tracer is process-wide, and
+    # what other tests left behind in this one must not decide the outcome.
+    argv = ["run", "rag", "--quick", "--device", "cpu", "--profile", "4", "--warmup", "2"]
+    argv += ["--min-requests", "6", "--min-duration", "0", "--no-progress", "--json"]
+    argv += ["--results", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", *argv], capture_output=True, text=True, timeout=300
     )
+    assert done.returncode == 0, done.stderr
     archive = Archive(tmp_path)
-    result = run(config, archive, fingerprint={})
+    result = archive.load("latest")
+    assert "profile" in result.manifest, result.manifest["replicates"][0].get("profile_error")
     profile = result.manifest["profile"]
     checks = {(c["stage"], c["label"]): c for c in profile["checks"]}
     assert set(checks) >= MODEL_PROBES
     for key in MODEL_PROBES:
         assert checks[key]["calls"] == 4  # one probe of each per request
-        assert checks[key]["agreement"] <= 0.05, checks[key]
-        # operators fill most of a model probe; the rest is dispatch between them
-        assert 0.8 <= checks[key]["operator_share"] <= 1.0, checks[key]
+        # gapbench's compute time against the profiler's operators and modules inside it
+        assert checks[key]["judged"] and checks[key]["agreement"] <= 0.05, checks[key]
+        # and the profiler's own scope saw the same span as the probe
+        scope, probe = checks[key]["profiler_scope_ms"], checks[key]["gapbench_ms"]
+        assert abs(scope - probe) <= 0.05 * probe
     assert profile["agrees"]
     # the profiled requests are not among the timed ones
     assert len(result.requests) == 6 and (result.requests["request"] >= 0).all()
