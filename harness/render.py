@@ -54,7 +54,7 @@ def summary(s: Summary) -> Group:
         o = s.overhead
         each_us = o["probe_cost_ns"] / 1e3
         text = f"probing costs about {o['share_of_p50']:.2%} of p50: "
-        text += f"{o['probes_per_request']:.0f} probes a request x {each_us:.1f} us"
+        text += f"{o['probes_per_request']:.0f} intervals a request x {each_us:.1f} us each"
         drawn = sum(r.get("progress_s") or 0.0 for r in m["replicates"])
         sampled = sum((r.get("telemetry_cost") or {}).get("cpu_s", 0.0) for r in m["replicates"])
         measured = sum(r.get("measured_s") or 0.0 for r in m["replicates"])
