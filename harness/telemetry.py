@@ -23,6 +23,7 @@ COLUMNS = ["t_ns", "source", "device", "metric", "value", "unit"]
 ``t_ns`` is the sampler's clock (``time.perf_counter_ns`` by default, the probes' clock). Units
 are SI or a share: ``fraction`` (0..1, utilisation), ``Hz``, ``bytes``, ``W``, ``J``."""
 
+SUSTAINED_SAMPLES = 3  # a frequency drop counts when it lasts this many samples
 CUMULATIVE = frozenset({"energy"})
 """Metrics that are running counters: only differences between two samples mean anything."""
 
@@ -349,7 +350,10 @@ def summarize(samples: pd.DataFrame) -> dict[str, dict[str, Any]]:
         if metric not in CUMULATIVE:
             summary[f"{source}.{metric}[{device}]"] = _spread(values, unit)
             continue
-        used = float(values.iloc[-1] - values.iloc[0])
+        # A counter keeps running between replicates (set-up, warm-up): sum each one's use.
+        runs = ordered.loc[values.index, "replicate"] if "replicate" in ordered else None
+        parts = values.groupby(runs) if runs is not None else [(0, values)]
+        used = sum(float(v.iloc[-1] - v.iloc[0]) for _, v in parts)
         summary[f"{source}.{metric}[{device}]"] = {"unit": unit, "used": used}
         total = summary.setdefault(f"{source}.{metric}", {"unit": unit, "used": 0.0})
         total["used"] += used
@@ -376,4 +380,6 @@ def frequency_drop(samples: pd.DataFrame, baseline_s: float = 2.0) -> float | No
     baseline = median[median.index <= median.index[0] + baseline_s * 1e9].median()
     if not baseline > 0:
         return None
-    return max(0.0, float((baseline - median.min()) / baseline))
+    # Sustained, not one low reading: the lowest median of three consecutive samples.
+    sustained = median.rolling(SUSTAINED_SAMPLES, min_periods=1).median().min()
+    return max(0.0, float((baseline - sustained) / baseline))
