@@ -93,6 +93,7 @@ class Interval:
 _open_span: contextvars.ContextVar[int] = contextvars.ContextVar("gapbench_open_span", default=-1)
 
 
+_MISSING = contextvars.Token.MISSING
 _get_ident = threading.get_ident
 _running_loop = asyncio._get_running_loop  # None outside a loop, and cheap: no raise
 
@@ -261,8 +262,9 @@ class Probe:
         self._span = span = next(recorder._ids)
         if recorder.timer is not None:
             recorder.timer.enter(self)
-        self._parent = _open_span.get()
-        self._token = _open_span.set(span)
+        self._token = token = _open_span.set(span)
+        old = token.old_value  # the enclosing span, read off the token: no second lookup
+        self._parent = -1 if old is _MISSING else old
         if self._cpu:
             self._cpu_start = recorder.cpu_clock()
         self._start = recorder.clock()
