@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but bad usage is one line on stderr (and exit 2), not a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        raise UserError(f"{self.prog}: {message} (see --help)")
+        raise UserError(f"{message} (see {self.prog} --help)")
 
 
 def _console() -> Console:
