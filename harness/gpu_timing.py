@@ -2,10 +2,10 @@
 
 `synchronize-at-edge` charges queued kernels to the probe that launched them, at the price of
 serialising host and device. `events` leaves the device running: each compute or movement probe
-records a start and an end event on the stream current at its edges (the stream actually used,
-not the default one), and once the request is done the events are turned into device intervals
-on the host clock through an anchor event recorded right after a synchronize. Result sets of
-different modes measure different things and are never compared.
+on the device or the link records a start and an end event on the stream current inside its
+edges (the stream actually used, not the default one), and once the request is done the events
+are turned into device intervals on the host clock through an anchor event recorded right after
+a synchronize. Result sets of different modes measure different things and are never compared.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ HOST = "host"  # no device to wait for
 MODES = (SYNC, EVENTS)
 
 _TIMED = (Category.COMPUTE.value, Category.MOVEMENT.value)
+_ON_DEVICE = (Resource.DEVICE.value, Resource.LINK.value)
 
 
 class SyncAtEdge:
@@ -38,6 +39,9 @@ class SyncAtEdge:
             self._synchronize()
 
     exit = enter
+
+    def started(self, probe: Probe) -> None:
+        """The device was drained before the start time: nothing more to do."""
 
     def resolve(self, recorder: Recorder) -> None:
         """Nothing is pending: every edge already waited for the device."""
@@ -72,7 +76,12 @@ class EventTimer:
         self._lock = threading.Lock()
 
     def enter(self, probe: Probe) -> None:
-        if probe.kind is Kind.PROBE and probe.category in _TIMED:
+        """Nothing before the start time: the start event is recorded after it."""
+
+    def started(self, probe: Probe) -> None:
+        # Recorded after the host's start time, so on an idle device the event cannot seem to
+        # run before its launch; host-only probes (parsing, tokenizing) launch no device work.
+        if probe.kind is Kind.PROBE and probe.category in _TIMED and probe.resource in _ON_DEVICE:
             start, stream = self._event(), self._stream()
             start.record(stream)
             stream_id = int(getattr(stream, "cuda_stream", 0))

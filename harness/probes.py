@@ -113,9 +113,14 @@ class DeviceTimer(Protocol):
 
     mode: str
 
-    def enter(self, probe: Probe) -> None: ...
+    def enter(self, probe: Probe) -> None:
+        """Before the probe reads its start time (a synchronize belongs here)."""
 
-    def exit(self, probe: Probe) -> None: ...
+    def started(self, probe: Probe) -> None:
+        """After the probe read its start time (an event marking where its work begins)."""
+
+    def exit(self, probe: Probe) -> None:
+        """Before the probe reads its end time."""
 
     def resolve(self, recorder: Recorder) -> None: ...
 
@@ -268,6 +273,8 @@ class Probe:
         if self._cpu:
             self._cpu_start = recorder.cpu_clock()
         self._start = recorder.clock()
+        if recorder.timer is not None:
+            recorder.timer.started(self)
         return self
 
     def __exit__(self, *exc: object) -> None:

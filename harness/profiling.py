@@ -48,6 +48,10 @@ class ProfilerScopes:
             scope.__enter__()
             self._open[(probe.request, probe.span)] = scope
 
+    def started(self, probe: Probe) -> None:
+        if self._inner is not None:
+            self._inner.started(probe)
+
     def exit(self, probe: Probe) -> None:
         scope = self._open.pop((probe.request, probe.span), None)
         if scope is not None:

@@ -55,6 +55,8 @@ def test_device_time_replaces_host_time_while_the_device_runs_the_request(clock:
     ctx = StageContext(RunContext(device="cuda"), rec, "s", 0)
     rec.add(Kind.WAIT, clock(), clock(), stage="s", category="scheduling", label="queue wait")
     with rec.span(Kind.STAGE, stage="s"):
+        with ctx.movement(8, label="parse"):  # host memory: no events
+            pass
         with ctx.transfer(64, label="h2d"):
             clock.advance(3)
         with ctx.compute(label="kernel"):
@@ -98,3 +100,39 @@ def test_device_work_before_its_launch_breaks_an_invariant(clock: FakeClock):
     rec.add(Kind.REQUEST, 1_000, clock())
     split = split_request(rec.intervals, (Stage("s", "inference"),))
     assert any("precedes its launch" in p for p in check_invariants(rec.intervals, split))
+
+
+class TickingClock(FakeClock):
+    """Moves one nanosecond on every read, so the order of reads shows in the times."""
+
+    def __call__(self) -> int:
+        self.now += 1
+        return self.now
+
+
+class IdleDevice(FakeDevice):
+    """An idle device: each event runs the moment the host records it."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock, [])
+
+    def event(self) -> FakeEvent:
+        event = FakeEvent(self)
+        event.record = lambda stream: setattr(event, "at", self.clock())  # type: ignore[method-assign]
+        return event
+
+
+def test_on_an_idle_device_a_probe_s_events_fall_inside_its_host_edges():
+    clock = TickingClock(1_000)
+    device = IdleDevice(clock)
+    timer = EventTimer(
+        clock, event=device.event, current_stream=FakeStream, synchronize=device.synchronize
+    )
+    rec = Recorder(0, clock=clock, timer=timer)
+    ctx = StageContext(RunContext(device="cuda"), rec, "s", 0)
+    with rec.span(Kind.STAGE, stage="s"), ctx.compute(label="kernel"):
+        pass
+    timer.resolve(rec)
+    probe = next(iv for iv in rec.intervals if iv.kind == "probe")
+    work = next(iv for iv in rec.intervals if iv.kind == "device" and iv.label == "kernel")
+    assert probe.start_ns <= work.start_ns <= work.end_ns <= probe.end_ns
