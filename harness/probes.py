@@ -145,8 +145,9 @@ class Recorder:
         self.clock = clock
         self.cpu_clock = cpu_clock
         self.timer = timer
-        # Plain tuples in Interval's field order: building a frozen dataclass costs more than
-        # the rest of a probe, so Interval objects are made only when someone reads them.
+        # Tuples in Interval's field order, or (probe, thread, task) from a probe's exit:
+        # building a frozen dataclass, or even the whole tuple, costs more than the rest of a
+        # probe, so Interval objects are made only when someone reads them.
         self.rows: list[tuple] = []
         self._ids = itertools.count()  # next() on a count is atomic too
 
@@ -188,7 +189,10 @@ class Recorder:
     @property
     def intervals(self) -> list[Interval]:
         """What was recorded so far, as Interval objects."""
-        return [Interval(*row) for row in list(self.rows)]
+        return [
+            Interval(*row) if len(row) > 3 else Interval(*row[0]._row(row[1], row[2]))
+            for row in list(self.rows)
+        ]
 
     def span(
         self,
@@ -201,17 +205,19 @@ class Recorder:
         nbytes: int = 0,
     ) -> Probe:
         """A context manager that records one interval around its body."""
-        return Probe(self, kind, stage, category, resource, label, nbytes)
+        cls = _CpuSpan if kind is Kind.STAGE or kind is Kind.BRANCH else Probe
+        return cls(self, kind, stage, category, resource, label, nbytes)
 
 
 class Probe:
     """Times its ``with`` body and records it as the innermost open span of this task."""
 
+    _cpu = False  # read the thread's CPU time too (class-level: no work per probe)
+
     __slots__ = (
-        "_cpu",
+        "_cpu_ns",
         "_cpu_start",
         "_end",
-        "_parent",
         "_recorder",
         "_span",
         "_start",
@@ -241,7 +247,6 @@ class Probe:
         self.resource = resource
         self.label = label
         self.nbytes = nbytes
-        self._cpu = kind is Kind.STAGE or kind is Kind.BRANCH
 
     @property
     def request(self) -> int:
@@ -265,42 +270,54 @@ class Probe:
     def __enter__(self) -> Probe:
         recorder = self._recorder
         self._span = span = next(recorder._ids)
-        if recorder.timer is not None:
-            recorder.timer.enter(self)
-        self._token = token = _open_span.set(span)
-        old = token.old_value  # the enclosing span, read off the token: no second lookup
-        self._parent = -1 if old is _MISSING else old
+        timer = recorder.timer
+        if timer is not None:
+            timer.enter(self)
+        self._token = _open_span.set(span)
         if self._cpu:
             self._cpu_start = recorder.cpu_clock()
         self._start = recorder.clock()
-        if recorder.timer is not None:
-            recorder.timer.started(self)
+        if timer is not None:
+            timer.started(self)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         recorder = self._recorder
         try:
             if recorder.timer is not None:
                 recorder.timer.exit(self)  # may raise (a device error surfacing at a sync)
         finally:
-            end = self._end = recorder.clock()
-            cpu_ns = recorder.cpu_clock() - self._cpu_start if self._cpu else -1
+            self._end = recorder.clock()
+            if self._cpu:
+                self._cpu_ns = recorder.cpu_clock() - self._cpu_start
             _open_span.reset(self._token)
-            # The row is built here rather than through Recorder.add: this is the hot path.
-            row = (
-                recorder.request,
-                self._span,
-                self._parent,
-                self.kind._value_,  # not .value: a property lookup costs a tenth of the probe
-                self.stage,
-                self.category,
-                self.resource,
-                self.label,
-                self._start,
-                end,
-                self.nbytes,
-                _get_ident(),
-                _task_name() if _running_loop() is not None else "",
-                cpu_ns,
-            )
-            recorder.rows.append(row)  # list.append is atomic: no lock on the hot path
+            # The hot path keeps the probe itself with what only the exiting thread knows; the
+            # interval's tuple is built when someone reads `Recorder.intervals`.
+            task = _task_name() if _running_loop() is not None else ""
+            recorder.rows.append((self, _get_ident(), task))  # atomic: no lock needed
+
+    def _row(self, thread: int, task: str) -> tuple:
+        parent = self._token.old_value  # the enclosing span, read off the token
+        return (
+            self._recorder.request,
+            self._span,
+            -1 if parent is _MISSING else parent,
+            self.kind._value_,
+            self.stage,
+            self.category,
+            self.resource,
+            self.label,
+            self._start,
+            self._end,
+            self.nbytes,
+            thread,
+            task,
+            self._cpu_ns if self._cpu else -1,
+        )
+
+
+class _CpuSpan(Probe):
+    """A stage or branch span: also reads the thread's CPU time, which a probe must not pay for."""
+
+    __slots__ = ()
+    _cpu = True
