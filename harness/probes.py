@@ -190,7 +190,7 @@ class Recorder:
     def intervals(self) -> list[Interval]:
         """What was recorded so far, as Interval objects."""
         return [
-            Interval(*row) if len(row) > 3 else Interval(*row[0]._row(row[1], row[2]))
+            Interval(*row) if type(row) is tuple else Interval(*row._row())
             for row in list(self.rows)
         ]
 
@@ -205,14 +205,17 @@ class Recorder:
         nbytes: int = 0,
     ) -> Probe:
         """A context manager that records one interval around its body."""
-        cls = _CpuSpan if kind is Kind.STAGE or kind is Kind.BRANCH else Probe
-        return cls(self, kind, stage, category, resource, label, nbytes)
+        if kind is Kind.PROBE:
+            return Probe(self, stage, category, resource, label, nbytes)
+        return _Span(self, kind, stage, category, resource, label, nbytes)
 
 
 class Probe:
     """Times its ``with`` body and records it as the innermost open span of this task."""
 
-    _cpu = False  # read the thread's CPU time too (class-level: no work per probe)
+    # Class-level for a probe, per instance for other spans (`_Span`): no work per probe.
+    kind = Kind.PROBE
+    _cpu = False  # read the thread's CPU time too
 
     __slots__ = (
         "_cpu_ns",
@@ -221,9 +224,10 @@ class Probe:
         "_recorder",
         "_span",
         "_start",
+        "_task",
+        "_thread",
         "_token",
         "category",
-        "kind",
         "label",
         "nbytes",
         "resource",
@@ -233,7 +237,6 @@ class Probe:
     def __init__(
         self,
         recorder: Recorder,
-        kind: Kind,
         stage: str,
         category: str,
         resource: str,
@@ -241,7 +244,6 @@ class Probe:
         nbytes: int,
     ) -> None:
         self._recorder = recorder
-        self.kind = kind
         self.stage = stage
         self.category = category
         self.resource = resource
@@ -290,14 +292,17 @@ class Probe:
             self._end = recorder.clock()
             if self._cpu:
                 self._cpu_ns = recorder.cpu_clock() - self._cpu_start
-            _open_span.reset(self._token)
-            # The hot path keeps the probe itself with what only the exiting thread knows; the
-            # interval's tuple is built when someone reads `Recorder.intervals`.
-            task = _task_name() if _running_loop() is not None else ""
-            recorder.rows.append((self, _get_ident(), task))  # atomic: no lock needed
+            token = self._token
+            _open_span.reset(token)
+            self._token = token.old_value  # the enclosing span; the token itself can go
+            self._thread = _get_ident()
+            self._task = _task_name() if _running_loop() is not None else ""
+            # The hot path keeps the probe itself; the interval's tuple is built when someone
+            # reads `Recorder.intervals`.
+            recorder.rows.append(self)  # atomic: no lock needed
 
-    def _row(self, thread: int, task: str) -> tuple:
-        parent = self._token.old_value  # the enclosing span, read off the token
+    def _row(self) -> tuple:
+        parent = self._token
         return (
             self._recorder.request,
             self._span,
@@ -310,14 +315,28 @@ class Probe:
             self._start,
             self._end,
             self.nbytes,
-            thread,
-            task,
+            self._thread,
+            self._task,
             self._cpu_ns if self._cpu else -1,
         )
 
 
-class _CpuSpan(Probe):
-    """A stage or branch span: also reads the thread's CPU time, which a probe must not pay for."""
+class _Span(Probe):
+    """A span other than a probe; stages and branches also read the thread's CPU time, which a
+    probe must not pay for."""
 
-    __slots__ = ()
-    _cpu = True
+    __slots__ = ("_cpu", "kind")
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        kind: Kind,
+        stage: str,
+        category: str,
+        resource: str,
+        label: str,
+        nbytes: int,
+    ) -> None:
+        super().__init__(recorder, stage, category, resource, label, nbytes)
+        self.kind = kind
+        self._cpu = kind is Kind.STAGE or kind is Kind.BRANCH

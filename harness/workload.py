@@ -40,7 +40,6 @@ FAN_OUT_THREADS = "gapbench-fan-out"  # the name prefix of the fan-out pool's th
 _COMPUTE, _MOVEMENT, _SCHEDULING = (c.value for c in Category)
 _HOST_CPU, _HOST_MEMORY = Resource.HOST_CPU.value, Resource.HOST_MEMORY.value
 _DEVICE, _LINK, _WAIT = Resource.DEVICE.value, Resource.LINK.value, Resource.WAIT.value
-_PROBE = Kind.PROBE
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ class StageContext:
         if not self.probes:
             return _NO_PROBE  # type: ignore[return-value]
         default = _DEVICE if self.run.device != "cpu" else _HOST_CPU
-        return Probe(self.recorder, _PROBE, self.stage, _COMPUTE, resource or default, label, 0)
+        return Probe(self.recorder, self.stage, _COMPUTE, resource or default, label, 0)
 
     def movement(self, nbytes: int, label: str = "", resource: str | None = None) -> Probe:
         """Time moving ``nbytes`` bytes: copies, (de)serialisation, IPC, disk, network.
@@ -128,7 +127,7 @@ class StageContext:
             return _NO_PROBE  # type: ignore[return-value]
         # Probe built here, not through _probe: one call less on the hot path.
         resource = resource or _HOST_MEMORY
-        return Probe(self.recorder, _PROBE, self.stage, _MOVEMENT, resource, label, nbytes)
+        return Probe(self.recorder, self.stage, _MOVEMENT, resource, label, nbytes)
 
     def transfer(self, nbytes: int, label: str = "") -> Probe:
         """Time a host<->device copy: movement on the `link` resource."""
@@ -184,7 +183,7 @@ class StageContext:
     def _probe(self, category: str, resource: str, label: str, nbytes: int) -> Probe:
         if not self.probes:
             return _NO_PROBE  # type: ignore[return-value]
-        return Probe(self.recorder, _PROBE, self.stage, category, resource, label, nbytes)
+        return Probe(self.recorder, self.stage, category, resource, label, nbytes)
 
 
 class _NoProbe:
