@@ -15,6 +15,7 @@ from harness import __version__
 from harness.devices import DEVICES
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
 from harness.gpu_timing import MODES, SYNC
+from harness.workload import BACKENDS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,7 +70,7 @@ def cmd_workloads(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import hardware, plugins, render
     from harness.devices import resolve_device
-    from harness.run import RunConfig, run
+    from harness.run import RunConfig, check_backend, run
     from harness.runner import Measurement
     from harness.store import Archive
     from harness.summary import summarize
@@ -97,12 +98,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             show_progress=not args.no_progress,
             gpu_timing=args.gpu_timing,
             profile=args.profile,
+            backend=args.backend,
+            providers=tuple(p.strip() for p in args.providers.split(",") if p.strip())
+            if args.providers
+            else (),
         )
         for name in names
     ]
     for config in configs:
-        plugins.load(config.workload)
-    resolve_device(args.device)
+        check_backend(plugins.load(config.workload), config.backend)
+    device = resolve_device(args.device)
+    if args.backend == "onnxruntime":
+        from harness.ort import choose_providers
+
+        choose_providers(device, configs[0].providers if configs else ())
     archive = Archive(args.results)
     err = Console(stderr=True)
     fingerprint = hardware.detect().to_dict()
@@ -235,8 +244,22 @@ def build_parser() -> argparse.ArgumentParser:
         const=8,
         default=0,
         metavar="N",
-        help="after the timed requests, N more under torch.profiler (default 8); the trace is "
-        "kept with the set and checked against gapbench's compute time",
+        help="after the timed requests, N more under a profiler (default 8): torch.profiler, "
+        "or onnxruntime's own with --backend onnxruntime; the trace is kept with the set and "
+        "checked against gapbench's compute time",
+    )
+    run.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="what runs the model stages (default torch); onnxruntime exports them once, "
+        "cached on disk ($GAPBENCH_CACHE, else ~/.cache/gapbench)",
+    )
+    run.add_argument(
+        "--providers",
+        metavar="LIST",
+        help="onnxruntime execution providers, comma-separated, in order of preference "
+        "(default: the best this onnxruntime offers for --device)",
     )
     archive_option(run)
 

@@ -1,21 +1,25 @@
-"""A profiling pass under torch.profiler, apart from the timed repetitions, checked against probes.
+"""A profiling pass apart from the timed repetitions, checked against gapbench's probes.
 
-The pass runs a few more requests with gapbench's probes active and each compute probe also
-opened as a ``record_function`` scope, so the profiler sees the same spans on its own clock.
-Per compute probe it then sets gapbench's time beside the profiler's operators and model
-modules inside that scope; for the model stages (the inference layer) they must agree within
-5%. The scope's own time is kept beside them as a check that both clocks saw the same span.
+Under torch.profiler the pass runs a few more requests with gapbench's probes active and each
+compute probe also opened as a ``record_function`` scope, so the profiler sees the same spans on
+its own clock. Per compute probe it then sets gapbench's time beside the profiler's operators
+and model modules inside that scope; for the model stages (the inference layer) they must agree
+within 5%. The scope's own time is kept beside them as a check that both clocks saw the same
+span. A backend with a profiler of its own (onnxruntime's per-node profile) is checked the same
+way: per graph, gapbench's compute probe of the same name beside the session runs (scope) and
+the node kernel time inside them (operators).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.probes import Category, DeviceTimer, Interval, Kind, Probe, Recorder
 
@@ -75,14 +79,22 @@ class ScopeCheck:
     gapbench_ms: float
     profiler_scope_ms: float
     profiler_operator_ms: float
+    # What gapbench's time is judged against: the operators inside the scope (torch), or the
+    # scope itself (onnxruntime's session runs, whose node kernels leave out the executor's own
+    # work between nodes, which is still the session's compute).
+    basis: str = "operators"
+
+    @property
+    def reference_ms(self) -> float:
+        return self.profiler_operator_ms if self.basis == "operators" else self.profiler_scope_ms
 
     @property
     def agreement(self) -> float:
-        """Relative difference of gapbench's compute time from the profiler's operator time
-        (NaN where the profiler saw no operator: a tokenizer in pure Python)."""
-        if self.profiler_operator_ms <= 0:
+        """Relative difference of gapbench's compute time from the profiler's reference time
+        (NaN where the profiler saw nothing: a tokenizer in pure Python has no operators)."""
+        if self.reference_ms <= 0:
             return float("nan")
-        return abs(self.gapbench_ms - self.profiler_operator_ms) / self.profiler_operator_ms
+        return abs(self.gapbench_ms - self.reference_ms) / self.reference_ms
 
     @property
     def judged(self) -> bool:
@@ -111,20 +123,45 @@ class Profile:
     intervals: list[Interval]
     checks: tuple[ScopeCheck, ...]
     trace_json: bytes
+    tool: str = "torch.profiler"
 
     @property
     def agrees(self) -> bool:
-        """Every judged model probe is within 5% of the profiler's operator time."""
+        """Every judged model probe is within 5% of the profiler's reference time."""
         judged = [c for c in self.checks if c.judged]
         return bool(judged) and all(c.agreement <= AGREEMENT for c in judged)
 
 
-def profile_requests(driver: Any, stream: Sequence[Any], requests: int) -> Profile:
-    """Run ``requests`` requests through ``driver`` under torch.profiler (CPU activity).
+class GraphTimes(Protocol):
+    """One graph's profile: how many runs, their time, and the node kernel time inside."""
+
+    runs: int
+    run_us: float
+    node_us: float
+    events: list[dict[str, Any]]
+
+
+class BackendProfiler(Protocol):
+    """A backend's own profiler (``harness.ort.OrtProfiler``): on for the pass, read after it."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> Mapping[str, GraphTimes]: ...
+
+
+def profile_requests(
+    driver: Any, stream: Sequence[Any], requests: int, backend: BackendProfiler | None = None
+) -> Profile:
+    """Run ``requests`` requests through ``driver`` under torch.profiler (CPU activity), or
+    under ``backend``'s own profiler when the model stages run elsewhere.
 
     torch's Python tracer now and then hands back a function name it cannot decode
     (UnicodeDecodeError while the profile is read): the pass is then run again, twice at most.
     """
+    if backend is not None:
+        return _profile_backend(driver, stream, requests, backend)
     for attempt in range(ATTEMPTS):
         try:
             return _profile_once(driver, stream, requests)
@@ -139,14 +176,11 @@ def _profile_once(driver: Any, stream: Sequence[Any], requests: int) -> Profile:
 
     timer = driver.timer
     driver.timer = ProfilerScopes(timer)
-    intervals: list[Interval] = []
     try:
         # with_modules+with_stack: the profiler names each nn.Module call, so a model's time is
         # seen as the profiler's operators and modules rather than as bare kernels.
         with profile(activities=[ProfilerActivity.CPU], with_modules=True, with_stack=True) as prof:
-            for i in range(requests):
-                outcome = driver(-10_000 - i, stream[i % len(stream)])
-                intervals.extend(outcome.recorder.intervals)
+            intervals = _run(driver, stream, requests)
     finally:
         driver.timer = timer
     layers = {stage.name: stage.layer for stage in driver.order}
@@ -158,13 +192,72 @@ def _profile_once(driver: Any, stream: Sequence[Any], requests: int) -> Profile:
     return Profile(intervals, checks, trace)
 
 
-def _checks(
-    intervals: list[Interval], events: Sequence[Any], layers: dict[str, str]
-) -> tuple[ScopeCheck, ...]:
+def _run(driver: Any, stream: Sequence[Any], requests: int) -> list[Interval]:
+    intervals: list[Interval] = []
+    for i in range(requests):
+        outcome = driver(-10_000 - i, stream[i % len(stream)])
+        intervals.extend(outcome.recorder.intervals)
+    return intervals
+
+
+def _compute_probes(intervals: list[Interval]) -> dict[tuple[str, str], list[int]]:
+    """Each compute probe's own time by (stage, label): innermost wins, so time in a probe
+    nested inside it (binding a session's inputs, a copy) is not its compute."""
+    nested: dict[tuple[int, int], int] = defaultdict(int)
+    for iv in intervals:
+        if iv.kind == Kind.PROBE.value and iv.parent >= 0:
+            nested[(iv.request, iv.parent)] += iv.duration_ns
     probed: dict[tuple[str, str], list[int]] = defaultdict(list)
     for iv in intervals:
         if iv.kind == Kind.PROBE.value and iv.category == Category.COMPUTE.value:
-            probed[(iv.stage, iv.label)].append(iv.duration_ns)
+            own = iv.duration_ns - nested.get((iv.request, iv.span), 0)
+            probed[(iv.stage, iv.label)].append(own)
+    return probed
+
+
+def _profile_backend(
+    driver: Any, stream: Sequence[Any], requests: int, backend: BackendProfiler
+) -> Profile:
+    backend.start()
+    try:
+        intervals = _run(driver, stream, requests)
+    finally:
+        graphs = backend.stop()
+    layers = {stage.name: stage.layer for stage in driver.order}
+    checks = tuple(
+        ScopeCheck(
+            stage=stage,
+            layer=layers.get(stage, ""),
+            label=label,
+            calls=len(durations),
+            gapbench_ms=sum(durations) / 1e6,
+            profiler_scope_ms=graphs[label].run_us / 1e3,
+            profiler_operator_ms=graphs[label].node_us / 1e3,
+            basis="scope",
+        )
+        for (stage, label), durations in sorted(_compute_probes(intervals).items())
+        if label in graphs  # a compute probe named after the graph it runs
+    )
+    events = [event for graph in graphs.values() for event in graph.events]
+    return Profile(intervals, checks, json.dumps(events).encode(), backend.name)
+
+
+def _outermost_operators_us(event: Any) -> float:
+    """Time of the operators and modules inside ``event`` that no other one encloses, looking
+    through the Python calls between them (a backend wrapper around the model)."""
+    total = 0.0
+    for child in event.cpu_children:
+        if child.name.startswith(OPERATOR_PREFIXES):
+            total += child.time_range.elapsed_us()
+        else:
+            total += _outermost_operators_us(child)
+    return total
+
+
+def _checks(
+    intervals: list[Interval], events: Sequence[Any], layers: dict[str, str]
+) -> tuple[ScopeCheck, ...]:
+    probed = _compute_probes(intervals)
     scope_us: dict[tuple[str, str], float] = defaultdict(float)
     operator_us: dict[tuple[str, str], float] = defaultdict(float)
     for event in events:
@@ -173,11 +266,7 @@ def _checks(
             continue
         key = tuple(rest.split(":", 1))
         scope_us[key] += event.time_range.elapsed_us()
-        operator_us[key] += sum(
-            child.time_range.elapsed_us()
-            for child in event.cpu_children
-            if child.name.startswith(OPERATOR_PREFIXES)
-        )
+        operator_us[key] += _outermost_operators_us(event)
     return tuple(
         ScopeCheck(
             stage=stage,

@@ -153,20 +153,26 @@ def wait_table(s: Summary) -> Table:
 
 def profile_table(profile: dict[str, Any]) -> Table:
     verdict = "agrees" if profile["agrees"] else "DISAGREES"
-    table = Table(
-        title=f"torch.profiler cross-check over {profile['requests']} extra requests: {verdict}"
-    )
-    columns = ("stage", "probe", "gapbench ms", "operators ms", "diff", "scope ms", "judged")
+    tool = profile.get("tool", "torch.profiler")
+    table = Table(title=f"{tool} cross-check over {profile['requests']} extra requests: {verdict}")
+    # torch: judged on the operators inside each probe's scope; onnxruntime: on the session
+    # runs, with their node kernels beside them.
+    torch_like = tool == "torch.profiler"
+    judged_on, other = ("operators", "scope") if torch_like else ("session runs", "node kernels")
+    columns = ("stage", "probe", "gapbench ms", f"{judged_on} ms", "diff", f"{other} ms", "judged")
     for name in columns:
         table.add_column(name, justify="left" if name in ("stage", "probe") else "right")
     for c in profile["checks"]:
+        reference, beside = c["profiler_operator_ms"], c["profiler_scope_ms"]
+        if not torch_like:
+            reference, beside = beside, reference
         table.add_row(
             Text(c["stage"]),
             Text(c["label"]),
             _ms(c["gapbench_ms"]),
-            _ms(c["profiler_operator_ms"]),
+            _ms(reference),
             "-" if c["agreement"] is None else f"{c['agreement']:.1%}",
-            _ms(c["profiler_scope_ms"]),
+            _ms(beside),
             "yes" if c.get("judged") else "",
         )
     return table

@@ -32,7 +32,7 @@ from harness.profiling import Profile, ScopeCheck
 from harness.progress import ProgressBar
 from harness.runner import Measurement, ProcessResult, measure
 from harness.store import Archive, ResultSet, new_id
-from harness.workload import RunContext, Stage, code_hash
+from harness.workload import BACKENDS, RunContext, Stage, Workload, code_hash
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 MAX_REPORTED_VIOLATIONS = 20
@@ -49,10 +49,17 @@ class RunConfig:
     repeat: int = 1
     measurement: Measurement = field(default_factory=Measurement)
     gpu_timing: str = SYNC
-    profile: int = 0  # requests of a torch.profiler pass after the timed ones (first replicate)
+    profile: int = 0  # requests of a profiling pass after the timed ones (first replicate)
     show_progress: bool = True
+    backend: str = "torch"
+    providers: tuple[str, ...] = ()  # onnxruntime execution providers, in order; () = default
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "providers", tuple(self.providers))  # a list from JSON too
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown backend {self.backend!r} (one of {', '.join(BACKENDS)})")
+        if self.providers and self.backend != "onnxruntime":
+            raise UserError("--providers applies to --backend onnxruntime only")
         if self.repeat < 1:
             raise UserError(f"--repeat must be 1 or more, not {self.repeat}")
         if self.profile < 0:
@@ -69,6 +76,7 @@ def run(config: RunConfig, archive: Archive, fingerprint: dict[str, Any]) -> Res
     (KeyboardInterrupt or the worker's error propagates).
     """
     cls = plugins.load(config.workload)
+    check_backend(cls, config.backend)
     device = resolve_device(config.device)
     created = datetime.now(timezone.utc)
     results: list[ProcessResult] = []
@@ -111,12 +119,15 @@ def run(config: RunConfig, archive: Archive, fingerprint: dict[str, Any]) -> Res
         },
         "replicates": facts,
         "invariants": _invariants(intervals, requests, stages),
+        # Outputs of this backend beside the reference backend's on a fixed input set.
+        "agreement": (facts[0].get("agreement") or None) if facts else None,
     }
     tables = {"intervals": intervals, "requests": requests, "telemetry": telemetry}
     attachments = {}
     profile = results[0].profile if results else None
     if profile is not None:
         manifest["profile"] = {
+            "tool": profile.tool,
             "requests": config.profile,
             "agrees": profile.agrees,
             "checks": [c.to_dict() for c in profile.checks],
@@ -126,10 +137,24 @@ def run(config: RunConfig, archive: Archive, fingerprint: dict[str, Any]) -> Res
     return archive.load(set_id)
 
 
+def check_backend(cls: type[Workload], backend: str) -> None:
+    """Refuse a backend the workload cannot run its model stages on."""
+    if backend not in cls.backends:
+        raise UserError(
+            f"workload {cls.name!r} runs on {', '.join(cls.backends)}, not on {backend}"
+        )
+
+
 def measure_here(config: RunConfig, device: str, label: str) -> ProcessResult:
     """Measure in this process, with a progress bar on stderr when asked."""
     cls = plugins.load(config.workload)
-    run_ctx = RunContext(device=device, size=config.size, seed=config.seed)
+    run_ctx = RunContext(
+        device=device,
+        size=config.size,
+        seed=config.seed,
+        backend=config.backend,
+        providers=config.providers,
+    )
     anchor = {"perf_counter_ns": time.perf_counter_ns(), "time_ns": time.time_ns()}
     m = config.measurement
     if config.show_progress:
@@ -175,7 +200,8 @@ def _measure_in_child(config: RunConfig, device: str, label: str) -> ProcessResu
         profile = None
         if "profile" in report:
             checks = tuple(ScopeCheck(**c) for c in report["profile"])
-            profile = Profile([], checks, (folder / "profile.json").read_bytes())
+            trace = (folder / "profile.json").read_bytes()
+            profile = Profile([], checks, trace, report["profile_tool"])
         return ProcessResult(
             pd.read_parquet(folder / "intervals.parquet"),
             pd.read_parquet(folder / "requests.parquet"),
@@ -211,6 +237,7 @@ def worker_main(argv: list[str]) -> int:
     if result.profile is not None:
         (out / "profile.json").write_bytes(result.profile.trace_json)
         body["profile"] = [asdict(c) for c in result.profile.checks]
+        body["profile_tool"] = result.profile.tool
     status.write_text(json.dumps(body, default=str))
     return EXIT_INTERRUPTED if result.interrupted else 0
 
@@ -247,7 +274,9 @@ def _work(config: RunConfig, cls: type, facts: list[dict[str, Any]]) -> dict[str
 def _execution(config: RunConfig, device: str, facts: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "device": device,
-        "backend": "torch",
+        "backend": config.backend,
+        # The backend's own settings: providers, session options, its threads, the stream.
+        "backend_config": facts[0].get("execution", {}) if facts else {},
         "threads": facts[0].get("threads"),
         "interop_threads": facts[0].get("interop_threads"),
         # Sets of different timing modes measure different things (harness.gpu_timing).

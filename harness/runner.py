@@ -97,7 +97,8 @@ def measure(
     seconds_elapsed)`` is called after each measured request. A failed request keeps its
     error, is counted, and the run goes on. Ctrl-C stops measuring and returns what finished.
     ``timing`` says how probes time an asynchronous device (harness.gpu_timing). ``profile``
-    requests more run afterwards under torch.profiler, apart from the timed ones.
+    requests more run afterwards under a profiler (torch's, or the backend's own), apart from
+    the timed ones.
     """
     import torch
 
@@ -110,6 +111,9 @@ def measure(
     started = clock()
     workload.setup(run)
     facts["model_load_s"] = (clock() - started) / 1e9
+    facts["execution"] = dict(workload.execution())
+    facts.update(workload.setup_facts())
+    facts["agreement"] = dict(workload.agreement())
     stream: Sequence[Any] = workload.requests(run)
     if not stream:
         raise UserError(f"workload {type(workload).name!r} produced no requests")
@@ -162,7 +166,7 @@ def measure(
         if profile:
             announce("profiling")
             try:
-                profiled = profile_requests(driver, stream, profile)
+                profiled = profile_requests(driver, stream, profile, workload.profiler())
             except Exception as exc:  # the timed requests are done: keep them, say why
                 facts["profile_error"] = describe("profiling", exc)
     except KeyboardInterrupt:

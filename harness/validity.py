@@ -65,7 +65,8 @@ def verdict(
         notes.append("quick run: small sizes and few requests, every percentile is indicative")
     profile = manifest.get("profile")
     if profile is not None and not profile.get("agrees"):
-        notes.append("the torch.profiler cross-check disagrees with the probes (see its table)")
+        tool = profile.get("tool", "torch.profiler")
+        notes.append(f"the {tool} cross-check disagrees with the probes (see its table)")
     if any(r.get("profile_error") for r in replicates):
         notes.append("the profiling pass failed; the timed requests are kept")
     for pct in (90, 99, 99.9):

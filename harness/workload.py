@@ -34,6 +34,7 @@ class Layer(str, Enum):
 
 
 SIZES = ("quick", "default")
+BACKENDS = ("torch", "onnxruntime")
 FAN_OUT_THREADS = "gapbench-fan-out"  # the name prefix of the fan-out pool's threads
 
 # Plain strings for the probe hot path: an Enum's .value is a property lookup.
@@ -71,10 +72,14 @@ class RunContext:
     device: str = "cpu"
     size: str = "default"
     seed: int = 0
+    backend: str = "torch"  # what runs the model stages (a workload lists those it supports)
+    providers: tuple[str, ...] = ()  # onnxruntime execution providers; () picks by device
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
             raise UserError(f"unknown size {self.size!r} (one of {', '.join(SIZES)})")
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown backend {self.backend!r} (one of {', '.join(BACKENDS)})")
 
     @property
     def quick(self) -> bool:
@@ -226,6 +231,8 @@ class Workload:
     code_modules: ClassVar[tuple[str, ...]] = ()
     # Part of the suite `gapbench run` runs when no workload is named; a self-check is not.
     in_suite: ClassVar[bool] = True
+    # The backends its model stages can run on (RunContext.backend), the reference first.
+    backends: ClassVar[tuple[str, ...]] = ("torch",)
 
     def setup(self, ctx: RunContext) -> None:
         """Build models and data for ``ctx.device`` and ``ctx.size`` (timed as load time)."""
@@ -241,6 +248,25 @@ class Workload:
     def outputs(self, response: Any) -> Mapping[str, Any]:
         """What of a response is kept to compare runs as an agreement rate (ids, tokens)."""
         return {}
+
+    def execution(self) -> Mapping[str, Any]:
+        """How the model stages run beyond the harness's settings (a backend's providers,
+        session options, threads), read after ``setup``; part of the execution config."""
+        return {}
+
+    def setup_facts(self) -> Mapping[str, Any]:
+        """What ``setup`` measured about itself (an export's time, a cache hit)."""
+        return {}
+
+    def agreement(self) -> Mapping[str, Any]:
+        """How this backend's outputs agree with the reference backend's on a fixed input set,
+        measured in ``setup``; {} on the reference itself. Kept with the result set."""
+        return {}
+
+    def profiler(self) -> Any:
+        """The backend's own profiler for ``--profile`` (``harness.profiling.BackendProfiler``),
+        or None for torch.profiler."""
+        return None
 
     def samples(self, payload: Any) -> int:
         """How many samples one request payload carries (1 unless the workload batches)."""

@@ -204,3 +204,19 @@ class Decoder(nn.Module):
             values.append(v)
         logits = self.lm_head(self.norm(x[:, -1]))
         return logits, torch.stack(keys), torch.stack(values)
+
+
+class Prefill(nn.Module):
+    """A decoder's prefill as its own graph: the prompt in, logits and a fresh cache out.
+
+    The empty cache is made inside from the prompt's shape, so the exported graph takes only the
+    prompt (a zero-length dynamic axis would not export).
+    """
+
+    def __init__(self, decoder: Decoder) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, input_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        keys, values = self.decoder.empty_cache(input_ids.shape[0], input_ids.device)
+        return self.decoder(input_ids, keys, values)

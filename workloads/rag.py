@@ -12,14 +12,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from harness.probes import Recorder
 from harness.workload import RunContext, Stage, StageContext, Workload
 from workloads import text
+from workloads.backends import OrtModels, TorchModels, model_description
 from workloads.models import Decoder, DecoderConfig, Encoder, EncoderConfig
 
 # Bounds a request may not cross, so every prompt fits the decoder's positions.
 MAX_QUERY_TOKENS = 64
 MAX_TOP_K = 5
 _CORPUS_STREAM = 3  # the corpus embeddings' random stream, apart from text's streams
+# The agreement check's fixed input set: the first requests of the stream.
+AGREEMENT_REQUESTS = {"quick": 8, "default": 16}
+LOGIT_TOLERANCE = 1e-3  # absolute, on the prefill's logits (float32 on both backends)
 
 
 @dataclass(frozen=True)
@@ -111,13 +116,13 @@ class Rag(Workload):
         Stage("generate", layer="inference", after=("retrieve",)),
         Stage("assemble", layer="assembly", after=("retrieve", "generate")),
     )
-    code_modules = ("workloads.text", "workloads.models")
+    code_modules = ("workloads.text", "workloads.models", "workloads.backends")
+    backends = ("torch", "onnxruntime")
 
     config: RagConfig
     seed: int
     tokenizer: text.Tokenizer
-    encoder: Encoder
-    decoder: Decoder
+    models: TorchModels | OrtModels
     corpus: Tensor  # float32 [corpus_size, hidden] on the device, unit rows
     store: np.ndarray  # int32 [corpus_size, passage_len] on the host
 
@@ -129,8 +134,15 @@ class Rag(Workload):
         # A forked generator state: building models must not move the process's global stream.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
-            self.encoder = Encoder(config.encoder).eval().to(device)
-            self.decoder = Decoder(config.decoder).eval().to(device)
+            encoder = Encoder(config.encoder).eval()
+            decoder = Decoder(config.decoder).eval()
+        self._agreement: dict[str, Any] = {}
+        if ctx.backend == "onnxruntime":
+            # Exported from the host copies, whatever the device: one cache entry serves both.
+            description = model_description(encoder, decoder, ctx.seed)
+            self.models = OrtModels(encoder, decoder, description, ctx.device, ctx.providers)
+        else:
+            self.models = TorchModels(encoder.to(device), decoder.to(device))
         rng = np.random.default_rng([ctx.seed, _CORPUS_STREAM])
         vectors = rng.standard_normal((config.corpus_size, config.encoder.hidden), np.float32)
         corpus = F.normalize(torch.from_numpy(vectors), dim=-1)
@@ -138,6 +150,56 @@ class Rag(Workload):
         self.store = text.passage_store(
             self.tokenizer, config.corpus_size, config.passage_len, ctx.seed
         )
+        if ctx.backend != "torch":
+            reference = TorchModels(encoder.to(device), decoder.to(device))
+            self._agreement = self._compare(ctx, reference)
+
+    def _compare(self, ctx: RunContext, reference: TorchModels) -> dict[str, Any]:
+        """Run a fixed input set through this backend and through torch: the same work, shown.
+
+        Retrieval is compared on each backend's own embedding; generation on the reference's
+        prompt, so a retrieval difference does not count twice. Greedy decoding follows a
+        near-tie either way, so tokens are reported as rates, not asserted.
+        """
+        stream = self.requests(ctx)[: AGREEMENT_REQUESTS[ctx.size]]
+        own = self.models
+        top_k = tokens = positions = 0
+        logit_diff = embedding_diff = 0.0
+        for payload in stream:
+            query = self.parse(_unprobed(ctx, "parse"), payload)
+            mine = self.embed(_unprobed(ctx, "embed"), query)
+            self.models = reference
+            theirs = self.embed(_unprobed(ctx, "embed"), query)
+            retrieved = self.retrieve(_unprobed(ctx, "retrieve"), theirs)
+            expected = self.generate(_unprobed(ctx, "generate"), retrieved)
+            expected_logits = self._prefill_logits(ctx, retrieved)
+            self.models = own
+            embedding_diff = max(embedding_diff, _max_diff(mine.embedding, theirs.embedding))
+            top_k += self.retrieve(_unprobed(ctx, "retrieve"), mine).ids == retrieved.ids
+            answer = self.generate(_unprobed(ctx, "generate"), retrieved)
+            tokens += answer == expected
+            positions += _common_prefix(answer, expected)
+            logits = self._prefill_logits(ctx, retrieved)
+            logit_diff = max(logit_diff, _max_diff(logits, expected_logits))
+        n = len(stream)
+        return {
+            "reference": "torch",
+            "backend": ctx.backend,
+            "requests": n,
+            "top_k_equal": top_k / n,
+            "tokens_equal": tokens / n,
+            # Positions generated alike before the first difference: a near-tie shows here.
+            "token_positions_equal": positions / (n * self.config.new_tokens),
+            "max_abs_embedding_diff": embedding_diff,
+            "max_abs_logit_diff": logit_diff,
+            "logit_tolerance": LOGIT_TOLERANCE,
+            "logits_within_tolerance": logit_diff <= LOGIT_TOLERANCE,
+        }
+
+    def _prefill_logits(self, ctx: RunContext, retrieved: Retrieved) -> Tensor:
+        prompt = self._prompt(retrieved).to(ctx.device)
+        logits, _ = self.models.prefill(_unprobed(ctx, "generate"), prompt)
+        return logits
 
     def requests(self, ctx: RunContext) -> Sequence[bytes]:
         tokenizer = text.Tokenizer()
@@ -147,6 +209,20 @@ class Rag(Workload):
             json.dumps({"id": i, "query": q, "top_k": config.top_k}).encode()
             for i, q in enumerate(questions)
         ]
+
+    def execution(self) -> Mapping[str, Any]:
+        return self.models.execution()
+
+    def setup_facts(self) -> Mapping[str, Any]:
+        if isinstance(self.models, OrtModels):
+            return {"onnx_export": self.models.export_facts()}
+        return {}
+
+    def agreement(self) -> Mapping[str, Any]:
+        return self._agreement
+
+    def profiler(self) -> Any:
+        return self.models.profiler()
 
     def work(self) -> Mapping[str, Any]:
         config = self.config
@@ -186,9 +262,8 @@ class Rag(Workload):
         if ctx.on_device:
             with ctx.transfer(nbytes=ids.nbytes, label="h2d ids"):
                 ids = ids.to(ctx.device)
-        with ctx.compute(label="encoder"), torch.inference_mode():
-            batch = ids[None]
-            embedding = self.encoder(batch, torch.ones_like(batch))[0]
+        with ctx.compute(label="encoder"):
+            embedding = self.models.encode(ctx, ids)
         return Embedded(query, embedding)
 
     def retrieve(self, ctx: StageContext, embedded: Embedded) -> Retrieved:
@@ -214,29 +289,34 @@ class Rag(Workload):
         """
         n = self.config.new_tokens
         with ctx.compute(label="prompt", resource="host-cpu"):
-            passages = torch.from_numpy(retrieved.passages.reshape(-1)).to(torch.int64)
-            bos, sep = torch.tensor([text.BOS]), torch.tensor([text.SEP])
-            prompt = torch.cat([bos, passages, sep, retrieved.query.words])[None]
+            prompt = self._prompt(retrieved)
         if ctx.on_device:
             with ctx.transfer(nbytes=prompt.nbytes, label="h2d prompt"):
                 prompt = prompt.to(ctx.device)
-        decoder = self.decoder
+        models = self.models
         with torch.inference_mode():
             with ctx.compute(label="prefill"):
-                logits, keys, values = decoder(prompt, *decoder.empty_cache(1, prompt.device))
+                logits, cache = models.prefill(ctx, prompt)
                 token = logits.argmax(dim=-1)
                 # Answer ids stay on the device through the loop: one copy back at the end.
                 answer = torch.empty(n, dtype=torch.int64, device=prompt.device)
                 answer[0] = token[0]
             with ctx.compute(label="decode"):
                 for step in range(1, n):
-                    logits, keys, values = decoder(token[:, None], keys, values)
+                    logits, cache = models.decode(ctx, token[:, None], cache)
                     token = logits.argmax(dim=-1)
                     answer[step] = token[0]
         if ctx.on_device:
             with ctx.transfer(nbytes=answer.nbytes, label="d2h tokens"):
                 answer = answer.cpu()
         return answer.tolist()
+
+    @staticmethod
+    def _prompt(retrieved: Retrieved) -> Tensor:
+        """[BOS], the passages, [SEP], the query's words: int64 [1, seq] on the host."""
+        passages = torch.from_numpy(retrieved.passages.reshape(-1)).to(torch.int64)
+        bos, sep = torch.tensor([text.BOS]), torch.tensor([text.SEP])
+        return torch.cat([bos, passages, sep, retrieved.query.words])[None]
 
     def assemble(self, ctx: StageContext, retrieved: Retrieved, tokens: list[int]) -> bytes:
         """The response as JSON: the answer's text and tokens, the passages that grounded it."""
@@ -254,3 +334,21 @@ class Rag(Workload):
             result = json.dumps(body).encode()
             probe.nbytes = len(result)
         return result
+
+
+def _unprobed(ctx: RunContext, stage: str) -> StageContext:
+    """A stage context whose probes record nothing: the agreement check is not measured."""
+    return StageContext(ctx, Recorder(-1), stage, -1, probes=False)
+
+
+def _max_diff(a: Tensor, b: Tensor) -> float:
+    return float((a.float() - b.float()).abs().max())
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    same = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        same += 1
+    return same
