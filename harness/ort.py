@@ -160,20 +160,25 @@ class Graph:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def bind(self, inputs: Sequence[Any], outputs: Sequence[Any]) -> Any:
-        """An IO binding of ``inputs`` and preallocated ``outputs`` (contiguous torch tensors).
-
-        The caller keeps the tensors alive until the run is done: the session sees raw pointers.
-        """
+    def bind(self, inputs: Sequence[Any], outputs: Sequence[Any]) -> Binding:
+        """An IO binding of ``inputs`` and preallocated ``outputs`` (contiguous torch tensors)."""
         binding = self.session.io_binding()
         for name, tensor in zip(self.input_names, inputs, strict=True):
             _bind(binding.bind_input, name, tensor)
         for name, tensor in zip(self.output_names, outputs, strict=True):
             _bind(binding.bind_output, name, tensor)
-        return binding
+        return Binding(binding, (*inputs, *outputs))
 
-    def run(self, binding: Any) -> None:
-        self.session.run_with_iobinding(binding)
+    def run(self, binding: Binding) -> None:
+        self.session.run_with_iobinding(binding.io_binding)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """An onnxruntime IO binding and the tensors behind its raw pointers, kept alive with it."""
+
+    io_binding: Any
+    tensors: tuple[Any, ...]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
-"""Shared test helpers: a fake clock and hand-built intervals."""
+"""Shared test helpers: a fake clock, hand-built intervals, and a private export cache."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -18,6 +20,20 @@ class FakeClock:
 
     def advance(self, ns: int) -> None:
         self.now += ns
+
+
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One ONNX export cache for the whole session (worker processes inherit it), never the
+    user's own: a graph exported by one test is a cache hit for the next."""
+    folder = tmp_path_factory.mktemp("gapbench-cache")
+    before = os.environ.get("GAPBENCH_CACHE")
+    os.environ["GAPBENCH_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("GAPBENCH_CACHE", None)
+    else:
+        os.environ["GAPBENCH_CACHE"] = before
 
 
 @pytest.fixture

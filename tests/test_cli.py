@@ -92,6 +92,13 @@ def test_replicates_run_in_separate_processes(plugin_file, tmp_path, capsys):
         (["run", "harness.workload:Workload"], "has no name"),
         (["show", "x", "--results", "nosuchproto://x"], "cannot open the archive"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["run", "--backend", "tensorflow", "rag"], "invalid choice: 'tensorflow'"),
+        (["run", "--providers", "CPUExecutionProvider", "rag"], "--backend onnxruntime only"),
+        (
+            ["run", "--backend", "onnxruntime", "--providers", "FooExecutionProvider", "rag"],
+            "onnxruntime here has no FooExecutionProvider",
+        ),
+        (["run", "--backend", "onnxruntime", "calibration"], "runs on torch, not on onnxruntime"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
