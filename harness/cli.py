@@ -161,8 +161,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     from harness.store import load
     from harness.summary import summarize
 
-    summary = summarize(load(args.result, args.results))
-    _out(args, summary.to_dict(), lambda: render.summary(summary))
+    summaries = [summarize(load(ref, args.results)) for ref in args.result]
+    if len(summaries) == 1:
+        summary = summaries[0]
+        _out(args, summary.to_dict(), lambda: render.summary(summary))
+    else:
+        payload = [s.to_dict() for s in summaries]
+        _out(args, payload, lambda: render.side_by_side(summaries))
     return 0
 
 
@@ -284,9 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     archive_option(trace)
 
-    show = verb("show", cmd_show, "Show the breakdown of an archived result set.")
+    show = verb(
+        "show",
+        cmd_show,
+        "Show the breakdown of an archived result set, or of several side by side.",
+    )
     show.add_argument(
-        "result", metavar="RESULT", help="an id, a unique prefix, 'latest', or a set's folder"
+        "result",
+        metavar="RESULT",
+        nargs="+",
+        help="an id, a unique prefix, 'latest', or a set's folder",
     )
     archive_option(show)
     return parser

@@ -29,8 +29,9 @@ def summary(s: Summary) -> Group:
     parts.append(
         Text.assemble(
             (s.result.id, "bold"),
-            f"  {m['workload']} ({m['config']['work']['size']}) on {execution['device']}, "
-            f"{execution['threads']} threads, {execution['repeat']} process(es): ",
+            f"  {m['workload']} ({m['config']['work']['size']}) on {execution['device']} with "
+            f"{backend_name(execution)}, {execution['threads']} threads, "
+            f"{execution['repeat']} process(es): ",
             ("valid", "green") if s.verdict.valid else ("INVALID", "red"),
         )
     )
@@ -48,6 +49,8 @@ def summary(s: Summary) -> Group:
         )
     )
     parts.append(Text(_facts(m["replicates"]), style="dim"))
+    if m.get("agreement"):
+        parts.append(Text(agreement(m["agreement"]), style="dim"))
     if s.telemetry:
         parts.append(Text(_telemetry(s.telemetry, m["replicates"]), style="dim"))
     if s.overhead:
@@ -71,6 +74,22 @@ def summary(s: Summary) -> Group:
     return Group(*parts)
 
 
+def backend_name(execution: dict[str, Any]) -> str:
+    """``torch``, or ``onnxruntime (CPUExecutionProvider)``: the backend and what it ran on."""
+    backend = execution.get("backend", "torch")
+    providers = execution.get("backend_config", {}).get("providers_in_use")
+    return f"{backend} ({', '.join(providers)})" if providers else backend
+
+
+def agreement(a: dict[str, Any]) -> str:
+    return (
+        f"agreement with {a['reference']} over {a['requests']} requests: top-k ids "
+        f"{a['top_k_equal']:.0%}, tokens {a['tokens_equal']:.0%} (positions "
+        f"{a['token_positions_equal']:.0%}), largest logit difference "
+        f"{a['max_abs_logit_diff']:.1e} (tolerance {a['logit_tolerance']:g})"
+    )
+
+
 def _facts(replicates: list[dict[str, Any]]) -> str:
     def spread(key: str, unit: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
         values = [r[key] * scale for r in replicates if r.get(key) is not None]
@@ -88,6 +107,14 @@ def _facts(replicates: list[dict[str, Any]]) -> str:
     if any(r.get("gpu_peak_bytes") is not None for r in replicates):
         facts.append(f"GPU peak {spread('gpu_peak_bytes', ' MiB', 2**-20, '{:.0f}')}")
     facts.append(f"CPU steal {spread('cpu_steal_fraction', '%', 100)} while measuring")
+    exports = [r["onnx_export"] for r in replicates if r.get("onnx_export")]
+    if exports:
+        cold = [
+            sum(e["seconds"] for e in x.values())
+            for x in exports
+            if not all(e["cached"] for e in x.values())
+        ]
+        facts.append(f"graphs exported in {max(cold):.1f} s" if cold else "graphs from the cache")
     return ", ".join(facts)
 
 
@@ -112,6 +139,46 @@ def _telemetry(t: dict[str, dict[str, Any]], replicates: list[dict[str, Any]]) -
         parts.append(f"{name} energy {used:.1f} J" if used is not None else "")
     notes = sorted({n for r in replicates for n in r.get("telemetry_notes", [])})
     return "telemetry: " + ", ".join(p for p in [*parts, *notes] if p)
+
+
+def side_by_side(summaries: list[Summary]) -> Group:
+    """Several sets' verdicts, then their per-stage medians in one table (no significance:
+    each set is shown as measured)."""
+    parts: list[Any] = []
+    for i, s in enumerate(summaries):
+        m = s.result.manifest
+        execution = m["config"]["execution"]
+        parts.append(
+            Text.assemble(
+                (f"[{i + 1}] {s.result.id}", "bold"),
+                f"  {m['workload']} ({m['config']['work']['size']}) on {execution['device']} "
+                f"with {backend_name(execution)}, {execution['threads']} threads: ",
+                ("valid", "green") if s.verdict.valid else ("INVALID", "red"),
+            )
+        )
+        parts += [Text(f"  ! {p}", style="red") for p in s.verdict.problems]
+    works = {s.result.manifest["config"]["work"].get("work_sha256") for s in summaries}
+    if len(works) > 1:
+        parts.append(Text("  ! these sets were given different work: not comparable", "red"))
+    table = Table(title="p50 and category medians per stage (ms)")
+    table.add_column("stage", no_wrap=True)
+    for i in range(len(summaries)):
+        for name in ("p50", "compute", "movement"):
+            table.add_column(f"[{i + 1}] {name}", justify="right")
+    stages = dict.fromkeys(r for s in summaries for r in s.stages["stage"])
+    rows = [{r["stage"]: r for r in s.stages.to_dict(orient="records")} for s in summaries]
+    for stage in stages:
+        cells = []
+        for by_stage in rows:
+            row = by_stage.get(stage, {})
+            cells += [_ms(row.get(k)) for k in ("wall_p50_ms", "compute_ms", "movement_ms")]
+        table.add_row(stage, *cells)
+    end_to_end = []
+    for s in summaries:
+        end_to_end += [_ms(s.end_to_end.p50 * 1e3), "", ""]
+    table.add_row(Text("end to end", style="bold"), *end_to_end)
+    parts.append(table)
+    return Group(*parts)
 
 
 def stage_table(s: Summary) -> Table:
@@ -180,12 +247,13 @@ def profile_table(profile: dict[str, Any]) -> Table:
 
 def results(listings: Iterable[Listing]) -> Table:
     table = Table(title="result sets, newest first")
-    for name in ("id", "workload", "size", "device", "requests", "complete"):
+    for name in ("id", "workload", "size", "device", "backend", "requests", "complete"):
         table.add_column(name)
     for entry in listings:
         m = entry.manifest
         if m is None:
-            table.add_row(entry.id, "-", "-", "-", "-", Text(entry.problem.strip(": "), "red"))
+            problem = Text(entry.problem.strip(": "), "red")
+            table.add_row(entry.id, "-", "-", "-", "-", "-", problem)
             continue
         requests = sum(r.get("requests_measured", 0) for r in m.get("replicates", []))
         table.add_row(
@@ -193,6 +261,7 @@ def results(listings: Iterable[Listing]) -> Table:
             m.get("workload", "?"),
             m["config"]["work"]["size"],
             m["config"]["execution"]["device"],
+            m["config"]["execution"].get("backend", "torch"),
             str(requests),
             "yes" if m.get("complete") else "[yellow]no (interrupted)[/]",
         )

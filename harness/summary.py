@@ -47,6 +47,7 @@ class Summary:
             "created_utc": m["created_utc"],
             "complete": m["complete"],
             "config": m["config"],
+            "agreement": m.get("agreement"),
             "verdict": asdict(self.verdict),
             "requests": len(self.result.requests),
             "errors": int((~self.result.requests["ok"]).sum()),

@@ -30,6 +30,29 @@ class Verdict:
     notes: tuple[str, ...]
 
 
+def _disagreement(agreement: dict | None, notes: list[str]) -> list[str]:
+    """Problems when a backend did other work than its reference; a note for near-ties."""
+    if not agreement:
+        return []
+    backend, reference = agreement["backend"], agreement["reference"]
+    problems = []
+    if agreement["top_k_equal"] < 1.0:
+        share = agreement["top_k_equal"]
+        problems.append(f"{backend} retrieved other passages than {reference} ({share:.0%} alike)")
+    if not agreement["logits_within_tolerance"]:
+        diff, tolerance = agreement["max_abs_logit_diff"], agreement["logit_tolerance"]
+        problems.append(
+            f"{backend}'s logits differ from {reference}'s by {diff:.2g} > {tolerance:g}"
+        )
+    if agreement["tokens_equal"] < 1.0:
+        share = agreement["tokens_equal"]
+        notes.append(
+            f"{backend} generated {reference}'s tokens in {share:.0%} of the checked "
+            "requests (greedy decoding follows near-ties either way)"
+        )
+    return problems
+
+
 def verdict(
     result: ResultSet, e2e: Percentiles, coverage: float, stages: pd.DataFrame | None = None
 ) -> Verdict:
@@ -63,6 +86,7 @@ def verdict(
         notes.append(f"CPU steal took {steal:.1%} of the machine's time during the run")
     if manifest["config"]["work"].get("size") == "quick":
         notes.append("quick run: small sizes and few requests, every percentile is indicative")
+    problems += _disagreement(manifest.get("agreement"), notes)
     profile = manifest.get("profile")
     if profile is not None and not profile.get("agrees"):
         tool = profile.get("tool", "torch.profiler")

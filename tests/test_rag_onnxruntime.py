@@ -10,6 +10,7 @@ import pytest
 import torch
 from test_rag import drive
 
+from harness.cli import main
 from harness.probes import Recorder
 from harness.run import RunConfig, run
 from harness.runner import Measurement
@@ -108,7 +109,7 @@ def test_a_second_setup_takes_the_graphs_from_the_cache(on_ort: Rag) -> None:
     assert again.execution()["graphs"] == on_ort.execution()["graphs"]
 
 
-def test_sets_of_both_backends_share_the_work_and_record_the_execution(tmp_path) -> None:
+def test_sets_of_both_backends_share_the_work_and_record_the_execution(tmp_path, capsys) -> None:
     archive = Archive(tmp_path)
     measurement = Measurement(warmup=1, min_requests=3, min_duration_s=0)
     sets = {
@@ -132,6 +133,16 @@ def test_sets_of_both_backends_share_the_work_and_record_the_execution(tmp_path)
     assert torch_set["config"]["execution"]["backend"] == "torch"
     assert ort_set["agreement"]["top_k_equal"] == 1.0 and torch_set["agreement"] is None
     assert ort_set["invariants"]["violation_count"] == 0
+    # side by side with the tools that exist
+    ids = [sets["torch"].id, sets["onnxruntime"].id]
+    assert main(["show", *ids, "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "with torch," in out and "with onnxruntime (CPUExecutionProvider)" in out
+    assert "[2] p50" in out and "not comparable" not in out
+    assert main(["show", *ids, "--results", str(tmp_path), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [s["config"]["execution"]["backend"] for s in shown] == ["torch", "onnxruntime"]
+    assert shown[1]["agreement"]["top_k_equal"] == 1.0
 
 
 @pytest.mark.slow

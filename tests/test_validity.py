@@ -95,3 +95,30 @@ def test_a_falling_cpu_frequency_is_noted_as_throttling():
     steady = telemetry.assign(value=2.6e9)
     calm = ResultSet(throttled.manifest, throttled.intervals, throttled.requests, steady)
     assert not any("throttling" in n for n in verdict(calm, E2E, 1.0).notes)
+
+
+def _agreement(**changes):
+    return {
+        "reference": "torch",
+        "backend": "onnxruntime",
+        "requests": 8,
+        "top_k_equal": 1.0,
+        "tokens_equal": 1.0,
+        "token_positions_equal": 1.0,
+        "max_abs_logit_diff": 1e-6,
+        "logit_tolerance": 1e-3,
+        "logits_within_tolerance": True,
+        **changes,
+    }
+
+
+def test_a_backend_that_did_other_work_is_invalid_and_a_near_tie_is_a_note():
+    alike = verdict(result_set(diamond(30), agreement=_agreement()), E2E, 1.0)
+    assert alike.valid and not any("onnxruntime" in n for n in alike.notes)
+    other = _agreement(top_k_equal=0.875, max_abs_logit_diff=0.2, logits_within_tolerance=False)
+    judged = verdict(result_set(diamond(30), agreement=other), E2E, 1.0)
+    assert not judged.valid
+    assert "onnxruntime retrieved other passages than torch (88% alike)" in judged.problems
+    assert "onnxruntime's logits differ from torch's by 0.2 > 0.001" in judged.problems
+    tie = verdict(result_set(diamond(30), agreement=_agreement(tokens_equal=0.75)), E2E, 1.0)
+    assert tie.valid and any("tokens in 75% of the checked requests" in n for n in tie.notes)
