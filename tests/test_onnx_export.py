@@ -27,7 +27,7 @@ def encoder() -> Encoder:
 
 
 def _example() -> tuple[torch.Tensor, torch.Tensor]:
-    ids = torch.tensor([[1, 2, 3, 4]])
+    ids = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
     return ids, torch.ones_like(ids)
 
 

@@ -106,7 +106,7 @@ def graph(export_cache) -> ort.Graph:
         outputs=("sentence_embedding",),
         dynamic={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}},
     )
-    ids = torch.tensor([[1, 2, 3]])
+    ids = torch.tensor([[1, 2, 3], [4, 5, 6]])
     exported = export_cached(encoder, (ids, torch.ones_like(ids)), spec, {"tiny": 1})
     session_config = ort.session_config("cpu", ("CPUExecutionProvider",), 1)
     built = ort.Graph("tiny", exported.path, session_config)

@@ -147,7 +147,8 @@ def test_sets_of_both_backends_share_the_work_and_record_the_execution(tmp_path,
 
 @pytest.mark.slow
 def test_session_compute_agrees_with_onnxruntime_s_profile(tmp_path) -> None:
-    argv = ["run", "rag", "--quick", "--backend", "onnxruntime", "--profile", "4"]
+    argv = ["run", "rag", "--quick", "--device", "cpu", "--backend", "onnxruntime"]
+    argv += ["--profile", "4"]
     argv += ["--warmup", "2", "--min-requests", "6", "--min-duration", "0", "--no-progress"]
     argv += ["--json", "--results", str(tmp_path)]
     done = subprocess.run(

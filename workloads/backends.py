@@ -111,9 +111,10 @@ class OrtModels:
         self.stream = torch.cuda.Stream() if self.device.type == "cuda" else None
         handle = int(self.stream.cuda_stream) if self.stream is not None else 0
         self.session_config = ort.session_config(device, chosen, torch.get_num_threads(), handle)
-        ids = torch.tensor([[1, 2, 3, 4]])
+        # Batch 2, not 1: torch.export specialises axes of size 1 (and 0) to constants.
+        ids = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
         with torch.no_grad():
-            prompt_cache = decoder(ids, *decoder.empty_cache(1))
+            prompt_cache = decoder(ids, *decoder.empty_cache(2))
         examples = {
             "encoder": (encoder, (ids, torch.ones_like(ids)), ENCODER),
             "prefill": (Prefill(decoder), (ids,), PREFILL),
