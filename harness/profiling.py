@@ -12,6 +12,7 @@ the node kernel time inside them (operators).
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import tempfile
@@ -24,7 +25,8 @@ from typing import Any, Protocol
 from harness.probes import Category, DeviceTimer, Interval, Kind, Probe, Recorder
 
 SCOPE_PREFIX = "gapbench"
-OPERATOR_PREFIXES = ("aten::", "nn.Module: ")  # torch operators, and model modules around them
+# torch operators, model modules around them, and the host waiting for the device's kernels
+OPERATOR_PREFIXES = ("aten::", "nn.Module: ", "cudaDeviceSynchronize", "cudaStreamSynchronize")
 AGREEMENT = 0.05  # the most gapbench's compute may differ from the profiler's operator time
 MODEL_LAYER = "inference"
 ATTEMPTS = 3
@@ -57,11 +59,15 @@ class ProfilerScopes:
             self._inner.started(probe)
 
     def exit(self, probe: Probe) -> None:
-        scope = self._open.pop((probe.request, probe.span), None)
-        if scope is not None:
-            scope.__exit__(None, None, None)
-        if self._inner is not None:
-            self._inner.exit(probe)
+        # The device is drained inside the scope, as inside the probe: a probe's time includes
+        # waiting for the kernels it launched (synchronize-at-edge).
+        try:
+            if self._inner is not None:
+                self._inner.exit(probe)
+        finally:
+            scope = self._open.pop((probe.request, probe.span), None)
+            if scope is not None:
+                scope.__exit__(None, None, None)
 
     def resolve(self, recorder: Recorder) -> None:
         if self._inner is not None:
@@ -184,11 +190,11 @@ def _profile_once(driver: Any, stream: Sequence[Any], requests: int) -> Profile:
     finally:
         driver.timer = timer
     layers = {stage.name: stage.layer for stage in driver.order}
-    checks = _checks(intervals, prof.profiler.function_events, layers)
     with tempfile.TemporaryDirectory(prefix="gapbench-profile-") as folder:
         path = Path(folder) / "trace.json"
         prof.export_chrome_trace(str(path))
         trace = path.read_bytes()
+    checks = _checks(intervals, json.loads(trace), layers)
     return Profile(intervals, checks, trace)
 
 
@@ -242,31 +248,40 @@ def _profile_backend(
     return Profile(intervals, checks, json.dumps(events).encode(), backend.name)
 
 
-def _outermost_operators_us(event: Any) -> float:
-    """Time of the operators and modules inside ``event`` that no other one encloses, looking
-    through the Python calls between them (a backend wrapper around the model)."""
-    total = 0.0
-    for child in event.cpu_children:
-        if child.name.startswith(OPERATOR_PREFIXES):
-            total += child.time_range.elapsed_us()
-        else:
-            total += _outermost_operators_us(child)
-    return total
-
-
 def _checks(
-    intervals: list[Interval], events: Sequence[Any], layers: dict[str, str]
+    intervals: list[Interval], trace: dict[str, Any], layers: dict[str, str]
 ) -> tuple[ScopeCheck, ...]:
-    probed = _compute_probes(intervals)
-    scope_us: dict[tuple[str, str], float] = defaultdict(float)
-    operator_us: dict[tuple[str, str], float] = defaultdict(float)
+    """gapbench's compute per probe beside the profiler's scope and the operators inside it.
+
+    Operators are found by time on the scope's thread, not through the profiler's event tree,
+    whose links between Python calls and operators differ across torch versions; overlapping
+    ones (a module and the operators it calls) are counted once.
+    """
+    events = [e for e in trace.get("traceEvents", []) if e.get("ph") == "X" and "dur" in e]
+    by_thread: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
-        prefix, _, rest = event.name.partition(":")
+        if event["name"].startswith(OPERATOR_PREFIXES):
+            by_thread[event["tid"]].append(event)
+    for found in by_thread.values():
+        found.sort(key=lambda e: e["ts"])
+    starts = {tid: [e["ts"] for e in found] for tid, found in by_thread.items()}
+    scope_us: dict[tuple[str, ...], float] = defaultdict(float)
+    operator_us: dict[tuple[str, ...], float] = defaultdict(float)
+    for event in events:
+        prefix, _, rest = event["name"].partition(":")
         if prefix != SCOPE_PREFIX:
             continue
         key = tuple(rest.split(":", 1))
-        scope_us[key] += event.time_range.elapsed_us()
-        operator_us[key] += _outermost_operators_us(event)
+        begin, end = event["ts"], event["ts"] + event["dur"]
+        scope_us[key] += event["dur"]
+        found = by_thread.get(event["tid"], [])
+        first = bisect.bisect_left(starts.get(event["tid"], []), begin)
+        inside = []
+        for op in found[first:]:
+            if op["ts"] > end:
+                break
+            inside.append((op["ts"], min(op["ts"] + op["dur"], end)))
+        operator_us[key] += _union_us(inside)
     return tuple(
         ScopeCheck(
             stage=stage,
@@ -277,6 +292,16 @@ def _checks(
             profiler_scope_ms=scope_us[(stage, label)] / 1e3,
             profiler_operator_ms=operator_us[(stage, label)] / 1e3,
         )
-        for (stage, label), durations in sorted(probed.items())
+        for (stage, label), durations in sorted(_compute_probes(intervals).items())
         if (stage, label) in scope_us
     )
+
+
+def _union_us(spans: list[tuple[float, float]]) -> float:
+    """Total length of ``spans`` (sorted by start), overlaps counted once."""
+    total, reach = 0.0, float("-inf")
+    for start, end in spans:
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total

@@ -8,14 +8,15 @@ import sys
 
 import pytest
 
+from harness.probes import Interval
+from harness.profiling import _checks
 from harness.store import Archive
-
-pytestmark = pytest.mark.slow
 
 # The probes of the model stages (the inference layer); top-k is retrieval, judged apart.
 MODEL_PROBES = {("embed", "encoder"), ("generate", "prefill"), ("generate", "decode")}
 
 
+@pytest.mark.slow
 def test_profiled_model_compute_agrees_with_the_profiler_within_5_percent(tmp_path):
     # In a fresh process, as a user runs it: the profiler's Python tracer is process-wide, and
     # what other tests left behind in this one must not decide the outcome.
@@ -45,3 +46,30 @@ def test_profiled_model_compute_agrees_with_the_profiler_within_5_percent(tmp_pa
     trace = json.loads(archive.attachment(result.id, "profile.json"))
     names = {event.get("name", "") for event in trace["traceEvents"]}
     assert "gapbench:generate:decode" in names
+
+
+def test_operators_are_found_by_time_on_the_scope_s_thread_and_counted_once():
+    # A scope on thread 1 [0, 100]: a module [10, 60] around an operator [20, 30] (its tree
+    # links missing, as some torch versions leave them), an operator [70, 80], the host
+    # waiting for the device [80, 95]; Python glue between them is not an operator. An
+    # operator on thread 2 at the same time is someone else's.
+    def x(name, ts, dur, tid=1):
+        return {"ph": "X", "name": name, "ts": ts, "dur": dur, "tid": tid}
+
+    trace = {
+        "traceEvents": [
+            x("gapbench:embed:encoder", 0, 100),
+            x("nn.Module: Encoder_0", 10, 50),
+            x("aten::addmm", 20, 10),
+            x("workloads/backends.py(61): encode", 5, 90),
+            x("aten::argmax", 70, 10),
+            x("cudaDeviceSynchronize", 80, 15),
+            x("aten::mm", 0, 100, tid=2),
+        ]
+    }
+    probe = Interval(
+        0, 1, -1, "probe", "embed", "compute", "device", "encoder", 0, 100_000, 0, 1, ""
+    )
+    (check,) = _checks([probe], trace, {"embed": "inference"})
+    assert (check.profiler_scope_ms, check.profiler_operator_ms) == (0.1, 0.075)
+    assert check.gapbench_ms == 0.1 and check.judged is False  # 0.1 ms: below the floor
