@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.gpu_timing import SYNC
 from harness.probes import Category, DeviceTimer, Interval, Kind, Probe, Recorder
 
 SCOPE_PREFIX = "gapbench"
@@ -65,15 +66,19 @@ class ProfilerScopes:
             self._open[(probe.request, probe.span)] = scope
 
     def exit(self, probe: Probe) -> None:
-        # The device is drained inside the scope, as inside the probe: a probe's time includes
-        # waiting for the kernels it launched (synchronize-at-edge).
+        # Synchronize-at-edge drains the device inside the scope, as inside the probe: the
+        # probe's time includes waiting for the kernels it launched. An end event is only
+        # bookkeeping, recorded once the scope is closed.
+        drains = self.mode == SYNC
         try:
-            if self._inner is not None:
+            if drains and self._inner is not None:
                 self._inner.exit(probe)
         finally:
             scope = self._open.pop((probe.request, probe.span), None)
             if scope is not None:
                 scope.__exit__(None, None, None)
+        if not drains and self._inner is not None:
+            self._inner.exit(probe)
 
     def resolve(self, recorder: Recorder) -> None:
         if self._inner is not None:
