@@ -1,0 +1,312 @@
+"""Replay a recorded request on a model of the machine: its stage DAG, its threads, its cores.
+
+Every stage and every fan-out branch is a timeline of steps taken from the recorded pieces
+(innermost probe wins). A step runs on a pool: host work (compute on the CPU, copies in host
+memory, glue code) shares the machine's cores; device kernels share the device and copies the
+link; waits are fixed. While the steps running on a pool ask for more than it has, each gets its
+share (processor sharing): two CPU-bound branches on two cores each run at half speed.
+
+A step's *work* is what it would take alone: its recorded time with the contention it met taken
+out (the integral of its share over the recorded interval). Scaling the work by a claim and
+replaying gives the projected request: a stretch that overlapped shrinks to its longest part,
+contention falls away as steps get shorter, and the critical path may move to another branch.
+Replayed without scaling, the model gives back the recorded times.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from harness.probes import Category, Interval, Kind, Resource
+from harness.timeline import UNATTRIBUTED, SpanTree
+from harness.workload import Stage
+
+CPU, DEVICE, LINK = "cpu", "device", "link"
+FIXED = ""  # a wait: neither a pool nor contention
+# What a stretch of time runs on, by its resource (unattributed glue runs on the CPU).
+POOLS = {
+    Resource.HOST_CPU.value: CPU,
+    Resource.HOST_MEMORY.value: CPU,
+    "": CPU,
+    Resource.DEVICE.value: DEVICE,
+    Resource.LINK.value: LINK,
+}
+
+Scale = Callable[[str, str, str, str], float]  # (stage, label, category, resource) -> factor
+
+
+@dataclass
+class Step:
+    """A stretch of one timeline: work on a pool, a fixed wait, or a join on branches."""
+
+    start_ns: int
+    end_ns: int
+    stage: str
+    category: str
+    resource: str
+    label: str
+    pool: str = FIXED
+    demand: float = 1.0  # cores (or devices) while it runs alone
+    work: float = 0.0  # ns it takes alone, at full speed
+    branches: list[list[Timeline]] = field(default_factory=list)  # a join: per thread, in order
+
+    @property
+    def ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+@dataclass
+class Timeline:
+    """What one thread did inside a stage or a branch, step by step."""
+
+    steps: list[Step]
+    start_ns: int
+    end_ns: int
+
+
+@dataclass
+class StageNode:
+    name: str
+    after: tuple[str, ...]  # what must end before it may start: parents, same-thread stages
+    delay_ns: int  # from the last of those (or the request's arrival) to its start, fixed
+    timeline: Timeline
+
+
+@dataclass
+class Model:
+    """One request ready to replay: stages, when it arrived, how many cores and devices."""
+
+    arrival_ns: int
+    stages: list[StageNode]
+    capacity: dict[str, float]
+
+
+def build(
+    intervals: Sequence[Interval],
+    stages: Sequence[Stage],
+    cores: float,
+    stage_threads: dict[str, int] | None = None,
+    devices: int = 1,
+) -> Model:
+    """The replay model of one request from its raw intervals."""
+    threads = stage_threads or {}
+    request = next(i for i in intervals if i.kind == Kind.REQUEST.value)
+    spans = {i.stage: i for i in intervals if i.kind == Kind.STAGE.value}
+    tree = SpanTree(intervals)
+    capacity = {CPU: float(cores), DEVICE: float(devices), LINK: float(devices)}
+
+    def demand(stage: str, pool: str, category: str) -> float:
+        if pool == CPU and category == Category.COMPUTE.value:
+            return float(min(max(threads.get(stage, 1), 1), cores))  # intra-op threads
+        return 1.0
+
+    nodes = []
+    for stage in stages:
+        span = spans.get(stage.name)
+        if span is None:
+            continue
+        timeline = _timeline(span, span.start_ns, span.end_ns, tree, demand)
+        before = set(stage.after) | {
+            name
+            for name, other in spans.items()
+            if other.thread == span.thread and name != stage.name and other.end_ns <= span.start_ns
+        }
+        ready = max((spans[n].end_ns for n in before if n in spans), default=request.start_ns)
+        nodes.append(StageNode(stage.name, tuple(sorted(before)), span.start_ns - ready, timeline))
+    model = Model(request.start_ns, nodes, capacity)
+    _take_out_contention(model)
+    return model
+
+
+def _timeline(
+    node: Interval, start: int, end: int, tree: SpanTree, demand: Callable[[str, str, str], float]
+) -> Timeline:
+    """``node``'s own timeline over [start, end]: nested probes innermost first; a probe that
+    joined branches becomes a join on them."""
+    steps: list[Step] = []
+    stage = node.stage
+
+    def own(lo: int, hi: int) -> None:
+        if hi <= lo:
+            return
+        if node.kind == Kind.PROBE.value:
+            category, resource, label = node.category, node.resource, node.label
+        else:
+            category, resource, label = UNATTRIBUTED, "", ""
+        pool = FIXED if category == Category.SCHEDULING.value else POOLS.get(resource, FIXED)
+        step = Step(lo, hi, stage, category, resource, label, pool, demand(stage, pool, category))
+        steps.append(step)
+
+    branches = tree.branches(node)
+    if branches:
+        # The join: its own time is waiting for the branches, which run on their threads.
+        by_thread: dict[int, list[Interval]] = defaultdict(list)
+        for branch in branches:
+            by_thread[branch.thread].append(branch)
+        lanes = [
+            [_timeline(b, b.start_ns, b.end_ns, tree, demand) for b in sorted(lane, key=_start)]
+            for lane in by_thread.values()
+        ]
+        steps.append(Step(start, end, stage, node.category, node.resource, node.label))
+        steps[-1].branches = lanes
+        return Timeline(steps, start, end)
+    cursor = start
+    for child in tree.nested(node):
+        lo, hi = max(child.start_ns, start), min(child.end_ns, end)
+        if hi <= lo:
+            continue
+        own(cursor, lo)
+        steps.extend(_timeline(child, lo, hi, tree, demand).steps)
+        cursor = max(cursor, hi)
+    own(cursor, end)
+    return Timeline(steps, start, end)
+
+
+def _start(iv: Interval) -> int:
+    return iv.start_ns
+
+
+def _all_steps(timeline: Timeline) -> list[Step]:
+    out = []
+    for step in timeline.steps:
+        out.append(step)
+        for lane in step.branches:
+            for branch in lane:
+                out.extend(_all_steps(branch))
+    return out
+
+
+def _take_out_contention(model: Model) -> None:
+    """Each pooled step's work: its recorded time, at the share of its pool it had then."""
+    steps = [s for node in model.stages for s in _all_steps(node.timeline)]
+    for pool, capacity in model.capacity.items():
+        pooled = [s for s in steps if s.pool == pool and not s.branches]
+        edges = sorted({t for s in pooled for t in (s.start_ns, s.end_ns)})
+        for step in pooled:
+            step.work = 0.0
+        for lo, hi in itertools.pairwise(edges):
+            running = [s for s in pooled if s.start_ns <= lo and s.end_ns >= hi]
+            asked = sum(s.demand for s in running)
+            share = min(1.0, capacity / asked) if asked else 1.0
+            for step in running:
+                step.work += (hi - lo) * share
+
+
+@dataclass
+class _Run:
+    """A timeline being replayed: which step it is at, and who waits for it to end."""
+
+    timeline: Timeline
+    on_end: Callable[[float], None]
+    index: int = -1
+
+
+def replay(model: Model, scale: Scale | None = None) -> tuple[float, dict[str, float]]:
+    """The request's latency (ns from arrival to the last stage's end) and each stage's end,
+    with every step's work divided by ``scale(stage, label, category, resource)``."""
+    factor = scale or (lambda *key: 1.0)
+    now = float(model.arrival_ns)
+    ends: dict[str, float] = {}
+    fixed: list[tuple[float, Callable[[float], None]]] = []  # (when, then)
+    active: dict[int, tuple[Step, float, _Run]] = {}  # id -> (step, work left, its run)
+    started: set[str] = set()
+
+    def advance(run: _Run, at: float) -> None:
+        run.index += 1
+        if run.index >= len(run.timeline.steps):
+            run.on_end(at)
+            return
+        step = run.timeline.steps[run.index]
+        if step.branches:
+            _join(step, run, at)
+        elif step.pool == FIXED:
+            f = factor(step.stage, step.label, step.category, step.resource)
+            fixed.append((at + step.ns / f, lambda t, r=run: advance(r, t)))
+        else:
+            f = factor(step.stage, step.label, step.category, step.resource)
+            active[id(step)] = (step, step.work / f, run)
+
+    def _join(step: Step, run: _Run, at: float) -> None:
+        # Each thread's lane starts as it did (after the same spawn delay) and runs its
+        # branches in turn; the join ends when the last lane ends, plus its recorded tail.
+        lanes = [lane for lane in step.branches if lane]
+        last_end = max(b.end_ns for lane in lanes for b in lane)
+        tail = step.end_ns - last_end
+        pending = [len(lanes)]
+
+        def lane_done(t: float) -> None:
+            pending[0] -= 1
+            if pending[0] == 0:
+                fixed.append((t + tail, lambda t2: advance(run, t2)))
+
+        for lane in lanes:
+            start_lane(lane, 0, step.start_ns, at, lane_done)
+
+    def start_lane(lane, i, prev_end_ns, at, done) -> None:
+        branch = lane[i]
+        gap = branch.start_ns - prev_end_ns  # dispatch to the pool thread, fixed
+
+        def branch_done(t: float, lane=lane, i=i, branch=branch) -> None:
+            if i + 1 < len(lane):
+                start_lane(lane, i + 1, branch.end_ns, t, done)
+            else:
+                done(t)
+
+        fixed.append((at + gap, lambda t: advance(_Run(branch, branch_done), t)))
+
+    def stage_done(name: str) -> Callable[[float], None]:
+        def done(t: float) -> None:
+            ends[name] = t
+            start_ready(t)
+
+        return done
+
+    def start_ready(at: float) -> None:
+        for node in model.stages:
+            if node.name in started or any(a not in ends for a in node.after):
+                continue
+            started.add(node.name)
+            ready = max((ends[a] for a in node.after), default=float(model.arrival_ns))
+            run = _Run(node.timeline, stage_done(node.name))
+            fixed.append((max(ready, at) + node.delay_ns, lambda t, r=run: advance(r, t)))
+
+    start_ready(now)
+    while fixed or active:
+        rates = _rates(active, model.capacity)
+        next_fixed = min((when for when, _ in fixed), default=float("inf"))
+        next_work = min(
+            (left / rates[key] for key, (_, left, _) in active.items() if rates[key] > 0),
+            default=float("inf"),
+        )
+        step_to = min(next_fixed, now + next_work)
+        elapsed = step_to - now
+        now = step_to
+        finished = []
+        for key, (step, left, run) in list(active.items()):
+            left -= elapsed * rates[key]
+            if left <= 1e-6 * max(step.work, 1.0):
+                finished.append(key)
+            else:
+                active[key] = (step, left, run)
+        due = [item for item in fixed if item[0] <= now]
+        fixed[:] = [item for item in fixed if item[0] > now]
+        for key in finished:
+            _, _, run = active.pop(key)
+            advance(run, now)
+        for _, then in due:
+            then(now)
+    sink = max(ends.values(), default=float(model.arrival_ns))
+    return sink - model.arrival_ns, ends
+
+
+def _rates(active: dict[int, tuple[Step, float, _Run]], capacity: dict[str, float]):
+    asked: dict[str, float] = defaultdict(float)
+    for step, _, _ in active.values():
+        asked[step.pool] += step.demand
+    return {
+        key: min(1.0, capacity.get(step.pool, 1.0) / asked[step.pool]) if asked[step.pool] else 1.0
+        for key, (step, _, _) in active.items()
+    }
