@@ -1,0 +1,232 @@
+"""The projection arithmetic on hand-built requests: Amdahl, overlap, a moving path, contention."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from conftest import interval
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_attribution import probe_iv, stage_iv, wait_iv
+
+from harness.claims import from_arguments
+from harness.probes import QUEUE_WAIT, Kind
+from harness.projection import project
+from harness.replay import build, replay
+from harness.runner import intervals_frame
+from harness.store import ResultSet
+from harness.workload import Stage
+
+ONE = (Stage("s", "inference"),)
+DIAMOND = (
+    Stage("a", "ingress"),
+    Stage("b", "retrieval", after=("a",)),
+    Stage("c", "tools", after=("a",)),
+    Stage("d", "assembly", after=("b", "c")),
+)
+
+
+def result_set(intervals, stages, cores=4, stage_threads=None) -> ResultSet:
+    frame = intervals_frame(intervals).assign(replicate=0)
+    latency = next(iv.duration_ns for iv in intervals if iv.kind == Kind.REQUEST.value)
+    requests = pd.DataFrame(
+        {"request": [0], "ok": [True], "latency_s": [latency / 1e9], "replicate": [0]}
+    )
+    manifest = {
+        "id": "hand-built",
+        "stages": [s.to_dict() for s in stages],
+        "config": {"execution": {"device": "cpu"}},
+        "fingerprint": {"host": {"host_processor_vcpu_count": cores}},
+        "replicates": [{"stage_threads": stage_threads or {}}],
+    }
+    return ResultSet(manifest, frame, requests)
+
+
+def branch_iv(start, end, span, parent, thread):
+    return interval(Kind.BRANCH, start, end, stage="s", span=span, parent=parent, thread=thread)
+
+
+def fan_out(a_end, b_end, b_resource="host-memory"):
+    """Stage s on thread 1 joins two branches: A computes on thread 2, B moves on thread 3."""
+    stage_end = max(a_end, b_end) + 3
+    return [
+        interval(Kind.REQUEST, 0, stage_end),
+        wait_iv("s", 0, 0, QUEUE_WAIT),
+        stage_iv("s", 0, stage_end, span=1),
+        probe_iv("s", "scheduling", 0, max(a_end, b_end) + 1, span=2, parent=1, resource="wait"),
+        branch_iv(0, a_end, span=3, parent=2, thread=2),
+        probe_iv("s", "compute", 0, a_end, span=4, parent=3, thread=2),
+        branch_iv(0, b_end, span=5, parent=2, thread=3),
+        probe_iv("s", "movement", 0, b_end, span=6, parent=5, resource=b_resource, thread=3),
+    ]
+
+
+def test_the_seed_s_arithmetic_a_quarter_sped_up_by_15_percent():
+    ivs = [
+        interval(Kind.REQUEST, 0, 100),
+        wait_iv("s", 0, 0, QUEUE_WAIT),
+        stage_iv("s", 0, 100, span=1),
+        probe_iv("s", "compute", 0, 25, span=2, parent=1),
+        probe_iv("s", "movement", 25, 100, span=3, parent=1, resource="host-memory"),
+    ]
+    p = project(result_set(ivs, ONE), from_arguments(["compute=1.15"]))
+    assert p.matched_share == 0.25
+    for model in ("naive", "replay"):
+        assert p.speedup(model) == pytest.approx(100 / (75 + 25 / 1.15))
+        assert round(p.speedup(model), 3) == 1.034
+    assert p.surviving() == pytest.approx((1.034 - 1) / 0.15, abs=0.01)
+
+
+def test_an_identity_claim_projects_what_was_measured():
+    ivs = fan_out(a_end=52, b_end=40)
+    p = project(result_set(ivs, ONE), from_arguments(["host-cpu.compute=1"]))
+    assert p.measured["p50"] == p.naive["p50"] == p.replay["p50"]
+    assert p.replay_identity_error == 0.0
+
+
+def diamond(c_compute_end, c_end):
+    """a -> (b: 40 ns of compute on thread 1, c: compute then movement on thread 2) -> d."""
+    d_start = max(52, c_end) + 1
+    return [
+        interval(Kind.REQUEST, 0, d_start + 9),
+        wait_iv("a", 0, 0, QUEUE_WAIT),
+        stage_iv("a", 0, 10, span=1),
+        probe_iv("a", "compute", 0, 10, span=11, parent=1),
+        wait_iv("b", 10, 12),
+        stage_iv("b", 12, 52, span=2),
+        probe_iv("b", "compute", 12, 52, span=21, parent=2),
+        wait_iv("c", 10, 11, thread=2),
+        stage_iv("c", 11, c_end, thread=2, span=3),
+        probe_iv("c", "compute", 11, c_compute_end, span=31, parent=3, thread=2),
+        probe_iv("c", "movement", c_compute_end, c_end, 32, 3, resource="host-memory", thread=2),
+        wait_iv("d", max(52, c_end), d_start),
+        stage_iv("d", d_start, d_start + 9, span=4),
+        probe_iv("d", "compute", d_start, d_start + 9, span=41, parent=4),
+    ]
+
+
+def test_the_critical_path_moves_to_the_other_branch():
+    # c (30 ns compute + 20 ns movement) is critical; 10x faster movement makes it 32 ns, so
+    # b's 40 ns becomes the path. Amdahl on the recorded path does not see that.
+    ivs = diamond(c_compute_end=41, c_end=61)
+    p = project(result_set(ivs, DIAMOND), from_arguments(["movement=10"]))
+    assert p.measured["p50"].value_ms * 1e6 == pytest.approx(71)
+    assert p.naive["p50"].value_ms * 1e6 == pytest.approx(71 - 18)
+    # b ends at 52, d starts 1 ns later (its recorded handoff) and runs 9 ns
+    assert p.replay["p50"].value_ms * 1e6 == pytest.approx(62)
+
+
+def test_an_overlapped_window_shrinks_to_its_longest_part():
+    # A (compute, 52 ns) and B (movement, 40 ns) run side by side; A halved leaves B longest.
+    ivs = fan_out(a_end=52, b_end=40)
+    p = project(result_set(ivs, ONE), from_arguments(["compute=2"]))
+    assert p.naive["p50"].value_ms * 1e6 == pytest.approx(55 - 26)  # the path's A, halved
+    assert p.replay["p50"].value_ms * 1e6 == pytest.approx(40 + 1 + 2)  # B, then the join's tail
+
+
+def test_branches_that_contended_for_one_core_are_freed_by_a_faster_one():
+    # On one core, A and B each ran at half speed for 100 ns: 50 ns of work each. A at 2x
+    # needs 25: both share the core until A is done at 50, then B finishes its last 25 alone.
+    ivs = fan_out(a_end=100, b_end=100)
+    p = project(result_set(ivs, ONE, cores=1), from_arguments(["compute=2"]))
+    assert p.replay["p50"].value_ms * 1e6 == pytest.approx(75 + 3)
+    # with a core each there was no contention: B's 100 ns stay, the join gains nothing
+    roomy = project(result_set(ivs, ONE, cores=2), from_arguments(["compute=2"]))
+    assert roomy.replay["p50"].value_ms * 1e6 == pytest.approx(103)
+
+
+def test_intra_op_threads_count_against_the_cores():
+    # A's compute used 2 threads: with B, 3 cores were asked of 2. Alone it would have
+    # taken 100 * 2/3 ns.
+    ivs = fan_out(a_end=100, b_end=100)
+    model = build(ivs, ONE, cores=2, stage_threads={"s": 2})
+    a_work = next(s.work for s in _steps(model) if s.category == "compute")
+    assert a_work == pytest.approx(100 * 2 / 3)
+    assert replay(model)[0] == pytest.approx(103)
+
+
+def _steps(model):
+    out = []
+    stack = [node.timeline for node in model.stages]
+    while stack:
+        timeline = stack.pop()
+        for step in timeline.steps:
+            out.append(step)
+            stack.extend(b for lane in step.branches for b in lane)
+    return out
+
+
+def test_the_harness_s_own_waits_are_never_scaled():
+    ivs = diamond(c_compute_end=41, c_end=61)
+    p = project(result_set(ivs, DIAMOND), from_arguments(["scheduling=100", "wait=100"]))
+    assert p.naive["p50"] == p.measured["p50"] == p.replay["p50"]
+
+
+def test_which_key_matched_what_is_reported():
+    ivs = diamond(c_compute_end=41, c_end=61)
+    claim = from_arguments(["compute=1.5", "stage:c/host-cpu.compute=3", "layer:tools/movement=2"])
+    p = project(result_set(ivs, DIAMOND), claim)
+    by_key = {m.key: m for m in p.matches}
+    assert by_key["stage:c/host-cpu.compute"].where == ("c (compute, host-cpu)",)
+    assert by_key["layer:tools/movement"].where == ("c (movement, host-memory)",)
+    assert set(by_key["compute"].where) == {"a (compute, host-cpu)", "d (compute, host-cpu)"}
+    assert by_key["compute"].share == pytest.approx((10 + 9) / 71)
+
+
+# A chain of stages on one thread, each a run of pieces: (category, resource, ns).
+PIECE = st.tuples(
+    st.sampled_from([("compute", "host-cpu"), ("movement", "host-memory"), ("scheduling", "wait")]),
+    st.integers(1, 1_000),
+)
+CHAINS = st.lists(st.lists(PIECE, min_size=1, max_size=4), min_size=1, max_size=4)
+FACTORS = st.floats(0.5, 8.0)
+
+
+def chain(stages_pieces, gap=3):
+    stages = tuple(
+        Stage(f"s{i}", "inference", after=(f"s{i - 1}",) if i else ())
+        for i in range(len(stages_pieces))
+    )
+    ivs, cursor, span = [], 0, 1
+    ivs.append(wait_iv("s0", 0, 0, QUEUE_WAIT))
+    for i, pieces in enumerate(stages_pieces):
+        if i:
+            ivs.append(wait_iv(f"s{i}", cursor, cursor + gap))
+            cursor += gap
+        start, stage_span = cursor, span
+        span += 1
+        for (category, resource), ns in pieces:
+            ivs.append(probe_iv(f"s{i}", category, cursor, cursor + ns, span, stage_span, resource))
+            cursor += ns
+            span += 1
+        ivs.append(stage_iv(f"s{i}", start, cursor, span=stage_span))
+    ivs.append(interval(Kind.REQUEST, 0, cursor))
+    return ivs, stages
+
+
+@settings(max_examples=60, deadline=None)
+@given(CHAINS, FACTORS, FACTORS)
+def test_on_a_chain_the_replay_is_amdahl(stages_pieces, compute, movement):
+    ivs, stages = chain(stages_pieces)
+    claim = from_arguments([f"compute={compute}", f"movement={movement}"])
+    p = project(result_set(ivs, stages, cores=1), claim)
+    assert p.replay["p50"].value_ms == pytest.approx(p.naive["p50"].value_ms, rel=1e-9)
+    expected = sum(
+        ns / {"compute": compute, "movement": movement}.get(category, 1.0)
+        for pieces in stages_pieces
+        for (category, _), ns in pieces
+    ) + 3 * (len(stages_pieces) - 1)
+    assert p.naive["p50"].value_ms * 1e6 == pytest.approx(expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 200), st.integers(1, 200), st.integers(1, 4), FACTORS, st.integers(1, 3))
+def test_fan_out_replay_without_a_claim_is_the_recording(a_end, b_end, cores, factor, threads):
+    ivs = fan_out(a_end, b_end)
+    model = build(ivs, ONE, cores=cores, stage_threads={"s": threads})
+    latency, _ = replay(model)
+    assert latency == pytest.approx(max(a_end, b_end) + 3)
+    # a faster part never makes the request slower, and never faster than the part allows
+    faster, _ = replay(model, lambda stage, label, category, resource: max(factor, 1.0))
+    assert faster <= latency + 1e-6
+    assert faster >= latency / max(factor, 1.0) - 1e-6
