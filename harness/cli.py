@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from harness import __version__
+from harness.cli_projection import add_verbs
 from harness.devices import DEVICES
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
 from harness.gpu_timing import MODES, SYNC
@@ -301,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an id, a unique prefix, 'latest', or a set's folder",
     )
     archive_option(show)
+    add_verbs(verb, archive_option)
     return parser
 
 

@@ -29,6 +29,7 @@ from harness.errors import UserError
 
 SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
+PROJECTIONS = "projections"  # a set's sub-folder of projections made from it
 ENV_VAR = "GAPBENCH_RESULTS"
 
 # What every manifest of the current schema holds; a set missing one is corrupt, not loadable.
@@ -218,6 +219,27 @@ class Archive:
         for version in range(manifest.get("migrated_from", SCHEMA_VERSION), SCHEMA_VERSION):
             tables = MIGRATIONS[version].tables(tables)
         return ResultSet(manifest, tables["intervals"], tables["requests"], tables.get("telemetry"))
+
+    def add_projection(self, set_id: str, body: dict[str, Any]) -> str:
+        """Keep a projection beside its set, never overwritten: one file per projection, named
+        by when it was made, so a pre-purchase projection can be checked against a later run."""
+        set_id = self.resolve(set_id)
+        self._read_manifest(set_id)  # only beside a committed set
+        now = datetime.now(timezone.utc)
+        name = f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}.json"
+        path = self._path(set_id, PROJECTIONS, name)
+        self.fs.makedirs(self._path(set_id, PROJECTIONS), exist_ok=True)
+        payload = json.dumps(body, indent=1, sort_keys=True, default=str).encode()
+        self._commit(path, payload)
+        return name
+
+    def projections(self, set_id: str) -> list[dict[str, Any]]:
+        """The projections kept beside a set, oldest first."""
+        folder = self._path(self.resolve(set_id), PROJECTIONS)
+        if not self.fs.exists(folder):
+            return []
+        names = sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(folder, detail=False))
+        return [json.loads(self.fs.cat_file(f"{folder}/{name}")) for name in names]
 
     def attachment(self, set_id: str, name: str) -> bytes:
         """An attachment of a committed set (e.g. ``profile.json``), by its name."""

@@ -1,0 +1,105 @@
+"""The verbs that go from measurements to a buyer's question: project, compare, validate."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from harness import __version__
+from harness.errors import UserError
+
+
+def _claims(args: argparse.Namespace, required: bool) -> list[Any]:
+    from harness import claims
+
+    found = [claims.load(path) for path in args.claim or ()]
+    if args.speedup:
+        found.append(claims.from_arguments(args.speedup))
+    if required and not found:
+        raise UserError("give a claim: --claim FILE (TOML) or --speedup KEY=FACTOR")
+    return found
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    from harness import render_projection
+    from harness.cli import _out
+    from harness.projection import project
+    from harness.store import Archive
+    from harness.summary import summarize
+
+    made_claims = _claims(args, required=True)
+    archive = Archive(args.results)
+    result = archive.load(args.result)
+    made = [project(result, claim) for claim in made_claims]
+    kept = []
+    if not args.no_keep:
+        stamp = {"made_utc": datetime.now(timezone.utc).isoformat(), "gapbench": __version__}
+        kept = [archive.add_projection(result.id, {**p.to_dict(), **stamp}) for p in made]
+    summary = summarize(result)
+    payload = [p.to_dict() for p in made]
+    _out(args, payload, lambda: render_projection.projections(summary, made, kept))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness import render_projection
+    from harness.cli import _out
+    from harness.compare import comparable, compare
+    from harness.projection import project
+    from harness.store import Archive
+    from harness.summary import summarize
+
+    made_claims = _claims(args, required=False)
+    archive = Archive(args.results)
+    base, candidate = archive.load(args.base), archive.load(args.candidate)
+    comparable(base, candidate)  # refuse before any work
+    made = tuple(project(base, claim) for claim in made_claims)
+    result = compare(summarize(base), summarize(candidate), made)
+    _out(args, result.to_dict(), lambda: render_projection.comparison(result))
+    return 0
+
+
+def add_verbs(
+    verb: Callable[..., argparse.ArgumentParser],
+    archive_option: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """Register project and compare on the main parser."""
+
+    def claim_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--claim",
+            action="append",
+            metavar="FILE",
+            help="a claim file (TOML: name, source, date, [speedup] KEY = factor); repeatable",
+        )
+        sub.add_argument(
+            "--speedup",
+            action="append",
+            metavar="KEY=X",
+            help="a speedup given inline, e.g. host-cpu.compute=1.5 or layer:inference/compute=2"
+            " (together they make one claim); repeatable",
+        )
+
+    project = verb(
+        "project",
+        cmd_project,
+        "Project claims on a result set: naive Amdahl beside a replay of its dependency graph.",
+    )
+    project.add_argument("result", metavar="RESULT", help="an id, a unique prefix, or 'latest'")
+    claim_options(project)
+    project.add_argument(
+        "--no-keep", action="store_true", help="do not keep the projections beside the set"
+    )
+    archive_option(project)
+
+    compare = verb(
+        "compare",
+        cmd_compare,
+        "Compare two sets of the same work: measured speedups, and claims projected from BASE.",
+    )
+    compare.add_argument("base", metavar="BASE", help="the set a claim would be judged from")
+    compare.add_argument("candidate", metavar="CANDIDATE", help="the set run the other way")
+    claim_options(compare)
+    archive_option(compare)

@@ -1,0 +1,126 @@
+"""Tables for projections and comparisons (rich); the numbers come from the library unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from harness.compare import Comparison, Speedup
+    from harness.projection import Estimate, Projection
+    from harness.summary import Summary
+
+
+def _estimate(e: Estimate) -> str:
+    if e.low_ms is None:
+        return f"{e.value_ms:.2f}"
+    return f"{e.value_ms:.2f} ({e.low_ms:.2f}-{e.high_ms:.2f})"
+
+
+def _verdict_line(tag: str, summary: Summary) -> list[Any]:
+    v = summary.verdict
+    lines: list[Any] = [
+        Text.assemble(
+            (f"{tag}{summary.result.id}", "bold"),
+            ": ",
+            ("valid", "green") if v.valid else ("INVALID", "red"),
+        )
+    ]
+    lines += [Text(f"  ! {p}", style="red") for p in v.problems]
+    lines += [Text(f"  - {n}", style="yellow") for n in v.notes if "indicative" not in n]
+    return lines
+
+
+def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str]) -> Group:
+    """Several claims side by side on one set: percentiles by each model, where keys applied."""
+    parts: list[Any] = _verdict_line("", summary)
+    first = made[0]
+    replicates = f"range over {first.replicates} replicates" if first.replicates > 1 else ""
+    table = Table(
+        title=f"projected end to end (ms; {replicates or 'one replicate: run --repeat K'}), "
+        f"replayed on {first.cores:g} cores"
+    )
+    for name in ("claim", "matched", "model", "p50", "x p50", "p99", "x p99"):
+        table.add_column(name, justify="left" if name in ("claim", "model") else "right")
+    for p in made:
+        rows = (("measured", p.measured), ("naive", p.naive), ("replay", p.replay))
+        for i, (model, est) in enumerate(rows):
+            table.add_row(
+                p.claim.name if i == 0 else "",
+                f"{p.matched_share:.1%}" if i == 0 else "",
+                model,
+                _estimate(est["p50"]),
+                "" if model == "measured" else f"{p.speedup(model, 'p50'):.3f}",
+                _estimate(est["p99"]),
+                "" if model == "measured" else f"{p.speedup(model, 'p99'):.3f}",
+            )
+    parts.append(table)
+    keys = Table(title="which key applied to what (share of end-to-end time, critical path)")
+    for name in ("claim", "key", "factor", "share", "applied to"):
+        keys.add_column(name, justify="right" if name in ("factor", "share") else "left")
+    for p in made:
+        for m in p.matches:
+            where = ", ".join(m.where) if m.where else "nothing"
+            keys.add_row(p.claim.name, m.key, f"{m.factor:g}", f"{m.share:.1%}", where)
+    parts.append(keys)
+    parts += [Text(p.headline, style="bold") for p in made]
+    if kept:
+        parts.append(Text(f"kept beside {summary.result.id}: {', '.join(kept)}", style="dim"))
+    return Group(*parts)
+
+
+def _interval(s: Speedup) -> str:
+    return "-" if s.low is None else f"{s.low:.3f}-{s.high:.3f}"
+
+
+def comparison(c: Comparison) -> Group:
+    """Verdicts, what differs, measured speedups, and the projections from BASE beside them."""
+    parts: list[Any] = _verdict_line("BASE ", c.base) + _verdict_line("CANDIDATE ", c.candidate)
+    if not c.trustworthy:
+        parts.append(Text("! a set is invalid: this comparison is not trustworthy", style="red"))
+    for key, (a, b) in c.differences.items():
+        parts.append(Text(f"execution differs in {key}: {a} -> {b}", style="dim"))
+    table = Table(title="measured: BASE p50 / CANDIDATE p50 (95% bootstrap over replicates)")
+    for name in ("", "BASE ms", "CANDIDATE ms", "speedup", "interval", "significant"):
+        table.add_column(name, justify="left" if not name else "right")
+    for s in (c.end_to_end, *c.stages):
+        table.add_row(
+            Text(s.name, style="bold" if s is c.end_to_end else ""),
+            f"{s.base_ms:.2f}",
+            f"{s.candidate_ms:.2f}",
+            f"{s.ratio:.3f}",
+            _interval(s),
+            "yes" if s.significant else "no",
+        )
+    parts.append(table)
+    if c.projections:
+        proj = Table(title="projected from BASE beside what was delivered (end to end, p50)")
+        for name in ("claim", "claimed", "naive", "replay", "delivered", "gap", "replay err"):
+            proj.add_column(name, justify="left" if name == "claim" else "right")
+        for p in c.projections:
+            delivered = c.end_to_end.ratio
+            proj.add_row(
+                p.claim.name,
+                f"{p.claimed:g}",
+                f"{p.speedup('naive'):.3f}",
+                f"{p.speedup('replay'):.3f}",
+                f"{delivered:.3f}",
+                f"{c.gap(p):+.3f}",
+                f"{p.speedup('replay') / delivered - 1:+.1%}",
+            )
+        parts.append(proj)
+    e = c.end_to_end
+    verdict = "faster" if e.ratio >= 1 else "slower"
+    factor = e.ratio if e.ratio >= 1 else 1 / e.ratio
+    basis = (
+        f"95% interval {_interval(e)}, {'significant' if e.significant else 'not significant'}"
+        if e.low is not None
+        else "one replicate on a side: not significant; run --repeat K"
+    )
+    sentence = f"CANDIDATE is {factor:.3f}x {verdict} end to end at p50 ({basis})"
+    parts.append(Text(sentence, style="bold"))
+    return Group(*parts)
