@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.errors import UserError
+
 OPSET = 18
 CACHE_VARIABLE = "GAPBENCH_CACHE"
 GRAPH_FILE = "model.onnx"  # weights go beside it in model.onnx.data
@@ -72,8 +74,10 @@ class Exported:
 
 
 def cache_key(spec: GraphSpec, model: Mapping[str, Any], opset: int = OPSET) -> str:
-    """The hash a graph is cached under: the model's description, the graph, opset, versions."""
+    """The hash a graph is cached under: the model's description, the graph, opset, and the
+    versions of what writes the graph (torch's exporter, onnxscript, onnx)."""
     import onnx
+    import onnxscript
     import torch
 
     described = {
@@ -81,6 +85,7 @@ def cache_key(spec: GraphSpec, model: Mapping[str, Any], opset: int = OPSET) -> 
         "graph": spec.to_dict(),
         "opset": opset,
         "torch": torch.__version__,
+        "onnxscript": onnxscript.__version__,
         "onnx": onnx.__version__,
     }
     canonical = json.dumps(described, sort_keys=True, default=str).encode()
@@ -102,15 +107,22 @@ def export_cached(
     modules with the same description must compute the same function.
     """
     key = cache_key(spec, model, opset)
-    folder = (root or cache_root()) / "onnx" / f"{spec.name}-{key}"
+    folder = entry(spec, key, root)
     graph = folder / GRAPH_FILE
     started = time.perf_counter()
     if graph.exists():
         return Exported(spec, graph, key, time.perf_counter() - started, cached=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=folder.parent))
     try:
-        _export(module, example, spec, scratch / GRAPH_FILE, opset)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=folder.parent))
+    except OSError as exc:
+        raise UserError(f"cannot write the export cache {folder.parent}: {exc.strerror}") from None
+    try:
+        try:
+            _export(module, example, spec, scratch / GRAPH_FILE, opset)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"exporting the {spec.name} graph to ONNX failed: {first}") from exc
         (scratch / "spec.json").write_text(json.dumps({"key": key, "model": model}, default=str))
         try:
             scratch.rename(folder)
@@ -120,6 +132,16 @@ def export_cached(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Exported(spec, graph, key, time.perf_counter() - started, cached=False)
+
+
+def entry(spec: GraphSpec, key: str, root: Path | None = None) -> Path:
+    """The cache folder of one graph."""
+    return (root or cache_root()) / "onnx" / f"{spec.name}-{key}"
+
+
+def evict(exported: Exported) -> None:
+    """Drop a cache entry that would not load (a truncated weights file, a disk error)."""
+    shutil.rmtree(exported.path.parent, ignore_errors=True)
 
 
 def _export(module: Any, example: Sequence[Any], spec: GraphSpec, path: Path, opset: int) -> None:

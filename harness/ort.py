@@ -33,19 +33,23 @@ PREFERENCE = (
     "DmlExecutionProvider",
     CPU,
 )
-GPU_PROVIDERS = frozenset(PREFERENCE[:4])
+CUDA_PROVIDERS = frozenset(PREFERENCE[:4])  # run on the device torch calls "cuda"
+# Providers that run the graph off the host CPU: on --device cpu they would hide copies.
+ACCELERATORS = CUDA_PROVIDERS | {"CoreMLExecutionProvider", "DmlExecutionProvider"}
+HOST_PROVIDERS = ("OpenVINOExecutionProvider", CPU)  # OpenVINO's default device is the CPU
 ON_REQUEST = frozenset({"TensorrtExecutionProvider"})
 # Not a local compute provider: it sends the graph to a remote endpoint.
 NOT_COMPUTE = frozenset({"AzureExecutionProvider"})
 
 
 def available_providers() -> list[str]:
-    """What this onnxruntime build offers, in gapbench's order of preference."""
+    """What this onnxruntime build offers to compute here, in gapbench's order of preference
+    (providers it does not know come last: they run only when named)."""
     import onnxruntime
 
     offered = [p for p in onnxruntime.get_available_providers() if p not in NOT_COMPUTE]
     rank = {p: i for i, p in enumerate(PREFERENCE)}
-    return sorted(offered, key=lambda p: rank.get(p, len(PREFERENCE) - 1))
+    return sorted(offered, key=lambda p: rank.get(p, len(PREFERENCE)))
 
 
 def choose_providers(
@@ -53,11 +57,15 @@ def choose_providers(
 ) -> tuple[str, ...]:
     """The providers for ``device``: ``requested`` as given (checked), else the best available.
 
-    On a GPU the first must be a GPU provider, and on the host none may be: the model's tensors
-    live on ``device``, and a session elsewhere would hide copies inside its run.
+    On a GPU the first must run on that GPU, and on the host none may run elsewhere: the
+    model's tensors live on ``device``, and a session elsewhere would hide copies in its run.
     """
-    offered = list(available_providers() if available is None else available)
+    offered = [p for p in (available_providers() if available is None else available)]
+    offered = [p for p in offered if p not in NOT_COMPUTE]
     if requested:
+        remote = [p for p in requested if p in NOT_COMPUTE]
+        if remote:
+            raise UserError(f"gapbench does not use {remote[0]}: it runs the graph remotely")
         unknown = [p for p in requested if p not in offered]
         if unknown:
             raise UserError(
@@ -65,13 +73,13 @@ def choose_providers(
             )
         chosen = tuple(requested)
     elif device == "cpu":
-        chosen = tuple(p for p in offered if p not in GPU_PROVIDERS and p not in ON_REQUEST)
+        chosen = tuple(p for p in offered if p in HOST_PROVIDERS)
     else:
-        chosen = tuple(p for p in offered if p not in ON_REQUEST)
-    on_gpu = [p for p in chosen if p in GPU_PROVIDERS]
-    if device == "cpu" and on_gpu:
-        raise UserError(f"--device cpu cannot use {', '.join(on_gpu)}; use --device cuda")
-    if device != "cpu" and (not chosen or chosen[0] not in GPU_PROVIDERS):
+        chosen = tuple(p for p in offered if p in CUDA_PROVIDERS - ON_REQUEST or p == CPU)
+    elsewhere = [p for p in chosen if p in ACCELERATORS]
+    if device == "cpu" and elsewhere:
+        raise UserError(f"--device cpu cannot use {', '.join(elsewhere)}; use --device cuda")
+    if device != "cpu" and (not chosen or chosen[0] not in CUDA_PROVIDERS):
         raise UserError(
             f"onnxruntime here has no GPU execution provider for --device {device} (available: "
             f"{', '.join(offered)}); install onnxruntime-gpu, or use --device cpu"

@@ -24,17 +24,7 @@ def _ms(value: float | None, indicative: bool = False) -> str:
 def summary(s: Summary) -> Group:
     """Verdict first, then end to end, the per-stage table and the answer."""
     m = s.result.manifest
-    execution = m["config"]["execution"]
-    parts: list[Any] = []
-    parts.append(
-        Text.assemble(
-            (s.result.id, "bold"),
-            f"  {m['workload']} ({m['config']['work']['size']}) on {execution['device']} with "
-            f"{backend_name(execution)}, {execution['threads']} threads, "
-            f"{execution['repeat']} process(es): ",
-            ("valid", "green") if s.verdict.valid else ("INVALID", "red"),
-        )
-    )
+    parts: list[Any] = [header(s)]
     parts += [Text(f"  ! {p}", style="red") for p in s.verdict.problems]
     parts += [Text(f"  - {n}", style="yellow") for n in s.verdict.notes]
     e = s.end_to_end
@@ -72,6 +62,19 @@ def summary(s: Summary) -> Group:
         parts.append(profile_table(m["profile"]))
     parts.append(Text(s.answer.sentence, style="bold"))
     return Group(*parts)
+
+
+def header(s: Summary, tag: str = "") -> Text:
+    """The set's id, what ran where, and its verdict in one line."""
+    m = s.result.manifest
+    execution = m["config"]["execution"]
+    return Text.assemble(
+        (f"{tag}{s.result.id}", "bold"),
+        f"  {m['workload']} ({m['config']['work']['size']}) on {execution['device']} with "
+        f"{backend_name(execution)}, {execution['threads']} threads, "
+        f"{execution['repeat']} process(es): ",
+        ("valid", "green") if s.verdict.valid else ("INVALID", "red"),
+    )
 
 
 def backend_name(execution: dict[str, Any]) -> str:
@@ -115,6 +118,9 @@ def _facts(replicates: list[dict[str, Any]]) -> str:
             if not all(e["cached"] for e in x.values())
         ]
         facts.append(f"graphs exported in {max(cold):.1f} s" if cold else "graphs from the cache")
+    checked = [r["agreement_check_s"] for r in replicates if r.get("agreement_check_s")]
+    if checked:
+        facts.append(f"agreement check {max(checked):.1f} s (both inside the model load)")
     return ", ".join(facts)
 
 
@@ -146,16 +152,7 @@ def side_by_side(summaries: list[Summary]) -> Group:
     each set is shown as measured)."""
     parts: list[Any] = []
     for i, s in enumerate(summaries):
-        m = s.result.manifest
-        execution = m["config"]["execution"]
-        parts.append(
-            Text.assemble(
-                (f"[{i + 1}] {s.result.id}", "bold"),
-                f"  {m['workload']} ({m['config']['work']['size']}) on {execution['device']} "
-                f"with {backend_name(execution)}, {execution['threads']} threads: ",
-                ("valid", "green") if s.verdict.valid else ("INVALID", "red"),
-            )
-        )
+        parts.append(header(s, f"[{i + 1}] "))
         parts += [Text(f"  ! {p}", style="red") for p in s.verdict.problems]
     works = {s.result.manifest["config"]["work"].get("work_sha256") for s in summaries}
     if len(works) > 1:

@@ -106,7 +106,10 @@ def verdict(
     ]
     unsized = int((movement["nbytes"] <= 0).sum())
     if unsized:
-        notes.append(f"{unsized} movement intervals carry no byte count: their rate is unknown")
+        notes.append(
+            f"{unsized} movement intervals carry no byte count (a copy of unknown size, or "
+            "pointers handed over): their rate is unknown"
+        )
     if result.telemetry is not None and not result.telemetry.empty:
         drop = frequency_drop(result.telemetry)
         if drop is not None and drop >= THROTTLE_DROP:

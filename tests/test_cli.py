@@ -245,3 +245,55 @@ def test_trace_writes_a_perfetto_file(plugin_file, tmp_path, capsys):
     assert written["events"] == len(events) == len(Archive(results).load("latest").intervals)
     status, _, err = run_cli(capsys, "trace", "latest", "--results", results)
     assert status == 2 and "needs -o FILE" in err
+
+
+def test_project_and_compare_from_the_command_line(plugin_file, tmp_path, capsys):
+    results = str(tmp_path / "results")
+    ref = f"{plugin_file}:MatmulService"
+    ids = []
+    for seed in ("0", "0", "1"):
+        argv = ["run", ref, *FAST, "--seed", seed, "--repeat", "2", "--results", results, "--json"]
+        status, out, err = run_cli(capsys, *argv)
+        assert status == 0, err
+        ids.append(json.loads(out)[0]["id"])
+    base, again, other = ids
+    # the same work twice: compared with an interval over replicates
+    status, out, err = run_cli(capsys, "compare", base, again, "--results", results, "--json")
+    assert status == 0, err
+    compared = json.loads(out)
+    assert compared["end_to_end"]["interval"] is not None
+    assert {"base", "candidate"} == set(compared["verdicts"])
+    # other work is refused, in one line; side by side it is flagged
+    status, out, err = run_cli(capsys, "compare", base, other, "--results", results)
+    assert status == 2 and "were given different work (seed" in err and err.count("\n") == 1
+    status, out, err = run_cli(capsys, "show", base, other, "--results", results)
+    assert status == 0 and "not comparable" in out
+    # a projection is printed and kept beside the set
+    argv = ["project", base, "--speedup", "host-cpu.compute=2", "--results", results]
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 0, err
+    assert "which key applied" in out and "of the claimed gain survives" in out
+    assert len(Archive(results).projections(base)) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('name = "x"\n[speedup]\n"host-gpu" = 2\n', "key 'host-gpu': 'host-gpu' is neither"),
+        (
+            'name = "x"\n[speedup]\n"compute" = -1\n',
+            "key 'compute': a speedup must be a positive",
+        ),
+        ('name = "x"\n[speedup]\n"layer/compute" = 2\n', "key 'layer/compute': a scope is"),
+        ('[speedup]\n"compute" = 2\n', "key 'name': every claim needs a name"),
+        ('name = "x"\nspeed = 2\n', "key 'speed': not a claim field"),
+        ("name = [", "not valid TOML"),
+    ],
+)
+def test_a_malformed_claim_names_its_file_and_key(body, message, tmp_path, capsys):
+    claim = tmp_path / "claim.toml"
+    claim.write_text(body)
+    argv = ["project", "latest", "--claim", str(claim), "--results", str(tmp_path)]
+    status, _, err = run_cli(capsys, *argv)
+    assert status == 2 and err.count("\n") == 1
+    assert str(claim) in err and message in err

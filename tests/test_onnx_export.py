@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from harness import onnx_export
+from harness.errors import UserError
 from harness.onnx_export import GraphSpec, cache_root, export_cached
 from workloads.models import Encoder, EncoderConfig
 
@@ -66,12 +67,27 @@ def test_the_key_changes_with_the_model_and_the_opset():
     assert onnx_export.cache_key(other, {"seed": 0}) != base
 
 
-def test_a_failed_export_leaves_nothing_behind(encoder, tmp_path, monkeypatch):
+def test_the_key_changes_with_the_torch_that_exported(monkeypatch):
+    base = onnx_export.cache_key(SPEC, {"seed": 0})
+    monkeypatch.setattr(torch, "__version__", "9.9.9")
+    assert onnx_export.cache_key(SPEC, {"seed": 0}) != base
+
+
+def test_a_failed_export_is_one_line_and_leaves_nothing_behind(encoder, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         (args[3].parent / "partial.onnx").write_text("half")
-        raise RuntimeError("exporter crashed")
+        raise RuntimeError("exporter crashed\nwith a long story")
 
     monkeypatch.setattr(onnx_export, "_export", broken)
-    with pytest.raises(RuntimeError, match="exporter crashed"):
+    with pytest.raises(
+        UserError, match=r"exporting the encoder graph to ONNX failed: exporter crashed$"
+    ):
         export_cached(encoder, _example(), SPEC, {"seed": 0}, root=tmp_path)
     assert list((tmp_path / "onnx").iterdir()) == []
+
+
+def test_an_unwritable_cache_is_one_line(encoder, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.raises(UserError, match="cannot write the export cache"):
+        export_cached(encoder, _example(), SPEC, {"seed": 0}, root=blocked)

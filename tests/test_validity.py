@@ -73,7 +73,10 @@ def test_movement_without_bytes_is_noted():
     assert not any("byte count" in n for n in verdict(result_set(sized), E2E, 1.0).notes)
     unsized = [*diamond(30), probe_iv("b", "movement", 13, 14, span=9, parent=2)]
     notes = verdict(result_set(unsized), E2E, 1.0).notes
-    assert "1 movement intervals carry no byte count: their rate is unknown" in notes
+    assert (
+        "1 movement intervals carry no byte count (a copy of unknown size, or pointers handed "
+        "over): their rate is unknown"
+    ) in notes
 
 
 def test_a_stage_blocked_in_its_join_does_not_count_beside_its_branches():

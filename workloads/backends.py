@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from harness import onnx_export, ort
+from harness.errors import UserError
 from harness.onnx_export import Exported, GraphSpec
 from harness.workload import StageContext
 from workloads import models
@@ -123,15 +124,35 @@ class OrtModels:
         self.exports: dict[str, Exported] = {}
         self.graphs: dict[str, ort.Graph] = {}
         for name, (module, example, spec) in examples.items():
-            exported = onnx_export.export_cached(module, example, spec, description)
-            self.exports[name] = exported
-            self.graphs[name] = ort.Graph(name, exported.path, self.session_config)
+            self.exports[name], self.graphs[name] = self._load(
+                name, module, example, spec, description
+            )
+
+    def _load(self, name: str, module, example, spec: GraphSpec, description: dict[str, Any]):
+        """The graph exported (or found in the cache) and its session; a cached graph that will
+        not load (a truncated weights file) is evicted and exported again, once."""
+        exported = onnx_export.export_cached(module, example, spec, description)
+        try:
+            return exported, self._graph(name, exported)
+        except UserError:
+            if not exported.cached:
+                raise
+        onnx_export.evict(exported)
+        exported = onnx_export.export_cached(module, example, spec, description)
+        return exported, self._graph(name, exported)
+
+    def _graph(self, name: str, exported: Exported) -> ort.Graph:
+        try:
+            return ort.Graph(name, exported.path, self.session_config)
+        except Exception as exc:  # onnxruntime raises its own Fail, InvalidGraph, ...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise UserError(f"onnxruntime cannot load the {name} graph: {first}") from exc
 
     def _run(self, ctx: StageContext, graph: str, inputs: list[Tensor], outputs: list[Tensor]):
         """Bind ``inputs`` and ``outputs`` to ``graph``'s session, then run it."""
-        nbytes = sum(t.numel() * t.element_size() for t in (*inputs, *outputs))
         with ort.on_stream(self.stream):
-            with ctx.movement(nbytes=nbytes, label=f"bind {graph}", resource=self._resource(ctx)):
+            # Binding hands the session pointers: nothing is copied, so no bytes are counted.
+            with ctx.movement(nbytes=0, label=f"bind {graph}", resource=self._resource(ctx)):
                 binding = self.graphs[graph].bind(inputs, outputs)
             with ctx.compute(label=f"{RUN_PREFIX}{graph}"):
                 self.graphs[graph].run(binding)
