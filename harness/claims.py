@@ -103,6 +103,9 @@ class Claim:
     source: str = ""
     date: str = ""
     path: str = ""
+    # Intra-op threads the claimed speedup runs with, where it comes from more threads: the
+    # replay then asks that many cores of each compute stretch.
+    threads: int | None = None
 
     def factor(self, stage: str, layer: str, category: str, resource: str) -> tuple[float, str]:
         """The speedup for a stretch of time, and the key it came from ("" and 1.0: none)."""
@@ -121,6 +124,7 @@ class Claim:
             "date": self.date,
             "path": self.path,
             "speedup": {target.key: factor for target, factor in self.speedups},
+            "threads": self.threads,
         }
 
 
@@ -155,7 +159,7 @@ def load(path: str | Path) -> Claim:
         raise UserError(f"cannot read claim file {str(path)!r}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML: {exc}") from None
-    unknown = set(body) - {"name", "source", "date", "speedup"}
+    unknown = set(body) - {"name", "source", "date", "speedup", "threads"}
     if unknown:
         raise UserError(f"{path}: key {sorted(unknown)[0]!r}: not a claim field")
     table = body.get("speedup")
@@ -164,12 +168,18 @@ def load(path: str | Path) -> Claim:
     name = body.get("name")
     if not isinstance(name, str) or not name:
         raise UserError(f"{path}: key 'name': every claim needs a name")
+    threads = body.get("threads")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise UserError(f"{path}: key 'threads': a whole number of threads, 1 or more")
     return Claim(
         name=name,
         speedups=_speedups(table.items(), str(path)),
         source=str(body.get("source", "")),
         date=str(body.get("date", "")),
         path=str(path),
+        threads=threads,
     )
 
 

@@ -61,6 +61,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+
+    from harness import hardware, render_projection
+    from harness.cli import _out
+    from harness.devices import resolve_device
+    from harness.store import Archive
+    from harness.validate import Plan, conditions, validate
+
+    names = {c.name for c in conditions(1)}
+    unknown = [n for n in args.only or () if n not in names]
+    if unknown:
+        raise UserError(f"unknown condition {unknown[0]!r} (one of {', '.join(sorted(names))})")
+    device = resolve_device(args.device)
+    archive = Archive(args.results)
+    err = Console(stderr=True)
+    started = time.perf_counter()
+
+    def say(text: str) -> None:
+        err.print(f"validate [{time.perf_counter() - started:5.0f} s] {text}", style="dim")
+
+    fingerprint = hardware.detect().to_dict()
+    plan = Plan.of(args.quick)
+    outcomes = validate(
+        plan, archive, fingerprint, device=device, only=tuple(args.only or ()), say=say
+    )
+    seconds = time.perf_counter() - started
+    payload = {"seconds": seconds, "conditions": [o.to_dict() for o in outcomes]}
+    _out(args, payload, lambda: render_projection.validation(outcomes, seconds))
+    return 0
+
+
 def add_verbs(
     verb: Callable[..., argparse.ArgumentParser],
     archive_option: Callable[[argparse.ArgumentParser], None],
@@ -103,3 +137,20 @@ def add_verbs(
     compare.add_argument("candidate", metavar="CANDIDATE", help="the set run the other way")
     claim_options(compare)
     archive_option(compare)
+
+    validate = verb(
+        "validate",
+        cmd_validate,
+        "Check projections against real runs here: each condition changes one component.",
+    )
+    validate.add_argument(
+        "--quick", action="store_true", help="fewer requests per replicate (what CI runs)"
+    )
+    validate.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only this condition (threads, backend, contention); repeatable",
+    )
+    validate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    archive_option(validate)

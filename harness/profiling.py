@@ -217,7 +217,7 @@ def _run(driver: Any, stream: Sequence[Any], requests: int) -> list[Interval]:
     return intervals
 
 
-def _compute_probes(intervals: list[Interval]) -> dict[tuple[str, str], list[int]]:
+def compute_times(intervals: list[Interval]) -> dict[tuple[str, str], list[int]]:
     """Each compute probe's own time by (stage, label): innermost wins, so time in a probe
     nested inside it (binding a session's inputs, a copy) is not its compute."""
     nested: dict[tuple[int, int], int] = defaultdict(int)
@@ -252,7 +252,7 @@ def _profile_backend(
             profiler_operator_ms=graphs[label].node_us / 1e3,
             basis="scope",
         )
-        for (stage, label), durations in sorted(_compute_probes(intervals).items())
+        for (stage, label), durations in sorted(compute_times(intervals).items())
         if label in graphs  # a compute probe named after the graph it runs
     )
     events = [event for graph in graphs.values() for event in graph.events]
@@ -303,7 +303,7 @@ def _checks(
             profiler_scope_ms=scope_us[(stage, label)] / 1e3,
             profiler_operator_ms=operator_us[(stage, label)] / 1e3,
         )
-        for (stage, label), durations in sorted(_compute_probes(intervals).items())
+        for (stage, label), durations in sorted(compute_times(intervals).items())
         if (stage, label) in scope_us
     )
 

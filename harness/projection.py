@@ -144,7 +144,7 @@ def project(result: ResultSet, claim: Claim) -> Projection:
         stage_threads = threads[replicate] if replicate < len(threads) else {}
         model = build(intervals, stages, cores, stage_threads)
         identity, _ = replay(model)
-        replayed, _ = replay(model, factor)
+        replayed, _ = replay(model, factor, claim.threads)
         rows.append((replicate, split.latency_ns, naive, replayed, identity))
     if not rows:
         raise ValueError(f"result set {result.id} has no successful request to project")

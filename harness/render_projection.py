@@ -124,3 +124,46 @@ def comparison(c: Comparison) -> Group:
     sentence = f"CANDIDATE is {factor:.3f}x {verdict} end to end at p50 ({basis})"
     parts.append(Text(sentence, style="bold"))
     return Group(*parts)
+
+
+def validation(outcomes: Sequence[Any], seconds: float) -> Group:
+    """Per condition: component speedups, measured, both projections, errors and noise floor."""
+    table = Table(title="projections from A checked against B (p50 speedups, medians over pairs)")
+    columns = (
+        "condition",
+        "A -> B",
+        "component (alone)",
+        "measured",
+        "naive",
+        "replay",
+        "naive err",
+        "replay err",
+        "noise floor",
+        "within",
+        "replay, parts in situ",
+    )
+    for name in columns:
+        table.add_column(name, justify="left" if name in columns[:3] else "right")
+    for o in outcomes:
+        d = o.to_dict()
+        component = ", ".join(f"{stage} {x:.2f}x" for stage, x in o.component.items()) or "-"
+        table.add_row(
+            o.condition.name,
+            f"{o.condition.a.label} -> {o.condition.b.label}",
+            component,
+            f"{d['measured_speedup']:.3f}",
+            f"{d['naive_speedup']:.3f}",
+            f"{d['replay_speedup']:.3f}",
+            f"{d['naive_error']:.1%}",
+            f"{d['replay_error']:.1%}",
+            f"{d['noise_floor']:.1%}",
+            Text("yes", "green") if o.passes else Text("no", "red"),
+            f"{d['in_pipeline_replay_speedup']:.3f} ({d['in_pipeline_replay_error']:.1%})",
+        )
+    passed = sum(o.passes for o in outcomes)
+    verdict = Text(
+        f"replay within max(3%, noise floor) in {passed} of {len(outcomes)} conditions; "
+        f"{len(outcomes[0].measured) if outcomes else 0} paired replicates each; {seconds:.0f} s",
+        style="bold",
+    )
+    return Group(table, verdict)

@@ -179,11 +179,16 @@ def _all_steps(timeline: Timeline) -> list[Step]:
     return out
 
 
+def steps(model: Model) -> list[Step]:
+    """Every step of a model: its stages' and, inside joins, their branches'."""
+    return [step for node in model.stages for step in _all_steps(node.timeline)]
+
+
 def _take_out_contention(model: Model) -> None:
     """Each pooled step's work: its recorded time, at the share of its pool it had then."""
-    steps = [s for node in model.stages for s in _all_steps(node.timeline)]
+    every = steps(model)
     for pool, capacity in model.capacity.items():
-        pooled = [s for s in steps if s.pool == pool and not s.branches]
+        pooled = [s for s in every if s.pool == pool and not s.branches]
         edges = sorted({t for s in pooled for t in (s.start_ns, s.end_ns)})
         for step in pooled:
             step.work = 0.0
@@ -204,14 +209,28 @@ class _Run:
     index: int = -1
 
 
-def replay(model: Model, scale: Scale | None = None) -> tuple[float, dict[str, float]]:
+def replay(
+    model: Model, scale: Scale | None = None, threads: int | None = None
+) -> tuple[float, dict[str, float]]:
     """The request's latency (ns from arrival to the last stage's end) and each stage's end,
-    with every step's work divided by ``scale(stage, label, category, resource)``."""
+    with every step's work divided by ``scale(stage, label, category, resource)``.
+
+    ``threads``: the intra-op threads compute would use in the projected condition (a speedup
+    that comes from more threads asks more of the cores), instead of the recorded ones.
+    """
     factor = scale or (lambda *key: 1.0)
+    cores = model.capacity[CPU]
+
+    def demand(step: Step) -> float:
+        if threads is not None and step.pool == CPU and step.category == Category.COMPUTE.value:
+            return float(min(max(threads, 1), cores))
+        return step.demand
+
     now = float(model.arrival_ns)
     ends: dict[str, float] = {}
     fixed: list[tuple[float, Callable[[float], None]]] = []  # (when, then)
     active: dict[int, tuple[Step, float, _Run]] = {}  # id -> (step, work left, its run)
+    demands: dict[int, float] = {}
     started: set[str] = set()
 
     def advance(run: _Run, at: float) -> None:
@@ -228,6 +247,7 @@ def replay(model: Model, scale: Scale | None = None) -> tuple[float, dict[str, f
         else:
             f = factor(step.stage, step.label, step.category, step.resource)
             active[id(step)] = (step, step.work / f, run)
+            demands[id(step)] = demand(step)
 
     def _join(step: Step, run: _Run, at: float) -> None:
         # Each thread's lane starts as it did (after the same spawn delay) and runs its
@@ -275,7 +295,7 @@ def replay(model: Model, scale: Scale | None = None) -> tuple[float, dict[str, f
 
     start_ready(now)
     while fixed or active:
-        rates = _rates(active, model.capacity)
+        rates = _rates(active, demands, model.capacity)
         next_fixed = min((when for when, _ in fixed), default=float("inf"))
         next_work = min(
             (left / rates[key] for key, (_, left, _) in active.items() if rates[key] > 0),
@@ -302,10 +322,14 @@ def replay(model: Model, scale: Scale | None = None) -> tuple[float, dict[str, f
     return sink - model.arrival_ns, ends
 
 
-def _rates(active: dict[int, tuple[Step, float, _Run]], capacity: dict[str, float]):
+def _rates(
+    active: dict[int, tuple[Step, float, _Run]],
+    demands: dict[int, float],
+    capacity: dict[str, float],
+) -> dict[int, float]:
     asked: dict[str, float] = defaultdict(float)
-    for step, _, _ in active.values():
-        asked[step.pool] += step.demand
+    for key, (step, _, _) in active.items():
+        asked[step.pool] += demands[key]
     return {
         key: min(1.0, capacity.get(step.pool, 1.0) / asked[step.pool]) if asked[step.pool] else 1.0
         for key, (step, _, _) in active.items()

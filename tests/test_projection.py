@@ -12,7 +12,7 @@ from test_attribution import probe_iv, stage_iv, wait_iv
 from harness.claims import from_arguments
 from harness.probes import QUEUE_WAIT, Kind
 from harness.projection import project
-from harness.replay import build, replay
+from harness.replay import build, replay, steps
 from harness.runner import intervals_frame
 from harness.store import ResultSet
 from harness.workload import Stage
@@ -140,20 +140,9 @@ def test_intra_op_threads_count_against_the_cores():
     # taken 100 * 2/3 ns.
     ivs = fan_out(a_end=100, b_end=100)
     model = build(ivs, ONE, cores=2, stage_threads={"s": 2})
-    a_work = next(s.work for s in _steps(model) if s.category == "compute")
+    a_work = next(s.work for s in steps(model) if s.category == "compute")
     assert a_work == pytest.approx(100 * 2 / 3)
     assert replay(model)[0] == pytest.approx(103)
-
-
-def _steps(model):
-    out = []
-    stack = [node.timeline for node in model.stages]
-    while stack:
-        timeline = stack.pop()
-        for step in timeline.steps:
-            out.append(step)
-            stack.extend(b for lane in step.branches for b in lane)
-    return out
 
 
 def test_the_harness_s_own_waits_are_never_scaled():

@@ -1,0 +1,327 @@
+"""`gapbench validate`: the projection arithmetic checked against real runs on this machine.
+
+Each condition changes one component between a setting A and a setting B. The component's
+speedup is measured the way a vendor measures it: each stage alone, in isolation, under A and
+under B (its compute time per call). That speedup, as a claim, is projected from a set run
+under A and checked against a set run under B, pair by pair over K replicates, beside the
+noise floor: a second set under A against the first, measured the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from harness import plugins
+from harness.breakdown import ok_requests, stages_of
+from harness.claims import Claim, parse_key
+from harness.probes import Category, Recorder
+from harness.profiling import compute_times
+from harness.projection import machine_cores, project
+from harness.replay import build, steps
+from harness.run import THREAD_VARIABLES, RunConfig, run
+from harness.runner import Measurement
+from harness.store import Archive, ResultSet
+from harness.workload import RunContext, StageContext, topological_order
+
+TARGET = 0.03  # the replay model's median error, or the noise floor where that is larger
+MIN_STAGE_MS = 0.2  # stages with less compute a call are left out of the claim: noise only
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How a set is run: the backend of its model stages and its intra-op threads."""
+
+    label: str
+    backend: str = "torch"
+    threads: int | None = None  # None: the machine's default
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    workload: str
+    a: Setting
+    b: Setting
+    what: str
+
+
+def conditions(cores: int) -> tuple[Condition, ...]:
+    many = Setting(f"{cores} threads", threads=cores)
+    one = Setting("1 thread", threads=1)
+    return (
+        Condition("threads", "rag", one, many, "compute threads 1 -> all cores"),
+        Condition(
+            "backend",
+            "rag",
+            Setting("torch"),
+            Setting("onnxruntime", backend="onnxruntime"),
+            "model stages on torch -> onnxruntime",
+        ),
+        Condition("contention", "branches", one, many, "two parallel branches, 1 -> all threads"),
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to measure: replicates per set, and each replicate's requests."""
+
+    size: str
+    replicates: int
+    measurement: Measurement
+    inputs: int  # requests whose stage inputs the component benchmark runs on
+    rounds: int  # alternating A/B rounds of it
+
+    @classmethod
+    def of(cls, quick: bool) -> Plan:
+        if quick:
+            return cls("quick", 5, Measurement(warmup=2, min_requests=12, min_duration_s=0), 4, 4)
+        return cls("quick", 5, Measurement(warmup=5, min_requests=64, min_duration_s=2.0), 12, 9)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One condition: component speedups, the sets, and the paired errors."""
+
+    condition: Condition
+    component: dict[str, float]  # stage -> isolated compute speedup, A over B
+    sets: dict[str, str]  # "a", "b", "a_again" -> set id
+    measured: list[float]  # per replicate: B's p50 over A's (the delivered speedup)
+    naive: list[float]  # per replicate: the projected speedup
+    replay: list[float]
+    noise: list[float]  # per replicate: |A again / A - 1|
+    # The replay from components measured inside the two sets instead of alone: the same
+    # arithmetic without the component benchmark's own error (warm caches, one input shape).
+    in_pipeline: list[float]
+
+    def error(self, model: str) -> float:
+        """Median over replicates of |projected / measured - 1|."""
+        projected = {"naive": self.naive, "replay": self.replay}.get(model, self.in_pipeline)
+        return statistics.median(
+            abs(p / m - 1) for p, m in zip(projected, self.measured, strict=True)
+        )
+
+    @property
+    def noise_floor(self) -> float:
+        return statistics.median(self.noise)
+
+    @property
+    def passes(self) -> bool:
+        return self.error("replay") <= max(TARGET, self.noise_floor)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "condition": asdict(self.condition),
+            "component_speedups": self.component,
+            "sets": self.sets,
+            "measured_speedup": statistics.median(self.measured),
+            "naive_speedup": statistics.median(self.naive),
+            "replay_speedup": statistics.median(self.replay),
+            "naive_error": self.error("naive"),
+            "replay_error": self.error("replay"),
+            "in_pipeline_replay_speedup": statistics.median(self.in_pipeline),
+            "in_pipeline_replay_error": self.error("in_pipeline"),
+            "noise_floor": self.noise_floor,
+            "target": max(TARGET, self.noise_floor),
+            "passes": self.passes,
+            "per_replicate": {
+                "measured": self.measured,
+                "naive": self.naive,
+                "replay": self.replay,
+                "noise": self.noise,
+                "in_pipeline": self.in_pipeline,
+            },
+        }
+
+
+@contextlib.contextmanager
+def threads(count: int | None) -> Iterator[None]:
+    """Intra-op threads for this process and the worker processes it starts."""
+    import torch
+
+    saved_env = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+    saved = torch.get_num_threads()
+    try:
+        for key in THREAD_VARIABLES:
+            if count is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = str(count)
+        if count is not None:
+            torch.set_num_threads(count)
+        yield
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        torch.set_num_threads(saved)
+
+
+def components(
+    condition: Condition, device: str, size: str, inputs: int, rounds: int
+) -> dict[str, float]:
+    """Each stage's compute speedup from A to B, measured alone as a vendor's benchmark runs
+    it: on the inputs of the first ``inputs`` requests, A and B in alternating rounds (so a
+    noisy machine's drift falls on both), the median over rounds of A's time over B's."""
+    cls = plugins.load(condition.workload)
+    order = topological_order(cls.stages)
+    contexts = {
+        s: RunContext(device=device, size=size, backend=s.backend)
+        for s in (condition.a, condition.b)
+    }
+    instances = {}
+    try:
+        for setting, run_ctx in contexts.items():
+            with threads(setting.threads):
+                instances[setting] = cls()
+                instances[setting].setup(run_ctx)
+        recorded = _stage_inputs(instances[condition.a], contexts[condition.a], order, inputs)
+        ratios: dict[str, list[float]] = {stage.name: [] for stage in order}
+        for round_ in range(rounds + 1):  # the first round warms both up
+            took = {}
+            for setting in (condition.a, condition.b):
+                with threads(setting.threads):
+                    took[setting] = _compute_ms(
+                        instances[setting], contexts[setting], order, recorded
+                    )
+            if round_:
+                for stage in order:
+                    a, b = took[condition.a][stage.name], took[condition.b][stage.name]
+                    if a >= MIN_STAGE_MS * inputs and b > 0:
+                        ratios[stage.name].append(a / b)
+    finally:
+        for instance in instances.values():
+            instance.teardown()
+    return {stage: statistics.median(r) for stage, r in ratios.items() if r}
+
+
+def _stage_inputs(instance: Any, run_ctx: RunContext, order: list, count: int) -> dict:
+    """Each stage's arguments for the first ``count`` requests, from passes through the DAG."""
+    stream = instance.requests(run_ctx)
+    recorded: dict[str, list[list[Any]]] = {stage.name: [] for stage in order}
+    for i in range(count):
+        outputs: dict[str, Any] = {}
+        for stage in order:
+            args = [outputs[p] for p in stage.after] if stage.after else [stream[i % len(stream)]]
+            recorded[stage.name].append(args)
+            ctx = StageContext(run_ctx, Recorder(i), stage.name, i, probes=False)
+            outputs[stage.name] = getattr(instance, stage.name)(ctx, *args)
+    return recorded
+
+
+def _compute_ms(instance: Any, run_ctx: RunContext, order: list, recorded: dict) -> dict:
+    """Each stage's compute ms (probes' own time) over its recorded inputs, stage by stage."""
+    totals = {}
+    for stage in order:
+        method = getattr(instance, stage.name)
+        total = 0.0
+        for i, args in enumerate(recorded[stage.name]):
+            recorder = Recorder(i)
+            method(StageContext(run_ctx, recorder, stage.name, i), *args)
+            total += sum(sum(v) for v in compute_times(recorder.intervals).values()) / 1e6
+        totals[stage.name] = total
+    return totals
+
+
+def _replicate(result: ResultSet, replicate: int) -> ResultSet:
+    keep = result.intervals["replicate"] == replicate
+    requests = result.requests[result.requests["replicate"] == replicate]
+    return ResultSet(result.manifest, result.intervals[keep], requests, result.telemetry)
+
+
+def _p50s(result: ResultSet) -> dict[int, float]:
+    ok = result.requests[result.requests["ok"]]
+    return {int(r): float(g["latency_s"].median()) for r, g in ok.groupby("replicate")}
+
+
+def validate(
+    plan: Plan,
+    archive: Archive,
+    fingerprint: dict[str, Any],
+    *,
+    device: str = "cpu",
+    only: tuple[str, ...] = (),
+    say: Callable[[str], None] = lambda text: None,
+) -> list[Outcome]:
+    """Run every condition (or those named in ``only``) and judge its projections."""
+    cores = int(fingerprint.get("host", {}).get("host_processor_vcpu_count") or os.cpu_count())
+    outcomes = []
+    for condition in conditions(cores):
+        if only and condition.name not in only:
+            continue
+        say(f"{condition.name}: each stage alone under {condition.a.label} and {condition.b.label}")
+        component = components(condition, device, plan.size, plan.inputs, plan.rounds)
+        claim = _claim(condition, component, "each stage alone, under both settings")
+        sets = {}
+        for key, setting in (("a", condition.a), ("b", condition.b), ("a_again", condition.a)):
+            say(f"{condition.name}: {plan.replicates} replicates under {setting.label} ({key})")
+            config = RunConfig(
+                condition.workload,
+                device=device,
+                size=plan.size,
+                repeat=plan.replicates,
+                measurement=plan.measurement,
+                show_progress=False,
+                backend=setting.backend,
+            )
+            with threads(setting.threads):
+                sets[key] = run(config, archive, fingerprint)
+        a, b, again = (_p50s(sets[k]) for k in ("a", "b", "a_again"))
+        measured, naive, replayed, noise, inside = [], [], [], [], []
+        for r in sorted(set(a) & set(b) & set(again)):
+            base = _replicate(sets["a"], r)
+            projection = project(base, claim)
+            measured.append(a[r] / b[r])
+            naive.append(projection.speedup("naive"))
+            replayed.append(projection.speedup("replay"))
+            noise.append(abs(again[r] / a[r] - 1))
+            a_ms, b_ms = _stage_compute(base), _stage_compute(_replicate(sets["b"], r))
+            seen = {s: a_ms[s] / b_ms[s] for s in component if b_ms.get(s)}
+            inside.append(
+                project(base, _claim(condition, seen, "inside the sets")).speedup("replay")
+            )
+        outcomes.append(
+            Outcome(
+                condition,
+                component,
+                {k: s.id for k, s in sets.items()},
+                measured,
+                naive,
+                replayed,
+                noise,
+                inside,
+            )
+        )
+    return outcomes
+
+
+def _claim(condition: Condition, component: dict[str, float], how: str) -> Claim:
+    return Claim(
+        name=f"{condition.name}: {condition.b.label}",
+        speedups=tuple((parse_key(f"stage:{s}/compute"), f) for s, f in component.items()),
+        source=f"gapbench validate: {how}",
+        threads=condition.b.threads,
+    )
+
+
+def _stage_compute(result: ResultSet) -> dict[str, float]:
+    """Compute ms per request of each stage in a set, with the contention it met taken out
+    (the replay model's work: what the stage's compute would take alone)."""
+    stages = stages_of(result)
+    cores = machine_cores(result)
+    facts = result.manifest.get("replicates", [])
+    totals: dict[str, float] = {}
+    count = 0
+    for replicate, intervals in ok_requests(result.intervals, result.requests):
+        count += 1
+        threads = facts[replicate].get("stage_threads", {}) if replicate < len(facts) else {}
+        for step in steps(build(intervals, stages, cores, threads)):
+            if step.category == Category.COMPUTE.value:
+                totals[step.stage] = totals.get(step.stage, 0.0) + step.work / 1e6
+    return {stage: total / max(count, 1) for stage, total in totals.items()}
