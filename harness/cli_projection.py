@@ -70,9 +70,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from harness.cli import _out
     from harness.devices import resolve_device
     from harness.store import Archive
-    from harness.validate import Plan, conditions, validate
+    from harness.validate import Plan, conditions, validate, virtual_check
 
-    names = {c.name for c in conditions(1)}
+    names = {c.name for c in conditions(1)} | {"virtual"}
     unknown = [n for n in args.only or () if n not in names]
     if unknown:
         raise UserError(f"unknown condition {unknown[0]!r} (one of {', '.join(sorted(names))})")
@@ -86,12 +86,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     fingerprint = hardware.detect().to_dict()
     plan = Plan.of(args.quick)
-    outcomes = validate(
-        plan, archive, fingerprint, device=device, only=tuple(args.only or ()), say=say
-    )
+    only = tuple(args.only or ())
+    outcomes = validate(plan, archive, fingerprint, device=device, only=only, say=say)
+    virtual = None
+    if not only or "virtual" in only:
+        say("virtual: the other stages stretched, against the projection of the same speedup")
+        virtual = virtual_check(plan, archive, fingerprint, device)
     seconds = time.perf_counter() - started
-    payload = {"seconds": seconds, "conditions": [o.to_dict() for o in outcomes]}
-    _out(args, payload, lambda: render_projection.validation(outcomes, seconds))
+    payload = {
+        "seconds": seconds,
+        "conditions": [o.to_dict() for o in outcomes],
+        "virtual": virtual.to_dict() if virtual else None,
+    }
+    _out(args, payload, lambda: render_projection.validation(outcomes, virtual, seconds))
     return 0
 
 
@@ -150,7 +157,7 @@ def add_verbs(
         "--only",
         action="append",
         metavar="NAME",
-        help="run only this condition (threads, backend, contention); repeatable",
+        help="run only this condition (threads, backend, contention, virtual); repeatable",
     )
     validate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     archive_option(validate)

@@ -260,6 +260,12 @@ class Probe:
         return self._span
 
     @property
+    def parent(self) -> int:
+        """The enclosing span's id (-1 for none); valid once entered."""
+        old = self._token.old_value
+        return -1 if old is _MISSING else old
+
+    @property
     def start_ns(self) -> int:
         """When the body began; -1 before it was entered."""
         return getattr(self, "_start", -1)

@@ -126,7 +126,7 @@ def comparison(c: Comparison) -> Group:
     return Group(*parts)
 
 
-def validation(outcomes: Sequence[Any], seconds: float) -> Group:
+def validation(outcomes: Sequence[Any], virtual: Any, seconds: float) -> Group:
     """Per condition: component speedups, measured, both projections, errors and noise floor."""
     table = Table(title="projections from A checked against B (p50 speedups, medians over pairs)")
     columns = (
@@ -160,10 +160,29 @@ def validation(outcomes: Sequence[Any], seconds: float) -> Group:
             Text("yes", "green") if o.passes else Text("no", "red"),
             f"{d['in_pipeline_replay_speedup']:.3f} ({d['in_pipeline_replay_error']:.1%})",
         )
+    parts: list[Any] = [table] if outcomes else []
+    if virtual is not None:
+        d = virtual.to_dict()
+        coz = Table(title="virtual speedup (COZ-style: the other stages stretched), apart")
+        for name in ("stage", "factor", "virtual", "naive", "replay", "naive err", "replay err"):
+            coz.add_column(name, justify="left" if name == "stage" else "right")
+        coz.add_row(
+            virtual.stage,
+            f"{virtual.factor:g}",
+            f"{d['virtual_speedup']:.3f}",
+            f"{d['naive_speedup']:.3f}",
+            f"{d['replay_speedup']:.3f}",
+            f"{d['naive_error']:.1%}",
+            f"{d['replay_error']:.1%}",
+        )
+        parts.append(coz)
     passed = sum(o.passes for o in outcomes)
-    verdict = Text(
-        f"replay within max(3%, noise floor) in {passed} of {len(outcomes)} conditions; "
-        f"{len(outcomes[0].measured) if outcomes else 0} paired replicates each; {seconds:.0f} s",
-        style="bold",
+    pairs = len(outcomes[0].measured) if outcomes else len(virtual.virtual) if virtual else 0
+    parts.append(
+        Text(
+            f"replay within max(3%, noise floor) in {passed} of {len(outcomes)} conditions; "
+            f"{pairs} paired replicates each; {seconds:.0f} s",
+            style="bold",
+        )
     )
-    return Group(table, verdict)
+    return Group(*parts)

@@ -32,6 +32,7 @@ from harness.profiling import Profile, ScopeCheck
 from harness.progress import ProgressBar
 from harness.runner import Measurement, ProcessResult, measure
 from harness.store import Archive, ResultSet, new_id
+from harness.virtual import Virtual
 from harness.workload import BACKENDS, RunContext, Stage, Workload, code_hash
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -53,11 +54,17 @@ class RunConfig:
     show_progress: bool = True
     backend: str = "torch"
     providers: tuple[str, ...] = ()  # onnxruntime execution providers, in order; () = default
+    virtual: str = ""  # "STAGE=FACTOR": every other stage's probes stretched (harness.virtual)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "providers", tuple(self.providers))  # a list from JSON too
         if self.backend not in BACKENDS:
             raise UserError(f"unknown backend {self.backend!r} (one of {', '.join(BACKENDS)})")
+        if self.virtual:
+            try:
+                Virtual.parse(self.virtual)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
         if self.providers and self.backend != "onnxruntime":
             raise UserError("--providers applies to --backend onnxruntime only")
         if self.repeat < 1:
@@ -156,6 +163,7 @@ def measure_here(config: RunConfig, device: str, label: str) -> ProcessResult:
         providers=config.providers,
     )
     anchor = {"perf_counter_ns": time.perf_counter_ns(), "time_ns": time.time_ns()}
+    virtual = Virtual.parse(config.virtual) if config.virtual else None
     m = config.measurement
     if config.show_progress:
         with ProgressBar(label, m.min_requests, m.min_duration_s) as bar:
@@ -167,9 +175,12 @@ def measure_here(config: RunConfig, device: str, label: str) -> ProcessResult:
                 phase=bar.phase,
                 timing=config.gpu_timing,
                 profile=config.profile,
+                virtual=virtual,
             )
     else:
-        result = measure(cls(), run_ctx, m, timing=config.gpu_timing, profile=config.profile)
+        result = measure(
+            cls(), run_ctx, m, timing=config.gpu_timing, profile=config.profile, virtual=virtual
+        )
     # The anchor pairs this process's probe clock with the wall clock, so intervals from several
     # processes (or machines) can be put on one timeline.
     result.facts.update(pid=os.getpid(), clock_anchor=anchor)
@@ -282,6 +293,8 @@ def _execution(config: RunConfig, device: str, facts: list[dict[str, Any]]) -> d
         # Sets of different timing modes measure different things (harness.gpu_timing).
         "timing_mode": HOST if device == "cpu" else config.gpu_timing,
         "scenario": "single-stream",
+        # A virtual speedup stretches the other stages: such a set is a check, not a benchmark.
+        "virtual_speedup": config.virtual or None,
         "repeat": config.repeat,
         "measurement": asdict(config.measurement),
         "thread_variables": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},

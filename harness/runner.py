@@ -21,6 +21,7 @@ from harness.overhead import probe_cost_ns
 from harness.probes import Clock, Interval
 from harness.profiling import Profile, profile_requests
 from harness.telemetry import Sampler
+from harness.virtual import Spinner, Virtual
 from harness.workload import RunContext, Workload
 
 TELEMETRY_INTERVAL_S = 0.5
@@ -90,6 +91,7 @@ def measure(
     phase: Callable[[str], None] | None = None,
     timing: str = SYNC,
     profile: int = 0,
+    virtual: Virtual | None = None,
 ) -> ProcessResult:
     """Set up, warm up (discarded), then measure until both minimums are met.
 
@@ -120,7 +122,10 @@ def measure(
     facts["work"] = dict(workload.work())
     facts["distinct_requests"] = len(stream)
     facts["inputs_sha256"] = inputs_digest(list(stream))
-    driver = RequestDriver(workload, run, clock, device_timer(run.device, timing, clock))
+    timer = device_timer(run.device, timing, clock)
+    if virtual is not None:
+        timer = Spinner(virtual, timer)  # everything but one stage stretched (harness.virtual)
+    driver = RequestDriver(workload, run, clock, timer)
     rows: list[dict[str, Any]] = []
     intervals: list[Interval] = []
     interrupted = False
