@@ -183,8 +183,8 @@ def load(path: str | Path) -> Claim:
     )
 
 
-def from_arguments(pairs: Sequence[str]) -> Claim:
-    """A claim from ``--speedup KEY=X`` arguments."""
+def from_arguments(pairs: Sequence[str], threads: int | None = None) -> Claim:
+    """A claim from ``--speedup KEY=X`` arguments (and ``--threads N``)."""
     items = []
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -195,5 +195,8 @@ def from_arguments(pairs: Sequence[str]) -> Claim:
         if not sep or number is None:
             raise UserError(f"--speedup {pair!r}: expected KEY=FACTOR, e.g. host-cpu.compute=1.5")
         items.append((key.strip(), number))
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be 1 or more, not {threads}")
     name = ", ".join(pairs)
-    return Claim(name=name, speedups=_speedups(items, "--speedup"), source="command line")
+    speedups = _speedups(items, "--speedup")
+    return Claim(name=name, speedups=speedups, source="command line", threads=threads)

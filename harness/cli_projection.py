@@ -16,7 +16,9 @@ def _claims(args: argparse.Namespace, required: bool) -> list[Any]:
 
     found = [claims.load(path) for path in args.claim or ()]
     if args.speedup:
-        found.append(claims.from_arguments(args.speedup))
+        found.append(claims.from_arguments(args.speedup, args.threads))
+    elif args.threads is not None:
+        raise UserError("--threads goes with --speedup (a claim file says threads = N)")
     if required and not found:
         raise UserError("give a claim: --claim FILE (TOML) or --speedup KEY=FACTOR")
     return found
@@ -121,6 +123,13 @@ def add_verbs(
             metavar="KEY=X",
             help="a speedup given inline, e.g. host-cpu.compute=1.5 or layer:inference/compute=2"
             " (together they make one claim); repeatable",
+        )
+        sub.add_argument(
+            "--threads",
+            type=int,
+            metavar="N",
+            help="with --speedup: the speedup comes from N intra-op threads, which the replay "
+            "asks of the cores",
         )
 
     project = verb(

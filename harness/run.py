@@ -55,6 +55,9 @@ class RunConfig:
     backend: str = "torch"
     providers: tuple[str, ...] = ()  # onnxruntime execution providers, in order; () = default
     virtual: str = ""  # "STAGE=FACTOR": every other stage's probes stretched (harness.virtual)
+    # Replicates in their own processes (independent: pyperf's rule), or one after another in
+    # this one (faster; caches and allocator state carry over).
+    separate_processes: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "providers", tuple(self.providers))  # a list from JSON too
@@ -93,7 +96,7 @@ def run(config: RunConfig, archive: Archive, fingerprint: dict[str, Any]) -> Res
         # Only the first replicate profiles: one profile is the cross-check; more only cost time.
         this = config if replicate == 0 else replace(config, profile=0)
         try:
-            if config.repeat == 1:
+            if config.repeat == 1 or not config.separate_processes:
                 result = measure_here(this, device, label)
             else:
                 result = _measure_in_child(this, device, label)
@@ -296,6 +299,7 @@ def _execution(config: RunConfig, device: str, facts: list[dict[str, Any]]) -> d
         # A virtual speedup stretches the other stages: such a set is a check, not a benchmark.
         "virtual_speedup": config.virtual or None,
         "repeat": config.repeat,
+        "replicates_in": "separate processes" if config.separate_processes else "one process",
         "measurement": asdict(config.measurement),
         "thread_variables": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
     }

@@ -1,0 +1,86 @@
+"""validate's arithmetic and its virtual speedup; the whole quick run as CI runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.probes import Recorder
+from harness.store import Archive
+from harness.validate import Condition, Outcome, Setting
+from harness.virtual import Spinner, Virtual
+from harness.workload import RunContext, StageContext
+
+CONDITION = Condition("threads", "rag", Setting("1 thread", threads=1), Setting("2", threads=2), "")
+
+
+def test_errors_are_medians_over_pairs_judged_against_the_noise_floor():
+    o = Outcome(
+        CONDITION,
+        {"embed": 1.3},
+        {},
+        measured=[1.30, 1.20, 1.25],
+        naive=[1.40, 1.20, 1.25],
+        replay=[1.30, 1.26, 1.20],
+        noise=[0.01, 0.05, 0.02],
+        in_pipeline=[1.30, 1.20, 1.25],
+    )
+    assert o.error("naive") == pytest.approx(0.0)  # |0.077|, 0, 0 -> median 0
+    assert o.error("replay") == pytest.approx(0.04)  # 0, 0.05, 0.04
+    assert o.noise_floor == 0.02
+    assert not o.passes  # 4% > max(3%, 2%)
+    assert Outcome(**{**o.__dict__, "noise": [0.05, 0.05, 0.05]}).passes
+
+
+def test_a_virtual_speedup_stretches_the_other_stages_own_time_only():
+    virtual = Virtual.parse("a=3")
+    assert (virtual.stage, virtual.factor) == ("a", 3.0)
+    for bad in ("a", "a=1", "=2", "a=x"):
+        with pytest.raises(ValueError):
+            Virtual.parse(bad)
+    recorder = Recorder(0, timer=Spinner(virtual))
+    run = RunContext()
+    target, other = StageContext(run, recorder, "a", 0), StageContext(run, recorder, "b", 0)
+
+    def busy(ms: float) -> None:
+        until = time.perf_counter_ns() + ms * 1e6
+        while time.perf_counter_ns() < until:
+            pass
+
+    with target.compute(label="fast"):
+        busy(2)
+    with other.compute(label="outer"):
+        busy(2)
+        with other.movement(8, label="inner"):
+            busy(2)
+    took = {iv.label: iv.duration_ns / 1e6 for iv in recorder.intervals}
+    assert took["fast"] == pytest.approx(2, rel=0.3)
+    assert took["inner"] == pytest.approx(6, rel=0.3)
+    # the outer's own 2 ms stretched to 6, its stretched inner (6) counted once
+    assert took["outer"] == pytest.approx(12, rel=0.3)
+
+
+@pytest.mark.slow
+def test_the_quick_validation_runs_every_condition(tmp_path):
+    argv = ["validate", "--quick", "--json", "--results", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", *argv], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    names = [c["condition"]["name"] for c in report["conditions"]]
+    assert names == ["threads", "backend", "contention"]
+    for c in report["conditions"]:
+        assert len(c["per_replicate"]["measured"]) == 5  # paired replicates
+        assert all(x > 0 for x in c["per_replicate"]["replay"])
+        assert c["component_speedups"]  # measured alone, per stage
+        assert set(c["sets"]) == {"a", "b", "a_again"}
+    contention = report["conditions"][2]
+    # two branches asking for every core: the replay sees the contention Amdahl cannot
+    assert contention["replay_error"] < contention["naive_error"]
+    assert report["virtual"]["factor"] == 1.5
+    assert len(Archive(tmp_path).ids()) == 3 * 3 + 2
