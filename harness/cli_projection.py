@@ -58,7 +58,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     base, candidate = archive.load(args.base), archive.load(args.candidate)
     comparable(base, candidate)  # refuse before any work
     made = tuple(project(base, claim) for claim in made_claims)
-    result = compare(summarize(base), summarize(candidate), made)
+    kept = tuple(archive.projections(base.id))
+    result = compare(summarize(base), summarize(candidate), made, kept)
     _out(args, result.to_dict(), lambda: render_projection.comparison(result))
     return 0
 

@@ -19,6 +19,7 @@ from harness.store import ResultSet
 from harness.summary import Summary
 
 BOOTSTRAP_ROUNDS = 2000
+MIN_REPLICATES = 3  # per side, for an interval: two medians say nothing about spread
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Speedup:
     name: str  # "end to end" or a stage
     base_ms: float
     candidate_ms: float
-    low: float | None  # 95% bootstrap over replicates, None with one replicate on a side
+    low: float | None  # 95% bootstrap over replicates; None below MIN_REPLICATES on a side
     high: float | None
 
     @property
@@ -48,6 +49,7 @@ class Comparison:
     stages: tuple[Speedup, ...]
     projections: tuple[Projection, ...]  # from BASE, one per claim
     differences: dict[str, tuple[Any, Any]]  # execution settings that differ
+    kept: tuple[dict[str, Any], ...] = ()  # projections kept beside BASE earlier
 
     @property
     def trustworthy(self) -> bool:
@@ -70,6 +72,16 @@ class Comparison:
             }
 
         return {
+            "kept_projections": [
+                {
+                    "made_utc": k.get("made_utc"),
+                    "claim": k["claim"]["name"],
+                    "replay": k["speedup"]["replay"]["p50"],
+                    "naive": k["speedup"]["naive"]["p50"],
+                    "delivered": self.end_to_end.ratio,
+                }
+                for k in self.kept
+            ],
             "base": self.base.result.id,
             "candidate": self.candidate.result.id,
             "trustworthy": self.trustworthy,
@@ -95,8 +107,13 @@ class Comparison:
 
 def comparable(base: ResultSet, candidate: ResultSet) -> dict[str, tuple[Any, Any]]:
     """The execution settings that differ; a UserError when the sets are not comparable."""
+    for result in (base, candidate):
+        if result.manifest["config"]["execution"].get("virtual_speedup"):
+            raise UserError(f"{result.id} ran with a virtual speedup: it is a check, not a run")
+        if not result.requests["ok"].any():
+            raise UserError(f"{result.id} has no successful request to compare")
     work_a, work_b = (r.manifest["config"]["work"] for r in (base, candidate))
-    if work_a.get("work_sha256") != work_b.get("work_sha256"):
+    if not work_a.get("work_sha256") or work_a.get("work_sha256") != work_b.get("work_sha256"):
         differing = sorted(k for k in set(work_a) | set(work_b) if work_a.get(k) != work_b.get(k))
         named = ", ".join(k for k in differing if k != "work_sha256") or "the work"
         raise UserError(
@@ -128,14 +145,18 @@ def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def compare(
-    base: Summary, candidate: Summary, projections: tuple[Projection, ...] = ()
+    base: Summary,
+    candidate: Summary,
+    projections: tuple[Projection, ...] = (),
+    kept: tuple[dict[str, Any], ...] = (),
 ) -> Comparison:
-    """Measured speedups end to end and per stage, beside the projections made from BASE."""
+    """Measured speedups end to end and per stage, beside the projections made from BASE now
+    and those kept beside it earlier (a pre-purchase projection, checked)."""
     differences = comparable(base.result, candidate.result)
     end_to_end = _speedup("end to end", _latencies(base.result), _latencies(candidate.result))
     a, b = _stage_walls(base.result), _stage_walls(candidate.result)
     stages = tuple(_speedup(name, a[name], b[name]) for name in a if name in b)
-    return Comparison(base, candidate, end_to_end, stages, projections, differences)
+    return Comparison(base, candidate, end_to_end, stages, projections, differences, kept)
 
 
 def _latencies(result: ResultSet) -> dict[int, np.ndarray]:
@@ -165,7 +186,7 @@ def _speedup(name: str, base: dict[int, np.ndarray], candidate: dict[int, np.nda
     base_ms = float(np.median(np.concatenate(list(base.values()))))
     candidate_ms = float(np.median(np.concatenate(list(candidate.values()))))
     low = high = None
-    if len(base) > 1 and len(candidate) > 1:
+    if len(base) >= MIN_REPLICATES and len(candidate) >= MIN_REPLICATES:
         # Replicates are the independent samples: resample them, not the requests inside.
         a = np.array([np.median(v) for v in base.values()])
         b = np.array([np.median(v) for v in candidate.values()])

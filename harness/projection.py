@@ -11,6 +11,7 @@ handoff, generator lag) are never scaled: no vendor's part shortens them.
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 from harness.attribution import split_request
 from harness.breakdown import ok_requests, stages_of
 from harness.claims import Claim
+from harness.errors import UserError
 from harness.replay import build, replay
 from harness.store import ResultSet
 
@@ -106,14 +108,39 @@ def _pct(share: float) -> str:
 
 
 def machine_cores(result: ResultSet) -> float:
-    """The cores the set's requests could use: the fingerprint's logical CPUs."""
-    host = (result.manifest.get("fingerprint") or {}).get("host", {})
-    count = host.get("host_processor_vcpu_count")
-    return float(count) if isinstance(count, int | float) and count > 0 else float(os.cpu_count())
+    """The cores the set's requests could use: the logical CPUs, fewer where the process was
+    pinned to some (affinity) or held to a cgroup CPU quota when the set was recorded."""
+    fingerprint = result.manifest.get("fingerprint") or {}
+    count = fingerprint.get("host", {}).get("host_processor_vcpu_count")
+    cores = float(count) if isinstance(count, int | float) and count > 0 else float(os.cpu_count())
+    for check in fingerprint.get("environment") or []:
+        value = str(check.get("value", ""))
+        number = re.match(r"([0-9.]+)(?: of [0-9]+)? CPUs$", value)
+        if check.get("name") in ("cpu_affinity", "cpu_quota") and number:
+            cores = min(cores, float(number.group(1)))
+    return cores
+
+
+def check_claim(result: ResultSet, claim: Claim) -> None:
+    """Refuse a claim scoped to a stage or layer this set does not have (a typo matches
+    nothing, and the projection would quietly promise no gain)."""
+    stages = stages_of(result)
+    known = {"stage": {s.name for s in stages}, "layer": {s.layer for s in stages}}
+    for target, _ in claim.speedups:
+        if target.scope and target.scope_name not in known[target.scope]:
+            where = claim.path or "--speedup"
+            names = ", ".join(sorted(known[target.scope]))
+            raise UserError(
+                f"{where}: key {target.key!r}: {result.id} has no {target.scope} "
+                f"{target.scope_name!r} ({names})"
+            )
 
 
 def project(result: ResultSet, claim: Claim) -> Projection:
     """Project ``claim`` on every successful request of ``result``."""
+    if result.manifest["config"]["execution"].get("virtual_speedup"):
+        raise UserError(f"{result.id} ran with a virtual speedup: it is a check, not a baseline")
+    check_claim(result, claim)
     stages = stages_of(result)
     layers = {s.name: s.layer for s in stages}
     cores = machine_cores(result)
@@ -121,6 +148,9 @@ def project(result: ResultSet, claim: Claim) -> Projection:
 
     def factor(stage: str, label: str, category: str, resource: str) -> float:
         return claim.factor(stage, layers.get(stage, ""), category, resource)[0]
+
+    def claimed(stage: str, label: str, category: str, resource: str) -> bool:
+        return bool(claim.factor(stage, layers.get(stage, ""), category, resource)[1])
 
     rows: list[tuple[int, float, float, float, float]] = []  # replicate, measured, naive, ...
     matched: dict[str, float] = defaultdict(float)
@@ -144,10 +174,10 @@ def project(result: ResultSet, claim: Claim) -> Projection:
         stage_threads = threads[replicate] if replicate < len(threads) else {}
         model = build(intervals, stages, cores, stage_threads)
         identity, _ = replay(model)
-        replayed, _ = replay(model, factor, claim.threads)
+        replayed, _ = replay(model, factor, claim.threads, claimed)
         rows.append((replicate, split.latency_ns, naive, replayed, identity))
     if not rows:
-        raise ValueError(f"result set {result.id} has no successful request to project")
+        raise UserError(f"result set {result.id} has no successful request to project")
     table = np.array(rows, dtype=float)
     replicate_of, measured, naive, replayed, identity = table.T
     matches = tuple(

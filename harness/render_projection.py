@@ -9,16 +9,21 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from harness.breakdown import PERCENTILE_FLOORS
+
+IDENTITY_WARN = 0.01  # replaying a set unchanged should give back its latency
+
 if TYPE_CHECKING:
     from harness.compare import Comparison, Speedup
     from harness.projection import Estimate, Projection
     from harness.summary import Summary
 
 
-def _estimate(e: Estimate) -> str:
+def _estimate(e: Estimate, indicative: bool = False) -> str:
+    mark = "~" if indicative else ""
     if e.low_ms is None:
-        return f"{e.value_ms:.2f}"
-    return f"{e.value_ms:.2f} ({e.low_ms:.2f}-{e.high_ms:.2f})"
+        return f"{mark}{e.value_ms:.2f}"
+    return f"{mark}{e.value_ms:.2f} ({e.low_ms:.2f}-{e.high_ms:.2f})"
 
 
 def _verdict_line(tag: str, summary: Summary) -> list[Any]:
@@ -48,6 +53,7 @@ def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str
         table.add_column(name, justify="left" if name in ("claim", "model") else "right")
     for p in made:
         rows = (("measured", p.measured), ("naive", p.naive), ("replay", p.replay))
+        rough = p.requests < PERCENTILE_FLOORS[99]  # p99 from too few samples: indicative
         for i, (model, est) in enumerate(rows):
             table.add_row(
                 p.claim.name if i == 0 else "",
@@ -55,7 +61,7 @@ def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str
                 model,
                 _estimate(est["p50"]),
                 "" if model == "measured" else f"{p.speedup(model, 'p50'):.3f}",
-                _estimate(est["p99"]),
+                _estimate(est["p99"], rough),
                 "" if model == "measured" else f"{p.speedup(model, 'p99'):.3f}",
             )
     parts.append(table)
@@ -68,6 +74,15 @@ def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str
             keys.add_row(p.claim.name, m.key, f"{m.factor:g}", f"{m.share:.1%}", where)
     parts.append(keys)
     parts += [Text(p.headline, style="bold") for p in made]
+    for p in made:
+        if p.replay_identity_error > IDENTITY_WARN:
+            parts.append(
+                Text(
+                    f"! the replay without a claim misses the recorded latency by "
+                    f"{p.replay_identity_error:.1%} (median): its model of this set is off",
+                    style="red",
+                )
+            )
     if kept:
         parts.append(Text(f"kept beside {summary.result.id}: {', '.join(kept)}", style="dim"))
     return Group(*parts)
@@ -113,13 +128,29 @@ def comparison(c: Comparison) -> Group:
                 f"{p.speedup('replay') / delivered - 1:+.1%}",
             )
         parts.append(proj)
+    if c.kept:
+        kept = Table(title="projections kept beside BASE earlier, against what was delivered")
+        for name in ("made", "claim", "naive", "replay", "delivered", "replay err"):
+            kept.add_column(name, justify="left" if name in ("made", "claim") else "right")
+        delivered = c.end_to_end.ratio
+        for k in c.kept:
+            replayed = k["speedup"]["replay"]["p50"]
+            kept.add_row(
+                str(k.get("made_utc", ""))[:19],
+                k["claim"]["name"],
+                f"{k['speedup']['naive']['p50']:.3f}",
+                f"{replayed:.3f}",
+                f"{delivered:.3f}",
+                f"{replayed / delivered - 1:+.1%}",
+            )
+        parts.append(kept)
     e = c.end_to_end
     verdict = "faster" if e.ratio >= 1 else "slower"
     factor = e.ratio if e.ratio >= 1 else 1 / e.ratio
     basis = (
         f"95% interval {_interval(e)}, {'significant' if e.significant else 'not significant'}"
         if e.low is not None
-        else "one replicate on a side: not significant; run --repeat K"
+        else "fewer than 3 replicates on a side: not significant; run --repeat 3 or more"
     )
     sentence = f"CANDIDATE is {factor:.3f}x {verdict} end to end at p50 ({basis})"
     parts.append(Text(sentence, style="bold"))
@@ -131,7 +162,7 @@ def validation(outcomes: Sequence[Any], virtual: Any, seconds: float) -> Group:
     table = Table(title="projections from A checked against B (p50 speedups, medians over pairs)")
     columns = (
         "condition",
-        "A -> B",
+        "A -> B (one component)",
         "component (alone)",
         "measured",
         "naive",
@@ -149,7 +180,7 @@ def validation(outcomes: Sequence[Any], virtual: Any, seconds: float) -> Group:
         component = ", ".join(f"{stage} {x:.2f}x" for stage, x in o.component.items()) or "-"
         table.add_row(
             o.condition.name,
-            f"{o.condition.a.label} -> {o.condition.b.label}",
+            o.condition.what,
             component,
             f"{d['measured_speedup']:.3f}",
             f"{d['naive_speedup']:.3f}",

@@ -36,6 +36,7 @@ POOLS = {
 }
 
 Scale = Callable[[str, str, str, str], float]  # (stage, label, category, resource) -> factor
+Match = Callable[[str, str, str, str], bool]  # (stage, label, category, resource) -> claimed?
 
 
 @dataclass
@@ -143,9 +144,11 @@ def _timeline(
     branches = tree.branches(node)
     if branches:
         # The join: its own time is waiting for the branches, which run on their threads.
-        by_thread: dict[int, list[Interval]] = defaultdict(list)
+        # A lane is what ran one after another: a pool thread's branches, or one asyncio task
+        # (gathered tasks share a thread but run side by side, suspended at their awaits).
+        by_thread: dict[tuple[int, str], list[Interval]] = defaultdict(list)
         for branch in branches:
-            by_thread[branch.thread].append(branch)
+            by_thread[(branch.thread, branch.task)].append(branch)
         lanes = [
             [_timeline(b, b.start_ns, b.end_ns, tree, demand) for b in sorted(lane, key=_start)]
             for lane in by_thread.values()
@@ -210,19 +213,28 @@ class _Run:
 
 
 def replay(
-    model: Model, scale: Scale | None = None, threads: int | None = None
+    model: Model,
+    scale: Scale | None = None,
+    threads: int | None = None,
+    claimed: Match | None = None,
 ) -> tuple[float, dict[str, float]]:
     """The request's latency (ns from arrival to the last stage's end) and each stage's end,
     with every step's work divided by ``scale(stage, label, category, resource)``.
 
-    ``threads``: the intra-op threads compute would use in the projected condition (a speedup
-    that comes from more threads asks more of the cores), instead of the recorded ones.
+    ``threads``: the intra-op threads that the claimed compute steps (``claimed``) use in the
+    projected condition, instead of the recorded ones: a speedup that comes from more threads
+    asks more of the cores.
     """
     factor = scale or (lambda *key: 1.0)
     cores = model.capacity[CPU]
 
     def demand(step: Step) -> float:
-        if threads is not None and step.pool == CPU and step.category == Category.COMPUTE.value:
+        if (
+            threads is not None
+            and step.pool == CPU
+            and step.category == Category.COMPUTE.value
+            and (claimed is None or claimed(step.stage, step.label, step.category, step.resource))
+        ):
             return float(min(max(threads, 1), cores))
         return step.demand
 
@@ -254,7 +266,9 @@ def replay(
         # branches in turn; the join ends when the last lane ends, plus its recorded tail.
         lanes = [lane for lane in step.branches if lane]
         last_end = max(b.end_ns for lane in lanes for b in lane)
-        tail = step.end_ns - last_end
+        # The join's own waiting (spawn, tail) is scaled like any other wait of its kind.
+        f = factor(step.stage, step.label, step.category, step.resource)
+        tail = max(step.end_ns - last_end, 0) / f
         pending = [len(lanes)]
 
         def lane_done(t: float) -> None:
@@ -263,15 +277,15 @@ def replay(
                 fixed.append((t + tail, lambda t2: advance(run, t2)))
 
         for lane in lanes:
-            start_lane(lane, 0, step.start_ns, at, lane_done)
+            start_lane(lane, 0, step.start_ns, at, lane_done, f)
 
-    def start_lane(lane, i, prev_end_ns, at, done) -> None:
+    def start_lane(lane, i, prev_end_ns, at, done, f) -> None:
         branch = lane[i]
-        gap = branch.start_ns - prev_end_ns  # dispatch to the pool thread, fixed
+        gap = max(branch.start_ns - prev_end_ns, 0) / f  # dispatch to the pool thread
 
         def branch_done(t: float, lane=lane, i=i, branch=branch) -> None:
             if i + 1 < len(lane):
-                start_lane(lane, i + 1, branch.end_ns, t, done)
+                start_lane(lane, i + 1, branch.end_ns, t, done, f)
             else:
                 done(t)
 

@@ -238,7 +238,8 @@ class Archive:
         folder = self._path(self.resolve(set_id), PROJECTIONS)
         if not self.fs.exists(folder):
             return []
-        names = sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(folder, detail=False))
+        listed = (e.rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(folder, detail=False))
+        names = sorted(n for n in listed if n.endswith(".json"))  # not a save's leftover .tmp
         return [json.loads(self.fs.cat_file(f"{folder}/{name}")) for name in names]
 
     def attachment(self, set_id: str, name: str) -> bytes:

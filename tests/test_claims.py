@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from harness.claims import from_arguments, load, parse_key
@@ -71,3 +73,10 @@ def test_speedups_on_the_command_line_make_one_claim():
 def test_a_missing_claim_file_is_one_line(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         load(tmp_path / "nope.toml")
+
+
+def test_an_unquoted_dotted_key_is_explained(tmp_path):
+    path = tmp_path / "claim.toml"
+    path.write_text('name = "x"\n[speedup]\nhost-cpu.compute = 1.5\n')
+    with pytest.raises(UserError, match=re.escape('quote a dotted key: "host-cpu.compute" = X')):
+        load(path)

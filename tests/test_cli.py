@@ -252,7 +252,7 @@ def test_project_and_compare_from_the_command_line(plugin_file, tmp_path, capsys
     ref = f"{plugin_file}:MatmulService"
     ids = []
     for seed in ("0", "0", "1"):
-        argv = ["run", ref, *FAST, "--seed", seed, "--repeat", "2", "--results", results, "--json"]
+        argv = ["run", ref, *FAST, "--seed", seed, "--repeat", "3", "--results", results, "--json"]
         status, out, err = run_cli(capsys, *argv)
         assert status == 0, err
         ids.append(json.loads(out)[0]["id"])

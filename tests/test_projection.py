@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 from conftest import interval
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 from test_attribution import probe_iv, stage_iv, wait_iv
 
 from harness.claims import from_arguments
+from harness.errors import UserError
 from harness.probes import QUEUE_WAIT, Kind
 from harness.projection import project
 from harness.replay import build, replay, steps
@@ -219,3 +222,45 @@ def test_fan_out_replay_without_a_claim_is_the_recording(a_end, b_end, cores, fa
     faster, _ = replay(model, lambda stage, label, category, resource: max(factor, 1.0))
     assert faster <= latency + 1e-6
     assert faster >= latency / max(factor, 1.0) - 1e-6
+
+
+def test_gathered_asyncio_tasks_on_one_thread_are_lanes_of_their_own():
+    # Two tool calls awaited side by side from one loop thread: each is its own lane.
+    def task_branch(start, end, span, task):
+        return replace(branch_iv(start, end, span=span, parent=2, thread=1), task=task)
+
+    def call(start, end, span, parent, task):
+        return replace(
+            probe_iv("s", "scheduling", start, end, span, parent, resource="remote"), task=task
+        )
+
+    ivs = [
+        interval(Kind.REQUEST, 0, 155),
+        wait_iv("s", 0, 0, QUEUE_WAIT),
+        stage_iv("s", 0, 155, span=1),
+        probe_iv("s", "scheduling", 0, 152, span=2, parent=1, resource="wait"),
+        task_branch(5, 150, span=3, task="Task-2"),
+        call(5, 150, 4, 3, "Task-2"),
+        task_branch(5, 140, span=5, task="Task-3"),
+        call(5, 140, 6, 5, "Task-3"),
+    ]
+    latency, _ = replay(build(ivs, ONE, cores=2))
+    assert latency == pytest.approx(155)
+
+
+def test_more_threads_ask_more_cores_only_of_the_claimed_work():
+    ivs = diamond(c_compute_end=41, c_end=61)
+    claim = from_arguments(["stage:a/compute=1"], threads=2)
+    p = project(result_set(ivs, DIAMOND, cores=2), claim)
+    assert p.replay["p50"] == p.measured["p50"]  # a alone: two cores free for its threads
+
+
+def test_a_join_s_own_waiting_is_scaled_alike_by_both_models():
+    p = project(result_set(fan_out(a_end=52, b_end=40), ONE), from_arguments(["scheduling=100"]))
+    assert p.replay["p50"].value_ms == pytest.approx(p.naive["p50"].value_ms)
+    assert p.naive["p50"].value_ms * 1e6 == pytest.approx(52 + 0.01 + 2)
+
+
+def test_a_claim_scoped_to_a_stage_the_set_lacks_is_refused():
+    with pytest.raises(UserError, match="no stage 'embd'"):
+        project(result_set(fan_out(10, 10), ONE), from_arguments(["stage:embd/compute=2"]))
