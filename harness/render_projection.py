@@ -120,7 +120,7 @@ def comparison(c: Comparison) -> Group:
             delivered = c.end_to_end.ratio
             proj.add_row(
                 p.claim.name,
-                f"{p.claimed:g}",
+                f"{p.claimed:.3f}",
                 f"{p.speedup('naive'):.3f}",
                 f"{p.speedup('replay'):.3f}",
                 f"{delivered:.3f}",
