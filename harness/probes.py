@@ -125,6 +125,31 @@ class DeviceTimer(Protocol):
     def resolve(self, recorder: Recorder) -> None: ...
 
 
+class TimerChain:
+    """A probe hook around a device timer (or none): forwards every edge to it; subclasses add
+    their own work at the edges they care about."""
+
+    def __init__(self, inner: DeviceTimer | None = None) -> None:
+        self._inner = inner
+        self.mode = inner.mode if inner is not None else "host"
+
+    def enter(self, probe: Probe) -> None:
+        if self._inner is not None:
+            self._inner.enter(probe)
+
+    def started(self, probe: Probe) -> None:
+        if self._inner is not None:
+            self._inner.started(probe)
+
+    def exit(self, probe: Probe) -> None:
+        if self._inner is not None:
+            self._inner.exit(probe)
+
+    def resolve(self, recorder: Recorder) -> None:
+        if self._inner is not None:
+            self._inner.resolve(recorder)
+
+
 class Recorder:
     """Collects the intervals of one request; safe to use from several threads at once.
 

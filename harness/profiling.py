@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.gpu_timing import SYNC
-from harness.probes import Category, DeviceTimer, Interval, Kind, Probe, Recorder
+from harness.probes import Category, DeviceTimer, Interval, Kind, Probe, TimerChain
 
 SCOPE_PREFIX = "gapbench"
 # torch operators, model modules around them, and the host waiting for the device's kernels
@@ -36,7 +36,7 @@ ATTEMPTS = 3
 MIN_CALL_MS = 1.0
 
 
-class ProfilerScopes:
+class ProfilerScopes(TimerChain):
     """Opens a profiler scope inside every compute probe; forwards to a device timer.
 
     The scope opens after the probe read its start time and closes before it reads its end,
@@ -48,18 +48,12 @@ class ProfilerScopes:
         import torch
         from torch.profiler import record_function
 
+        super().__init__(inner)
         self._scope = getattr(torch._C._profiler, "_RecordFunctionFast", record_function)
-        self._inner = inner
-        self.mode = inner.mode if inner is not None else "host"
         self._open: dict[tuple[int, int], Any] = {}
 
-    def enter(self, probe: Probe) -> None:
-        if self._inner is not None:
-            self._inner.enter(probe)
-
     def started(self, probe: Probe) -> None:
-        if self._inner is not None:
-            self._inner.started(probe)
+        super().started(probe)
         if probe.kind is Kind.PROBE and probe.category == Category.COMPUTE.value:
             scope = self._scope(f"{SCOPE_PREFIX}:{probe.stage}:{probe.label}")
             scope.__enter__()
@@ -79,10 +73,6 @@ class ProfilerScopes:
                 scope.__exit__(None, None, None)
         if not drains and self._inner is not None:
             self._inner.exit(probe)
-
-    def resolve(self, recorder: Recorder) -> None:
-        if self._inner is not None:
-            self._inner.resolve(recorder)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from harness.probes import Category, DeviceTimer, Kind, Probe, Recorder
+from harness.probes import Category, DeviceTimer, Kind, Probe, TimerChain
 
 _STRETCHED = (Category.COMPUTE.value, Category.MOVEMENT.value)
 
@@ -35,28 +35,18 @@ class Virtual:
         return cls(stage, value)
 
 
-class Spinner:
+class Spinner(TimerChain):
     """A probe hook that stretches the other stages' probes; forwards to a device timer."""
 
     def __init__(self, virtual: Virtual, inner: DeviceTimer | None = None) -> None:
+        super().__init__(inner)
         self.virtual = virtual
-        self._inner = inner
-        self.mode = inner.mode if inner is not None else "host"
         # (request, span) -> time its nested probes took, stretch included: a probe stretches
         # only its own time, or nested work would be stretched twice.
         self._inside: dict[tuple[int, int], int] = defaultdict(int)
 
-    def enter(self, probe: Probe) -> None:
-        if self._inner is not None:
-            self._inner.enter(probe)
-
-    def started(self, probe: Probe) -> None:
-        if self._inner is not None:
-            self._inner.started(probe)
-
     def exit(self, probe: Probe) -> None:
-        if self._inner is not None:
-            self._inner.exit(probe)
+        super().exit(probe)
         if probe.kind is not Kind.PROBE:
             return
         clock = time.perf_counter_ns
@@ -68,7 +58,3 @@ class Spinner:
                 pass
         if probe.parent >= 0:
             self._inside[(probe.request, probe.parent)] += clock() - probe.start_ns
-
-    def resolve(self, recorder: Recorder) -> None:
-        if self._inner is not None:
-            self._inner.resolve(recorder)
