@@ -108,14 +108,18 @@ def _pct(share: float) -> str:
 
 
 def machine_cores(result: ResultSet) -> float:
-    """The cores the set's requests could use: the logical CPUs, fewer where the process was
-    pinned to some (affinity) or held to a cgroup CPU quota when the set was recorded."""
-    fingerprint = result.manifest.get("fingerprint") or {}
+    """The cores the set's requests could use (see ``cores_of``)."""
+    return cores_of(result.manifest.get("fingerprint") or {})
+
+
+def cores_of(fingerprint: dict) -> float:
+    """The logical CPUs of a fingerprint, fewer where the process was pinned to some
+    (affinity) or held to a cgroup CPU quota when it was taken."""
     count = fingerprint.get("host", {}).get("host_processor_vcpu_count")
     cores = float(count) if isinstance(count, int | float) and count > 0 else float(os.cpu_count())
     for check in fingerprint.get("environment") or []:
         value = str(check.get("value", ""))
-        number = re.match(r"([0-9.]+)(?: of [0-9]+)? CPUs$", value)
+        number = re.match(r"([0-9.]+)(?: of \w+)? CPUs$", value)
         if check.get("name") in ("cpu_affinity", "cpu_quota") and number:
             cores = min(cores, float(number.group(1)))
     return cores

@@ -53,6 +53,8 @@ class Step:
     demand: float = 1.0  # cores (or devices) while it runs alone
     work: float = 0.0  # ns it takes alone, at full speed
     branches: list[list[Timeline]] = field(default_factory=list)  # a join: per thread, in order
+    # The event-loop thread an asyncio task's host work needs to itself (None: a thread's own)
+    slot: int | None = None
 
     @property
     def ns(self) -> int:
@@ -66,6 +68,8 @@ class Timeline:
     steps: list[Step]
     start_ns: int
     end_ns: int
+    task: bool = False  # an asyncio task's: it waits for its loop thread, not for a fixed gap
+    gap_ns: int = 0  # a task's: from the join's start, the part of its delay no task ran in
 
 
 @dataclass
@@ -123,10 +127,15 @@ def build(
 
 
 def _timeline(
-    node: Interval, start: int, end: int, tree: SpanTree, demand: Callable[[str, str, str], float]
+    node: Interval,
+    start: int,
+    end: int,
+    tree: SpanTree,
+    demand: Callable[[str, str, str], float],
+    slot: int | None = None,
 ) -> Timeline:
     """``node``'s own timeline over [start, end]: nested probes innermost first; a probe that
-    joined branches becomes a join on them."""
+    joined branches becomes a join on them. ``slot``: the loop thread of an asyncio task."""
     steps: list[Step] = []
     stage = node.stage
 
@@ -139,20 +148,28 @@ def _timeline(
             category, resource, label = UNATTRIBUTED, "", ""
         pool = FIXED if category == Category.SCHEDULING.value else POOLS.get(resource, FIXED)
         step = Step(lo, hi, stage, category, resource, label, pool, demand(stage, pool, category))
+        step.slot = slot if pool == CPU else None
         steps.append(step)
 
     branches = tree.branches(node)
     if branches:
         # The join: its own time is waiting for the branches, which run on their threads.
-        # A lane is what ran one after another: a pool thread's branches, or one asyncio task
-        # (gathered tasks share a thread but run side by side, suspended at their awaits).
+        # A lane is what ran one after another: a pool thread's branches, or one asyncio task.
+        # Gathered tasks share their loop thread: each waits at its awaits, not for the others,
+        # but only one at a time runs host work on it (first come, first served).
         by_thread: dict[tuple[int, str], list[Interval]] = defaultdict(list)
         for branch in branches:
             by_thread[(branch.thread, branch.task)].append(branch)
-        lanes = [
-            [_timeline(b, b.start_ns, b.end_ns, tree, demand) for b in sorted(lane, key=_start)]
-            for lane in by_thread.values()
-        ]
+        lanes = []
+        for (thread, task), lane in by_thread.items():
+            loop = thread if task else None
+            timelines = []
+            for b in sorted(lane, key=_start):
+                timeline = _timeline(b, b.start_ns, b.end_ns, tree, demand, loop)
+                timeline.task = bool(task)
+                timelines.append(timeline)
+            lanes.append(timelines)
+        _task_gaps(lanes, start)
         steps.append(Step(start, end, stage, node.category, node.resource, node.label))
         steps[-1].branches = lanes
         return Timeline(steps, start, end)
@@ -162,7 +179,7 @@ def _timeline(
         if hi <= lo:
             continue
         own(cursor, lo)
-        steps.extend(_timeline(child, lo, hi, tree, demand).steps)
+        steps.extend(_timeline(child, lo, hi, tree, demand, slot).steps)
         cursor = max(cursor, hi)
     own(cursor, end)
     return Timeline(steps, start, end)
@@ -170,6 +187,27 @@ def _timeline(
 
 def _start(iv: Interval) -> int:
     return iv.start_ns
+
+
+def _task_gaps(lanes: list[list[Timeline]], join_start: int) -> None:
+    """A task that began late because other tasks held its loop thread waits for the thread
+    in the replay; only the rest of its delay (the caller still running) is a fixed gap."""
+    tasks = [t for lane in lanes for t in lane if t.task]
+    for task in tasks:
+        slot = next((s.slot for s in task.steps if s.slot is not None), None)
+        busy = sorted(
+            (max(s.start_ns, join_start), min(s.end_ns, task.start_ns))
+            for other in tasks
+            if other is not task
+            for s in other.steps
+            if s.slot is not None and s.slot == slot and s.start_ns < task.start_ns
+        )
+        held, reach = 0, join_start
+        for lo, hi in busy:
+            if hi > max(lo, reach):
+                held += hi - max(lo, reach)
+                reach = hi
+        task.gap_ns = max(task.start_ns - join_start - held, 0)
 
 
 def _all_steps(timeline: Timeline) -> list[Step]:
@@ -243,6 +281,8 @@ def replay(
     fixed: list[tuple[float, Callable[[float], None]]] = []  # (when, then)
     active: dict[int, tuple[Step, float, _Run]] = {}  # id -> (step, work left, its run)
     demands: dict[int, float] = {}
+    holder: dict[int, int] = {}  # loop thread -> the step running host work on it
+    waiting: dict[int, list[tuple[int, int, Step, float, _Run]]] = defaultdict(list)
     started: set[str] = set()
 
     def advance(run: _Run, at: float) -> None:
@@ -258,8 +298,25 @@ def replay(
             fixed.append((at + step.ns / f, lambda t, r=run: advance(r, t)))
         else:
             f = factor(step.stage, step.label, step.category, step.resource)
+            if step.slot is not None and step.slot in holder:
+                waiting[step.slot].append((step.start_ns, id(step), step, step.work / f, run))
+                waiting[step.slot].sort(key=lambda item: item[:2])
+                return
+            if step.slot is not None:
+                holder[step.slot] = id(step)
             active[id(step)] = (step, step.work / f, run)
             demands[id(step)] = demand(step)
+
+    def release(step: Step) -> None:
+        """The loop thread goes to the task that has waited for it longest (in recorded order)."""
+        if step.slot is None:
+            return
+        del holder[step.slot]
+        if waiting[step.slot]:
+            _, key, nxt, work, run = waiting[step.slot].pop(0)
+            holder[nxt.slot] = key
+            active[key] = (nxt, work, run)
+            demands[key] = demand(nxt)
 
     def _join(step: Step, run: _Run, at: float) -> None:
         # Each thread's lane starts as it did (after the same spawn delay) and runs its
@@ -281,7 +338,8 @@ def replay(
 
     def start_lane(lane, i, prev_end_ns, at, done, f) -> None:
         branch = lane[i]
-        gap = max(branch.start_ns - prev_end_ns, 0) / f  # dispatch to the pool thread
+        # Dispatch to a pool thread is a fixed gap; a task's start waits for its loop thread.
+        gap = (branch.gap_ns if branch.task else max(branch.start_ns - prev_end_ns, 0)) / f
 
         def branch_done(t: float, lane=lane, i=i, branch=branch) -> None:
             if i + 1 < len(lane):
@@ -328,7 +386,8 @@ def replay(
         due = [item for item in fixed if item[0] <= now]
         fixed[:] = [item for item in fixed if item[0] > now]
         for key in finished:
-            _, _, run = active.pop(key)
+            step, _, run = active.pop(key)
+            release(step)
             advance(run, now)
         for _, then in due:
             then(now)

@@ -240,7 +240,15 @@ class Archive:
             return []
         listed = (e.rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(folder, detail=False))
         names = sorted(n for n in listed if n.endswith(".json"))  # not a save's leftover .tmp
-        return [json.loads(self.fs.cat_file(f"{folder}/{name}")) for name in names]
+        kept = []
+        for name in names:
+            try:
+                kept.append(json.loads(self.fs.cat_file(f"{folder}/{name}")))
+            except (ValueError, OSError) as exc:
+                raise UserError(
+                    f"result set {set_id}: projection {name} is unreadable: {exc}"
+                ) from None
+        return kept
 
     def attachment(self, set_id: str, name: str) -> bytes:
         """An attachment of a committed set (e.g. ``profile.json``), by its name."""

@@ -21,7 +21,7 @@ from harness.breakdown import ok_requests, stages_of
 from harness.claims import Claim, parse_key
 from harness.probes import Category, Recorder
 from harness.profiling import compute_times
-from harness.projection import machine_cores, project
+from harness.projection import cores_of, machine_cores, project
 from harness.replay import build, steps
 from harness.run import THREAD_VARIABLES, RunConfig, run
 from harness.runner import Measurement
@@ -257,7 +257,7 @@ def validate(
     say: Callable[[str], None] = lambda text: None,
 ) -> list[Outcome]:
     """Run every condition (or those named in ``only``) and judge its projections."""
-    cores = int(fingerprint.get("host", {}).get("host_processor_vcpu_count") or os.cpu_count())
+    cores = max(int(cores_of(fingerprint)), 1)
     outcomes = []
     for condition in conditions(cores):
         if only and condition.name not in only:

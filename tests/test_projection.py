@@ -14,7 +14,7 @@ from test_attribution import probe_iv, stage_iv, wait_iv
 from harness.claims import from_arguments
 from harness.errors import UserError
 from harness.probes import QUEUE_WAIT, Kind
-from harness.projection import project
+from harness.projection import cores_of, project
 from harness.replay import build, replay, steps
 from harness.runner import intervals_frame
 from harness.store import ResultSet
@@ -264,3 +264,59 @@ def test_a_join_s_own_waiting_is_scaled_alike_by_both_models():
 def test_a_claim_scoped_to_a_stage_the_set_lacks_is_refused():
     with pytest.raises(UserError, match="no stage 'embd'"):
         project(result_set(fan_out(10, 10), ONE), from_arguments(["stage:embd/compute=2"]))
+
+
+def gathered_compute():
+    """Two CPU-bound tasks gathered on one loop thread: the second waits for the first."""
+
+    def task_iv(kind_iv, task):
+        return replace(kind_iv, task=task)
+
+    return [
+        interval(Kind.REQUEST, 0, 43),
+        wait_iv("s", 0, 0, QUEUE_WAIT),
+        stage_iv("s", 0, 43, span=1),
+        probe_iv("s", "scheduling", 0, 41, span=2, parent=1, resource="wait"),
+        task_iv(branch_iv(0, 20, span=3, parent=2, thread=1), "Task-2"),
+        task_iv(probe_iv("s", "compute", 0, 20, 4, 3), "Task-2"),
+        task_iv(branch_iv(20, 40, span=5, parent=2, thread=1), "Task-3"),
+        task_iv(probe_iv("s", "compute", 20, 40, 6, 5), "Task-3"),
+    ]
+
+
+def test_gathered_tasks_take_turns_on_their_loop_thread():
+    result = result_set(gathered_compute(), ONE, cores=2)
+    assert project(result, from_arguments(["compute=1"])).replay_identity_error == 0.0
+    faster = project(result, from_arguments(["compute=2"]))
+    # the second task no longer waits 20 ns for the thread: 10 + 10, the tail, the stage's own
+    assert faster.replay["p50"].value_ms * 1e6 == pytest.approx(23)
+    assert faster.naive["p50"].value_ms * 1e6 == pytest.approx(23)
+    # a claim on waits does not make the compute shorter
+    waits = project(result, from_arguments(["scheduling=100"]))
+    assert waits.replay["p50"].value_ms * 1e6 == pytest.approx(40 + 0.01 + 2)
+
+
+def test_cores_are_capped_by_affinity_and_quota():
+    fingerprint = {
+        "host": {"host_processor_vcpu_count": 16},
+        "environment": [
+            {"name": "cpu_affinity", "value": "4 of unknown CPUs"},
+            {"name": "cpu_quota", "value": "2.5 CPUs"},
+        ],
+    }
+    assert cores_of(fingerprint) == 2.5
+    assert cores_of({"host": {"host_processor_vcpu_count": 16}}) == 16
+
+
+def test_a_set_without_a_successful_request_is_one_line():
+    result = result_set(fan_out(10, 10), ONE)
+    result.requests["ok"] = False
+    with pytest.raises(UserError, match="no successful request to project"):
+        project(result, from_arguments(["compute=2"]))
+
+
+def test_a_set_run_with_a_virtual_speedup_is_no_baseline():
+    result = result_set(fan_out(10, 10), ONE)
+    result.manifest["config"]["execution"]["virtual_speedup"] = "s=1.5"
+    with pytest.raises(UserError, match="virtual speedup"):
+        project(result, from_arguments(["compute=2"]))
