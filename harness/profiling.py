@@ -232,15 +232,8 @@ def _profile_backend(
         graphs = backend.stop()
     layers = {stage.name: stage.layer for stage in driver.order}
     checks = tuple(
-        ScopeCheck(
-            stage=stage,
-            layer=layers.get(stage, ""),
-            label=label,
-            calls=len(durations),
-            gapbench_ms=sum(durations) / 1e6,
-            profiler_scope_ms=graphs[label].run_us / 1e3,
-            profiler_operator_ms=graphs[label].node_us / 1e3,
-            basis="scope",
+        _check(
+            stage, label, durations, layers, graphs[label].run_us, graphs[label].node_us, "scope"
         )
         for (stage, label), durations in sorted(compute_times(intervals).items())
         if label in graphs  # a compute probe named after the graph it runs
@@ -284,17 +277,31 @@ def _checks(
             inside.append((op["ts"], min(op["ts"] + op["dur"], end)))
         operator_us[key] += _union_us(inside)
     return tuple(
-        ScopeCheck(
-            stage=stage,
-            layer=layers.get(stage, ""),
-            label=label,
-            calls=len(durations),
-            gapbench_ms=sum(durations) / 1e6,
-            profiler_scope_ms=scope_us[(stage, label)] / 1e3,
-            profiler_operator_ms=operator_us[(stage, label)] / 1e3,
-        )
-        for (stage, label), durations in sorted(compute_times(intervals).items())
-        if (stage, label) in scope_us
+        _check(*key, durations, layers, scope_us[key], operator_us[key])
+        for key, durations in sorted(compute_times(intervals).items())
+        if key in scope_us
+    )
+
+
+def _check(
+    stage: str,
+    label: str,
+    durations: list[int],
+    layers: dict[str, str],
+    scope_us: float,
+    operator_us: float,
+    basis: str = "operators",
+) -> ScopeCheck:
+    """One probe label's check: gapbench's ns beside the profiler's microseconds."""
+    return ScopeCheck(
+        stage=stage,
+        layer=layers.get(stage, ""),
+        label=label,
+        calls=len(durations),
+        gapbench_ms=sum(durations) / 1e6,
+        profiler_scope_ms=scope_us / 1e3,
+        profiler_operator_ms=operator_us / 1e3,
+        basis=basis,
     )
 
 

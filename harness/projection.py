@@ -22,7 +22,8 @@ from harness.attribution import split_request
 from harness.breakdown import ok_requests, stages_of
 from harness.claims import Claim
 from harness.errors import UserError
-from harness.replay import build, replay
+from harness.replay import replay
+from harness.request_model import build
 from harness.store import ResultSet
 
 SCHEMA_VERSION = 1

@@ -15,7 +15,8 @@ from harness.claims import from_arguments
 from harness.errors import UserError
 from harness.probes import QUEUE_WAIT, Kind
 from harness.projection import cores_of, project
-from harness.replay import build, replay, steps
+from harness.replay import replay
+from harness.request_model import build, steps
 from harness.runner import intervals_frame
 from harness.store import ResultSet
 from harness.workload import Stage

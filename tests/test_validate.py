@@ -9,9 +9,10 @@ import time
 
 import pytest
 
+from harness.components import Condition, Setting
 from harness.probes import Recorder
 from harness.store import Archive
-from harness.validate import Condition, Outcome, Setting
+from harness.validate import Outcome
 from harness.virtual import Spinner, Virtual
 from harness.workload import RunContext, StageContext
 
