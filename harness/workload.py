@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any, ClassVar, TypeVar
 
 from harness.errors import UserError
-from harness.probes import Category, Kind, Probe, Recorder, Resource
+from harness.record.probes import Category, Kind, Probe, Recorder, Resource
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -264,7 +264,7 @@ class Workload:
         return {}
 
     def profiler(self) -> Any:
-        """The backend's own profiler for ``--profile`` (``harness.profiling.BackendProfiler``),
+        """The backend's own profiler for ``--profile`` (``harness.measure.profiling.BackendProfiler``),
         or None for torch.profiler."""
         return None
 

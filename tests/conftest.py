@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from harness.probes import Interval, Kind
+from harness.record.probes import Interval, Kind
 
 
 class FakeClock:

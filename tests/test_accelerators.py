@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.accelerators import NvmlDevice, TorchDevice, read_accelerators, read_nvml
+from harness.machine.accelerators import NvmlDevice, TorchDevice, read_accelerators, read_nvml
 
 
 class FakeNvmlError(Exception):

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 from conftest import FakeClock, interval
 
-from harness.attribution import split_request
-from harness.invariants import check_invariants
-from harness.probes import HANDOFF_WAIT, QUEUE_WAIT, Kind, Recorder
+from harness.analysis.attribution import split_request
+from harness.analysis.invariants import check_invariants
+from harness.record.probes import HANDOFF_WAIT, QUEUE_WAIT, Kind, Recorder
 from harness.workload import Stage
 
 CHAIN = (Stage("a", "ingress"), Stage("b", "inference", after=("a",)))

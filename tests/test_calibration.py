@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import pytest
 
 from harness import plugins
-from harness.attribution import CATEGORIES, UNATTRIBUTED, RequestSplit, split_request
-from harness.driver import RequestDriver
-from harness.invariants import check_invariants
-from harness.probes import Category, Interval, Kind
-from harness.run import RunConfig, run
-from harness.runner import Measurement
-from harness.store import Archive
+from harness.analysis.attribution import CATEGORIES, UNATTRIBUTED, RequestSplit, split_request
+from harness.measure.driver import RequestDriver
+from harness.analysis.invariants import check_invariants
+from harness.record.probes import Category, Interval, Kind
+from harness.measure.replicates import RunConfig, run
+from harness.measure.process import Measurement
+from harness.archive.store import Archive
 from harness.workload import RunContext
 from workloads.calibration import (
     FAN_OUT_JOIN,

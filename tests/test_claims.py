@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from harness.claims import from_arguments, load, parse_key
+from harness.projection.claims import from_arguments, load, parse_key
 from harness.errors import UserError
 
 CLAIM = """

@@ -11,7 +11,7 @@ import pytest
 from harness import plugins
 from harness.cli import main
 from harness.errors import UserError
-from harness.store import Archive
+from harness.archive.store import Archive
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FAST = ["--quick", "--min-requests", "20", "--min-duration", "0", "--warmup", "2", "--no-progress"]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness.store import Archive
+from harness.archive.store import Archive
 
 pytestmark = pytest.mark.slow
 

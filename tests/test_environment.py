@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.environment import (
+from harness.machine.environment import (
     Check,
     CpuTimes,
     check_affinity,

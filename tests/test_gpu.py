@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.gpu_timing import EVENTS, SYNC
-from harness.run import RunConfig, run
-from harness.runner import Measurement
-from harness.store import Archive
-from harness.summary import summarize
+from harness.record.gpu_timing import EVENTS, SYNC
+from harness.measure.replicates import RunConfig, run
+from harness.measure.process import Measurement
+from harness.archive.store import Archive
+from harness.analysis.summary import summarize
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

@@ -6,10 +6,10 @@ import threading
 
 from conftest import FakeClock
 
-from harness.attribution import split_request
-from harness.gpu_timing import EventTimer
-from harness.invariants import check_invariants
-from harness.probes import Kind, Recorder
+from harness.analysis.attribution import split_request
+from harness.record.gpu_timing import EventTimer
+from harness.analysis.invariants import check_invariants
+from harness.record.probes import Kind, Recorder
 from harness.workload import RunContext, Stage, StageContext
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import harness
-from harness import hardware
-from harness.hardware import Cache, Frequency, Host, detect, read_host
+from harness.machine import fingerprint as hardware
+from harness.machine.fingerprint import Cache, Frequency, Host, detect, read_host
 
 MACHINES = Path(__file__).parent / "fixtures" / "machines"
 EPYC = MACHINES / "epyc-vm-2cpu"

@@ -7,9 +7,9 @@ import onnxruntime
 import pytest
 import torch
 
-from harness import onnx_export
+from harness.backends import onnx_export
 from harness.errors import UserError
-from harness.onnx_export import GraphSpec, cache_root, export_cached
+from harness.backends.onnx_export import GraphSpec, cache_root, export_cached
 from workloads.models import Encoder, EncoderConfig
 
 SMALL = EncoderConfig(vocab_size=64, hidden=32, layers=1, heads=2, intermediate=64)

@@ -6,9 +6,9 @@ import onnxruntime
 import pytest
 import torch
 
-from harness import ort
+from harness.backends import ort
 from harness.errors import UserError
-from harness.onnx_export import GraphSpec, export_cached
+from harness.backends.onnx_export import GraphSpec, export_cached
 from workloads.models import Encoder, EncoderConfig
 
 EVERYTHING = [

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from harness.probes import Interval
-from harness.profiling import _checks
-from harness.store import Archive
+from harness.record.probes import Interval
+from harness.measure.profiling import _checks
+from harness.archive.store import Archive
 
 # The probes of the model stages (the inference layer); top-k is retrieval, judged apart.
 MODEL_PROBES = {("embed", "encoder"), ("generate", "prefill"), ("generate", "decode")}

@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_attribution import probe_iv, stage_iv, wait_iv
 
-from harness.claims import from_arguments
+from harness.projection.claims import from_arguments
 from harness.errors import UserError
-from harness.probes import QUEUE_WAIT, Kind
-from harness.projection import cores_of, project
-from harness.replay import replay
-from harness.request_model import build, steps
-from harness.runner import intervals_frame
-from harness.store import ResultSet
+from harness.record.probes import QUEUE_WAIT, Kind
+from harness.projection.project import cores_of, project
+from harness.projection.replay import replay
+from harness.projection.request_model import build, steps
+from harness.measure.process import intervals_frame
+from harness.archive.store import ResultSet
 from harness.workload import Stage
 
 ONE = (Stage("s", "inference"),)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.probes import Recorder
+from harness.record.probes import Recorder
 from harness.workload import RunContext, StageContext, topological_order, validate
 from workloads import text
 from workloads.rag import MAX_TOP_K, Rag, RagConfig

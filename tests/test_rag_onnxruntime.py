@@ -11,10 +11,10 @@ import torch
 from test_rag import drive
 
 from harness.cli import main
-from harness.probes import Recorder
-from harness.run import RunConfig, run
-from harness.runner import Measurement
-from harness.store import Archive
+from harness.record.probes import Recorder
+from harness.measure.replicates import RunConfig, run
+from harness.measure.process import Measurement
+from harness.archive.store import Archive
 from harness.workload import RunContext, StageContext
 from workloads.backends import OrtModels, TorchModels, model_description
 from workloads.models import Decoder, DecoderConfig, Encoder, EncoderConfig

@@ -8,13 +8,13 @@ import threading
 import pytest
 from conftest import FakeClock
 
-from harness.attribution import split_request
-from harness.driver import RequestDriver
+from harness.analysis.attribution import split_request
+from harness.measure.driver import RequestDriver
 from harness.errors import UserError
-from harness.gpu_timing import SyncAtEdge
-from harness.invariants import check_invariants
-from harness.probes import HANDOFF_WAIT, QUEUE_WAIT, Kind, Recorder
-from harness.runner import Measurement, frame_intervals, intervals_frame, measure
+from harness.record.gpu_timing import SyncAtEdge
+from harness.analysis.invariants import check_invariants
+from harness.record.probes import HANDOFF_WAIT, QUEUE_WAIT, Kind, Recorder
+from harness.measure.process import Measurement, frame_intervals, intervals_frame, measure
 from harness.workload import RunContext, Stage, StageContext, Workload
 
 

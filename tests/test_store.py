@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from harness.errors import UserError
-from harness.store import MANIFEST, SCHEMA_VERSION, Archive, load, new_id
+from harness.archive.store import MANIFEST, SCHEMA_VERSION, Archive, load, new_id
 
 
 def tables():

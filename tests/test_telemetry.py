@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from harness.accelerators import read_nvml
-from harness.telemetry import (
+from harness.machine.accelerators import read_nvml
+from harness.measure.telemetry import (
     COLUMNS,
     Reading,
     Sampler,

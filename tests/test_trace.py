@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 
 from harness.errors import UserError
-from harness.probes import Kind
-from harness.run import RunConfig, run
-from harness.runner import Measurement
-from harness.store import Archive, ResultSet
-from harness.trace import ENDPOINT_VARIABLES, clock_offsets, write_chrome, write_otel
+from harness.record.probes import Kind
+from harness.measure.replicates import RunConfig, run
+from harness.measure.process import Measurement
+from harness.archive.store import Archive, ResultSet
+from harness.report.trace import ENDPOINT_VARIABLES, clock_offsets, write_chrome, write_otel
 
 # Sequential and parallel stages, fan-out branches on pool threads, and an async stage whose
 # tasks interleave on one thread (their probes overlap partially): every shape a trace must draw.
@@ -352,9 +352,9 @@ def _device_set() -> ResultSet:
     """Hand-built: one request whose probes ran on a CUDA stream, in two replicates."""
     from conftest import interval
 
-    from harness.gpu_timing import ANCHOR
-    from harness.probes import QUEUE_WAIT
-    from harness.runner import intervals_frame
+    from harness.record.gpu_timing import ANCHOR
+    from harness.record.probes import QUEUE_WAIT
+    from harness.measure.process import intervals_frame
 
     rows = [
         interval(Kind.REQUEST, 0, 100, span=9),

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from harness.components import Condition, Setting
-from harness.probes import Recorder
-from harness.store import Archive
-from harness.validate import Outcome
-from harness.virtual import Spinner, Virtual
+from harness.experiments.components import Condition, Setting
+from harness.record.probes import Recorder
+from harness.archive.store import Archive
+from harness.experiments.validate import Outcome
+from harness.record.virtual import Spinner, Virtual
 from harness.workload import RunContext, StageContext
 
 CONDITION = Condition("threads", "rag", Setting("1 thread", threads=1), Setting("2", threads=2), "")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 from test_attribution import diamond
 
-from harness.breakdown import Percentiles
-from harness.runner import intervals_frame
-from harness.store import ResultSet
-from harness.validity import max_concurrency, verdict
+from harness.analysis.breakdown import Percentiles
+from harness.measure.process import intervals_frame
+from harness.archive.store import ResultSet
+from harness.analysis.validity import max_concurrency, verdict
 
 
 def result_set(intervals, *, device="cpu", stage_threads=None, vcpus=2, **manifest) -> ResultSet:

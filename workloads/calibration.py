@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.attribution import CATEGORIES, UNATTRIBUTED
+from harness.analysis.attribution import CATEGORIES, UNATTRIBUTED
 from harness.workload import RunContext, Stage, StageContext, Workload
 
 COMPUTE, MOVEMENT, SCHEDULING = CATEGORIES

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.probes import Recorder
+from harness.record.probes import Recorder
 from harness.workload import RunContext, Stage, StageContext, Workload
 from workloads import text
 from workloads.backends import OrtModels, TorchModels, model_description

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from harness.driver import RequestDriver
-from harness.overhead import interleaved, probe_cost_ns
+from harness.measure.driver import RequestDriver
+from harness.measure.overhead import interleaved, probe_cost_ns
 from harness.workload import RunContext
 from workloads.rag import Rag
 

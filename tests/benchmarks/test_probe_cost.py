@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness.probes import Recorder
+from harness.record.probes import Recorder
 from harness.workload import RunContext, StageContext
 
 PROBES = 1_000  # per round, so the timer's own resolution does not matter

@@ -1,0 +1,315 @@
+"""A profiling pass apart from the timed repetitions, checked against gapbench's probes.
+
+Under torch.profiler the pass runs a few more requests with gapbench's probes active and each
+compute probe also opened as a ``record_function`` scope, so the profiler sees the same spans on
+its own clock. Per compute probe it then sets gapbench's time beside the profiler's operators
+and model modules inside that scope; for the model stages (the inference layer) they must agree
+within 5%. The scope's own time is kept beside them as a check that both clocks saw the same
+span. A backend with a profiler of its own (onnxruntime's per-node profile) is checked the same
+way: per graph, gapbench's compute probe of the same name beside the session runs (scope) and
+the node kernel time inside them (operators).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import tempfile
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.record.gpu_timing import SYNC
+from harness.record.probes import Category, DeviceTimer, Interval, Kind, Probe, TimerChain
+
+SCOPE_PREFIX = "gapbench"
+# torch operators, model modules around them, and the host waiting for the device's kernels
+OPERATOR_PREFIXES = ("aten::", "nn.Module: ", "cudaDeviceSynchronize", "cudaStreamSynchronize")
+AGREEMENT = 0.05  # the most gapbench's compute may differ from the profiler's operator time
+MODEL_LAYER = "inference"
+ATTEMPTS = 3
+# Judged only for probes of 1 ms or more a call: opening a scope costs the profiler tens of
+# microseconds, which would swamp a tokenizer's 50 us, not a model's forward pass.
+MIN_CALL_MS = 1.0
+
+
+class ProfilerScopes(TimerChain):
+    """Opens a profiler scope inside every compute probe; forwards to a device timer.
+
+    The scope opens after the probe read its start time and closes before it reads its end,
+    with torch's C++ scope where there is one: under the profiler's Python tracer, every
+    Python call the bookkeeping makes costs microseconds that belong to neither side.
+    """
+
+    def __init__(self, inner: DeviceTimer | None = None) -> None:
+        import torch
+        from torch.profiler import record_function
+
+        super().__init__(inner)
+        self._scope = getattr(torch._C._profiler, "_RecordFunctionFast", record_function)
+        self._open: dict[tuple[int, int], Any] = {}
+
+    def started(self, probe: Probe) -> None:
+        super().started(probe)
+        if probe.kind is Kind.PROBE and probe.category == Category.COMPUTE.value:
+            scope = self._scope(f"{SCOPE_PREFIX}:{probe.stage}:{probe.label}")
+            scope.__enter__()
+            self._open[(probe.request, probe.span)] = scope
+
+    def exit(self, probe: Probe) -> None:
+        # Synchronize-at-edge drains the device inside the scope, as inside the probe: the
+        # probe's time includes waiting for the kernels it launched. An end event is only
+        # bookkeeping, recorded once the scope is closed.
+        drains = self.mode == SYNC
+        try:
+            if drains and self._inner is not None:
+                self._inner.exit(probe)
+        finally:
+            scope = self._open.pop((probe.request, probe.span), None)
+            if scope is not None:
+                scope.__exit__(None, None, None)
+        if not drains and self._inner is not None:
+            self._inner.exit(probe)
+
+
+@dataclass(frozen=True)
+class ScopeCheck:
+    """One compute probe label of one stage: gapbench's time beside the profiler's."""
+
+    stage: str
+    layer: str
+    label: str
+    calls: int
+    gapbench_ms: float
+    profiler_scope_ms: float
+    profiler_operator_ms: float
+    # What gapbench's time is judged against: the operators inside the scope (torch), or the
+    # scope itself (onnxruntime's session runs, whose node kernels leave out the executor's own
+    # work between nodes, which is still the session's compute).
+    basis: str = "operators"
+
+    @property
+    def reference_ms(self) -> float:
+        return self.profiler_operator_ms if self.basis == "operators" else self.profiler_scope_ms
+
+    @property
+    def agreement(self) -> float:
+        """Relative difference of gapbench's compute time from the profiler's reference time
+        (NaN where the profiler saw nothing: a tokenizer in pure Python has no operators)."""
+        if self.reference_ms <= 0:
+            return float("nan")
+        return abs(self.gapbench_ms - self.reference_ms) / self.reference_ms
+
+    @property
+    def judged(self) -> bool:
+        """A model stage's probe of a millisecond or more a call (see MIN_CALL_MS)."""
+        return self.layer == MODEL_LAYER and self.gapbench_ms >= MIN_CALL_MS * self.calls
+
+    @property
+    def operator_share(self) -> float:
+        """How much of the scope the profiler saw as operators (the rest is dispatch)."""
+        return self.profiler_operator_ms / max(self.profiler_scope_ms, 1e-9)
+
+    def to_dict(self) -> dict[str, Any]:
+        agreement = self.agreement
+        return {
+            **asdict(self),
+            "agreement": None if math.isnan(agreement) else agreement,
+            "operator_share": self.operator_share,
+            "judged": self.judged,
+        }
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a profiling pass leaves: its intervals, the check, and the profiler's trace."""
+
+    intervals: list[Interval]
+    checks: tuple[ScopeCheck, ...]
+    trace_json: bytes
+    tool: str = "torch.profiler"
+
+    @property
+    def agrees(self) -> bool:
+        """Every judged model probe is within 5% of the profiler's reference time."""
+        judged = [c for c in self.checks if c.judged]
+        return bool(judged) and all(c.agreement <= AGREEMENT for c in judged)
+
+
+class GraphTimes(Protocol):
+    """One graph's profile: how many runs, their time, and the node kernel time inside."""
+
+    runs: int
+    run_us: float
+    node_us: float
+    events: list[dict[str, Any]]
+
+
+class BackendProfiler(Protocol):
+    """A backend's own profiler (``harness.backends.ort.OrtProfiler``): on for the pass, read after it."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> Mapping[str, GraphTimes]: ...
+
+
+def profile_requests(
+    driver: Any, stream: Sequence[Any], requests: int, backend: BackendProfiler | None = None
+) -> Profile:
+    """Run ``requests`` requests through ``driver`` under torch.profiler (CPU activity), or
+    under ``backend``'s own profiler when the model stages run elsewhere.
+
+    torch's Python tracer now and then hands back a function name it cannot decode
+    (UnicodeDecodeError while the profile is read): the pass is then run again, twice at most.
+    """
+    if backend is not None:
+        return _profile_backend(driver, stream, requests, backend)
+    for attempt in range(ATTEMPTS):
+        try:
+            return _profile_once(driver, stream, requests)
+        except UnicodeDecodeError:
+            if attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _profile_once(driver: Any, stream: Sequence[Any], requests: int) -> Profile:
+    from torch.profiler import ProfilerActivity, profile
+
+    timer = driver.timer
+    driver.timer = ProfilerScopes(timer)
+    try:
+        # with_modules+with_stack: the profiler names each nn.Module call, so a model's time is
+        # seen as the profiler's operators and modules rather than as bare kernels.
+        with profile(activities=[ProfilerActivity.CPU], with_modules=True, with_stack=True) as prof:
+            intervals = _run(driver, stream, requests)
+    finally:
+        driver.timer = timer
+    layers = {stage.name: stage.layer for stage in driver.order}
+    with tempfile.TemporaryDirectory(prefix="gapbench-profile-") as folder:
+        path = Path(folder) / "trace.json"
+        prof.export_chrome_trace(str(path))
+        trace = path.read_bytes()
+    checks = _checks(intervals, json.loads(trace), layers)
+    return Profile(intervals, checks, trace)
+
+
+def _run(driver: Any, stream: Sequence[Any], requests: int) -> list[Interval]:
+    intervals: list[Interval] = []
+    for i in range(requests):
+        outcome = driver(-10_000 - i, stream[i % len(stream)])
+        intervals.extend(outcome.recorder.intervals)
+    return intervals
+
+
+def compute_times(intervals: list[Interval]) -> dict[tuple[str, str], list[int]]:
+    """Each compute probe's own time by (stage, label): innermost wins, so time in a probe
+    nested inside it (binding a session's inputs, a copy) is not its compute."""
+    nested: dict[tuple[int, int], int] = defaultdict(int)
+    for iv in intervals:
+        if iv.kind == Kind.PROBE.value and iv.parent >= 0:
+            nested[(iv.request, iv.parent)] += iv.duration_ns
+    probed: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for iv in intervals:
+        if iv.kind == Kind.PROBE.value and iv.category == Category.COMPUTE.value:
+            own = iv.duration_ns - nested.get((iv.request, iv.span), 0)
+            probed[(iv.stage, iv.label)].append(own)
+    return probed
+
+
+def _profile_backend(
+    driver: Any, stream: Sequence[Any], requests: int, backend: BackendProfiler
+) -> Profile:
+    backend.start()
+    try:
+        intervals = _run(driver, stream, requests)
+    finally:
+        graphs = backend.stop()
+    layers = {stage.name: stage.layer for stage in driver.order}
+    checks = tuple(
+        _check(
+            stage, label, durations, layers, graphs[label].run_us, graphs[label].node_us, "scope"
+        )
+        for (stage, label), durations in sorted(compute_times(intervals).items())
+        if label in graphs  # a compute probe named after the graph it runs
+    )
+    events = [event for graph in graphs.values() for event in graph.events]
+    return Profile(intervals, checks, json.dumps(events).encode(), backend.name)
+
+
+def _checks(
+    intervals: list[Interval], trace: dict[str, Any], layers: dict[str, str]
+) -> tuple[ScopeCheck, ...]:
+    """gapbench's compute per probe beside the profiler's scope and the operators inside it.
+
+    Operators are found by time on the scope's thread, not through the profiler's event tree,
+    whose links between Python calls and operators differ across torch versions; overlapping
+    ones (a module and the operators it calls) are counted once.
+    """
+    events = [e for e in trace.get("traceEvents", []) if e.get("ph") == "X" and "dur" in e]
+    by_thread: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        if event["name"].startswith(OPERATOR_PREFIXES):
+            by_thread[event["tid"]].append(event)
+    for found in by_thread.values():
+        found.sort(key=lambda e: e["ts"])
+    starts = {tid: [e["ts"] for e in found] for tid, found in by_thread.items()}
+    scope_us: dict[tuple[str, ...], float] = defaultdict(float)
+    operator_us: dict[tuple[str, ...], float] = defaultdict(float)
+    for event in events:
+        prefix, _, rest = event["name"].partition(":")
+        if prefix != SCOPE_PREFIX:
+            continue
+        key = tuple(rest.split(":", 1))
+        begin, end = event["ts"], event["ts"] + event["dur"]
+        scope_us[key] += event["dur"]
+        found = by_thread.get(event["tid"], [])
+        first = bisect.bisect_left(starts.get(event["tid"], []), begin)
+        inside = []
+        for op in found[first:]:
+            if op["ts"] > end:
+                break
+            inside.append((op["ts"], min(op["ts"] + op["dur"], end)))
+        operator_us[key] += _union_us(inside)
+    return tuple(
+        _check(*key, durations, layers, scope_us[key], operator_us[key])
+        for key, durations in sorted(compute_times(intervals).items())
+        if key in scope_us
+    )
+
+
+def _check(
+    stage: str,
+    label: str,
+    durations: list[int],
+    layers: dict[str, str],
+    scope_us: float,
+    operator_us: float,
+    basis: str = "operators",
+) -> ScopeCheck:
+    """One probe label's check: gapbench's ns beside the profiler's microseconds."""
+    return ScopeCheck(
+        stage=stage,
+        layer=layers.get(stage, ""),
+        label=label,
+        calls=len(durations),
+        gapbench_ms=sum(durations) / 1e6,
+        profiler_scope_ms=scope_us / 1e3,
+        profiler_operator_ms=operator_us / 1e3,
+        basis=basis,
+    )
+
+
+def _union_us(spans: list[tuple[float, float]]) -> float:
+    """Total length of ``spans`` (sorted by start), overlaps counted once."""
+    total, reach = 0.0, float("-inf")
+    for start, end in spans:
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total

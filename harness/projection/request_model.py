@@ -1,0 +1,233 @@
+"""A recorded request as a model of the machine: timelines of steps on pools, ready to replay.
+
+Every stage and every fan-out branch is a timeline of steps taken from the recorded pieces
+(innermost probe wins). A step runs on a pool: host work (compute on the CPU, copies in host
+memory, glue code) shares the machine's cores; device kernels share the device and copies the
+link; waits are fixed. A step's *work* is what it would take alone: its recorded time with the
+contention it met taken out (the integral of its share of the pool over the recorded interval).
+``harness.projection.replay`` runs the model again.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from harness.record.probes import Category, Interval, Kind, Resource
+from harness.analysis.timeline import UNATTRIBUTED, SpanTree
+from harness.workload import Stage
+
+CPU, DEVICE, LINK = "cpu", "device", "link"
+FIXED = ""  # a wait: neither a pool nor contention
+# What a stretch of time runs on, by its resource (unattributed glue runs on the CPU).
+POOLS = {
+    Resource.HOST_CPU.value: CPU,
+    Resource.HOST_MEMORY.value: CPU,
+    "": CPU,
+    Resource.DEVICE.value: DEVICE,
+    Resource.LINK.value: LINK,
+}
+
+
+@dataclass
+class Step:
+    """A stretch of one timeline: work on a pool, a fixed wait, or a join on branches."""
+
+    start_ns: int
+    end_ns: int
+    stage: str
+    category: str
+    resource: str
+    label: str
+    pool: str = FIXED
+    demand: float = 1.0  # cores (or devices) while it runs alone
+    work: float = 0.0  # ns it takes alone, at full speed
+    branches: list[list[Timeline]] = field(default_factory=list)  # a join: per thread, in order
+    # The event-loop thread an asyncio task's host work needs to itself (None: a thread's own)
+    slot: int | None = None
+
+    @property
+    def ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+@dataclass
+class Timeline:
+    """What one thread did inside a stage or a branch, step by step."""
+
+    steps: list[Step]
+    start_ns: int
+    end_ns: int
+    task: bool = False  # an asyncio task's: it waits for its loop thread, not for a fixed gap
+    gap_ns: int = 0  # a task's: from the join's start, the part of its delay no task ran in
+
+
+@dataclass
+class StageNode:
+    name: str
+    after: tuple[str, ...]  # what must end before it may start: parents, same-thread stages
+    delay_ns: int  # from the last of those (or the request's arrival) to its start, fixed
+    timeline: Timeline
+
+
+@dataclass
+class Model:
+    """One request ready to replay: stages, when it arrived, how many cores and devices."""
+
+    arrival_ns: int
+    stages: list[StageNode]
+    capacity: dict[str, float]
+
+
+def build(
+    intervals: Sequence[Interval],
+    stages: Sequence[Stage],
+    cores: float,
+    stage_threads: dict[str, int] | None = None,
+    devices: int = 1,
+) -> Model:
+    """The replay model of one request from its raw intervals."""
+    threads = stage_threads or {}
+    request = next(i for i in intervals if i.kind == Kind.REQUEST.value)
+    spans = {i.stage: i for i in intervals if i.kind == Kind.STAGE.value}
+    tree = SpanTree(intervals)
+    capacity = {CPU: float(cores), DEVICE: float(devices), LINK: float(devices)}
+
+    def demand(stage: str, pool: str, category: str) -> float:
+        if pool == CPU and category == Category.COMPUTE.value:
+            return float(min(max(threads.get(stage, 1), 1), cores))  # intra-op threads
+        return 1.0
+
+    nodes = []
+    for stage in stages:
+        span = spans.get(stage.name)
+        if span is None:
+            continue
+        timeline = _timeline(span, span.start_ns, span.end_ns, tree, demand)
+        before = set(stage.after) | {
+            name
+            for name, other in spans.items()
+            if other.thread == span.thread and name != stage.name and other.end_ns <= span.start_ns
+        }
+        ready = max((spans[n].end_ns for n in before if n in spans), default=request.start_ns)
+        nodes.append(StageNode(stage.name, tuple(sorted(before)), span.start_ns - ready, timeline))
+    model = Model(request.start_ns, nodes, capacity)
+    _take_out_contention(model)
+    return model
+
+
+def _timeline(
+    node: Interval,
+    start: int,
+    end: int,
+    tree: SpanTree,
+    demand: Callable[[str, str, str], float],
+    slot: int | None = None,
+) -> Timeline:
+    """``node``'s own timeline over [start, end]: nested probes innermost first; a probe that
+    joined branches becomes a join on them. ``slot``: the loop thread of an asyncio task."""
+    steps: list[Step] = []
+    stage = node.stage
+
+    def own(lo: int, hi: int) -> None:
+        if hi <= lo:
+            return
+        if node.kind == Kind.PROBE.value:
+            category, resource, label = node.category, node.resource, node.label
+        else:
+            category, resource, label = UNATTRIBUTED, "", ""
+        pool = FIXED if category == Category.SCHEDULING.value else POOLS.get(resource, FIXED)
+        step = Step(lo, hi, stage, category, resource, label, pool, demand(stage, pool, category))
+        step.slot = slot if pool == CPU else None
+        steps.append(step)
+
+    branches = tree.branches(node)
+    if branches:
+        # The join: its own time is waiting for the branches, which run on their threads.
+        # A lane is what ran one after another: a pool thread's branches, or one asyncio task.
+        # Gathered tasks share their loop thread: each waits at its awaits, not for the others,
+        # but only one at a time runs host work on it (first come, first served).
+        by_thread: dict[tuple[int, str], list[Interval]] = defaultdict(list)
+        for branch in branches:
+            by_thread[(branch.thread, branch.task)].append(branch)
+        lanes = []
+        for (thread, task), lane in by_thread.items():
+            loop = thread if task else None
+            timelines = []
+            for b in sorted(lane, key=_start):
+                timeline = _timeline(b, b.start_ns, b.end_ns, tree, demand, loop)
+                timeline.task = bool(task)
+                timelines.append(timeline)
+            lanes.append(timelines)
+        _task_gaps(lanes, start)
+        steps.append(Step(start, end, stage, node.category, node.resource, node.label))
+        steps[-1].branches = lanes
+        return Timeline(steps, start, end)
+    cursor = start
+    for child in tree.nested(node):
+        lo, hi = max(child.start_ns, start), min(child.end_ns, end)
+        if hi <= lo:
+            continue
+        own(cursor, lo)
+        steps.extend(_timeline(child, lo, hi, tree, demand, slot).steps)
+        cursor = max(cursor, hi)
+    own(cursor, end)
+    return Timeline(steps, start, end)
+
+
+def _start(iv: Interval) -> int:
+    return iv.start_ns
+
+
+def _task_gaps(lanes: list[list[Timeline]], join_start: int) -> None:
+    """A task that began late because other tasks held its loop thread waits for the thread
+    in the replay; only the rest of its delay (the caller still running) is a fixed gap."""
+    tasks = [t for lane in lanes for t in lane if t.task]
+    for task in tasks:
+        slot = next((s.slot for s in task.steps if s.slot is not None), None)
+        busy = sorted(
+            (max(s.start_ns, join_start), min(s.end_ns, task.start_ns))
+            for other in tasks
+            if other is not task
+            for s in other.steps
+            if s.slot is not None and s.slot == slot and s.start_ns < task.start_ns
+        )
+        held, reach = 0, join_start
+        for lo, hi in busy:
+            if hi > max(lo, reach):
+                held += hi - max(lo, reach)
+                reach = hi
+        task.gap_ns = max(task.start_ns - join_start - held, 0)
+
+
+def _all_steps(timeline: Timeline) -> list[Step]:
+    out = []
+    for step in timeline.steps:
+        out.append(step)
+        for lane in step.branches:
+            for branch in lane:
+                out.extend(_all_steps(branch))
+    return out
+
+
+def steps(model: Model) -> list[Step]:
+    """Every step of a model: its stages' and, inside joins, their branches'."""
+    return [step for node in model.stages for step in _all_steps(node.timeline)]
+
+
+def _take_out_contention(model: Model) -> None:
+    """Each pooled step's work: its recorded time, at the share of its pool it had then."""
+    every = steps(model)
+    for pool, capacity in model.capacity.items():
+        pooled = [s for s in every if s.pool == pool and not s.branches]
+        edges = sorted({t for s in pooled for t in (s.start_ns, s.end_ns)})
+        for step in pooled:
+            step.work = 0.0
+        for lo, hi in itertools.pairwise(edges):
+            running = [s for s in pooled if s.start_ns <= lo and s.end_ns >= hi]
+            asked = sum(s.demand for s in running)
+            share = min(1.0, capacity / asked) if asked else 1.0
+            for step in running:
+                step.work += (hi - lo) * share

@@ -1,0 +1,219 @@
+"""Tables for projections and comparisons (rich); the numbers come from the library unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from harness.analysis.breakdown import PERCENTILE_FLOORS
+
+IDENTITY_WARN = 0.01  # replaying a set unchanged should give back its latency
+
+if TYPE_CHECKING:
+    from harness.projection.compare import Comparison, Speedup
+    from harness.projection.project import Estimate, Projection
+    from harness.analysis.summary import Summary
+
+
+def _estimate(e: Estimate, indicative: bool = False) -> str:
+    mark = "~" if indicative else ""
+    if e.low_ms is None:
+        return f"{mark}{e.value_ms:.2f}"
+    return f"{mark}{e.value_ms:.2f} ({e.low_ms:.2f}-{e.high_ms:.2f})"
+
+
+def _verdict_line(tag: str, summary: Summary) -> list[Any]:
+    v = summary.verdict
+    lines: list[Any] = [
+        Text.assemble(
+            (f"{tag}{summary.result.id}", "bold"),
+            ": ",
+            ("valid", "green") if v.valid else ("INVALID", "red"),
+        )
+    ]
+    lines += [Text(f"  ! {p}", style="red") for p in v.problems]
+    lines += [Text(f"  - {n}", style="yellow") for n in v.notes if "indicative" not in n]
+    return lines
+
+
+def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str]) -> Group:
+    """Several claims side by side on one set: percentiles by each model, where keys applied."""
+    parts: list[Any] = _verdict_line("", summary)
+    first = made[0]
+    replicates = f"range over {first.replicates} replicates" if first.replicates > 1 else ""
+    table = Table(
+        title=f"projected end to end (ms; {replicates or 'one replicate: run --repeat K'}), "
+        f"replayed on {first.cores:g} cores"
+    )
+    for name in ("claim", "matched", "model", "p50", "x p50", "p99", "x p99"):
+        table.add_column(name, justify="left" if name in ("claim", "model") else "right")
+    for p in made:
+        rows = (("measured", p.measured), ("naive", p.naive), ("replay", p.replay))
+        rough = p.requests < PERCENTILE_FLOORS[99]  # p99 from too few samples: indicative
+        for i, (model, est) in enumerate(rows):
+            table.add_row(
+                p.claim.name if i == 0 else "",
+                f"{p.matched_share:.1%}" if i == 0 else "",
+                model,
+                _estimate(est["p50"]),
+                "" if model == "measured" else f"{p.speedup(model, 'p50'):.3f}",
+                _estimate(est["p99"], rough),
+                "" if model == "measured" else f"{p.speedup(model, 'p99'):.3f}",
+            )
+    parts.append(table)
+    keys = Table(title="which key applied to what (share of end-to-end time, critical path)")
+    for name in ("claim", "key", "factor", "share", "applied to"):
+        keys.add_column(name, justify="right" if name in ("factor", "share") else "left")
+    for p in made:
+        for m in p.matches:
+            where = ", ".join(m.where) if m.where else "nothing"
+            keys.add_row(p.claim.name, m.key, f"{m.factor:g}", f"{m.share:.1%}", where)
+    parts.append(keys)
+    parts += [Text(p.headline, style="bold") for p in made]
+    for p in made:
+        if p.replay_identity_error > IDENTITY_WARN:
+            parts.append(
+                Text(
+                    f"! the replay without a claim misses the recorded latency by "
+                    f"{p.replay_identity_error:.1%} (median): its model of this set is off",
+                    style="red",
+                )
+            )
+    if kept:
+        parts.append(Text(f"kept beside {summary.result.id}: {', '.join(kept)}", style="dim"))
+    return Group(*parts)
+
+
+def _interval(s: Speedup) -> str:
+    return "-" if s.low is None else f"{s.low:.3f}-{s.high:.3f}"
+
+
+def comparison(c: Comparison) -> Group:
+    """Verdicts, what differs, measured speedups, and the projections from BASE beside them."""
+    parts: list[Any] = _verdict_line("BASE ", c.base) + _verdict_line("CANDIDATE ", c.candidate)
+    if not c.trustworthy:
+        parts.append(Text("! a set is invalid: this comparison is not trustworthy", style="red"))
+    for key, (a, b) in c.differences.items():
+        parts.append(Text(f"execution differs in {key}: {a} -> {b}", style="dim"))
+    table = Table(title="measured: BASE p50 / CANDIDATE p50 (95% bootstrap over replicates)")
+    for name in ("", "BASE ms", "CANDIDATE ms", "speedup", "interval", "significant"):
+        table.add_column(name, justify="left" if not name else "right")
+    for s in (c.end_to_end, *c.stages):
+        table.add_row(
+            Text(s.name, style="bold" if s is c.end_to_end else ""),
+            f"{s.base_ms:.2f}",
+            f"{s.candidate_ms:.2f}",
+            f"{s.ratio:.3f}",
+            _interval(s),
+            "yes" if s.significant else "no",
+        )
+    parts.append(table)
+    if c.projections:
+        proj = Table(title="projected from BASE beside what was delivered (end to end, p50)")
+        for name in ("claim", "claimed", "naive", "replay", "delivered", "gap", "replay err"):
+            proj.add_column(name, justify="left" if name == "claim" else "right")
+        for p in c.projections:
+            delivered = c.end_to_end.ratio
+            proj.add_row(
+                p.claim.name,
+                f"{p.claimed:.3f}",
+                f"{p.speedup('naive'):.3f}",
+                f"{p.speedup('replay'):.3f}",
+                f"{delivered:.3f}",
+                f"{c.gap(p):+.3f}",
+                f"{p.speedup('replay') / delivered - 1:+.1%}",
+            )
+        parts.append(proj)
+    if c.kept:
+        kept = Table(title="projections kept beside BASE earlier, against what was delivered")
+        for name in ("made", "claim", "naive", "replay", "delivered", "replay err"):
+            kept.add_column(name, justify="left" if name in ("made", "claim") else "right")
+        delivered = c.end_to_end.ratio
+        for k in c.kept:
+            replayed = k["speedup"]["replay"]["p50"]
+            kept.add_row(
+                str(k.get("made_utc", ""))[:19],
+                k["claim"]["name"],
+                f"{k['speedup']['naive']['p50']:.3f}",
+                f"{replayed:.3f}",
+                f"{delivered:.3f}",
+                f"{replayed / delivered - 1:+.1%}",
+            )
+        parts.append(kept)
+    e = c.end_to_end
+    verdict = "faster" if e.ratio >= 1 else "slower"
+    factor = e.ratio if e.ratio >= 1 else 1 / e.ratio
+    basis = (
+        f"95% interval {_interval(e)}, {'significant' if e.significant else 'not significant'}"
+        if e.low is not None
+        else "fewer than 3 replicates on a side: not significant; run --repeat 3 or more"
+    )
+    sentence = f"CANDIDATE is {factor:.3f}x {verdict} end to end at p50 ({basis})"
+    parts.append(Text(sentence, style="bold"))
+    return Group(*parts)
+
+
+def validation(outcomes: Sequence[Any], virtual: Any, seconds: float) -> Group:
+    """Per condition: component speedups, measured, both projections, errors and noise floor."""
+    table = Table(title="projections from A checked against B (p50 speedups, medians over pairs)")
+    columns = (
+        "condition",
+        "A -> B (one component)",
+        "component (alone)",
+        "measured",
+        "naive",
+        "replay",
+        "naive err",
+        "replay err",
+        "noise floor",
+        "within",
+        "replay, parts in situ",
+    )
+    for name in columns:
+        table.add_column(name, justify="left" if name in columns[:3] else "right")
+    for o in outcomes:
+        d = o.to_dict()
+        component = ", ".join(f"{stage} {x:.2f}x" for stage, x in o.component.items()) or "-"
+        table.add_row(
+            o.condition.name,
+            o.condition.what,
+            component,
+            f"{d['measured_speedup']:.3f}",
+            f"{d['naive_speedup']:.3f}",
+            f"{d['replay_speedup']:.3f}",
+            f"{d['naive_error']:.1%}",
+            f"{d['replay_error']:.1%}",
+            f"{d['noise_floor']:.1%}",
+            Text("yes", "green") if o.passes else Text("no", "red"),
+            f"{d['in_pipeline_replay_speedup']:.3f} ({d['in_pipeline_replay_error']:.1%})",
+        )
+    parts: list[Any] = [table] if outcomes else []
+    if virtual is not None:
+        d = virtual.to_dict()
+        coz = Table(title="virtual speedup (COZ-style: the other stages stretched), apart")
+        for name in ("stage", "factor", "virtual", "naive", "replay", "naive err", "replay err"):
+            coz.add_column(name, justify="left" if name == "stage" else "right")
+        coz.add_row(
+            virtual.stage,
+            f"{virtual.factor:g}",
+            f"{d['virtual_speedup']:.3f}",
+            f"{d['naive_speedup']:.3f}",
+            f"{d['replay_speedup']:.3f}",
+            f"{d['naive_error']:.1%}",
+            f"{d['replay_error']:.1%}",
+        )
+        parts.append(coz)
+    passed = sum(o.passes for o in outcomes)
+    pairs = len(outcomes[0].measured) if outcomes else len(virtual.virtual) if virtual else 0
+    parts.append(
+        Text(
+            f"replay within max(3%, noise floor) in {passed} of {len(outcomes)} conditions; "
+            f"{pairs} paired replicates each; {seconds:.0f} s",
+            style="bold",
+        )
+    )
+    return Group(*parts)
