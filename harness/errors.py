@@ -7,3 +7,11 @@ class UserError(Exception):
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a process stopped by SIGINT
+
+
+def in_range(option: str, value: float, low: float, high: float) -> None:
+    """Refuse a number a user typed outside [low, high], naming the option and the range."""
+    if value < low:
+        raise UserError(f"{option} must be {low:g} or more (up to {high:g}), not {value:g}")
+    if value > high:
+        raise UserError(f"{option} must be {high:g} or less (from {low:g}), not {value:g}")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.workload import Workload, validate
+from harness.workload import Stage, Workload, check_contract
 
 ENTRY_POINT_GROUP = "gapbench.workloads"
 
@@ -18,6 +19,31 @@ def registered() -> dict[str, str]:
     """Workload name -> ``module:Class`` for every installed plugin, sorted by name."""
     found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
     return dict(sorted(found.items()))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered workload as `gapbench workloads` lists it, or why it would not load."""
+
+    name: str
+    ref: str  # module:Class
+    description: str
+    stages: tuple[Stage, ...]
+    problem: str = ""
+
+
+def catalogue() -> list[Entry]:
+    """Every registered workload; one that will not load is listed with its problem, never
+    hiding the others."""
+    entries = []
+    for name, ref in registered().items():
+        try:
+            cls = load(name)
+        except UserError as exc:
+            entries.append(Entry(name, ref, "", (), str(exc)))
+            continue
+        entries.append(Entry(name, ref, cls.description, cls.stages))
+    return entries
 
 
 def suite() -> list[str]:
@@ -40,7 +66,7 @@ def load(ref: str) -> type[Workload]:
     cls = getattr(module, attr, None)
     if cls is None:
         raise UserError(f"{target} has no attribute {attr!r}")
-    return validate(cls)
+    return check_contract(cls)
 
 
 def _import_module(name: str):

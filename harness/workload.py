@@ -12,26 +12,15 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, ClassVar, TypeVar
 
 from harness.errors import UserError
-from harness.record.probes import Category, Kind, Probe, Recorder, Resource
+from harness.record.probes import Probe, Recorder
+from harness.record.virtual import Virtual
+from harness.words import FAN_OUT_JOIN, GATHER_JOIN, LAYERS, Category, Kind, Resource
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class Layer(str, Enum):
-    """The six layers of an AI request's path, from the seed article."""
-
-    INGRESS = "ingress"
-    RETRIEVAL = "retrieval"
-    ORCHESTRATION = "orchestration"
-    INFERENCE = "inference"
-    TOOLS = "tools"
-    ASSEMBLY = "assembly"
-
 
 SIZES = ("quick", "default")
 BACKENDS = ("torch", "onnxruntime")
@@ -52,8 +41,8 @@ class Stage:
     after: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.layer not in {layer.value for layer in Layer}:
-            allowed = ", ".join(layer.value for layer in Layer)
+        if self.layer not in LAYERS:
+            allowed = ", ".join(LAYERS)
             raise UserError(f"stage {self.name!r}: unknown layer {self.layer!r} (one of {allowed})")
         object.__setattr__(self, "after", tuple(self.after))
 
@@ -66,7 +55,7 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class RunContext:
+class SetupContext:
     """What a workload is set up for: the device, the size and the seed of every random choice."""
 
     device: str = "cpu"
@@ -90,7 +79,7 @@ class RunContext:
 class StageContext:
     """Handed to a stage method: the run's settings plus probes that record into this request."""
 
-    run: RunContext
+    setup: SetupContext  # what the workload was set up for
     recorder: Recorder
     stage: str
     request: int
@@ -100,26 +89,26 @@ class StageContext:
 
     @property
     def device(self) -> str:
-        return self.run.device
+        return self.setup.device
 
     @property
     def size(self) -> str:
-        return self.run.size
+        return self.setup.size
 
     @property
     def seed(self) -> int:
-        return self.run.seed
+        return self.setup.seed
 
     @property
     def on_device(self) -> bool:
         """True when ``device`` is an accelerator (compute then runs on the `device` resource)."""
-        return self.run.device != "cpu"
+        return self.setup.device != "cpu"
 
     def compute(self, label: str = "", resource: str | None = None) -> Probe:
         """Time the math: kernels, matmuls, top-k, framework dispatch around them."""
         if not self.probes:
             return _NO_PROBE  # type: ignore[return-value]
-        default = _DEVICE if self.run.device != "cpu" else _HOST_CPU
+        default = _DEVICE if self.setup.device != "cpu" else _HOST_CPU
         return Probe(self.recorder, self.stage, _COMPUTE, resource or default, label, 0)
 
     def movement(self, nbytes: int, label: str = "", resource: str | None = None) -> Probe:
@@ -127,6 +116,8 @@ class StageContext:
 
         When the size is known only inside the block (a serialised reply), set the probe's
         ``nbytes`` there: ``with ctx.movement(0) as p: body = dumps(x); p.nbytes = len(body)``.
+        ``0`` says no bytes moved (pointers handed over); a size the code cannot know is
+        ``harness.words.UNKNOWN_BYTES``, and the set's verdict then says its rate is unknown.
         """
         if not self.probes:
             return _NO_PROBE  # type: ignore[return-value]
@@ -154,7 +145,7 @@ class StageContext:
         # A fan-out from inside a branch runs its branches in turn on the branch's own thread:
         # waiting on the shared pool from one of its workers could wait forever.
         nested = threading.current_thread().name.startswith(FAN_OUT_THREADS)
-        with self.wait(label or "fan-out join"):
+        with self.wait(label or FAN_OUT_JOIN):
             if pool is None or nested or len(items) <= 1:
                 return [self._branch(fn, item, i) for i, item in enumerate(items)]
             # ThreadPoolExecutor does not carry contextvars: without a copy per branch, its
@@ -171,7 +162,7 @@ class StageContext:
 
         As ``fan_out`` does for threads: the stage waits in a join, each task is a branch.
         """
-        with self.wait(label or "gather join"):
+        with self.wait(label or GATHER_JOIN):
             tasks = [
                 asyncio.ensure_future(self._async_branch(aw, i)) for i, aw in enumerate(awaitables)
             ]
@@ -209,6 +200,34 @@ class _NoProbe:
 _NO_PROBE = _NoProbe()
 
 
+ALL_CORES = 0  # a Setting's threads: every core the run may use, counted on the machine
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One side of a validation condition: the backend of the model stages and their threads."""
+
+    label: str
+    backend: str = "torch"
+    threads: int | None = None  # None: the machine's default; ALL_CORES: every usable core
+
+    def on(self, cores: int) -> Setting:
+        """This setting on a machine with ``cores`` usable cores."""
+        if self.threads != ALL_CORES:
+            return self
+        return Setting(f"{cores} thread{'s' if cores != 1 else ''}", self.backend, cores)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A what-if that `gapbench validate` runs on a workload: one component changed, A to B."""
+
+    name: str
+    a: Setting
+    b: Setting
+    what: str
+
+
 class Workload:
     """Base class of workload plugins.
 
@@ -231,13 +250,17 @@ class Workload:
     code_modules: ClassVar[tuple[str, ...]] = ()
     # Part of the suite `gapbench run` runs when no workload is named; a self-check is not.
     in_suite: ClassVar[bool] = True
-    # The backends its model stages can run on (RunContext.backend), the reference first.
+    # The backends its model stages can run on (SetupContext.backend), the reference first.
     backends: ClassVar[tuple[str, ...]] = ("torch",)
+    # What `gapbench validate` checks on it: conditions that change one component, and a stage
+    # made virtually faster (COZ-style) to check the projection against.
+    conditions: ClassVar[tuple[Condition, ...]] = ()
+    virtual_check: ClassVar[Virtual | None] = None
 
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: SetupContext) -> None:
         """Build models and data for ``ctx.device`` and ``ctx.size`` (timed as load time)."""
 
-    def requests(self, ctx: RunContext) -> Sequence[Any]:
+    def requests(self, ctx: SetupContext) -> Sequence[Any]:
         """The request stream: payloads the runner sends in order, cycling if it needs more."""
         raise NotImplementedError
 
@@ -264,7 +287,7 @@ class Workload:
         return {}
 
     def profiler(self) -> Any:
-        """The backend's own profiler for ``--profile`` (``harness.measure.profiling.BackendProfiler``),
+        """The backend's own profiler for ``--profile`` (a ``measure.profiling.BackendProfiler``),
         or None for torch.profiler."""
         return None
 
@@ -306,8 +329,8 @@ def topological_order(stages: Sequence[Stage]) -> list[Stage]:
     return order
 
 
-def validate(cls: type) -> type[Workload]:
-    """Check a class against the contract; the error names what is wrong."""
+def check_contract(cls: type) -> type[Workload]:
+    """Check a class against the plugin contract; the error names what is wrong."""
     if not (isinstance(cls, type) and issubclass(cls, Workload)):
         raise UserError(f"{cls!r} is not a gapbench Workload subclass")
     if not cls.name:
@@ -319,9 +342,37 @@ def validate(cls: type) -> type[Workload]:
     if len(sinks) != 1:
         raise UserError(f"workload {cls.name!r} must end in one stage, found {len(sinks)}")
     for stage in order:
+        if not stage.name.isidentifier() or stage.name.startswith("_"):
+            raise UserError(
+                f"workload {cls.name!r}: stage {stage.name!r} cannot name a method "
+                "(a Python identifier not starting with _)"
+            )
+        if stage.name in RESERVED:
+            raise UserError(
+                f"workload {cls.name!r}: stage {stage.name!r} would replace Workload.{stage.name}; "
+                f"stages may not be named {', '.join(sorted(RESERVED))}"
+            )
         if not callable(getattr(cls, stage.name, None)):
             raise UserError(f"workload {cls.name!r} has no method for stage {stage.name!r}")
+    for condition in cls.conditions:
+        for side in (condition.a, condition.b):
+            if side.backend not in cls.backends:
+                raise UserError(
+                    f"workload {cls.name!r}: condition {condition.name!r} runs on "
+                    f"{side.backend}, which it does not support"
+                )
+    names = [c.name for c in cls.conditions]
+    if len(set(names)) != len(names):
+        raise UserError(f"workload {cls.name!r} declares a condition twice")
+    if cls.virtual_check is not None and cls.virtual_check.stage not in {s.name for s in order}:
+        raise UserError(
+            f"workload {cls.name!r}: virtual_check names no stage: {cls.virtual_check.stage!r}"
+        )
     return cls
+
+
+# What the contract itself defines: a stage's method must not replace one of these.
+RESERVED = frozenset(name for name in vars(Workload) if not name.startswith("_"))
 
 
 def code_hash(cls: type[Workload]) -> str:

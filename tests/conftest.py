@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from harness.record.probes import Interval, Kind
+from harness.archive.schema import Manifest
+from harness.archive.store import load
+from harness.machine.fingerprint import Fingerprint, detect
+from harness.record.probes import Interval
+from harness.words import Kind
+from harness.workload import Stage
+
+SETS = Path(__file__).parent / "fixtures" / "sets"
+RAG_SET = SETS / "20261201T215455Z-vm-rag-c709d037"  # torch, two replicates, schema 2
+ORT_SET = SETS / "20261201T215505Z-vm-rag-1bc331af"  # onnxruntime, one replicate
+CALIBRATION_SET = SETS / "20261201T215528Z-vm-calibration-38fa5490"
 
 
 class FakeClock:
@@ -71,3 +85,48 @@ def interval(
         thread=thread,
         task="",
     )
+
+
+@functools.cache
+def _fixture_manifest() -> Manifest:
+    return load(str(RAG_SET)).manifest
+
+
+def make_manifest(
+    stages: tuple[Stage, ...] = (),
+    *,
+    set_id: str = "hand-built",
+    device: str = "cpu",
+    cores: float = 4.0,
+    stage_threads: dict[str, int] | None = None,
+    replicates: int = 1,
+    execution: dict[str, Any] | None = None,
+    work: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Manifest:
+    """A manifest for hand-built intervals: a real one (the fixture rag set, read through the
+    store) with what the test states replaced; ``execution`` and ``work`` replace those
+    config fields, ``fields`` the manifest's own."""
+    base = _fixture_manifest()
+    facts = replace(base.replicates[0], stage_threads=stage_threads or {}, agreement=None)
+    config = replace(
+        base.config,
+        execution=replace(base.execution, device=device, **(execution or {})),
+        work=replace(base.work, **(work or {})),
+    )
+    own = {
+        "id": set_id,
+        "stages": tuple(stages),
+        "config": config,
+        "fingerprint": replace(base.fingerprint, usable_cores=float(cores)),
+        "replicates": tuple(replace(facts, replicate=i) for i in range(replicates)),
+        "agreement": None,
+        "profile": None,
+    }
+    return replace(base, **{**own, **fields})
+
+
+@functools.cache
+def live_fingerprint() -> Fingerprint:
+    """This machine's fingerprint, taken once per session."""
+    return detect()

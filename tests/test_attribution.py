@@ -9,7 +9,8 @@ from conftest import FakeClock, interval
 
 from harness.analysis.attribution import split_request
 from harness.analysis.invariants import check_invariants
-from harness.record.probes import HANDOFF_WAIT, QUEUE_WAIT, Kind, Recorder
+from harness.record.probes import Recorder
+from harness.words import HANDOFF_WAIT, QUEUE_WAIT, Kind
 from harness.workload import Stage
 
 CHAIN = (Stage("a", "ingress"), Stage("b", "inference", after=("a",)))

@@ -13,22 +13,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pytest
+from conftest import live_fingerprint
 
 from harness import plugins
-from harness.analysis.attribution import CATEGORIES, UNATTRIBUTED, RequestSplit, split_request
-from harness.measure.driver import RequestDriver
-from harness.analysis.invariants import check_invariants
-from harness.record.probes import Category, Interval, Kind
-from harness.measure.replicates import RunConfig, run
-from harness.measure.process import Measurement
+from harness.analysis.attribution import RequestSplit, split_request
+from harness.analysis.invariants import check_invariants, set_invariants
+from harness.archive.schema import RunLength
 from harness.archive.store import Archive
-from harness.workload import RunContext
+from harness.measure.config import RunConfig
+from harness.measure.driver import RequestDriver
+from harness.measure.replicates import run
+from harness.record.probes import Interval
+from harness.words import CATEGORIES, UNATTRIBUTED, Category, Kind
+from harness.workload import SetupContext
 from workloads.calibration import (
     FAN_OUT_JOIN,
     SPAN,
     Calibration,
     CalibrationConfig,
-    Piece,
+    Planted,
     Truth,
     padded_json,
     truth_clock,
@@ -51,7 +54,7 @@ class Sample:
 
 def calibrate(size: str = "quick", requests: int = REQUESTS, warmup: int = 5) -> list[Sample]:
     """Set up a fresh workload, warm up (discarded), then drive ``requests`` one at a time."""
-    workload, ctx = Calibration(), RunContext(size=size)
+    workload, ctx = Calibration(), SetupContext(size=size)
     workload.setup(ctx)
     # The driver rather than `measure`: it hands back each response, which carries the truth.
     driver = RequestDriver(workload, ctx)
@@ -228,17 +231,17 @@ def test_invariants_hold_on_real_clocks(runs):
 
 def test_registered_and_archived_as_a_valid_set(tmp_path):
     assert plugins.load("calibration") is Calibration
-    measurement = Measurement(warmup=2, min_requests=8, min_duration_s=0.0)
+    measurement = RunLength(warmup=2, min_requests=8, min_duration_s=0.0)
     config = RunConfig("calibration", "cpu", "quick", measurement=measurement, show_progress=False)
-    result = run(config, Archive(tmp_path), fingerprint={})
+    result = run(config, Archive(tmp_path), fingerprint=live_fingerprint())
     assert result.complete and result.requests["ok"].all()
-    assert result.manifest["invariants"]["violation_count"] == 0
+    assert set_invariants(result).violation_count == 0
     ids = [json.loads(o)["id"] for o in result.requests["outputs"]]
     assert ids == [i % CalibrationConfig().requests for i in range(len(ids))]
 
 
 def test_payloads_have_their_exact_size():
-    payloads = Calibration().requests(RunContext(size="quick"))
+    payloads = Calibration().requests(SetupContext(size="quick"))
     assert {len(p) for p in payloads} == {CalibrationConfig().payload_bytes}
     assert len(padded_json({"id": 3}, 100)) == 100
     with pytest.raises(ValueError):
@@ -265,7 +268,7 @@ def _truth(lookup_end: int) -> Truth:
         ("join", -1, UNATTRIBUTED, "glue", 560, 598),
         ("join", -1, SPAN, "", 520, 600),
     ]
-    return Truth(tuple(Piece(*row) for row in rows))
+    return Truth(tuple(Planted(*row) for row in rows))
 
 
 def test_truth_follows_the_stage_edges_and_the_last_branch():

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from harness.projection.claims import from_arguments, load, parse_key
 from harness.errors import UserError
+from harness.projection.claims import from_arguments, load, parse_key
 
 CLAIM = """
 name = "Vendor X"

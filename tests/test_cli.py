@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness import plugins
+from harness.archive.store import Archive
 from harness.cli import main
 from harness.errors import UserError
-from harness.archive.store import Archive
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 FAST = ["--quick", "--min-requests", "20", "--min-duration", "0", "--warmup", "2", "--no-progress"]
@@ -70,7 +70,7 @@ def test_replicates_run_in_separate_processes(plugin_file, tmp_path, capsys):
     assert status == 0, err
     loaded = Archive(results).load("latest")
     assert sorted(loaded.requests["replicate"].unique()) == [0, 1]
-    pids = {r["pid"] for r in loaded.manifest["replicates"]}
+    pids = {r.pid for r in loaded.manifest.replicates}
     assert len(pids) == 2
     assert "range over 2 replicates" in out
 
@@ -168,7 +168,7 @@ def test_interrupted_run_is_archived_as_incomplete(tmp_path, capsys):
     status, out, _ = run_cli(capsys, *argv)
     assert status == 130
     loaded = Archive(results).load("latest")
-    assert loaded.manifest["complete"] is False and loaded.manifest["interrupted"] is True
+    assert loaded.manifest.complete is False and loaded.manifest.interrupted is True
     assert list(loaded.requests["request"]) == [0, 1, 2, 3, 4]
     assert "incomplete" in out
 
@@ -181,7 +181,7 @@ def test_interrupt_during_warm_up_archives_an_empty_incomplete_set(tmp_path, cap
     status, out, err = run_cli(capsys, *argv)
     assert status == 130, err
     loaded = Archive(results).load("latest")
-    assert loaded.manifest["complete"] is False and len(loaded.requests) == 0
+    assert loaded.manifest.complete is False and len(loaded.requests) == 0
     assert "nothing to project" in out
 
 
@@ -221,9 +221,9 @@ def test_an_interrupted_replicate_keeps_the_finished_ones(tmp_path, capsys, monk
     status, _, err = run_cli(capsys, *argv)
     assert status == 130, err
     loaded = Archive(results).load("latest")
-    assert loaded.manifest["complete"] is False
+    assert loaded.manifest.complete is False
     assert list(loaded.requests["replicate"].unique()) == [0]
-    assert len(loaded.manifest["replicates"]) == 1
+    assert len(loaded.manifest.replicates) == 1
 
 
 def test_the_default_suite_leaves_out_self_checks():

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from harness.analysis.invariants import set_invariants
 from harness.archive.store import Archive
 
 pytestmark = pytest.mark.slow
@@ -44,9 +45,9 @@ def test_quick_rag_run_is_valid_attributed_and_repeatable(tmp_path):
     # The default archive is ./results of the working directory.
     archive = Archive(tmp_path / "results")
     loaded = archive.load(summary["id"])
-    assert loaded.manifest["invariants"]["violation_count"] == 0
-    assert loaded.manifest["invariants"]["requests_checked"] == summary["requests"]
-    assert loaded.manifest["fingerprint"]["host"]["host_processor_vcpu_count"] >= 1
+    assert summary["invariants"]["violation_count"] == 0
+    assert set_invariants(loaded).requests_checked == summary["requests"]
+    assert loaded.manifest.fingerprint.host.host_processor_vcpu_count >= 1
     outputs = [json.loads(o) for o in loaded.requests["outputs"]]
     assert all(len(o["top_k"]) == 3 and len(o["tokens"]) > 0 for o in outputs)
 
@@ -54,8 +55,8 @@ def test_quick_rag_run_is_valid_attributed_and_repeatable(tmp_path):
     second = gapbench(*args, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     again = archive.load(json.loads(second.stdout)[0]["id"])
-    work = loaded.manifest["config"]["work"]
-    assert again.manifest["config"]["work"] == work
+    work = loaded.manifest.work
+    assert again.manifest.work == work
     n = min(len(loaded.requests), len(again.requests))
     assert list(again.requests["outputs"][:n]) == list(loaded.requests["outputs"][:n])
 

@@ -9,7 +9,6 @@ import pytest
 
 from harness.machine.environment import (
     Check,
-    CpuTimes,
     check_affinity,
     check_cpu_package_energy,
     check_cpu_quota,
@@ -18,11 +17,9 @@ from harness.machine.environment import (
     check_steal,
     check_thread_variables,
     check_transparent_hugepages,
-    cpu_list,
-    cpu_times,
     environment_checks,
-    online_cpus,
 )
+from harness.machine.sysfs import CpuTimes, cpu_list, cpu_times, online_cpus
 
 MACHINES = Path(__file__).parent / "fixtures" / "machines"
 EPYC = MACHINES / "epyc-vm-2cpu"  # this 2-CPU VM: no cpufreq, SMT notsupported, cgroup v1

@@ -7,10 +7,11 @@ import threading
 from conftest import FakeClock
 
 from harness.analysis.attribution import split_request
-from harness.record.gpu_timing import EventTimer
 from harness.analysis.invariants import check_invariants
-from harness.record.probes import Kind, Recorder
-from harness.workload import RunContext, Stage, StageContext
+from harness.record.gpu_timing import EventTimer
+from harness.record.probes import Recorder
+from harness.words import Kind
+from harness.workload import SetupContext, Stage, StageContext
 
 
 class FakeStream:
@@ -52,7 +53,7 @@ def test_device_time_replaces_host_time_while_the_device_runs_the_request(clock:
         clock, event=device.event, current_stream=FakeStream, synchronize=device.synchronize
     )
     rec = Recorder(0, clock=clock, timer=timer)
-    ctx = StageContext(RunContext(device="cuda"), rec, "s", 0)
+    ctx = StageContext(SetupContext(device="cuda"), rec, "s", 0)
     rec.add(Kind.WAIT, clock(), clock(), stage="s", category="scheduling", label="queue wait")
     with rec.span(Kind.STAGE, stage="s"):
         with ctx.movement(8, label="parse"):  # host memory: no events
@@ -92,7 +93,7 @@ def test_device_time_replaces_host_time_while_the_device_runs_the_request(clock:
 
 def test_device_work_before_its_launch_breaks_an_invariant(clock: FakeClock):
     rec = Recorder(0, clock=clock)
-    ctx = StageContext(RunContext(device="cuda"), rec, "s", 0)
+    ctx = StageContext(SetupContext(device="cuda"), rec, "s", 0)
     rec.add(Kind.WAIT, clock(), clock(), stage="s", category="scheduling", label="queue wait")
     with rec.span(Kind.STAGE, stage="s"), ctx.compute(label="kernel") as probe:
         clock.advance(5)
@@ -129,7 +130,7 @@ def test_on_an_idle_device_a_probe_s_events_fall_inside_its_host_edges():
         clock, event=device.event, current_stream=FakeStream, synchronize=device.synchronize
     )
     rec = Recorder(0, clock=clock, timer=timer)
-    ctx = StageContext(RunContext(device="cuda"), rec, "s", 0)
+    ctx = StageContext(SetupContext(device="cuda"), rec, "s", 0)
     with rec.span(Kind.STAGE, stage="s"), ctx.compute(label="kernel"):
         pass
     timer.resolve(rec)

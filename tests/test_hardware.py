@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import harness
+from harness.archive.codec import to_dict
 from harness.machine import fingerprint as hardware
 from harness.machine.fingerprint import Cache, Frequency, Host, detect, read_host
 
@@ -166,15 +167,18 @@ def test_cpuinfo_topology_fallback_and_brand_frequency(tmp_path: Path) -> None:
 
 
 def test_detect_on_canned_roots_is_plain_json() -> None:
+    # The cores a run may use, the one figure: the online CPUs, fewer under a cgroup quota.
+    usable = {EPYC: 2.0, XEON: 2.0, GRAVITON: 4.0}
     for root in (EPYC, XEON, GRAVITON):
         fingerprint = detect(root, environ={}, probe_gpus=False, probe_software=False)
-        data = fingerprint.to_dict()
-        assert list(data) == ["schema_version", "host", "accelerators", "software", "environment"]
-        assert data["schema_version"] == 1
+        data = to_dict(fingerprint)
+        fields = ["schema_version", "host", "accelerators", "software", "environment"]
+        assert list(data) == [*fields, "usable_cores"]
+        assert data["schema_version"] == 2 and data["usable_cores"] == usable[root]
         assert data["accelerators"] is None and data["software"] is None
         assert json.loads(json.dumps(data)) == data
         assert [c["name"] for c in data["environment"]][:3] == ["cpu_governor", "smt", "cpu_quota"]
-    xeon = detect(XEON, environ={}, probe_gpus=False, probe_software=False).to_dict()
+    xeon = to_dict(detect(XEON, environ={}, probe_gpus=False, probe_software=False))
     assert xeon["host"]["host_processor_caches"][3] == {
         "name": "L3",
         "size_bytes": 23040 * KIB,
@@ -185,7 +189,7 @@ def test_detect_on_canned_roots_is_plain_json() -> None:
 def test_detect_live_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.undo()  # the live root may consult py-cpuinfo
     start = time.perf_counter()
-    data = detect("/").to_dict()
+    data = to_dict(detect("/"))
     seconds = time.perf_counter() - start
     assert json.loads(json.dumps(data)) == data
     for key in MLPERF_HOST_KEYS:

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from harness.backends import onnx_export
-from harness.errors import UserError
 from harness.backends.onnx_export import GraphSpec, cache_root, export_cached
+from harness.errors import UserError
 from workloads.models import Encoder, EncoderConfig
 
 SMALL = EncoderConfig(vocab_size=64, hidden=32, layers=1, heads=2, intermediate=64)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from harness.backends import ort
-from harness.errors import UserError
 from harness.backends.onnx_export import GraphSpec, export_cached
+from harness.errors import UserError
 from workloads.models import Encoder, EncoderConfig
 
 EVERYTHING = [

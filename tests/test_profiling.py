@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from harness.record.probes import Interval
-from harness.measure.profiling import _checks
 from harness.archive.store import Archive
+from harness.measure.profiling import _checks
+from harness.record.probes import Interval
 
 # The probes of the model stages (the inference layer); top-k is retrieval, judged apart.
 MODEL_PROBES = {("embed", "encoder"), ("generate", "prefill"), ("generate", "decode")}
@@ -29,18 +29,18 @@ def test_profiled_model_compute_agrees_with_the_profiler_within_5_percent(tmp_pa
     assert done.returncode == 0, done.stderr
     archive = Archive(tmp_path)
     result = archive.load("latest")
-    assert "profile" in result.manifest, result.manifest["replicates"][0].get("profile_error")
-    profile = result.manifest["profile"]
-    checks = {(c["stage"], c["label"]): c for c in profile["checks"]}
+    profile = result.manifest.profile
+    assert profile is not None, result.manifest.replicates[0].profile_error
+    checks = {(c.stage, c.label): c for c in profile.checks}
     assert set(checks) >= MODEL_PROBES
     for key in MODEL_PROBES:
-        assert checks[key]["calls"] == 4  # one probe of each per request
+        assert checks[key].calls == 4  # one probe of each per request
         # gapbench's compute time against the profiler's operators and modules inside it
-        assert checks[key]["judged"] and checks[key]["agreement"] <= 0.05, checks[key]
+        assert checks[key].judged and checks[key].agreement <= 0.05, checks[key]
         # and the profiler's own scope saw the same span as the probe
-        scope, probe = checks[key]["profiler_scope_ms"], checks[key]["gapbench_ms"]
+        scope, probe = checks[key].profiler_scope_ms, checks[key].gapbench_ms
         assert abs(scope - probe) <= 0.05 * probe
-    assert profile["agrees"]
+    assert profile.agrees
     # the profiled requests are not among the timed ones
     assert len(result.requests) == 6 and (result.requests["request"] >= 0).all()
     trace = json.loads(archive.attachment(result.id, "profile.json"))

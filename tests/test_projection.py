@@ -6,19 +6,20 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
-from conftest import interval
+from conftest import interval, make_manifest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_attribution import probe_iv, stage_iv, wait_iv
 
-from harness.projection.claims import from_arguments
+from harness.archive.migrations import migrate_fingerprint
+from harness.archive.store import ResultSet
+from harness.archive.tables import intervals_frame
 from harness.errors import UserError
-from harness.record.probes import QUEUE_WAIT, Kind
-from harness.projection.project import cores_of, project
+from harness.projection.claims import from_arguments
+from harness.projection.project import project
 from harness.projection.replay import replay
 from harness.projection.request_model import build, steps
-from harness.measure.process import intervals_frame
-from harness.archive.store import ResultSet
+from harness.words import QUEUE_WAIT, Kind
 from harness.workload import Stage
 
 ONE = (Stage("s", "inference"),)
@@ -36,13 +37,7 @@ def result_set(intervals, stages, cores=4, stage_threads=None) -> ResultSet:
     requests = pd.DataFrame(
         {"request": [0], "ok": [True], "latency_s": [latency / 1e9], "replicate": [0]}
     )
-    manifest = {
-        "id": "hand-built",
-        "stages": [s.to_dict() for s in stages],
-        "config": {"execution": {"device": "cpu"}},
-        "fingerprint": {"host": {"host_processor_vcpu_count": cores}},
-        "replicates": [{"stage_threads": stage_threads or {}}],
-    }
+    manifest = make_manifest(stages, cores=cores, stage_threads=stage_threads)
     return ResultSet(manifest, frame, requests)
 
 
@@ -298,15 +293,20 @@ def test_gathered_tasks_take_turns_on_their_loop_thread():
 
 
 def test_cores_are_capped_by_affinity_and_quota():
+    # A version 1 fingerprint kept those limits only in its checks' text: read back once.
     fingerprint = {
+        "schema_version": 1,
         "host": {"host_processor_vcpu_count": 16},
         "environment": [
             {"name": "cpu_affinity", "value": "4 of unknown CPUs"},
             {"name": "cpu_quota", "value": "2.5 CPUs"},
         ],
     }
-    assert cores_of(fingerprint) == 2.5
-    assert cores_of({"host": {"host_processor_vcpu_count": 16}}) == 16
+    assert migrate_fingerprint(fingerprint)["usable_cores"] == 2.5
+    plain = {"schema_version": 1, "host": {"host_processor_vcpu_count": 16}}
+    assert migrate_fingerprint(plain)["usable_cores"] == 16
+    result = result_set(fan_out(10, 10), ONE, cores=2.5)
+    assert project(result, from_arguments(["compute=2"])).cores == 2.5
 
 
 def test_a_set_without_a_successful_request_is_one_line():
@@ -317,7 +317,8 @@ def test_a_set_without_a_successful_request_is_one_line():
 
 
 def test_a_set_run_with_a_virtual_speedup_is_no_baseline():
-    result = result_set(fan_out(10, 10), ONE)
-    result.manifest["config"]["execution"]["virtual_speedup"] = "s=1.5"
+    plain = result_set(fan_out(10, 10), ONE)
+    manifest = make_manifest(ONE, execution={"virtual_speedup": "s=1.5"})
+    result = ResultSet(manifest, plain.intervals, plain.requests)
     with pytest.raises(UserError, match="virtual speedup"):
         project(result, from_arguments(["compute=2"]))

@@ -11,21 +11,21 @@ import pytest
 import torch
 
 from harness.record.probes import Recorder
-from harness.workload import RunContext, StageContext, topological_order, validate
+from harness.workload import SetupContext, StageContext, check_contract, topological_order
 from workloads import text
 from workloads.rag import MAX_TOP_K, Rag, RagConfig
 
-QUICK = RunContext(device="cpu", size="quick", seed=0)
+QUICK = SetupContext(device="cpu", size="quick", seed=0)
 ORDER = topological_order(Rag.stages)
 
 
-def drive(rag: Rag, run: RunContext, payload: bytes, request: int = 0) -> tuple[dict, Recorder]:
+def drive(rag: Rag, run: SetupContext, payload: bytes, request: int = 0) -> tuple[dict, Recorder]:
     """One request through every stage in order, as a runner would: each stage's output by name."""
     recorder = Recorder(request)
     outputs: dict[str, Any] = {}
     for stage in ORDER:
         args = [outputs[parent] for parent in stage.after] if stage.after else [payload]
-        ctx = StageContext(run=run, recorder=recorder, stage=stage.name, request=request)
+        ctx = StageContext(setup=run, recorder=recorder, stage=stage.name, request=request)
         outputs[stage.name] = getattr(rag, stage.name)(ctx, *args)
     return outputs, recorder
 
@@ -48,7 +48,7 @@ def driven(rag: Rag, stream: list[bytes]) -> list[tuple[dict, Recorder]]:
 
 
 def test_the_class_meets_the_contract() -> None:
-    assert validate(Rag) is Rag
+    assert check_contract(Rag) is Rag
     assert [s.name for s in ORDER] == ["parse", "embed", "retrieve", "generate", "assemble"]
     assert Rag.stages[-1].after == ("retrieve", "generate")
 
@@ -70,7 +70,7 @@ def test_request_stream_is_deterministic_and_distinct(stream: list[bytes]) -> No
     bodies = [json.loads(payload) for payload in stream]
     assert [body["id"] for body in bodies] == list(range(256))
     assert {body["top_k"] for body in bodies} == {3}
-    assert stream != list(Rag().requests(RunContext(size="quick", seed=1)))
+    assert stream != list(Rag().requests(SetupContext(size="quick", seed=1)))
 
 
 def test_response_carries_k_passages_and_the_fixed_token_count(
@@ -133,7 +133,7 @@ def test_another_seed_is_other_work(
     stream: list[bytes], driven: list[tuple[dict, Recorder]]
 ) -> None:
     other = Rag()
-    other.setup(RunContext(size="quick", seed=1))
+    other.setup(SetupContext(size="quick", seed=1))
     outputs, _ = drive(other, QUICK, stream[0])
     assert outputs["assemble"] != driven[0][0]["assemble"]
 
@@ -176,7 +176,7 @@ def test_probes_on_the_cpu(
 
 def test_parse_refuses_a_top_k_beyond_the_prompt_budget(rag: Rag) -> None:
     payload = json.dumps({"id": 1, "query": "bada kelo", "top_k": MAX_TOP_K + 1}).encode()
-    ctx = StageContext(run=QUICK, recorder=Recorder(0), stage="parse", request=0)
+    ctx = StageContext(setup=QUICK, recorder=Recorder(0), stage="parse", request=0)
     with pytest.raises(ValueError, match="top_k"):
         rag.parse(ctx, payload)
 
@@ -193,7 +193,7 @@ def test_work_describes_the_work(rag: Rag) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_probes_and_answers_on_a_gpu(rag: Rag, stream: list[bytes]) -> None:
-    run = RunContext(device="cuda", size="quick", seed=0)
+    run = SetupContext(device="cuda", size="quick", seed=0)
     on_gpu = Rag()
     on_gpu.setup(run)
     outputs, recorder = drive(on_gpu, run, stream[0])

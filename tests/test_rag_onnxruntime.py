@@ -8,20 +8,23 @@ import sys
 
 import pytest
 import torch
+from conftest import live_fingerprint
 from test_rag import drive
 
-from harness.cli import main
-from harness.record.probes import Recorder
-from harness.measure.replicates import RunConfig, run
-from harness.measure.process import Measurement
+from harness.analysis.invariants import set_invariants
+from harness.archive.schema import RunLength
 from harness.archive.store import Archive
-from harness.workload import RunContext, StageContext
+from harness.cli import main
+from harness.measure.config import RunConfig
+from harness.measure.replicates import run
+from harness.record.probes import Recorder
+from harness.workload import SetupContext, StageContext
 from workloads.backends import OrtModels, TorchModels, model_description
 from workloads.models import Decoder, DecoderConfig, Encoder, EncoderConfig
 from workloads.rag import LOGIT_TOLERANCE, Rag
 
-ORT = RunContext(device="cpu", size="quick", seed=0, backend="onnxruntime")
-TORCH = RunContext(device="cpu", size="quick", seed=0)
+ORT = SetupContext(device="cpu", size="quick", seed=0, backend="onnxruntime")
+TORCH = SetupContext(device="cpu", size="quick", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -132,28 +135,29 @@ def test_a_cached_graph_that_will_not_load_is_exported_again(export_cache, tmp_p
 
 def test_sets_of_both_backends_share_the_work_and_record_the_execution(tmp_path, capsys) -> None:
     archive = Archive(tmp_path)
-    measurement = Measurement(warmup=1, min_requests=3, min_duration_s=0)
+    measurement = RunLength(warmup=1, min_requests=3, min_duration_s=0)
     sets = {
         backend: run(
             RunConfig(
                 "rag", "cpu", "quick", measurement=measurement, show_progress=False, backend=backend
             ),
             archive,
-            fingerprint={},
+            fingerprint=live_fingerprint(),
         )
         for backend in ("torch", "onnxruntime")
     }
     torch_set, ort_set = sets["torch"].manifest, sets["onnxruntime"].manifest
-    assert torch_set["config"]["work"] == ort_set["config"]["work"]
-    execution = ort_set["config"]["execution"]
-    assert execution["backend"] == "onnxruntime"
-    backend = execution["backend_config"]
+    assert torch_set.work == ort_set.work
+    execution = ort_set.execution
+    assert execution.backend == "onnxruntime"
+    backend = execution.backend_config
     assert backend["providers"] == ["CPUExecutionProvider"] == backend["providers_in_use"]
-    assert backend["intra_op_threads"] == execution["threads"] and backend["io_binding"]
+    assert backend["intra_op_threads"] == execution.threads and backend["io_binding"]
     assert set(backend["graphs"]) == {"encoder", "prefill", "decode"}
-    assert torch_set["config"]["execution"]["backend"] == "torch"
-    assert ort_set["agreement"]["top_k_equal"] == 1.0 and torch_set["agreement"] is None
-    assert ort_set["invariants"]["violation_count"] == 0
+    assert torch_set.execution.backend == "torch"
+    assert ort_set.agreement is not None and ort_set.agreement.top_k_equal == 1.0
+    assert torch_set.agreement is None
+    assert set_invariants(sets["onnxruntime"]).violation_count == 0
     # side by side with the tools that exist
     ids = [sets["torch"].id, sets["onnxruntime"].id]
     assert main(["show", *ids, "--results", str(tmp_path)]) == 0
@@ -178,16 +182,16 @@ def test_session_compute_agrees_with_onnxruntime_s_profile(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     archive = Archive(tmp_path)
     result = archive.load("latest")
-    profile = result.manifest["profile"]
-    assert profile["tool"] == "onnxruntime"
-    checks = {c["label"]: c for c in profile["checks"]}
+    profile = result.manifest.profile
+    assert profile is not None and profile.tool == "onnxruntime"
+    checks = {c.label: c for c in profile.checks}
     assert set(checks) == {"run encoder", "run prefill", "run decode"}
     for label, check in checks.items():
         # gapbench's compute for the session against the runs onnxruntime timed itself
-        assert check["judged"] and check["agreement"] <= 0.05, check
-        assert check["basis"] == "scope"
+        assert check.judged and check.agreement <= 0.05, check
+        assert check.basis == "scope"
         # the node kernels are inside the runs: the rest is the executor between nodes
-        assert 0 < check["profiler_operator_ms"] <= check["profiler_scope_ms"], label
-    assert checks["run decode"]["calls"] == 4 * 7 and profile["agrees"]
+        assert 0 < check.profiler_operator_ms <= check.profiler_scope_ms, label
+    assert checks["run decode"].calls == 4 * 7 and profile.agrees
     events = json.loads(archive.attachment(result.id, "profile.json"))
     assert {e["pid"] for e in events} == {"encoder", "prefill", "decode"}

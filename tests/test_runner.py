@@ -9,13 +9,16 @@ import pytest
 from conftest import FakeClock
 
 from harness.analysis.attribution import split_request
-from harness.measure.driver import RequestDriver
-from harness.errors import UserError
-from harness.record.gpu_timing import SyncAtEdge
 from harness.analysis.invariants import check_invariants
-from harness.record.probes import HANDOFF_WAIT, QUEUE_WAIT, Kind, Recorder
-from harness.measure.process import Measurement, frame_intervals, intervals_frame, measure
-from harness.workload import RunContext, Stage, StageContext, Workload
+from harness.archive.schema import RunLength
+from harness.archive.tables import frame_intervals, intervals_frame
+from harness.errors import UserError
+from harness.measure.driver import RequestDriver
+from harness.measure.process import measure
+from harness.record.gpu_timing import SyncAtEdge
+from harness.record.probes import Recorder
+from harness.words import HANDOFF_WAIT, QUEUE_WAIT, Kind
+from harness.workload import SetupContext, Stage, StageContext, Workload
 
 
 class Timed(Workload):
@@ -62,7 +65,7 @@ class Timed(Workload):
 
 def test_driver_records_exact_splits_on_a_fake_clock(clock: FakeClock):
     wl = Timed(clock)
-    driver = RequestDriver(wl, RunContext(), clock=clock)
+    driver = RequestDriver(wl, SetupContext(), clock=clock)
     outcome = driver(0, 3)
     assert outcome.error == "" and outcome.response == 7
     ivs = outcome.recorder.intervals
@@ -91,14 +94,14 @@ def test_driver_records_exact_splits_on_a_fake_clock(clock: FakeClock):
 
 def test_failed_request_keeps_its_error_and_the_run_goes_on(clock: FakeClock):
     wl = Timed(clock, fail_on=2)
-    m = Measurement(warmup=0, min_requests=8, min_duration_s=0)
-    result = measure(wl, RunContext(), m, clock=clock)
+    m = RunLength(warmup=0, min_requests=8, min_duration_s=0)
+    result = measure(wl, SetupContext(), m, clock=clock)
     rows = result.requests
     assert len(rows) == 8
     failed = rows.loc[~rows["ok"]]
     assert list(failed["request"]) == [2, 6]
     assert failed["error"].str.startswith("parse: ValueError: bad payload").all()
-    assert result.facts["requests_failed"] == 2
+    assert result.facts.requests_failed == 2
     # the failed request's later stages never ran
     stages = set(result.intervals.loc[result.intervals["request"] == 2, "stage"])
     assert "infer" not in stages
@@ -111,17 +114,17 @@ def test_measurement_meets_both_minimums(clock: FakeClock):
             return y
 
     by_count = measure(
-        Slow(clock), RunContext(), Measurement(0, 10, 0.5, 100), clock=clock
+        Slow(clock), SetupContext(), RunLength(0, 10, 0.5, 100), clock=clock
     ).requests
     assert len(by_count) == 10
-    by_time = measure(Slow(clock), RunContext(), Measurement(0, 1, 2.0, 100), clock=clock)
+    by_time = measure(Slow(clock), SetupContext(), RunLength(0, 1, 2.0, 100), clock=clock)
     assert len(by_time.requests) == 8  # 8 x 0.25 s reaches 2 s
-    capped = measure(Slow(clock), RunContext(), Measurement(0, 100, 0, 1.0), clock=clock)
-    assert len(capped.requests) == 4 and capped.facts["hit_max_duration"]
+    capped = measure(Slow(clock), SetupContext(), RunLength(0, 100, 0, 1.0), clock=clock)
+    assert len(capped.requests) == 4 and capped.facts.hit_max_duration
 
 
 def test_interval_table_round_trips(clock: FakeClock):
-    outcome = RequestDriver(Timed(clock), RunContext(), clock=clock)(0, 1)
+    outcome = RequestDriver(Timed(clock), SetupContext(), clock=clock)(0, 1)
     frame = intervals_frame(outcome.recorder.intervals)
     assert frame_intervals(frame) == outcome.recorder.intervals
 
@@ -158,7 +161,7 @@ class Fork(Workload):
 
 
 def test_independent_stages_run_in_parallel():
-    driver = RequestDriver(Fork(), RunContext())
+    driver = RequestDriver(Fork(), SetupContext())
     outcome = driver(0, 0)
     driver.close()
     assert outcome.error == "" and outcome.response == "lr"
@@ -185,7 +188,7 @@ class FanOut(Workload):
 
 def test_fan_out_branches_nest_under_their_stage_on_other_threads():
     wl = FanOut()
-    driver = RequestDriver(wl, RunContext())
+    driver = RequestDriver(wl, SetupContext())
     outcome = driver(0, 3)
     driver.close()
     assert outcome.response == [0, 1, 4]
@@ -209,13 +212,13 @@ def test_empty_request_stream_is_refused():
             return []
 
     with pytest.raises(UserError, match="no requests"):
-        measure(Empty(FakeClock()), RunContext(), Measurement(0, 1, 0))
+        measure(Empty(FakeClock()), SetupContext(), RunLength(0, 1, 0))
 
 
 def test_device_sync_at_stage_compute_and_movement_edges_not_waits(clock: FakeClock):
     calls: list[int] = []
     rec = Recorder(0, clock=clock, timer=SyncAtEdge(lambda: calls.append(clock())))
-    ctx = StageContext(RunContext(), rec, "s", 0)
+    ctx = StageContext(SetupContext(), rec, "s", 0)
     with rec.span(Kind.STAGE, stage="s"):
         with ctx.compute():
             clock.advance(1)
@@ -229,7 +232,7 @@ def test_device_sync_at_stage_compute_and_movement_edges_not_waits(clock: FakeCl
 
 def test_a_late_send_is_harness_lag_apart_from_queue_wait(clock: FakeClock):
     wl = Timed(clock)
-    driver = RequestDriver(wl, RunContext(), clock=clock)
+    driver = RequestDriver(wl, SetupContext(), clock=clock)
     scheduled = clock() - 30  # the generator is 30 ns behind its schedule
     outcome = driver(0, 3, scheduled_ns=scheduled)
     ivs = outcome.recorder.intervals
@@ -276,7 +279,7 @@ class AsyncPlanner(Workload):
 
 
 def test_a_probe_spanning_an_await_claims_only_its_own_task_time(clock: FakeClock):
-    driver = RequestDriver(AsyncPlanner(clock), RunContext(), clock=clock)
+    driver = RequestDriver(AsyncPlanner(clock), SetupContext(), clock=clock)
     outcome = driver(0, 0)
     driver.close()
     assert outcome.error == "" and outcome.response == [0, 1]
@@ -334,7 +337,7 @@ class TwoChains(Workload):
 
 
 def test_a_stage_starts_when_its_inputs_are_ready_not_when_a_sibling_chain_is_done():
-    driver = RequestDriver(TwoChains(), RunContext())
+    driver = RequestDriver(TwoChains(), SetupContext())
     outcome = driver(0, 0)
     driver.close()
     assert outcome.error == ""
@@ -362,7 +365,7 @@ class NestedFanOut(Workload):
 
 
 def test_nested_fan_out_on_a_small_pool_finishes():
-    driver = RequestDriver(NestedFanOut(), RunContext(), fan_out_workers=2)
+    driver = RequestDriver(NestedFanOut(), SetupContext(), fan_out_workers=2)
     done = []
     worker = threading.Thread(target=lambda: done.append(driver(0, 2)), daemon=True)
     worker.start()
@@ -390,7 +393,7 @@ class AsyncSink(Workload):
 
 
 def test_an_async_sink_keeps_every_invariant_on_a_real_clock():
-    driver = RequestDriver(AsyncSink(), RunContext())
+    driver = RequestDriver(AsyncSink(), SetupContext())
     outcomes = [driver(i, 1) for i in range(20)]
     driver.close()
     for outcome in outcomes:
@@ -416,7 +419,7 @@ class Offloaded(Workload):
 
 
 def test_awaiting_an_idle_loop_keeps_the_probe_category(clock: FakeClock):
-    driver = RequestDriver(Offloaded(clock), RunContext(), clock=clock)
+    driver = RequestDriver(Offloaded(clock), SetupContext(), clock=clock)
     outcome = driver(0, 0)
     driver.close()
     work = split_request(outcome.recorder.intervals, Offloaded.stages).stage("work")

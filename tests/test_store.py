@@ -8,9 +8,10 @@ from datetime import datetime, timezone
 
 import pandas as pd
 import pytest
+from conftest import make_manifest
 
-from harness.errors import UserError
 from harness.archive.store import MANIFEST, SCHEMA_VERSION, Archive, load, new_id
+from harness.errors import UserError
 
 
 def tables():
@@ -19,18 +20,8 @@ def tables():
     return {"intervals": intervals, "requests": requests}
 
 
-MANIFEST_BODY = {
-    "complete": True,
-    "workload": "w",
-    "stages": [],
-    "config": {},
-    "replicates": [],
-    "invariants": {},
-}
-
-
-def write(archive: Archive, set_id: str, **extra) -> str:
-    return archive.write(set_id, {**MANIFEST_BODY, **extra}, tables())
+def write(archive: Archive, set_id: str, **fields) -> str:
+    return archive.write(make_manifest(set_id=set_id, **fields), tables())
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -43,7 +34,7 @@ def archive(request, tmp_path) -> Archive:
 def test_round_trip_as_dataframes(archive: Archive):
     write(archive, "20260101T000000Z-h-w-0001")
     loaded = archive.load("20260101T000000Z-h-w-0001")
-    assert loaded.manifest["schema_version"] == SCHEMA_VERSION
+    assert loaded.manifest.schema_version == SCHEMA_VERSION
     assert loaded.complete
     pd.testing.assert_frame_equal(loaded.intervals, tables()["intervals"])
     pd.testing.assert_frame_equal(loaded.requests, tables()["requests"])
@@ -65,7 +56,7 @@ def test_a_set_without_manifest_is_listed_but_never_loads(archive: Archive):
     write(archive, "20260101T000000Z-h-w-aaaa")
     archive.fs.makedirs(archive._path("20260103T000000Z-h-w-dead"), exist_ok=True)
     archive.fs.pipe_file(archive._path("20260103T000000Z-h-w-dead", "intervals-x.parquet"), b"x")
-    listing = archive.list()
+    listing = archive.listings()
     assert [(e.id, e.manifest is None) for e in listing] == [
         ("20260103T000000Z-h-w-dead", True),
         ("20260101T000000Z-h-w-aaaa", False),
@@ -89,10 +80,10 @@ def test_newer_schema_is_refused_and_corrupt_files_are_named(archive: Archive):
     archive.fs.pipe_file(path, b"{not json")
     with pytest.raises(UserError, match="corrupt"):
         archive.load(set_id)
-    assert "corrupt" in archive.list()[0].problem  # listed, not fatal to the listing
+    assert "corrupt" in archive.listings()[0].problem  # listed, not fatal to the listing
     without_tables = {k: v for k, v in manifest.items() if k != "tables"}
     archive.fs.pipe_file(path, json.dumps(without_tables).encode())
-    with pytest.raises(UserError, match="corrupt \\('tables'\\)"):
+    with pytest.raises(UserError, match="corrupt: missing 'tables'"):
         archive.load(set_id)
     archive.fs.pipe_file(path, json.dumps(manifest).encode())
     archive.fs.pipe_file(archive._path(set_id, manifest["tables"]["requests"]), b"garbage")
@@ -125,7 +116,7 @@ def test_tables_carry_the_schema_version(tmp_path):
     archive = Archive(tmp_path)
     set_id = write(archive, "20260101T000000Z-h-w-aaaa")
     manifest = archive.load(set_id).manifest
-    table = pq.read_table(tmp_path / set_id / manifest["tables"]["intervals"])
+    table = pq.read_table(tmp_path / set_id / manifest.tables["intervals"])
     assert table.schema.metadata[b"gapbench_schema_version"] == str(SCHEMA_VERSION).encode()
 
 
@@ -135,7 +126,7 @@ def test_a_set_loads_from_its_own_folder_and_bad_archives_are_named(tmp_path):
     assert load(set_id, tmp_path / "a").id == set_id
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="not a folder"):
-        Archive(tmp_path / "file").list()
+        Archive(tmp_path / "file").listings()
     with pytest.raises(UserError, match="cannot open the archive"):
         Archive("nosuchproto://x")
 
@@ -147,6 +138,6 @@ def test_a_version_1_set_migrates_on_load(tmp_path):
     manifest = json.loads(path.read_text())
     path.write_text(json.dumps({**manifest, "schema_version": 1}))
     loaded = archive.load(set_id)
-    assert loaded.manifest["schema_version"] == SCHEMA_VERSION
-    assert loaded.manifest["migrated_from"] == 1
+    assert loaded.manifest.schema_version == SCHEMA_VERSION
+    assert loaded.manifest.migrated_from == 1
     assert list(loaded.intervals["cpu_ns"]) == [-1, -1]

@@ -10,16 +10,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from harness.analysis.telemetry import frequency_drop, telemetry_summary
 from harness.machine.accelerators import read_nvml
-from harness.measure.telemetry import (
-    COLUMNS,
-    Reading,
-    Sampler,
-    Source,
-    frequency_drop,
-    rapl_sources,
-    summarize,
-)
+from harness.measure.telemetry import COLUMNS, Reading, Sampler, Source, rapl_sources
 
 
 def run_until(sampler: Sampler, done: Callable[[], bool], limit_s: float = 1.5) -> None:
@@ -142,7 +135,7 @@ def test_two_fake_gpus_give_si_units_and_energy_in_joules(tmp_path: Path) -> Non
     # GPU 1 has no energy counter: asked once, dropped, noted; its other readings go on.
     assert sampler.notes.count("gpu 1 energy: Not Supported") == 1
     assert gpu.query("device == '1' and metric == 'power'")["t_ns"].nunique() >= 4
-    summary = summarize(sampler.samples())
+    summary = telemetry_summary(sampler.samples())
     energy_reads = (nvml.energy_mj[0] - 10_000_000) // 1_500
     assert summary["gpu.energy[0]"] == {
         "unit": "J",
@@ -186,7 +179,7 @@ def test_rapl_energy_across_a_wraparound(tmp_path: Path) -> None:
     frame = pd.DataFrame(
         [(t, "rapl", "package-0", "energy", v, "J") for t, v in enumerate(values)], columns=COLUMNS
     )
-    assert summarize(frame)["rapl.energy"] == {"unit": "J", "used": 6.0}
+    assert telemetry_summary(frame)["rapl.energy"] == {"unit": "J", "used": 6.0}
 
 
 def test_rapl_through_the_sampler_and_unreadable_counters(tmp_path: Path) -> None:
@@ -257,7 +250,7 @@ def test_unknown_frequencies_and_a_fake_psutil(tmp_path: Path) -> None:
     assert len(per_sample) == sampler.cost().samples - 1
     assert all(values == [0.25, 0.5] for values in per_sample)
     assert frequency_drop(samples) is None
-    summary = summarize(samples)
+    summary = telemetry_summary(samples)
     assert summary["cpu.utilization"] == {
         "unit": "fraction",
         "min": 0.375,
@@ -290,7 +283,7 @@ def hand_made() -> pd.DataFrame:
 
 
 def test_summarize_hand_made_samples() -> None:
-    summary = summarize(hand_made())
+    summary = telemetry_summary(hand_made())
     # Overall utilisation is the mean over cores at each sample: 0.75, 0.5, 1.0, 0.5.
     assert summary["cpu.utilization"] == {
         "unit": "fraction",
@@ -322,7 +315,7 @@ def test_summarize_hand_made_samples() -> None:
     assert summary["rapl.energy"] == {"unit": "J", "used": 90.0}
     assert summary["gpu.energy[0]"] == {"unit": "J", "used": 750.0}
     assert summary["gpu.power[0]"] == {"unit": "W", "min": 100.0, "median": 225.0, "max": 300.0}
-    empty = summarize(pd.DataFrame(columns=COLUMNS))
+    empty = telemetry_summary(pd.DataFrame(columns=COLUMNS))
     assert empty == {}
 
 
@@ -359,4 +352,4 @@ def test_energy_over_replicates_leaves_out_the_gaps_between_them() -> None:
         (6, "rapl", "package-0", "energy", 155.0, "J", 1),
     ]
     samples = pd.DataFrame(rows, columns=[*COLUMNS, "replicate"])
-    assert summarize(samples)["rapl.energy"] == {"unit": "J", "used": 10.0 + 5.0}
+    assert telemetry_summary(samples)["rapl.energy"] == {"unit": "J", "used": 10.0 + 5.0}

@@ -7,18 +7,23 @@ import socket
 import sys
 import threading
 from collections import Counter, defaultdict
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
 
 import pandas as pd
 import pytest
+from conftest import live_fingerprint, make_manifest
 
-from harness.errors import UserError
-from harness.record.probes import Kind
-from harness.measure.replicates import RunConfig, run
-from harness.measure.process import Measurement
+from harness.archive.schema import ClockAnchor, RunLength
 from harness.archive.store import Archive, ResultSet
-from harness.report.trace import ENDPOINT_VARIABLES, clock_offsets, write_chrome, write_otel
+from harness.errors import UserError
+from harness.measure.config import RunConfig
+from harness.measure.replicates import run
+from harness.report.otel import ENDPOINT_VARIABLES, write_otel
+from harness.report.trace import clock_offsets, write_chrome
+from harness.words import Kind
+from harness.workload import Stage
 
 # Sequential and parallel stages, fan-out branches on pool threads, and an async stage whose
 # tasks interleave on one thread (their probes overlap partially): every shape a trace must draw.
@@ -77,7 +82,7 @@ def result(tmp_path_factory) -> ResultSet:
     folder = tmp_path_factory.mktemp("trace")
     plugin = folder / "trace_demo.py"
     plugin.write_text(PLUGIN)
-    measurement = Measurement(warmup=1, min_requests=5, min_duration_s=0)
+    measurement = RunLength(warmup=1, min_requests=5, min_duration_s=0)
     config = RunConfig(
         f"{plugin}:TraceDemo",
         device="cpu",
@@ -85,7 +90,7 @@ def result(tmp_path_factory) -> ResultSet:
         measurement=measurement,
         show_progress=False,
     )
-    written = run(config, Archive(folder / "results"), fingerprint={})
+    written = run(config, Archive(folder / "results"), fingerprint=live_fingerprint())
     return Archive(folder / "results").load(written.id)
 
 
@@ -352,9 +357,9 @@ def _device_set() -> ResultSet:
     """Hand-built: one request whose probes ran on a CUDA stream, in two replicates."""
     from conftest import interval
 
+    from harness.archive.tables import intervals_frame
     from harness.record.gpu_timing import ANCHOR
-    from harness.record.probes import QUEUE_WAIT
-    from harness.measure.process import intervals_frame
+    from harness.words import QUEUE_WAIT
 
     rows = [
         interval(Kind.REQUEST, 0, 100, span=9),
@@ -374,17 +379,17 @@ def _device_set() -> ResultSet:
     frame = intervals_frame(rows)
     intervals = pd.concat([frame.assign(replicate=0), frame.assign(replicate=1)])
     requests = pd.DataFrame({"replicate": [0, 1], "request": [0, 0], "error": ["", ""]})
-    anchors = [
-        {"perf_counter_ns": 0, "time_ns": 10**18},
-        {"perf_counter_ns": 0, "time_ns": 10**18 + 500},
-    ]
-    manifest = {
-        "id": "hand-built",
-        "workload": "gpu-demo",
-        "stages": [{"name": "embed", "layer": "inference", "after": []}],
-        "config": {"work": {"workload_config": {}}},
-        "replicates": [{"replicate": i, "clock_anchor": a} for i, a in enumerate(anchors)],
-    }
+    anchors = [ClockAnchor(0, 10**18), ClockAnchor(0, 10**18 + 500)]
+    hand_built = make_manifest(
+        (Stage("embed", "inference"),), workload="gpu-demo", work={"workload_config": {}}
+    )
+    facts = hand_built.replicates[0]
+    manifest = replace(
+        hand_built,
+        replicates=tuple(
+            replace(facts, replicate=i, clock_anchor=a) for i, a in enumerate(anchors)
+        ),
+    )
     return ResultSet(manifest, intervals.reset_index(drop=True), requests)
 
 

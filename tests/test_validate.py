@@ -9,14 +9,15 @@ import time
 
 import pytest
 
-from harness.experiments.components import Condition, Setting
-from harness.record.probes import Recorder
 from harness.archive.store import Archive
-from harness.experiments.validate import Outcome
+from harness.experiments.validate import Outcome, Trial
+from harness.record.probes import Recorder
 from harness.record.virtual import Spinner, Virtual
-from harness.workload import RunContext, StageContext
+from harness.workload import Condition, Setting, SetupContext, StageContext
 
-CONDITION = Condition("threads", "rag", Setting("1 thread", threads=1), Setting("2", threads=2), "")
+CONDITION = Trial(
+    "rag", Condition("threads", Setting("1 thread", threads=1), Setting("2", threads=2), "")
+)
 
 
 def test_errors_are_medians_over_pairs_judged_against_the_noise_floor():
@@ -44,7 +45,7 @@ def test_a_virtual_speedup_stretches_the_other_stages_own_time_only():
         with pytest.raises(ValueError):
             Virtual.parse(bad)
     recorder = Recorder(0, timer=Spinner(virtual))
-    run = RunContext()
+    run = SetupContext()
     target, other = StageContext(run, recorder, "a", 0), StageContext(run, recorder, "b", 0)
 
     def busy(ms: float) -> None:
@@ -74,14 +75,17 @@ def test_the_quick_validation_runs_every_condition(tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     names = [c["condition"]["name"] for c in report["conditions"]]
-    assert names == ["threads", "backend", "contention"]
+    assert names == ["threads", "backend", "contention"]  # the buyer's pipeline first
     for c in report["conditions"]:
         assert len(c["per_replicate"]["measured"]) == 5  # paired replicates
         assert all(x > 0 for x in c["per_replicate"]["replay"])
         assert c["component_speedups"]  # measured alone, per stage
         assert set(c["sets"]) == {"a", "b", "a_again"}
     contention = report["conditions"][2]
-    # two branches asking for every core: the replay sees the contention Amdahl cannot
-    assert contention["replay_error"] < contention["naive_error"]
-    assert report["virtual"]["factor"] == 1.5
+    # Two branches asking for every core: the replay sees the contention Amdahl cannot, so it
+    # projects less from the same set and claim. That holds whatever else shares the machine;
+    # which of the two lands nearer the measured speedup does not (`gapbench validate` says).
+    assert contention["replay_speedup"] < contention["naive_speedup"]
+    (virtual,) = report["virtual"]
+    assert (virtual["workload"], virtual["factor"]) == ("rag", 1.5)
     assert len(Archive(tmp_path).ids()) == 3 * 3 + 2

@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
-from test_attribution import diamond
+from conftest import make_manifest
+from test_attribution import DIAMOND, diamond
 
-from harness.analysis.breakdown import Percentiles
-from harness.measure.process import intervals_frame
-from harness.archive.store import ResultSet
+from harness.analysis.stats import Percentiles
 from harness.analysis.validity import max_concurrency, verdict
+from harness.archive.schema import Agreement
+from harness.archive.store import ResultSet
+from harness.archive.tables import intervals_frame
+from harness.words import UNKNOWN_BYTES
 
 
-def result_set(intervals, *, device="cpu", stage_threads=None, vcpus=2, **manifest) -> ResultSet:
+def result_set(
+    intervals, *, device="cpu", stage_threads=None, vcpus=2, inputs="x", **fields
+) -> ResultSet:
     frame = intervals_frame(intervals).assign(replicate=0)
     requests = pd.DataFrame({"request": [0], "ok": [True], "latency_s": [1.0], "replicate": [0]})
-    body = {
-        "complete": True,
-        "config": {
-            "execution": {"device": device},
-            "work": {"request_stream": {"inputs_sha256": "x"}},
-        },
-        "replicates": [{"stage_threads": stage_threads or {}}],
-        "fingerprint": {"host": {"host_processor_vcpu_count": vcpus}},
-        "invariants": {},
-        **manifest,
-    }
-    return ResultSet(body, frame, requests)
+    stream = replace(make_manifest().work.request_stream, inputs_sha256=inputs)
+    manifest = make_manifest(
+        DIAMOND,
+        device=device,
+        stage_threads=stage_threads,
+        cores=vcpus,
+        work={"request_stream": stream, "size": "default"},
+        **fields,
+    )
+    return ResultSet(manifest, frame, requests)
 
 
 E2E = Percentiles.of(pd.Series([1.0] * 700).to_numpy())
@@ -61,8 +66,7 @@ def test_compute_far_off_cpu_is_noted_on_the_host_only():
 def test_incomplete_sets_and_mixed_inputs_are_invalid():
     stopped = result_set(diamond(30), complete=False, stopped_by="interrupted")
     assert not verdict(stopped, E2E, 1.0).valid
-    mixed = result_set(diamond(30))
-    mixed.manifest["config"]["work"]["request_stream"]["inputs_sha256"] = ["a", "b"]
+    mixed = result_set(diamond(30), inputs=("a", "b"))
     assert any("different inputs" in p for p in verdict(mixed, E2E, 1.0).problems)
 
 
@@ -71,11 +75,14 @@ def test_movement_without_bytes_is_noted():
 
     sized = [*diamond(30), probe_iv("b", "movement", 13, 14, span=9, parent=2, nbytes=8)]
     assert not any("byte count" in n for n in verdict(result_set(sized), E2E, 1.0).notes)
-    unsized = [*diamond(30), probe_iv("b", "movement", 13, 14, span=9, parent=2)]
+    # 0 bytes: pointers handed over, nothing copied (a session's IO binding), and said so
+    handed = [*diamond(30), probe_iv("b", "movement", 13, 14, span=9, parent=2)]
+    assert not any("byte count" in n for n in verdict(result_set(handed), E2E, 1.0).notes)
+    unknown = UNKNOWN_BYTES
+    unsized = [*diamond(30), probe_iv("b", "movement", 13, 14, span=9, parent=2, nbytes=unknown)]
     notes = verdict(result_set(unsized), E2E, 1.0).notes
     assert (
-        "1 movement intervals carry no byte count (a copy of unknown size, or pointers handed "
-        "over): their rate is unknown"
+        "1 movement intervals carry no byte count (a copy of unknown size): their rate is unknown"
     ) in notes
 
 
@@ -101,18 +108,20 @@ def test_a_falling_cpu_frequency_is_noted_as_throttling():
 
 
 def _agreement(**changes):
-    return {
-        "reference": "torch",
-        "backend": "onnxruntime",
-        "requests": 8,
-        "top_k_equal": 1.0,
-        "tokens_equal": 1.0,
-        "token_positions_equal": 1.0,
-        "max_abs_logit_diff": 1e-6,
-        "logit_tolerance": 1e-3,
-        "logits_within_tolerance": True,
-        **changes,
-    }
+    return Agreement(
+        **{
+            "reference": "torch",
+            "backend": "onnxruntime",
+            "requests": 8,
+            "top_k_equal": 1.0,
+            "tokens_equal": 1.0,
+            "token_positions_equal": 1.0,
+            "max_abs_logit_diff": 1e-6,
+            "logit_tolerance": 1e-3,
+            "logits_within_tolerance": True,
+            **changes,
+        }
+    )
 
 
 def test_a_backend_that_did_other_work_is_invalid_and_a_near_tie_is_a_note():

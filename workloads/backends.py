@@ -17,11 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from harness.backends import onnx_export
-
-from harness.backends import ort
-from harness.errors import UserError
+from harness.backends import onnx_export, ort
 from harness.backends.onnx_export import Exported, GraphSpec
+from harness.errors import UserError
 from harness.workload import StageContext
 from workloads import models
 from workloads.models import Decoder, Encoder, Prefill

@@ -15,7 +15,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from harness.workload import RunContext, Stage, StageContext, Workload
+from harness.workload import (
+    ALL_CORES,
+    Condition,
+    Setting,
+    SetupContext,
+    Stage,
+    StageContext,
+    Workload,
+)
 
 SIZES = {"quick": (384, 6), "default": (512, 8)}  # (matrix side, products per branch)
 
@@ -32,13 +40,21 @@ class Branches(Workload):
         Stage("join", "assembly", after=("left", "right")),
     )
     in_suite = False  # a check of the projection under contention, not a buyer's pipeline
+    conditions = (
+        Condition(
+            "contention",
+            Setting("1 thread", threads=1),
+            Setting("all cores", threads=ALL_CORES),
+            "two parallel branches, 1 -> all threads",
+        ),
+    )
 
     side: int
     steps: int
     weights: tuple[Tensor, Tensor]
     seed: int
 
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: SetupContext) -> None:
         self.side, self.steps = SIZES[ctx.size]
         self.seed = ctx.seed
         generator = torch.Generator().manual_seed(ctx.seed)
@@ -48,7 +64,7 @@ class Branches(Workload):
             for _ in range(2)
         )
 
-    def requests(self, ctx: RunContext) -> Sequence[int]:
+    def requests(self, ctx: SetupContext) -> Sequence[int]:
         return list(range(64))
 
     def work(self) -> Mapping[str, Any]:

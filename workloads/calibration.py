@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis.attribution import CATEGORIES, UNATTRIBUTED
-from harness.workload import RunContext, Stage, StageContext, Workload
+from harness.words import CATEGORIES, FAN_OUT_JOIN, UNATTRIBUTED
+from harness.workload import SetupContext, Stage, StageContext, Workload
 
 COMPUTE, MOVEMENT, SCHEDULING = CATEGORIES
 SPAN = "span"  # a stage's (or branch's) first to last line, not planted work
-FAN_OUT_JOIN = "fan-out join"
+
 # Not the probes' clock (perf_counter_ns is CLOCK_MONOTONIC on Linux): the truth is not read off
 # the instrument it checks. Platforms without the raw clock fall back to the monotonic one.
 _TRUTH_CLOCK = getattr(time, "CLOCK_MONOTONIC_RAW", time.CLOCK_MONOTONIC)
@@ -89,7 +89,7 @@ class CalibrationConfig:
 
 
 @dataclass(frozen=True)
-class Piece:
+class Planted:
     """One span of a request on the truth clock: planted work, or a stage's or branch's span."""
 
     stage: str
@@ -110,7 +110,7 @@ class Planter:
 
     def __init__(self, stage: str, branch: int = -1) -> None:
         self.stage, self.branch = stage, branch
-        self.pieces: list[Piece] = []
+        self.pieces: list[Planted] = []
         self.first_ns = truth_clock()
 
     @contextmanager
@@ -118,13 +118,13 @@ class Planter:
         start = truth_clock()
         yield
         self.pieces.append(
-            Piece(self.stage, self.branch, category, label, start, truth_clock(), nbytes)
+            Planted(self.stage, self.branch, category, label, start, truth_clock(), nbytes)
         )
 
-    def close(self, *carried: Iterable[Piece]) -> tuple[Piece, ...]:
+    def close(self, *carried: Iterable[Planted]) -> tuple[Planted, ...]:
         """The pieces carried in, this call's pieces and its span, which ends now."""
         last = truth_clock()
-        span = Piece(self.stage, self.branch, SPAN, "", self.first_ns, last)
+        span = Planted(self.stage, self.branch, SPAN, "", self.first_ns, last)
         return (*(p for c in carried for p in c), *self.pieces, span)
 
 
@@ -132,12 +132,12 @@ class Planter:
 class Truth:
     """A request's planted pieces: the split gapbench should find, known without its probes."""
 
-    pieces: tuple[Piece, ...]
+    pieces: tuple[Planted, ...]
 
-    def spans(self) -> list[Piece]:
+    def spans(self) -> list[Planted]:
         return [p for p in self.pieces if p.category == SPAN]
 
-    def span(self, stage: str, branch: int = -1) -> Piece:
+    def span(self, stage: str, branch: int = -1) -> Planted:
         return next(p for p in self.spans() if p.stage == stage and p.branch == branch)
 
     def critical_branch(self, stage: str) -> int:
@@ -191,7 +191,7 @@ class Carry:
     """A stage's output and the truth so far, travelling together; join's is the response."""
 
     value: Any  # the request's id, then join's serialised reply
-    pieces: tuple[Piece, ...]
+    pieces: tuple[Planted, ...]
 
     @property
     def truth(self) -> Truth:
@@ -216,7 +216,7 @@ class Calibration(Workload):
     jobs: queue.Queue
     worker: threading.Thread
 
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: SetupContext) -> None:
         self.config = c = CalibrationConfig()
         sizes = {c.search_copy_bytes, c.branch_copy_bytes, c.lookup_copy_bytes}
         self.sources = {n: np.ones(n, np.uint8) for n in sizes}
@@ -241,7 +241,7 @@ class Calibration(Workload):
             burn(duration_ns)
             reply.put(duration_ns)
 
-    def requests(self, ctx: RunContext) -> Sequence[bytes]:
+    def requests(self, ctx: SetupContext) -> Sequence[bytes]:
         c = CalibrationConfig()
         # Numbers to parse, padded so every payload is exactly payload_bytes long.
         bodies = ({"id": i, "values": list(range(i, i + 2_000))} for i in range(c.requests))
@@ -298,7 +298,7 @@ class Calibration(Workload):
 
     def _branch(
         self, ctx: StageContext, together: threading.Barrier, index: int
-    ) -> tuple[Piece, ...]:
+    ) -> tuple[Planted, ...]:
         """One fan-out branch: 0 is short, 1 is long (it ends last) and ends in glue."""
         plant, c = Planter("search", branch=index), self.config
         with ctx.wait(label="both branches started"), plant.piece(SCHEDULING, "barrier"):

@@ -14,7 +14,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.record.probes import Recorder
-from harness.workload import RunContext, Stage, StageContext, Workload
+from harness.workload import (
+    ALL_CORES,
+    Condition,
+    Setting,
+    SetupContext,
+    Stage,
+    StageContext,
+    Virtual,
+    Workload,
+)
 from workloads import text
 from workloads.backends import OrtModels, TorchModels, model_description
 from workloads.models import Decoder, DecoderConfig, Encoder, EncoderConfig
@@ -50,7 +59,7 @@ class RagConfig:
     @classmethod
     def for_size(cls, size: str, vocab_size: int) -> RagConfig:
         """The config of a public size (``quick`` or ``default``) for a tokenizer's vocabulary."""
-        models = {
+        models: dict[str, Any] = {
             "encoder": EncoderConfig(vocab_size=vocab_size),
             "decoder": DecoderConfig(vocab_size=vocab_size),
         }
@@ -119,6 +128,21 @@ class Rag(Workload):
     )
     code_modules = ("workloads.text", "workloads.models", "workloads.backends")
     backends = ("torch", "onnxruntime")
+    conditions = (
+        Condition(
+            "threads",
+            Setting("1 thread", threads=1),
+            Setting("all cores", threads=ALL_CORES),
+            "compute threads 1 -> all cores",
+        ),
+        Condition(
+            "backend",
+            Setting("torch"),
+            Setting("onnxruntime", backend="onnxruntime"),
+            "model stages on torch -> onnxruntime",
+        ),
+    )
+    virtual_check = Virtual("generate", 1.5)  # the largest stage, made virtually faster
 
     config: RagConfig
     seed: int
@@ -127,7 +151,7 @@ class Rag(Workload):
     corpus: Tensor  # float32 [corpus_size, hidden] on the device, unit rows
     store: np.ndarray  # int32 [corpus_size, passage_len] on the host
 
-    def setup(self, ctx: RunContext) -> None:
+    def setup(self, ctx: SetupContext) -> None:
         self.tokenizer = text.Tokenizer()
         self.config = RagConfig.for_size(ctx.size, self.tokenizer.vocab_size)
         self.seed = ctx.seed
@@ -158,7 +182,7 @@ class Rag(Workload):
             self._agreement = self._compare(ctx, reference)
             self._agreement_s = time.perf_counter() - started
 
-    def _compare(self, ctx: RunContext, reference: TorchModels) -> dict[str, Any]:
+    def _compare(self, ctx: SetupContext, reference: TorchModels) -> dict[str, Any]:
         """Run a fixed input set through this backend and through torch: the same work, shown.
 
         Retrieval is compared on each backend's own embedding; generation on the reference's
@@ -203,12 +227,12 @@ class Rag(Workload):
             "logits_within_tolerance": logit_diff <= LOGIT_TOLERANCE,
         }
 
-    def _prefill_logits(self, ctx: RunContext, retrieved: Retrieved) -> Tensor:
+    def _prefill_logits(self, ctx: SetupContext, retrieved: Retrieved) -> Tensor:
         prompt = self._prompt(retrieved).to(ctx.device)
         logits, _ = self.models.prefill(_unprobed(ctx, "generate"), prompt)
         return logits
 
-    def requests(self, ctx: RunContext) -> Sequence[bytes]:
+    def requests(self, ctx: SetupContext) -> Sequence[bytes]:
         tokenizer = text.Tokenizer()
         config = RagConfig.for_size(ctx.size, tokenizer.vocab_size)
         questions = text.queries(tokenizer, config.requests, ctx.seed)
@@ -347,7 +371,7 @@ class Rag(Workload):
         return result
 
 
-def _unprobed(ctx: RunContext, stage: str) -> StageContext:
+def _unprobed(ctx: SetupContext, stage: str) -> StageContext:
     """A stage context whose probes record nothing: the agreement check is not measured."""
     return StageContext(ctx, Recorder(-1), stage, -1, probes=False)
 

@@ -12,20 +12,29 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from harness.record.probes import HANDOFF_WAIT, LAG_WAIT, QUEUE_WAIT, Category, Interval, Kind, Resource
-from harness.analysis.timeline import (
+from harness.analysis.timeline import Walk, device_overlay, pieces
+from harness.record.probes import Interval
+from harness.record.spans import SpanTree
+from harness.words import (
+    BUCKETS,
     HARNESS_LAG,
+    SEGMENT_WAITS,
     UNATTRIBUTED,
-    SpanTree,
-    Walk,
-    device_overlay,
-    pieces,
+    Category,
+    Kind,
+    Resource,
+    SegmentKind,
 )
 from harness.workload import Stage
 
-CATEGORIES = (Category.COMPUTE.value, Category.MOVEMENT.value, Category.SCHEDULING.value)
-BUCKETS = (*CATEGORIES, UNATTRIBUTED, HARNESS_LAG)  # everything end-to-end time is split into
 Key = tuple[str, str]  # (category, resource)
+
+_STAGE, _LAG, _QUEUE, _HANDOFF = (
+    SegmentKind.STAGE.value,
+    SegmentKind.LAG.value,
+    SegmentKind.QUEUE.value,
+    SegmentKind.HANDOFF.value,
+)
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ class StageSplit:
 class Segment:
     """One piece of the critical path: a stage, or the wait before one."""
 
-    kind: str  # "lag", "queue", "handoff" or "stage"
+    kind: str  # a SegmentKind: "lag", "queue", "handoff" or "stage"
     stage: str
     start_ns: int
     end_ns: int
@@ -93,13 +102,11 @@ class Segment:
         return self.end_ns - self.start_ns
 
 
-SEGMENT_WAITS = {"lag": LAG_WAIT, "queue": QUEUE_WAIT, "handoff": HANDOFF_WAIT}
-
-
 @dataclass(frozen=True)
 class RequestSplit:
     """A request's end-to-end time along its critical path, with every stage's split."""
 
+    replicate: int
     request: int
     arrival_ns: int  # scheduled arrival: latency counts from here, not from the send
     response_ns: int
@@ -115,7 +122,7 @@ class RequestSplit:
 
     @property
     def critical_stages(self) -> tuple[str, ...]:
-        return tuple(seg.stage for seg in self.path if seg.kind == "stage")
+        return tuple(seg.stage for seg in self.path if seg.kind == _STAGE)
 
     @property
     def overlap_ns(self) -> int:
@@ -125,17 +132,17 @@ class RequestSplit:
         return off_path + sum(s.overlap_ns for s in self.stages if s.stage in on_path)
 
     def wait_ns(self, kind: str) -> int:
-        """Lag, queue or handoff wait on the critical path."""
+        """Lag, queue or handoff wait on the critical path (``kind``: a SegmentKind value)."""
         return sum(seg.ns for seg in self.path if seg.kind == kind)
 
     def by_resource(self) -> dict[Key, int]:
         """End-to-end ns per (category, resource) along the critical path, waits included."""
         totals: dict[Key, int] = defaultdict(int)
         for seg in self.path:
-            if seg.kind == "stage":
+            if seg.kind == _STAGE:
                 for key, ns in self.stage(seg.stage).by_resource:
                     totals[key] += ns
-            elif seg.kind == "lag":
+            elif seg.kind == _LAG:
                 totals[(HARNESS_LAG, "")] += seg.ns
             else:
                 totals[(Category.SCHEDULING.value, Resource.WAIT.value)] += seg.ns
@@ -152,7 +159,7 @@ class RequestSplit:
         """Scheduling (and lag) along the critical path by kind: queue, handoff, each wait."""
         totals: dict[str, int] = defaultdict(int)
         for seg in self.path:
-            if seg.kind == "stage":
+            if seg.kind == _STAGE:
                 for label, ns in self.stage(seg.stage).waits:
                     totals[label] += ns
             else:
@@ -162,10 +169,10 @@ class RequestSplit:
 
 def split_stage(stage: Interval, tree: SpanTree, intervals: Iterable[Interval] = ()) -> StageSplit:
     """The split of one stage along its critical timeline (innermost probe wins)."""
-    walk = Walk()
+    walked = Walk()
     by_resource: dict[Key, int] = defaultdict(int)
     waits: dict[str, int] = defaultdict(int)
-    host = list(pieces(stage, stage.start_ns, stage.end_ns, tree, walk))
+    host = list(pieces(stage, stage.start_ns, stage.end_ns, tree, walked))
     for piece in device_overlay(host, tree.device):
         by_resource[(piece.category, piece.resource)] += piece.ns
         if piece.category == Category.SCHEDULING.value:
@@ -173,7 +180,7 @@ def split_stage(stage: Interval, tree: SpanTree, intervals: Iterable[Interval] =
     own = [iv for iv in intervals if iv.stage == stage.stage]
     # On-CPU time along the critical timeline: the stage's thread, plus the critical branches
     # that ran on other threads (a branch run inline is already in its thread's time).
-    others = [b for b in walk.critical if b.thread != stage.thread]
+    others = [b for b in walked.critical if b.thread != stage.thread]
     cpu = [stage.cpu_ns, *(b.cpu_ns for b in others)]
     return StageSplit(
         stage=stage.stage,
@@ -181,8 +188,8 @@ def split_stage(stage: Interval, tree: SpanTree, intervals: Iterable[Interval] =
         end_ns=stage.end_ns,
         by_resource=tuple(sorted(by_resource.items())),
         waits=tuple(sorted(waits.items())),
-        nbytes=sum(iv.nbytes for iv in own if iv.kind == Kind.PROBE.value),
-        overlap_ns=walk.overlap_ns,
+        nbytes=sum(max(iv.nbytes, 0) for iv in own if iv.kind == Kind.PROBE.value),
+        overlap_ns=walked.overlap_ns,
         cpu_ns=sum(cpu) if cpu and min(cpu) >= 0 else -1,
     )
 
@@ -204,7 +211,7 @@ def critical_path(
     segments: list[Segment] = []
     current: StageSplit | None = sink
     while current is not None:
-        segments.append(Segment("stage", current.stage, current.start_ns, current.end_ns))
+        segments.append(Segment(_STAGE, current.stage, current.start_ns, current.end_ns))
         candidates = [splits[name] for name in after[current.stage] if name in splits]
         candidates += [
             other
@@ -215,26 +222,29 @@ def critical_path(
         ]
         enabler = max(candidates, key=lambda s: s.end_ns, default=None)
         if enabler is None:
-            segments.append(Segment("queue", current.stage, sent_ns, current.start_ns))
+            segments.append(Segment(_QUEUE, current.stage, sent_ns, current.start_ns))
             if sent_ns != arrival_ns:
-                segments.append(Segment("lag", current.stage, arrival_ns, sent_ns))
+                segments.append(Segment(_LAG, current.stage, arrival_ns, sent_ns))
         else:
-            segments.append(Segment("handoff", current.stage, enabler.end_ns, current.start_ns))
+            segments.append(Segment(_HANDOFF, current.stage, enabler.end_ns, current.start_ns))
         current = enabler
     return tuple(reversed(segments))
 
 
-def split_request(intervals: Sequence[Interval], stages: Sequence[Stage]) -> RequestSplit:
-    """The full split of one request from its raw intervals."""
+def split_request(
+    intervals: Sequence[Interval], stages: Sequence[Stage], replicate: int = 0
+) -> RequestSplit:
+    """The full split of one request of ``replicate`` from its raw intervals."""
     request = next(i for i in intervals if i.kind == Kind.REQUEST.value)
     stage_intervals = {i.stage: i for i in intervals if i.kind == Kind.STAGE.value}
-    lag = [i for i in intervals if i.kind == Kind.WAIT.value and i.label == LAG_WAIT]
+    lag = [i for i in intervals if i.kind == Kind.WAIT.value and i.label == HARNESS_LAG]
     tree = SpanTree(intervals)
     splits = {name: split_stage(iv, tree, intervals) for name, iv in stage_intervals.items()}
     threads = {name: iv.thread for name, iv in stage_intervals.items()}
     sent = lag[0].end_ns if lag else request.start_ns
     path = critical_path(stages, splits, threads, request.start_ns, sent)
     return RequestSplit(
+        replicate=replicate,
         request=request.request,
         arrival_ns=request.start_ns,
         response_ns=request.end_ns,

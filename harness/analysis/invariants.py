@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from harness.analysis.attribution import RequestSplit
+from harness.analysis.splits import splits
+from harness.archive.store import ResultSet
 from harness.record.gpu_timing import ANCHOR
-from harness.record.probes import LAG_WAIT, Interval, Kind
-from harness.analysis.timeline import SpanTree
+from harness.record.probes import Interval
+from harness.record.spans import SpanTree
+from harness.words import HARNESS_LAG, Kind, SegmentKind
+
+MAX_REPORTED_VIOLATIONS = 20
+
+
+@dataclass(frozen=True)
+class Invariants:
+    """The invariants checked on every successful request of a set, when it is read."""
+
+    requests_checked: int
+    violation_count: int
+    violations: tuple[str, ...]  # the first MAX_REPORTED_VIOLATIONS
+
+
+def set_invariants(result: ResultSet) -> Invariants:
+    """DESIGN.md's invariants over every successful request of ``result``."""
+    problems: list[str] = []
+    checked = splits(result)
+    for request in checked:
+        problems += check_invariants(request.intervals, request.split)
+    return Invariants(len(checked), len(problems), tuple(problems[:MAX_REPORTED_VIOLATIONS]))
 
 
 def check_invariants(intervals: Sequence[Interval], split: RequestSplit) -> list[str]:
@@ -66,8 +90,9 @@ def check_invariants(intervals: Sequence[Interval], split: RequestSplit) -> list
     for seg in split.path:
         # Scheduling is measured, not inferred: every wait on the path lies inside a wait the
         # runner recorded for that stage (the lag, for the whole request).
-        if seg.kind != "stage" and not any(
-            (iv.label == LAG_WAIT if seg.kind == "lag" else iv.stage == seg.stage)
+        lag = seg.kind == SegmentKind.LAG.value
+        if seg.kind != SegmentKind.STAGE.value and not any(
+            (iv.label == HARNESS_LAG if lag else iv.stage == seg.stage)
             and iv.start_ns <= seg.start_ns
             and seg.end_ns <= iv.end_ns
             for iv in recorded

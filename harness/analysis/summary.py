@@ -1,92 +1,147 @@
-"""Everything `run` and `show` print about one result set, computed once from its raw data."""
+"""Everything `run` and `show` report about one result set, computed once from its raw data."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from harness.analysis.breakdown import (
-    Answer,
-    Percentiles,
-    answer,
-    end_to_end,
-    request_splits,
-    stage_table,
-    wait_table,
-)
-from harness.measure.overhead import estimate
-from harness.archive.store import ResultSet
-from harness.measure.telemetry import summarize as summarize_telemetry
+from harness.analysis.breakdown import bucket_shares, end_to_end, stage_table, wait_table
+from harness.analysis.invariants import Invariants, set_invariants
+from harness.analysis.overhead import Overhead, overhead
+from harness.analysis.splits import request_splits
+from harness.analysis.stats import Percentiles
+from harness.analysis.telemetry import telemetry_summary
 from harness.analysis.validity import Verdict, verdict
+from harness.archive.codec import to_dict
+from harness.archive.schema import ReplicateFacts
+from harness.archive.store import ResultSet
+from harness.words import UNATTRIBUTED
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A fact's lowest and highest value over the replicates (equal with one replicate)."""
+
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the processes measured about themselves, each as its spread over replicates."""
+
+    model_load_s: Spread | None
+    first_request_s: Spread | None
+    peak_rss_bytes: Spread | None
+    gpu_peak_bytes: Spread | None
+    cpu_steal_fraction: Spread | None
+    # The slowest replicate's export of the backend's graphs (None: none exported), or all of
+    # them found in the cache; and the agreement check, both inside the model load.
+    export_s: float | None
+    graphs_cached: bool
+    agreement_check_s: float | None
 
 
 @dataclass(frozen=True)
 class Summary:
-    """A result set's verdict, end-to-end percentiles, per-stage breakdown and answer."""
+    """A result set's verdict, end-to-end percentiles, per-stage breakdown and run facts."""
 
     result: ResultSet
     end_to_end: Percentiles
+    failed: int  # requests that failed, left out of the percentiles
     stages: pd.DataFrame
-    answer: Answer
-    coverage: float
+    coverage: float  # share of end-to-end time the probes explain
     overlap_ms: float  # median per request: time that ran beside the critical path
     waits: pd.DataFrame  # scheduling on the critical path by kind
-    overhead: dict[str, float]  # probes per request x probe cost, as a share of p50
+    overhead: Overhead | None
     telemetry: dict[str, dict[str, Any]]  # min/median/max per metric while requests ran
+    telemetry_notes: tuple[str, ...]  # what the sampler could not read, over every replicate
+    facts: RunFacts
+    invariants: Invariants
     verdict: Verdict
 
     def to_dict(self) -> dict[str, Any]:
         m = self.result.manifest
         return {
             "id": self.result.id,
-            "workload": m["workload"],
-            "created_utc": m["created_utc"],
-            "complete": m["complete"],
-            "config": m["config"],
-            "agreement": m.get("agreement"),
-            "verdict": asdict(self.verdict),
+            "workload": m.workload,
+            "created_utc": m.created_utc,
+            "complete": m.complete,
+            "config": to_dict(m.config),
+            "agreement": to_dict(m.agreement),
+            "verdict": to_dict(self.verdict),
+            "invariants": to_dict(self.invariants),
             "requests": len(self.result.requests),
-            "errors": int((~self.result.requests["ok"]).sum()),
-            "end_to_end_s": _clean(asdict(self.end_to_end)),
+            "errors": self.failed,
+            "end_to_end_s": _clean(to_dict(self.end_to_end)),
             "probe_coverage": self.coverage,
             "overlap_ms": _finite(self.overlap_ms),
             "stages": [_clean(row) for row in self.stages.to_dict(orient="records")],
             "waits": [_clean(row) for row in self.waits.to_dict(orient="records")],
-            "overhead": self.overhead,
+            "overhead": to_dict(self.overhead),
             "telemetry": self.telemetry,
-            "answer": _clean(asdict(self.answer)),
-            "replicates": m["replicates"],
+            "facts": to_dict(self.facts),
+            "replicates": to_dict(m.replicates),
         }
 
 
 def summarize(result: ResultSet) -> Summary:
+    """The summary of ``result``, from its raw intervals, requests and telemetry."""
     splits = request_splits(result)
-    a = answer(result, splits)
-    coverage = 1.0 - a.unattributed_share
+    coverage = 1.0 - bucket_shares(result)[UNATTRIBUTED]
     overlaps = [r.overlap_ns for r in splits]
     overlap_ms = float(np.median(overlaps)) / 1e6 if overlaps else float("nan")
     e2e = end_to_end(result)
-    stages = stage_table(result, splits)
+    stages = stage_table(result)
+    invariants = set_invariants(result)
+    replicates = result.manifest.replicates
+    samples = result.telemetry
+    notes = tuple(sorted({n for r in replicates for n in r.telemetry_notes}))
     return Summary(
-        result,
-        e2e,
-        stages,
-        a,
-        coverage,
-        overlap_ms,
-        wait_table(splits),
-        estimate(result.manifest["replicates"], result.intervals, e2e.p50),
-        summarize_telemetry(result.telemetry) if has_telemetry(result) else {},
-        verdict(result, e2e, coverage, stages),
+        result=result,
+        end_to_end=e2e,
+        failed=int((~result.requests["ok"]).sum()),
+        stages=stages,
+        coverage=coverage,
+        overlap_ms=overlap_ms,
+        waits=wait_table(result),
+        overhead=overhead(result.manifest, result.intervals, e2e.p50),
+        telemetry=telemetry_summary(samples) if samples is not None and not samples.empty else {},
+        telemetry_notes=notes,
+        facts=run_facts(replicates),
+        invariants=invariants,
+        verdict=verdict(result, e2e, coverage, stages, invariants),
     )
 
 
-def has_telemetry(result: ResultSet) -> bool:
-    return result.telemetry is not None and not result.telemetry.empty
+def run_facts(replicates: tuple[ReplicateFacts, ...]) -> RunFacts:
+    """Each fact's spread over ``replicates``."""
+
+    def spread(values: list[float | int | None]) -> Spread | None:
+        known = [float(v) for v in values if v is not None]
+        return Spread(min(known), max(known)) if known else None
+
+    exports = [r.setup_facts["onnx_export"] for r in replicates if r.setup_facts.get("onnx_export")]
+    cold = [
+        sum(e["seconds"] for e in x.values())
+        for x in exports
+        if not all(e["cached"] for e in x.values())
+    ]
+    checked = [r.setup_facts.get("agreement_check_s") for r in replicates]
+    return RunFacts(
+        model_load_s=spread([r.model_load_s for r in replicates]),
+        first_request_s=spread([r.first_request_s for r in replicates]),
+        peak_rss_bytes=spread([r.peak_rss_bytes for r in replicates]),
+        gpu_peak_bytes=spread([r.gpu_peak_bytes for r in replicates]),
+        cpu_steal_fraction=spread([r.cpu_steal_fraction for r in replicates]),
+        export_s=max(cold) if cold else None,
+        graphs_cached=bool(exports) and not cold,
+        agreement_check_s=max((c for c in checked if c), default=None),
+    )
 
 
 def _finite(value: Any) -> Any:
@@ -94,5 +149,5 @@ def _finite(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def _clean(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: _finite(v) for k, v in row.items()}
+def _clean(row: dict[Any, Any]) -> dict[str, Any]:
+    return {str(k): _finite(v) for k, v in row.items()}

@@ -1,20 +1,14 @@
-"""One timeline's time, piece by piece: innermost probe wins, joins follow their last branch.
-
-A timeline is what one thread or asyncio task did inside a stage or a branch. Its pieces tile
-the window exactly when probes nest as they must; the invariants check that they do.
-"""
+"""A stage's time as attribution reads it: along the branches its joins waited for, with the
+time its asyncio task sat suspended split out, and the device's work laid over the host's."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from harness.record.probes import LAG_WAIT, Category, Interval, Kind, Resource
-
-UNATTRIBUTED = "unattributed"
-HARNESS_LAG = LAG_WAIT  # the bucket of end-to-end time the load generator's lateness fills
-AWAIT = "await"  # an asyncio task suspended at an await while another task held its thread
+from harness.record.probes import Interval
+from harness.record.spans import SpanTree, charged, walk
+from harness.words import AWAIT, Category, Resource
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,45 +26,6 @@ class Piece:
         return self.end_ns - self.start_ns
 
 
-class SpanTree:
-    """The intervals of one request indexed by span and task: who encloses whom, who ran when."""
-
-    def __init__(self, intervals: Iterable[Interval]) -> None:
-        self.children: dict[int, list[Interval]] = defaultdict(list)
-        slices: dict[str, list[tuple[int, int]]] = defaultdict(list)
-        self.thread_slices: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
-        self.device: list[Interval] = []  # when the device ran the request's work (events mode)
-        for iv in intervals:
-            if iv.kind in (Kind.PROBE.value, Kind.BRANCH.value) and iv.parent >= 0:
-                self.children[iv.parent].append(iv)
-            elif iv.kind == Kind.DEVICE.value:
-                self.device.append(iv)
-            elif iv.kind == Kind.SLICE.value:
-                slices[iv.task].append((iv.start_ns, iv.end_ns))
-                self.thread_slices[iv.thread].append((iv.start_ns, iv.end_ns, iv.task))
-        for kids in self.children.values():
-            kids.sort(key=lambda iv: (iv.start_ns, iv.end_ns))  # siblings: the empty one first
-        self.slices = {task: sorted(runs) for task, runs in slices.items()}
-        for runs in self.thread_slices.values():
-            runs.sort()
-
-    def nested(self, node: Interval) -> list[Interval]:
-        """Probes nested in ``node`` on its own timeline (branches are timelines of their own)."""
-        return [iv for iv in self.children[node.span] if iv.kind == Kind.PROBE.value]
-
-    def branches(self, node: Interval) -> list[Interval]:
-        return [iv for iv in self.children[node.span] if iv.kind == Kind.BRANCH.value]
-
-    def others_running(self, task: str, thread: int, start: int, end: int) -> list[tuple[int, int]]:
-        """When other tasks of this request held ``thread`` within [start, end], in order."""
-        out = []
-        for lo, hi, other in self.thread_slices.get(thread, ()):
-            if other == task or hi <= start or lo >= end:
-                continue
-            out.append((max(lo, start), min(hi, end)))
-        return out
-
-
 @dataclass
 class Walk:
     """What a walk over timelines found beside its pieces: the branches on the critical path
@@ -80,25 +35,33 @@ class Walk:
     critical: list[Interval] = field(default_factory=list)
 
 
-def pieces(node: Interval, start: int, end: int, tree: SpanTree, walk: Walk) -> Iterator[Piece]:
+def pieces(node: Interval, start: int, end: int, tree: SpanTree, walked: Walk) -> Iterator[Piece]:
     """The pieces of ``node``'s timeline within [start, end], innermost probe first.
 
-    Time the node spends outside its nested probes is its own; if the node joined branches,
-    that time follows the chain of branches that set when the join ended (see ``_chain``).
+    Where the timeline joined branches, the join's time follows the chain of branches that set
+    when it ended (see ``_chain``); the other branches ran beside it.
     """
-    branches = tree.branches(node)
-    chain = _chain(branches)
-    walk.critical += chain
-    walk.overlap_ns += sum(b.duration_ns for b in branches if b not in chain)
-    cursor = start
-    for child in tree.nested(node):
-        lo, hi = max(child.start_ns, start), min(child.end_ns, end)
-        if hi <= lo:
+    for stretch in walk(node, start, end, tree):
+        owner, lo, hi = stretch.owner, stretch.start_ns, stretch.end_ns
+        if hi < lo:  # a child began before its older sibling ended: the invariants say so
+            yield _piece(owner, lo, hi)
             continue
-        yield from _own(node, cursor, lo, chain, tree, walk)
-        yield from pieces(child, lo, hi, tree, walk)
-        cursor = max(cursor, hi)
-    yield from _own(node, cursor, end, chain, tree, walk)
+        branches = tree.branches(owner)
+        if not branches:
+            yield from _suspended(owner, lo, hi, tree)
+            continue
+        chain = _chain(branches)
+        walked.critical += chain
+        walked.overlap_ns += sum(b.duration_ns for b in branches if b not in chain)
+        cursor = lo
+        for branch in chain:
+            b_lo, b_hi = max(cursor, branch.start_ns), min(hi, branch.end_ns)
+            if b_hi <= b_lo:
+                continue
+            yield from _suspended(owner, cursor, b_lo, tree)
+            yield from pieces(branch, b_lo, b_hi, tree, walked)
+            cursor = b_hi
+        yield from _suspended(owner, cursor, hi, tree)
 
 
 def _chain(branches: list[Interval]) -> list[Interval]:
@@ -107,8 +70,6 @@ def _chain(branches: list[Interval]) -> list[Interval]:
 
     Branches on other threads that ran at the same time are beside this chain: overlap.
     """
-    if not branches:
-        return []
     chain = [max(branches, key=lambda b: b.end_ns)]
     while True:
         first = chain[0]
@@ -120,28 +81,6 @@ def _chain(branches: list[Interval]) -> list[Interval]:
         if not before:
             return chain
         chain.insert(0, max(before, key=lambda b: b.end_ns))
-
-
-def _own(
-    node: Interval,
-    start: int,
-    end: int,
-    chain: list[Interval],
-    tree: SpanTree,
-    walk: Walk,
-) -> Iterator[Piece]:
-    if end < start:  # a child began before its older sibling ended: the invariants say so
-        yield _piece(node, start, end)
-        return
-    cursor = start
-    for branch in chain:
-        lo, hi = max(cursor, branch.start_ns), min(end, branch.end_ns)
-        if hi <= lo:
-            continue
-        yield from _suspended(node, cursor, lo, tree)
-        yield from pieces(branch, lo, hi, tree, walk)
-        cursor = hi
-    yield from _suspended(node, cursor, end, tree)
 
 
 def _suspended(node: Interval, start: int, end: int, tree: SpanTree) -> Iterator[Piece]:
@@ -171,9 +110,7 @@ def _suspended(node: Interval, start: int, end: int, tree: SpanTree) -> Iterator
 
 
 def _piece(node: Interval, start: int, end: int) -> Piece:
-    if node.kind == Kind.PROBE.value:
-        return Piece(start, end, node.category, node.resource, node.label)
-    return Piece(start, end, UNATTRIBUTED, "", "")  # a stage's or branch's own glue code
+    return Piece(start, end, *charged(node))
 
 
 def device_overlay(host: list[Piece], device: list[Interval]) -> list[Piece]:

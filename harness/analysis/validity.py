@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.analysis.breakdown import PERCENTILE_FLOORS, Percentiles
-from harness.machine.environment import STEAL_WARN_FRACTION
-from harness.record.probes import Category, Kind
+from harness.analysis.invariants import Invariants, set_invariants
+from harness.analysis.stats import PERCENTILE_FLOORS, Percentiles
+from harness.analysis.telemetry import frequency_drop
+from harness.archive.schema import Agreement
 from harness.archive.store import ResultSet
-from harness.measure.telemetry import frequency_drop
+from harness.machine.cores import whole
+from harness.machine.environment import STEAL_WARN_FRACTION
+from harness.words import Category, Kind
 
 MIN_COVERAGE = 0.9
 OFF_CPU_RATIO = 0.5
@@ -30,22 +32,22 @@ class Verdict:
     notes: tuple[str, ...]
 
 
-def _disagreement(agreement: dict | None, notes: list[str]) -> list[str]:
+def _disagreement(agreement: Agreement | None, notes: list[str]) -> list[str]:
     """Problems when a backend did other work than its reference; a note for near-ties."""
-    if not agreement:
+    if agreement is None:
         return []
-    backend, reference = agreement["backend"], agreement["reference"]
+    backend, reference = agreement.backend, agreement.reference
     problems = []
-    if agreement["top_k_equal"] < 1.0:
-        share = agreement["top_k_equal"]
+    if agreement.top_k_equal < 1.0:
+        share = agreement.top_k_equal
         problems.append(f"{backend} retrieved other passages than {reference} ({share:.0%} alike)")
-    if not agreement["logits_within_tolerance"]:
-        diff, tolerance = agreement["max_abs_logit_diff"], agreement["logit_tolerance"]
+    if not agreement.logits_within_tolerance:
+        diff, tolerance = agreement.max_abs_logit_diff, agreement.logit_tolerance
         problems.append(
             f"{backend}'s logits differ from {reference}'s by {diff:.2g} > {tolerance:g}"
         )
-    if agreement["tokens_equal"] < 1.0:
-        share = agreement["tokens_equal"]
+    if agreement.tokens_equal < 1.0:
+        share = agreement.tokens_equal
         notes.append(
             f"{backend} generated {reference}'s tokens in {share:.0%} of the checked "
             "requests (greedy decoding follows near-ties either way)"
@@ -54,22 +56,28 @@ def _disagreement(agreement: dict | None, notes: list[str]) -> list[str]:
 
 
 def verdict(
-    result: ResultSet, e2e: Percentiles, coverage: float, stages: pd.DataFrame | None = None
+    result: ResultSet,
+    e2e: Percentiles,
+    coverage: float,
+    stages: pd.DataFrame | None = None,
+    invariants: Invariants | None = None,
 ) -> Verdict:
-    """Judge a set from its raw data: completeness, invariants, errors, samples, noise, coverage,
-    and (given the stage table) compute that was off-CPU and threads that oversubscribe."""
+    """Judge a set from its raw data: completeness, invariants (checked now unless given),
+    errors, samples, noise, coverage, and (given the stage table) compute that was off-CPU and
+    threads that oversubscribe."""
+    invariants = invariants if invariants is not None else set_invariants(result)
     problems: list[str] = []
     notes: list[str] = []
     manifest = result.manifest
-    if not manifest.get("complete"):
-        why = manifest.get("stopped_by") or "interrupted"
+    if not manifest.complete:
+        why = manifest.stopped_by or "interrupted"
         problems.append(f"incomplete ({why}): only what finished is shown")
-    if isinstance(manifest["config"]["work"]["request_stream"]["inputs_sha256"], list):
+    if isinstance(manifest.work.request_stream.inputs_sha256, tuple):
         problems.append("worker processes were given different inputs: the plugin is unseeded")
-    inv = manifest.get("invariants", {})
-    if inv.get("violation_count"):
-        first = inv["violations"][0]
-        problems.append(f"{inv['violation_count']} accounting invariant violations, e.g. {first}")
+    if invariants.violation_count:
+        first = invariants.violations[0]
+        count = invariants.violation_count
+        problems.append(f"{count} accounting invariant violations, e.g. {first}")
     total = len(result.requests)
     failed = int((~result.requests["ok"]).sum()) if total else 0
     if total and failed / total > MAX_ERROR_RATE:
@@ -78,20 +86,19 @@ def verdict(
         notes.append(f"{failed} of {total} requests failed and are left out of the percentiles")
     if e2e.n == 0:
         problems.append("no successful request was measured")
-    replicates = manifest.get("replicates", [])
-    if any(r.get("hit_max_duration") for r in replicates):
+    replicates = manifest.replicates
+    if any(r.hit_max_duration for r in replicates):
         notes.append("stopped at the maximum duration before the minimum request count")
-    steal = max((r.get("cpu_steal_fraction") or 0.0 for r in replicates), default=0.0)
+    steal = max((r.cpu_steal_fraction or 0.0 for r in replicates), default=0.0)
     if steal > STEAL_WARN_FRACTION:
         notes.append(f"CPU steal took {steal:.1%} of the machine's time during the run")
-    if manifest["config"]["work"].get("size") == "quick":
+    if manifest.work.size == "quick":
         notes.append("quick run: small sizes and few requests, every percentile is indicative")
-    problems += _disagreement(manifest.get("agreement"), notes)
-    profile = manifest.get("profile")
-    if profile is not None and not profile.get("agrees"):
-        tool = profile.get("tool", "torch.profiler")
-        notes.append(f"the {tool} cross-check disagrees with the probes (see its table)")
-    if any(r.get("profile_error") for r in replicates):
+    problems += _disagreement(manifest.agreement, notes)
+    profile = manifest.profile
+    if profile is not None and not profile.agrees:
+        notes.append(f"the {profile.tool} cross-check disagrees with the probes (see its table)")
+    if any(r.profile_error for r in replicates):
         notes.append("the profiling pass failed; the timed requests are kept")
     for pct in (90, 99, 99.9):
         if e2e.indicative(pct):
@@ -104,11 +111,11 @@ def verdict(
         (result.intervals["kind"] == Kind.PROBE.value)
         & (result.intervals["category"] == Category.MOVEMENT.value)
     ]
-    unsized = int((movement["nbytes"] <= 0).sum())
+    unsized = int((movement["nbytes"] < 0).sum())
     if unsized:
         notes.append(
-            f"{unsized} movement intervals carry no byte count (a copy of unknown size, or "
-            "pointers handed over): their rate is unknown"
+            f"{unsized} movement intervals carry no byte count (a copy of unknown size): "
+            "their rate is unknown"
         )
     if result.telemetry is not None and not result.telemetry.empty:
         drop = frequency_drop(result.telemetry)
@@ -126,7 +133,7 @@ def _off_cpu(result: ResultSet, stages: pd.DataFrame) -> list[str]:
     Wall-clock probes count GIL waits, preemption and steal as if they were the work; on an
     accelerator the host legitimately waits, so only host runs are judged.
     """
-    if result.manifest["config"]["execution"]["device"] != "cpu" or "on_cpu_ms" not in stages:
+    if result.manifest.execution.device != "cpu" or "on_cpu_ms" not in stages:
         return []
     notes = []
     for row in stages.to_dict(orient="records"):
@@ -143,14 +150,9 @@ def _off_cpu(result: ResultSet, stages: pd.DataFrame) -> list[str]:
 
 def _oversubscribed(result: ResultSet) -> list[str]:
     """Parallel stages or branches times their intra-op threads, against the cores available."""
-    cores = os.cpu_count() or 1
-    host = result.manifest.get("fingerprint", {}).get("host", {})
-    cores = host.get("host_processor_vcpu_count") or cores
+    cores = whole(result.manifest.fingerprint.cores)
     threads = max(
-        (
-            max(r.get("stage_threads", {}).values(), default=1)
-            for r in result.manifest["replicates"]
-        ),
+        (max(r.stage_threads.values(), default=1) for r in result.manifest.replicates),
         default=1,
     )
     width = max_concurrency(result.intervals)

@@ -13,8 +13,7 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,64 +24,34 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from harness.archive.codec import DecodeError, from_dict, to_dict
+from harness.archive.migrations import check_projection, migrate_manifest, migrate_tables
+from harness.archive.schema import SCHEMA_VERSION, KeptProjection, Manifest
 from harness.errors import UserError
 
-SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 PROJECTIONS = "projections"  # a set's sub-folder of projections made from it
 ENV_VAR = "GAPBENCH_RESULTS"
 
-# What every manifest of the current schema holds; a set missing one is corrupt, not loadable.
-REQUIRED = {
-    "id": str,
-    "complete": bool,
-    "tables": dict,
-    "workload": str,
-    "stages": list,
-    "config": dict,
-    "replicates": list,
-    "invariants": dict,
-}
 
-Tables = dict[str, pd.DataFrame]
-
-
-@dataclass(frozen=True)
-class Migration:
-    """How a set of schema version N becomes version N + 1 (asv's update_to_N, per file)."""
-
-    manifest: Callable[[dict[str, Any]], dict[str, Any]]
-    tables: Callable[[Tables], Tables]
-
-
-def _unchanged(manifest: dict[str, Any]) -> dict[str, Any]:
-    return manifest
-
-
-def _v1_tables(tables: Tables) -> Tables:
-    # Version 2 reads thread CPU time at stage and branch edges; version 1 never did.
-    return {**tables, "intervals": tables["intervals"].assign(cpu_ns=-1)}
-
-
-MIGRATIONS: dict[int, Migration] = {1: Migration(_unchanged, _v1_tables)}
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ResultSet:
-    """An archived result set as a library user gets it: the manifest and pandas DataFrames."""
+    """An archived result set as a library user gets it: the manifest and pandas DataFrames.
 
-    manifest: dict[str, Any]
+    Compared by identity: statistics computed from a loaded set are kept per object."""
+
+    manifest: Manifest
     intervals: pd.DataFrame
     requests: pd.DataFrame
     telemetry: pd.DataFrame | None = None  # samples taken while requests were timed
 
     @property
     def id(self) -> str:
-        return self.manifest["id"]
+        return self.manifest.id
 
     @property
     def complete(self) -> bool:
-        return bool(self.manifest.get("complete"))
+        return self.manifest.complete
 
 
 @dataclass(frozen=True)
@@ -90,8 +59,15 @@ class Listing:
     """One entry of ``gapbench results``: a committed manifest, or why there is none."""
 
     id: str
-    manifest: dict[str, Any] | None
+    manifest: Manifest | None
     problem: str = ""  # e.g. no manifest (the run was killed), or a corrupt one
+
+    @property
+    def requests(self) -> int:
+        """Requests measured over every replicate (0 without a manifest)."""
+        if self.manifest is None:
+            return 0
+        return sum(r.requests_measured for r in self.manifest.replicates)
 
 
 def default_location() -> str:
@@ -125,13 +101,13 @@ class Archive:
 
     def write(
         self,
-        set_id: str,
-        manifest: dict[str, Any],
+        manifest: Manifest,
         tables: dict[str, pd.DataFrame],
         attachments: dict[str, bytes] | None = None,
     ) -> str:
         """Write the tables and attachments (a profiler trace), then the manifest; returns the
         set's id. Refuses to overwrite."""
+        set_id = manifest.id
         folder = self._path(set_id)
         if self.fs.exists(self._path(set_id, MANIFEST)):
             raise UserError(f"result set {set_id} already exists in {self.location}")
@@ -147,14 +123,10 @@ class Archive:
             filename = f"{stem}-{secrets.token_hex(4)}.{suffix}"
             self.fs.pipe_file(self._path(set_id, filename), body)
             attached[name] = filename
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "id": set_id,
-            **manifest,
-            "tables": files,
-            "attachments": attached,
-        }
-        body = json.dumps(manifest, indent=1, sort_keys=True, default=str).encode()
+        committed = replace(
+            manifest, tables=files, attachments=attached, schema_version=SCHEMA_VERSION
+        )
+        body = json.dumps(to_dict(committed), indent=1, sort_keys=True, default=str).encode()
         self._commit(self._path(set_id, MANIFEST), body)
         return set_id
 
@@ -179,7 +151,8 @@ class Archive:
         ]
         return sorted(names, reverse=True)
 
-    def list(self) -> list[Listing]:
+    def listings(self) -> list[Listing]:
+        """Every set folder, newest first, with its manifest or why it has none."""
         listing = []
         for set_id in self.ids():
             try:
@@ -210,14 +183,15 @@ class Archive:
         set_id = self.resolve(ref)
         manifest = self._read_manifest(set_id)
         tables = {}
-        for name, filename in manifest["tables"].items():
+        for name, filename in manifest.tables.items():
             try:
                 with self.fs.open(self._path(set_id, filename), "rb") as handle:
                     tables[name] = pd.read_parquet(handle)
             except Exception as exc:
                 raise UserError(f"result set {set_id}: table {filename} is unreadable") from exc
-        for version in range(manifest.get("migrated_from", SCHEMA_VERSION), SCHEMA_VERSION):
-            tables = MIGRATIONS[version].tables(tables)
+        if "intervals" not in tables or "requests" not in tables:
+            raise UserError(f"result set {set_id}: manifest.json is corrupt: tables: incomplete")
+        tables = migrate_tables(tables, manifest.migrated_from or SCHEMA_VERSION)
         return ResultSet(manifest, tables["intervals"], tables["requests"], tables.get("telemetry"))
 
     def add_projection(self, set_id: str, body: dict[str, Any]) -> str:
@@ -233,7 +207,7 @@ class Archive:
         self._commit(path, payload)
         return name
 
-    def projections(self, set_id: str) -> list[dict[str, Any]]:
+    def projections(self, set_id: str) -> list[KeptProjection]:
         """The projections kept beside a set, oldest first."""
         folder = self._path(self.resolve(set_id), PROJECTIONS)
         if not self.fs.exists(folder):
@@ -242,57 +216,44 @@ class Archive:
         names = sorted(n for n in listed if n.endswith(".json"))  # not a save's leftover .tmp
         kept = []
         for name in names:
+            what = f"result set {set_id}: projection {name}"
             try:
-                kept.append(json.loads(self.fs.cat_file(f"{folder}/{name}")))
+                body = json.loads(self.fs.cat_file(f"{folder}/{name}"))
             except (ValueError, OSError) as exc:
-                raise UserError(
-                    f"result set {set_id}: projection {name} is unreadable: {exc}"
-                ) from None
+                raise UserError(f"{what} is unreadable: {exc}") from None
+            if not isinstance(body, dict):
+                raise UserError(f"{what} is corrupt: not an object")
+            try:
+                kept.append(from_dict(KeptProjection, check_projection(body, what)))
+            except DecodeError as exc:
+                raise UserError(f"{what} is corrupt: {exc}") from None
         return kept
 
     def attachment(self, set_id: str, name: str) -> bytes:
         """An attachment of a committed set (e.g. ``profile.json``), by its name."""
-        filename = self._read_manifest(set_id).get("attachments", {}).get(name)
+        filename = self._read_manifest(set_id).attachments.get(name)
         if filename is None:
             raise UserError(f"result set {set_id} has no {name}")
         return self.fs.cat_file(self._path(set_id, filename))
 
-    def _read_manifest(self, set_id: str) -> dict[str, Any]:
+    def _read_manifest(self, set_id: str) -> Manifest:
         path = self._path(set_id, MANIFEST)
         if not self.fs.exists(path):
             raise UserError(
                 f"result set {set_id} has no manifest: its run was killed before it finished"
             )
+        what = f"result set {set_id}"
         try:
-            manifest = json.loads(self.fs.cat_file(path))
+            body = json.loads(self.fs.cat_file(path))
         except (ValueError, UnicodeDecodeError) as exc:
-            raise UserError(f"result set {set_id}: manifest.json is corrupt") from exc
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("schema_version"), int):
-            raise UserError(f"result set {set_id}: manifest.json has no integer schema_version")
-        manifest = migrate(manifest, set_id)
-        for key, kind in REQUIRED.items():
-            if not isinstance(manifest.get(key), kind):
-                raise UserError(f"result set {set_id}: manifest.json is corrupt ({key!r})")
-        return manifest
-
-
-def migrate(manifest: dict[str, Any], set_id: str) -> dict[str, Any]:
-    """Bring an older manifest to the current schema; refuse one from a newer gapbench."""
-    version = manifest["schema_version"]
-    if version < 1 or (version < SCHEMA_VERSION and version not in MIGRATIONS):
-        raise UserError(f"result set {set_id} has an unknown schema_version {version}")
-    if version > SCHEMA_VERSION:
-        raise UserError(
-            f"result set {set_id} has schema_version {version}, newer than this gapbench "
-            f"understands ({SCHEMA_VERSION}): upgrade gapbench to read it"
-        )
-    if version < SCHEMA_VERSION:
-        manifest = {**manifest, "migrated_from": version}
-    while version < SCHEMA_VERSION:
-        manifest = MIGRATIONS[version].manifest(manifest)
-        version += 1
-        manifest["schema_version"] = version
-    return manifest
+            raise UserError(f"{what}: manifest.json is corrupt") from exc
+        if not isinstance(body, dict):
+            raise UserError(f"{what}: manifest.json is corrupt: not an object")
+        body = migrate_manifest(body, what)
+        try:
+            return from_dict(Manifest, body)
+        except DecodeError as exc:
+            raise UserError(f"{what}: manifest.json is corrupt: {exc}") from None
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:

@@ -7,34 +7,15 @@ import contextlib
 import os
 import statistics
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from harness import plugins
-from harness.record.probes import Recorder
+from harness.machine.threads import THREAD_COUNT_VARIABLES
 from harness.measure.profiling import compute_times
-from harness.measure.replicates import THREAD_VARIABLES
-from harness.workload import RunContext, StageContext, topological_order
+from harness.record.probes import Recorder
+from harness.workload import Condition, SetupContext, StageContext, topological_order
 
 MIN_STAGE_MS = 0.2  # stages with less compute a call are left out of the claim: noise only
-
-
-@dataclass(frozen=True)
-class Setting:
-    """How a set is run: the backend of its model stages and its intra-op threads."""
-
-    label: str
-    backend: str = "torch"
-    threads: int | None = None  # None: the machine's default
-
-
-@dataclass(frozen=True)
-class Condition:
-    name: str
-    workload: str
-    a: Setting
-    b: Setting
-    what: str
 
 
 @contextlib.contextmanager
@@ -42,10 +23,10 @@ def threads(count: int | None) -> Iterator[None]:
     """Intra-op threads for this process and the worker processes it starts."""
     import torch
 
-    saved_env = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+    saved_env = {k: os.environ.get(k) for k in THREAD_COUNT_VARIABLES}
     saved = torch.get_num_threads()
     try:
-        for key in THREAD_VARIABLES:
+        for key in THREAD_COUNT_VARIABLES:
             if count is None:
                 os.environ.pop(key, None)
             else:
@@ -63,15 +44,15 @@ def threads(count: int | None) -> Iterator[None]:
 
 
 def components(
-    condition: Condition, device: str, size: str, inputs: int, rounds: int
+    workload: str, condition: Condition, device: str, size: str, inputs: int, rounds: int
 ) -> dict[str, float]:
     """Each stage's compute speedup from A to B, measured alone as a vendor's benchmark runs
     it: on the inputs of the first ``inputs`` requests, A and B in alternating rounds (so a
     noisy machine's drift falls on both), the median over rounds of A's time over B's."""
-    cls = plugins.load(condition.workload)
+    cls = plugins.load(workload)
     order = topological_order(cls.stages)
     contexts = {
-        s: RunContext(device=device, size=size, backend=s.backend)
+        s: SetupContext(device=device, size=size, backend=s.backend)
         for s in (condition.a, condition.b)
     }
     instances = {}
@@ -100,7 +81,7 @@ def components(
     return {stage: statistics.median(r) for stage, r in ratios.items() if r}
 
 
-def _stage_inputs(instance: Any, run_ctx: RunContext, order: list, count: int) -> dict:
+def _stage_inputs(instance: Any, run_ctx: SetupContext, order: list, count: int) -> dict:
     """Each stage's arguments for the first ``count`` requests, from passes through the DAG."""
     stream = instance.requests(run_ctx)
     recorded: dict[str, list[list[Any]]] = {stage.name: [] for stage in order}
@@ -114,7 +95,7 @@ def _stage_inputs(instance: Any, run_ctx: RunContext, order: list, count: int) -
     return recorded
 
 
-def _compute_ms(instance: Any, run_ctx: RunContext, order: list, recorded: dict) -> dict:
+def _compute_ms(instance: Any, run_ctx: SetupContext, order: list, recorded: dict) -> dict:
     """Each stage's compute ms (probes' own time) over its recorded inputs, stage by stage."""
     totals = {}
     for stage in order:

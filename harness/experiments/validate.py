@@ -1,46 +1,88 @@
 """`gapbench validate`: the projection arithmetic checked against real runs on this machine.
 
-Each condition changes one component between a setting A and a setting B. The component's
-speedup is measured the way a vendor measures it: each stage alone, in isolation, under A and
-under B (its compute time per call). That speedup, as a claim, is projected from a set run
-under A and checked against a set run under B, pair by pair over K replicates, beside the
-noise floor: a second set under A against the first, measured the same way.
+Each condition changes one component between a setting A and a setting B; the workloads that
+take part declare theirs (``Workload.conditions``, ``Workload.virtual_check``), so a
+third-party workload can take part too. The component's speedup is measured the way a vendor
+measures it: each stage alone, in isolation, under A and under B (its compute time per call).
+That speedup, as a claim, is projected from a set run under A and checked against a set run
+under B, pair by pair over K replicates, beside the noise floor: a second set under A against
+the first, measured the same way.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from harness.analysis.breakdown import ok_requests, stages_of
-from harness.projection.claims import Claim, parse_key
-from harness.experiments.components import Condition, Setting, components, threads
-from harness.record.probes import Category
-from harness.projection.project import cores_of, machine_cores, project
-from harness.projection.request_model import build, steps
-from harness.measure.replicates import RunConfig, run
-from harness.measure.process import Measurement
+from harness import plugins
+from harness.archive.codec import to_dict
+from harness.archive.schema import RunLength
 from harness.archive.store import Archive, ResultSet
+from harness.archive.tables import by_replicate
+from harness.errors import UserError
+from harness.experiments.components import components, threads
+from harness.machine.cores import whole
+from harness.machine.fingerprint import Fingerprint
+from harness.measure.config import RunConfig
+from harness.measure.replicates import run
+from harness.projection.claims import Claim, parse_key
+from harness.projection.project import project
+from harness.projection.request_model import request_models, steps
+from harness.record.virtual import Virtual
+from harness.words import Category
+from harness.workload import Condition, Workload
 
 TARGET = 0.03  # the replay model's median error, or the noise floor where that is larger
+VIRTUAL = "virtual"  # the name --only gives the virtual speedup checks
 
 
-def conditions(cores: int) -> tuple[Condition, ...]:
-    many = Setting(f"{cores} threads", threads=cores)
-    one = Setting("1 thread", threads=1)
-    return (
-        Condition("threads", "rag", one, many, "compute threads 1 -> all cores"),
-        Condition(
-            "backend",
-            "rag",
-            Setting("torch"),
-            Setting("onnxruntime", backend="onnxruntime"),
-            "model stages on torch -> onnxruntime",
-        ),
-        Condition("contention", "branches", one, many, "two parallel branches, 1 -> all threads"),
-    )
+@dataclass(frozen=True)
+class Trial:
+    """A condition as one workload declares it."""
+
+    workload: str
+    condition: Condition
+
+
+def _taking_part() -> list[type[Workload]]:
+    """Every registered workload that declares a condition or a virtual check: the buyer's
+    pipelines (the suite) first, then the self-checks, each group by name."""
+    found = [plugins.load(name) for name in plugins.registered()]
+    taking = [cls for cls in found if cls.conditions or cls.virtual_check]
+    return sorted(taking, key=lambda cls: (not cls.in_suite, cls.name))
+
+
+def trials(cores: int) -> list[Trial]:
+    """Every declared condition, its "all cores" settings counted on ``cores``."""
+    out = []
+    for cls in _taking_part():
+        for c in cls.conditions:
+            out.append(Trial(cls.name, Condition(c.name, c.a.on(cores), c.b.on(cores), c.what)))
+    names = [t.condition.name for t in out]
+    repeated = sorted({n for n in names if names.count(n) > 1} | ({VIRTUAL} & set(names)))
+    if repeated:
+        raise UserError(f"two workloads declare a validation condition named {repeated[0]!r}")
+    return out
+
+
+def virtual_checks() -> list[tuple[str, Virtual]]:
+    """(workload, virtual speedup) for every workload that declares one."""
+    return [(cls.name, cls.virtual_check) for cls in _taking_part() if cls.virtual_check]
+
+
+def condition_names() -> list[str]:
+    """What ``--only`` may name: every declared condition, and the virtual checks."""
+    return [t.condition.name for t in trials(1)] + ([VIRTUAL] if virtual_checks() else [])
+
+
+def check_only(only: tuple[str, ...]) -> None:
+    """Refuse a condition no workload declares, naming those that are."""
+    known = condition_names()
+    unknown = [n for n in only if n not in known]
+    if unknown:
+        raise UserError(f"unknown condition {unknown[0]!r} (one of {', '.join(sorted(known))})")
 
 
 @dataclass(frozen=True)
@@ -49,7 +91,7 @@ class Plan:
 
     size: str
     replicates: int
-    measurement: Measurement
+    measurement: RunLength
     inputs: int  # requests whose stage inputs the component benchmark runs on
     rounds: int  # alternating A/B rounds of it
     separate_processes: bool  # replicates each in a fresh process, or one after another here
@@ -57,11 +99,11 @@ class Plan:
     @classmethod
     def of(cls, quick: bool) -> Plan:
         if quick:  # what CI runs: replicates in this process, where they start in no time
-            few = Measurement(warmup=2, min_requests=12, min_duration_s=0)
+            few = RunLength(warmup=2, min_requests=12, min_duration_s=0)
             return cls("quick", 5, few, 4, 4, separate_processes=False)
         # The workloads' quick sizes either way: a condition changes how the work runs, and
         # more requests per replicate, not bigger requests, are what tighten its figures.
-        many = Measurement(warmup=5, min_requests=64, min_duration_s=2.0)
+        many = RunLength(warmup=5, min_requests=64, min_duration_s=2.0)
         return cls("quick", 5, many, 12, 9, separate_processes=True)
 
 
@@ -69,7 +111,7 @@ class Plan:
 class Outcome:
     """One condition: component speedups, the sets, and the paired errors."""
 
-    condition: Condition
+    trial: Trial
     component: dict[str, float]  # stage -> isolated compute speedup, A over B
     sets: dict[str, str]  # "a", "b", "a_again" -> set id
     measured: list[float]  # per replicate: B's p50 over A's (the delivered speedup)
@@ -99,7 +141,7 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "condition": asdict(self.condition),
+            "condition": {"workload": self.trial.workload, **to_dict(self.trial.condition)},
             "component_speedups": self.component,
             "sets": self.sets,
             "measured_speedup": statistics.median(self.measured),
@@ -130,72 +172,56 @@ def _replicate(result: ResultSet, replicate: int) -> ResultSet:
 
 def _p50s(result: ResultSet) -> dict[int, float]:
     ok = result.requests[result.requests["ok"]]
-    return {int(r): float(g["latency_s"].median()) for r, g in ok.groupby("replicate")}
+    return {r: float(g["latency_s"].median()) for r, g in by_replicate(ok)}
 
 
-def validate(
+def _config(plan: Plan, workload: str, device: str, **execution: Any) -> RunConfig:
+    return RunConfig(
+        workload,
+        device=device,
+        size=plan.size,
+        repeat=plan.replicates,
+        measurement=plan.measurement,
+        show_progress=False,
+        separate_processes=plan.separate_processes,
+        **execution,
+    )
+
+
+def check_condition(
+    trial: Trial,
     plan: Plan,
     archive: Archive,
-    fingerprint: dict[str, Any],
-    *,
-    device: str = "cpu",
-    only: tuple[str, ...] = (),
-    say: Callable[[str], None] = lambda text: None,
-) -> list[Outcome]:
-    """Run every condition (or those named in ``only``) and judge its projections."""
-    cores = max(int(cores_of(fingerprint)), 1)
-    outcomes = []
-    for condition in conditions(cores):
-        if only and condition.name not in only:
-            continue
-        say(f"{condition.name}: each stage alone under {condition.a.label} and {condition.b.label}")
-        component = components(condition, device, plan.size, plan.inputs, plan.rounds)
-        claim = _claim(condition, component, "each stage alone, under both settings")
-        sets = {}
-        for key, setting in (("a", condition.a), ("b", condition.b), ("a_again", condition.a)):
-            say(f"{condition.name}: {plan.replicates} replicates under {setting.label} ({key})")
-            config = RunConfig(
-                condition.workload,
-                device=device,
-                size=plan.size,
-                repeat=plan.replicates,
-                measurement=plan.measurement,
-                show_progress=False,
-                backend=setting.backend,
-                separate_processes=plan.separate_processes,
-            )
-            with threads(setting.threads):
-                sets[key] = run(config, archive, fingerprint)
-        a, b, again = (_p50s(sets[k]) for k in ("a", "b", "a_again"))
-        measured, naive, replayed, noise, inside = [], [], [], [], []
-        for r in sorted(set(a) & set(b) & set(again)):
-            base = _replicate(sets["a"], r)
-            projection = project(base, claim)
-            measured.append(a[r] / b[r])
-            naive.append(projection.speedup("naive"))
-            replayed.append(projection.speedup("replay"))
-            noise.append(abs(again[r] / a[r] - 1))
-            a_ms, b_ms = _stage_compute(base), _stage_compute(_replicate(sets["b"], r))
-            seen = {s: a_ms[s] / b_ms[s] for s in component if b_ms.get(s)}
-            inside.append(
-                project(base, _claim(condition, seen, "inside the sets")).speedup("replay")
-            )
-        outcomes.append(
-            Outcome(
-                condition,
-                component,
-                {k: s.id for k, s in sets.items()},
-                measured,
-                naive,
-                replayed,
-                noise,
-                inside,
-            )
-        )
-    return outcomes
-
-
-VIRTUAL_STAGE, VIRTUAL_FACTOR = "generate", 1.5  # RAG's largest stage, made virtually faster
+    fingerprint: Fingerprint,
+    device: str,
+    say: Callable[[str], None],
+) -> Outcome:
+    """One condition: its components alone, then A, B and A again, and the paired errors."""
+    condition = trial.condition
+    a_label, b_label = condition.a.label, condition.b.label
+    say(f"{condition.name}: each stage alone under {a_label} and {b_label}")
+    component = components(trial.workload, condition, device, plan.size, plan.inputs, plan.rounds)
+    claim = _claim(condition, component, "each stage alone, under both settings")
+    sets = {}
+    for key, setting in (("a", condition.a), ("b", condition.b), ("a_again", condition.a)):
+        say(f"{condition.name}: {plan.replicates} replicates under {setting.label} ({key})")
+        config = _config(plan, trial.workload, device, backend=setting.backend)
+        with threads(setting.threads):
+            sets[key] = run(config, archive, fingerprint)
+    a, b, again = (_p50s(sets[k]) for k in ("a", "b", "a_again"))
+    measured, naive, replayed, noise, inside = [], [], [], [], []
+    for r in sorted(set(a) & set(b) & set(again)):
+        base = _replicate(sets["a"], r)
+        projection = project(base, claim)
+        measured.append(a[r] / b[r])
+        naive.append(projection.speedup("naive"))
+        replayed.append(projection.speedup("replay"))
+        noise.append(abs(again[r] / a[r] - 1))
+        a_ms, b_ms = _stage_compute(base), _stage_compute(_replicate(sets["b"], r))
+        seen = {s: a_ms[s] / b_ms[s] for s in component if b_ms.get(s)}
+        inside.append(project(base, _claim(condition, seen, "inside the sets")).speedup("replay"))
+    ids = {k: s.id for k, s in sets.items()}
+    return Outcome(trial, component, ids, measured, naive, replayed, noise, inside)
 
 
 @dataclass(frozen=True)
@@ -203,6 +229,7 @@ class VirtualOutcome:
     """COZ-style: the other stages stretched by ``factor``, the latency rescaled, beside the
     projection of the same speedup; reported apart from the target."""
 
+    workload: str
     stage: str
     factor: float
     sets: dict[str, str]
@@ -218,6 +245,7 @@ class VirtualOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "workload": self.workload,
             "stage": self.stage,
             "factor": self.factor,
             "sets": self.sets,
@@ -230,40 +258,91 @@ class VirtualOutcome:
         }
 
 
-def virtual_check(
-    plan: Plan, archive: Archive, fingerprint: dict[str, Any], device: str = "cpu"
+def check_virtual(
+    workload: str,
+    virtual: Virtual,
+    plan: Plan,
+    archive: Archive,
+    fingerprint: Fingerprint,
+    device: str,
 ) -> VirtualOutcome:
-    """RAG's generate stage made virtually 1.5x faster, against the projection of 1.5x."""
+    """A stage made virtually ``factor`` times faster, against the projection of the same."""
     sets = {}
-    for key, virtual in (("a", ""), ("stretched", f"{VIRTUAL_STAGE}={VIRTUAL_FACTOR}")):
-        config = RunConfig(
-            "rag",
-            device=device,
-            size=plan.size,
-            repeat=plan.replicates,
-            measurement=plan.measurement,
-            show_progress=False,
-            virtual=virtual,
-            separate_processes=plan.separate_processes,
-        )
+    for key, stretched in (("a", ""), ("stretched", f"{virtual.stage}={virtual.factor}")):
+        config = _config(plan, workload, device, virtual=stretched)
         sets[key] = run(config, archive, fingerprint)
     claim = Claim(
-        name=f"{VIRTUAL_STAGE} {VIRTUAL_FACTOR}x",
+        name=f"{virtual.stage} {virtual.factor:g}x",
         speedups=tuple(
-            (parse_key(f"stage:{VIRTUAL_STAGE}/{category}"), VIRTUAL_FACTOR)
-            for category in ("compute", "movement")
+            (parse_key(f"stage:{virtual.stage}/{category.value}"), virtual.factor)
+            for category in (Category.COMPUTE, Category.MOVEMENT)
         ),
         source="gapbench validate: virtual speedup",
     )
-    a, stretched = _p50s(sets["a"]), _p50s(sets["stretched"])
-    virtual, naive, replayed = [], [], []
-    for r in sorted(set(a) & set(stretched)):
+    a, stretched_p50 = _p50s(sets["a"]), _p50s(sets["stretched"])
+    measured, naive, replayed = [], [], []
+    for r in sorted(set(a) & set(stretched_p50)):
         projection = project(_replicate(sets["a"], r), claim)
-        virtual.append(a[r] / (stretched[r] / VIRTUAL_FACTOR))
+        measured.append(a[r] / (stretched_p50[r] / virtual.factor))
         naive.append(projection.speedup("naive"))
         replayed.append(projection.speedup("replay"))
     ids = {k: s.id for k, s in sets.items()}
-    return VirtualOutcome(VIRTUAL_STAGE, VIRTUAL_FACTOR, ids, virtual, naive, replayed)
+    return VirtualOutcome(workload, virtual.stage, virtual.factor, ids, measured, naive, replayed)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Every condition checked, the virtual checks apart, and how long it all took."""
+
+    outcomes: tuple[Outcome, ...]
+    virtual: tuple[VirtualOutcome, ...]
+    seconds: float
+
+    @property
+    def passed(self) -> int:
+        """Conditions whose replay is within max(3%, noise floor)."""
+        return sum(o.passes for o in self.outcomes)
+
+    @property
+    def pairs(self) -> int:
+        """Paired replicates behind each figure."""
+        found = [len(o.measured) for o in self.outcomes] + [len(v.virtual) for v in self.virtual]
+        return max(found, default=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seconds": self.seconds,
+            "passed": self.passed,
+            "pairs": self.pairs,
+            "conditions": [o.to_dict() for o in self.outcomes],
+            "virtual": [v.to_dict() for v in self.virtual],
+        }
+
+
+def validate(
+    plan: Plan,
+    archive: Archive,
+    fingerprint: Fingerprint,
+    *,
+    device: str = "cpu",
+    only: tuple[str, ...] = (),
+    say: Callable[[str], None] = lambda text: None,
+    clock: Callable[[], float] = lambda: 0.0,
+) -> Validation:
+    """Run every declared condition and virtual check (or those named in ``only``)."""
+    check_only(only)
+    started = clock()
+    outcomes = tuple(
+        check_condition(trial, plan, archive, fingerprint, device, say)
+        for trial in trials(whole(fingerprint.cores))
+        if not only or trial.condition.name in only
+    )
+    virtual = []
+    if not only or VIRTUAL in only:
+        for workload, check in virtual_checks():
+            say(f"{VIRTUAL}: {workload}'s other stages stretched, against the same projection")
+            virtual.append(check_virtual(workload, check, plan, archive, fingerprint, device))
+    return Validation(outcomes, tuple(virtual), clock() - started)
 
 
 def _claim(condition: Condition, component: dict[str, float], how: str) -> Claim:
@@ -278,15 +357,11 @@ def _claim(condition: Condition, component: dict[str, float], how: str) -> Claim
 def _stage_compute(result: ResultSet) -> dict[str, float]:
     """Compute ms per request of each stage in a set, with the contention it met taken out
     (the replay model's work: what the stage's compute would take alone)."""
-    stages = stages_of(result)
-    cores = machine_cores(result)
-    facts = result.manifest.get("replicates", [])
     totals: dict[str, float] = {}
     count = 0
-    for replicate, intervals in ok_requests(result.intervals, result.requests):
+    for _, model in request_models(result):
         count += 1
-        threads = facts[replicate].get("stage_threads", {}) if replicate < len(facts) else {}
-        for step in steps(build(intervals, stages, cores, threads)):
+        for step in steps(model):
             if step.category == Category.COMPUTE.value:
                 totals[step.stage] = totals.get(step.stage, 0.0) + step.work / 1e6
     return {stage: total / max(count, 1) for stage, total in totals.items()}

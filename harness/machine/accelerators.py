@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-UNKNOWN = "unknown"  # a string that could not be read; the hardware fingerprint uses it too
+from harness.words import UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,9 @@ class Accelerators:
 
 def read_nvml(nvml: Any = None) -> Nvml:
     """Every GPU NVML sees; ``nvml`` is the ``pynvml`` module, or a stand-in with its API."""
+    nvml = nvml or optional_import("pynvml")
     if nvml is None:
-        try:
-            import pynvml as nvml
-        except ImportError:
-            return Nvml("pynvml not installed", UNKNOWN, UNKNOWN, ())
+        return Nvml("pynvml not installed", UNKNOWN, UNKNOWN, ())
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as error:

@@ -5,45 +5,17 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
+
+from harness.machine.cores import Cores, cores, live_affinity, whole
+from harness.machine.sysfs import cpu_times, online_cpus, ranges, read_text
+from harness.machine.threads import THREAD_COUNT_VARIABLES, thread_variables
 
 OK, WARN, UNKNOWN = "ok", "warn", "unknown"
 
 STEAL_WARN_FRACTION = 0.02
 """Steal above 2% of CPU time means a noisy neighbour shares the host: latencies are inflated."""
-
-THREAD_VARIABLE_PREFIXES = (
-    "OMP_",
-    "KMP_",
-    "GOMP_",
-    "MKL_",
-    "OPENBLAS_",
-    "GOTO_",
-    "BLIS_",
-    "VECLIB_",
-    "NUMEXPR_",
-    "DNNL_",
-    "ONEDNN_",
-    "TBB_",
-    "CUDA_VISIBLE_DEVICES",
-    "CUDA_DEVICE_ORDER",
-    "CUDA_LAUNCH_BLOCKING",
-    "PYTORCH_CUDA_ALLOC_CONF",
-    "LD_PRELOAD",
-)
-"""Variables that set thread pools, pinning, visible devices or the allocator (LD_PRELOAD of
-tcmalloc, jemalloc or libiomp): each can change a result by more than a hardware difference."""
-
-_THREAD_COUNT_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "GOTO_NUM_THREADS",
-    "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
 
 
 @dataclass(frozen=True)
@@ -54,104 +26,6 @@ class Check:
     value: str
     status: str
     detail: str
-
-
-@dataclass(frozen=True)
-class CpuTimes:
-    """The aggregate ``cpu`` line of ``/proc/stat``, in clock ticks (USER_HZ) since boot.
-
-    Diff two readings with :meth:`since` to get the share of a run lost to steal.
-    """
-
-    user: int
-    nice: int
-    system: int
-    idle: int
-    iowait: int
-    irq: int
-    softirq: int
-    steal: int
-    guest: int
-    guest_nice: int
-
-    @property
-    def total(self) -> int:
-        """All ticks; guest time is left out because the kernel already counts it in user/nice."""
-        return (
-            self.user
-            + self.nice
-            + self.system
-            + self.idle
-            + self.iowait
-            + self.irq
-            + self.softirq
-            + self.steal
-        )
-
-    @property
-    def steal_fraction(self) -> float | None:
-        """Steal as a share of all ticks; None when no tick was counted."""
-        return self.steal / self.total if self.total > 0 else None
-
-    def since(self, earlier: CpuTimes) -> CpuTimes:
-        """The ticks counted between ``earlier`` and this reading."""
-        return CpuTimes(
-            *(getattr(self, f.name) - getattr(earlier, f.name) for f in fields(CpuTimes))
-        )
-
-
-def read_text(root: str | os.PathLike[str], relative: str) -> str | None:
-    """The stripped text of ``<root>/<relative>``, or None when absent or unreadable."""
-    try:
-        return Path(root, relative).read_text(encoding="utf-8", errors="replace").strip()
-    except (OSError, ValueError):
-        return None
-
-
-def is_live_root(root: str | os.PathLike[str]) -> bool:
-    """True when ``root`` is this machine's own ``/``, not a canned copy."""
-    return Path(root).resolve() == Path("/").resolve()
-
-
-def cpu_list(text: str | None) -> tuple[int, ...]:
-    """The CPU numbers in a kernel cpu list such as ``0-3,8,10-11``; empty when unparsable."""
-    cpus: set[int] = set()
-    for part in (text or "").replace("\n", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        low, _, high = part.partition("-")
-        try:
-            cpus.update(range(int(low), int(high or low) + 1))
-        except ValueError:
-            return ()
-    return tuple(sorted(cpus))
-
-
-def online_cpus(root: str | os.PathLike[str] = "/") -> tuple[int, ...]:
-    """The online logical CPUs: sysfs ``online``, else ``cpuN`` folders, else cpuinfo entries."""
-    listed = cpu_list(read_text(root, "sys/devices/system/cpu/online"))
-    if listed:
-        return listed
-    folders = Path(root, "sys/devices/system/cpu").glob("cpu[0-9]*")
-    numbered = sorted(int(p.name[3:]) for p in folders if p.name[3:].isdigit())
-    if numbered:
-        return tuple(numbered)
-    cpuinfo = read_text(root, "proc/cpuinfo") or ""
-    return tuple(range(len(re.findall(r"^processor\s*:", cpuinfo, re.MULTILINE))))
-
-
-def cpu_times(root: str | os.PathLike[str] = "/") -> CpuTimes | None:
-    """The counters of ``/proc/stat``'s first line, or None when absent; read at start and end."""
-    first = (read_text(root, "proc/stat") or "").partition("\n")[0].split()
-    if not first or first[0] != "cpu":
-        return None
-    try:
-        # Old kernels have fewer columns; the missing ones are zero, as those kernels never counted.
-        values = [int(v) for v in first[1:11]] + [0] * (11 - len(first))
-    except ValueError:
-        return None
-    return CpuTimes(*values)
 
 
 def check_governor(root: str | os.PathLike[str] = "/") -> Check:
@@ -181,62 +55,15 @@ def check_smt(root: str | os.PathLike[str] = "/") -> Check:
     return Check("smt", control, OK, detail or f"active {active or 'unknown'}")
 
 
-def _cgroup_paths(root: str | os.PathLike[str], v1_controller: str | None) -> list[str]:
-    """This process's cgroup and its ancestors, innermost first, relative to the mount."""
-    path = ""
-    for line in (read_text(root, "proc/self/cgroup") or "").splitlines():
-        _, controllers, where = [*line.split(":", 2), "", ""][:3]
-        # The v2 line is "0::/path"; a v1 line names its controllers, e.g. "4:cpu,cpuacct:/path".
-        if (v1_controller or "") in controllers.split(","):
-            path = where
-    parts = [p for p in path.split("/") if p]
-    return ["/".join(parts[:i]) for i in range(len(parts), -1, -1)]
-
-
-def _join(*parts: str) -> str:
-    return "/".join(p for p in parts if p)
-
-
-def _cpu_quota(root: str | os.PathLike[str]) -> tuple[float | None, str] | None:
-    """The tightest quota in CPUs (None: no limit) and where it came from; None when unknown."""
-    quotas: list[tuple[float | None, str]] = []
-    # A limit anywhere up the hierarchy applies, so every ancestor is read and the tightest wins.
-    # A container without its own cgroup namespace sees a path that is not under its mount: then
-    # only the mount's top (the container's own cgroup) exists, and that is the one read.
-    for mount in ("sys/fs/cgroup", "sys/fs/cgroup/unified"):
-        for rel in _cgroup_paths(root, None):
-            text = read_text(root, _join(mount, rel, "cpu.max"))
-            quota, _, period = (text or "").partition(" ")
-            if period.isdigit() and int(period) > 0 and (quota == "max" or quota.isdigit()):
-                cpus = None if quota == "max" else int(quota) / int(period)
-                quotas.append((cpus, f"cgroup v2 cpu.max {text!r}"))
-    for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
-        if quotas:
-            break
-        for rel in _cgroup_paths(root, "cpu"):
-            base = _join("sys/fs/cgroup", mount, rel)
-            try:
-                q = int(read_text(root, f"{base}/cpu.cfs_quota_us") or "")
-                p = int(read_text(root, f"{base}/cpu.cfs_period_us") or "")
-            except ValueError:
-                continue
-            where = f"cgroup v1 cpu.cfs_quota_us {q}, cpu.cfs_period_us {p}"
-            quotas.append((q / p if q > 0 and p > 0 else None, where))
-    limited = [q for q in quotas if q[0] is not None]
-    if limited:
-        return min(limited, key=lambda q: q[0] or 0.0)
-    return quotas[0] if quotas else None
-
-
-def check_cpu_quota(root: str | os.PathLike[str] = "/") -> Check:
+def check_cpu_quota(root: str | os.PathLike[str] = "/", limits: Cores | None = None) -> Check:
     """The cgroup CPU quota against the logical CPU count; a smaller quota throttles the run."""
-    found = _cpu_quota(root)
-    if found is None:
+    limits = limits or cores(root)
+    quota, where = limits.quota, limits.quota_source
+    if not where:
         return Check("cpu_quota", "unknown", UNKNOWN, "no cgroup cpu.max or cpu.cfs_quota_us")
-    quota, where = found
     if quota is None:
         return Check("cpu_quota", "no limit", OK, where)
-    logical = len(online_cpus(root))
+    logical = limits.online
     value = f"{quota:g} CPUs"
     if logical and quota < logical:
         return Check("cpu_quota", value, WARN, f"{where}: {quota:g} of {logical} logical CPUs")
@@ -245,12 +72,12 @@ def check_cpu_quota(root: str | os.PathLike[str] = "/") -> Check:
 
 def check_affinity(root: str | os.PathLike[str] = "/", affinity: set[int] | None = None) -> Check:
     """The CPUs this process may run on against the online ones; fewer means a pinned run."""
-    affinity = _live_affinity(root) if affinity is None else affinity
+    affinity = live_affinity(root) if affinity is None else affinity
     logical = len(online_cpus(root))
     if affinity is None:
         return Check("cpu_affinity", "unknown", UNKNOWN, f"{logical or 'unknown'} logical CPUs")
     value = f"{len(affinity)} of {logical or 'unknown'} CPUs"
-    detail = "CPUs " + _ranges(sorted(affinity))
+    detail = "CPUs " + ranges(sorted(affinity))
     if logical and len(affinity) < logical:
         return Check("cpu_affinity", value, WARN, f"pinned to {detail}")
     return Check("cpu_affinity", value, OK, detail)
@@ -269,10 +96,10 @@ def check_steal(root: str | os.PathLike[str] = "/") -> Check:
 
 def check_thread_variables(environ: Mapping[str, str], cores_available: int | None) -> Check:
     """Thread, BLAS and device variables that are set; a thread count above the cores warns."""
-    found = {k: v for k, v in sorted(environ.items()) if k.startswith(THREAD_VARIABLE_PREFIXES)}
+    found = thread_variables(environ)
     value = " ".join(f"{k}={v}" for k, v in found.items()) or "none set"
     problems = []
-    for name in _THREAD_COUNT_VARIABLES:
+    for name in THREAD_COUNT_VARIABLES:
         # OMP_NUM_THREADS may list one count per nesting level ("8,2"): the outer level is first.
         match = re.match(r"\s*(\d+)", found.get(name, ""))
         if match and cores_available and int(match.group(1)) > cores_available:
@@ -314,37 +141,15 @@ def environment_checks(
     CPU mask on the live root only: a canned root's CPUs are not this process's, so it is unknown.
     """
     environ = os.environ if environ is None else environ
-    affinity = _live_affinity(root) if affinity is None else affinity
-    quota = _cpu_quota(root)
-    # Threads beyond the tightest of these limits time-share cores, whichever limit it is.
-    limits = [len(online_cpus(root)), len(affinity or ())]
-    if quota is not None and quota[0] is not None:
-        limits.append(max(1, int(quota[0])))
-    cores_available = min((n for n in limits if n), default=None)
+    limits = cores(root, affinity)
+    usable = limits.usable
     return (
         check_governor(root),
         check_smt(root),
-        check_cpu_quota(root),
-        check_affinity(root, affinity),
+        check_cpu_quota(root, limits),
+        check_affinity(root, set(limits.affinity) if limits.affinity is not None else None),
         check_steal(root),
-        check_thread_variables(environ, cores_available),
+        check_thread_variables(environ, whole(usable) if usable else None),
         check_transparent_hugepages(root),
         check_cpu_package_energy(root),
     )
-
-
-def _live_affinity(root: str | os.PathLike[str]) -> set[int] | None:
-    if is_live_root(root) and hasattr(os, "sched_getaffinity"):
-        return os.sched_getaffinity(0)
-    return None
-
-
-def _ranges(cpus: list[int]) -> str:
-    """``[0, 1, 2, 5]`` as ``0-2,5``, the kernel's own cpu list form."""
-    spans: list[list[int]] = []
-    for cpu in cpus:
-        if spans and cpu == spans[-1][1] + 1:
-            spans[-1][1] = cpu
-        else:
-            spans.append([cpu, cpu])
-    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)

@@ -14,14 +14,19 @@ import os
 import platform
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from harness.machine.accelerators import UNKNOWN, Accelerators, optional_import, read_accelerators
-from harness.machine.environment import Check, cpu_list, environment_checks, is_live_root, online_cpus
-from harness.machine.environment import read_text as _read
+from harness.machine.accelerators import Accelerators, optional_import, read_accelerators
+from harness.machine.cores import cores
+from harness.machine.environment import Check, environment_checks
+from harness.machine.sysfs import cpu_list, is_live_root, online_cpus
+from harness.machine.sysfs import read_text as _read
+from harness.words import UNKNOWN
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The fingerprint's format, checked wherever one is read (see harness.archive.migrations):
+1. the first; 2. ``usable_cores``, the one figure of the cores a run may use."""
 
 AI_ISA_FLAGS = (
     # x86: vector widths, then the dot-product and matrix extensions that AI kernels dispatch on.
@@ -124,12 +129,15 @@ class Fingerprint:
     accelerators: Accelerators | None
     software: Software | None
     environment: tuple[Check, ...]
+    # The cores a run here may use: the online CPUs, fewer where affinity or a cgroup quota
+    # limits the process (fractional under a quota); None when none of these could be read.
+    usable_cores: float | None
     schema_version: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data, ``schema_version`` first, keys in declaration order."""
-        plain = _plain(self)
-        return {"schema_version": plain.pop("schema_version"), **plain}
+    @property
+    def cores(self) -> float:
+        """``usable_cores``, else the logical CPUs, else 1: what a replay may run on."""
+        return self.usable_cores or float(self.host.host_processor_vcpu_count or 1)
 
 
 def detect(
@@ -145,6 +153,7 @@ def detect(
         accelerators=read_accelerators() if probe_gpus else None,
         software=read_software() if probe_software else None,
         environment=environment_checks(root, environ),
+        usable_cores=cores(root).usable,
     )
 
 
@@ -362,12 +371,3 @@ def _psutil(what: str) -> int | None:
         freq = psutil.cpu_freq()
         return round(freq.current * 1e6) if freq and freq.current else None
     return psutil.cpu_count(logical=what == "logical")
-
-
-def _plain(value: Any) -> Any:
-    """Dataclasses to dicts and tuples to lists, recursively, in field order."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    return value

@@ -16,22 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.record.probes import (
-    HANDOFF_WAIT,
-    LAG_WAIT,
-    QUEUE_WAIT,
-    Category,
-    Clock,
-    DeviceTimer,
-    Kind,
-    Probe,
-    Recorder,
-    Resource,
-)
+from harness.record.probes import Clock, DeviceTimer, Probe, Recorder
 from harness.record.slices import Loops, current_recorder
+from harness.words import HANDOFF_WAIT, HARNESS_LAG, QUEUE_WAIT, Category, Kind, Resource
 from harness.workload import (
     FAN_OUT_THREADS,
-    RunContext,
+    SetupContext,
     Stage,
     StageContext,
     Workload,
@@ -53,7 +43,7 @@ class RequestDriver:
     """Runs requests through the stage DAG; one driver serves a whole measurement."""
 
     workload: Workload
-    run: RunContext
+    setup: SetupContext
     clock: Clock = time.perf_counter_ns
     timer: DeviceTimer | None = None
     fan_out_workers: int = 8
@@ -101,7 +91,7 @@ class RequestDriver:
                 sent,
                 category=Category.SCHEDULING.value,
                 resource=Resource.WAIT.value,
-                label=LAG_WAIT,
+                label=HARNESS_LAG,
             )
         state = _RequestState(self, recorder, payload, sent)
         state.start()
@@ -118,7 +108,7 @@ class RequestDriver:
         if stage.name not in self.stage_threads:
             self.stage_threads[stage.name] = self._threads()
         ctx = StageContext(
-            self.run, recorder, stage.name, recorder.request, self.fan_out_pool, self.probes
+            self.setup, recorder, stage.name, recorder.request, self.fan_out_pool, self.probes
         )
         method = getattr(self.workload, stage.name)
         token = current_recorder.set(recorder)

@@ -4,52 +4,43 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from harness.measure.driver import RequestDriver, RequestOutcome, describe
-from harness.machine.environment import CpuTimes, cpu_times
+from harness import plugins
+from harness.archive.codec import DecodeError, from_dict
+from harness.archive.schema import Agreement, ClockAnchor, ReplicateFacts, RunLength
+from harness.archive.tables import REQUEST_COLUMNS, intervals_frame
 from harness.errors import UserError
-from harness.record.gpu_timing import SYNC, device_timer
-from harness.measure.overhead import probe_cost_ns
-from harness.record.probes import Clock, Interval
+from harness.machine.sysfs import CpuTimes, cpu_times
+from harness.measure.config import RunConfig
+from harness.measure.driver import RequestDriver, RequestOutcome, describe
+from harness.measure.probe_cost import probe_cost_ns
 from harness.measure.profiling import Profile, profile_requests
+from harness.measure.progress import ProgressBar
 from harness.measure.telemetry import Sampler
+from harness.record.gpu_timing import SYNC, device_timer
+from harness.record.probes import Clock, DeviceTimer, Interval
 from harness.record.virtual import Spinner, Virtual
-from harness.workload import RunContext, Workload
+from harness.workload import SetupContext, Workload
 
 TELEMETRY_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
-class Measurement:
-    """How long to measure: both a minimum request count and a minimum time (LoadGen style)."""
-
-    warmup: int = 20
-    min_requests: int = 700
-    min_duration_s: float = 60.0
-    # A safety stop so a slow machine still finishes; a run that stops here says so.
-    max_duration_s: float = 1800.0
-
-    @classmethod
-    def for_size(cls, size: str) -> Measurement:
-        # quick: enough for p90 (64 samples), not for p99 (662): its p99 is indicative.
-        return cls(warmup=5, min_requests=64, min_duration_s=3.0) if size == "quick" else cls()
-
-
-@dataclass(frozen=True)
 class ProcessResult:
-    """What one process measured: raw intervals and per-request rows, plus run facts."""
+    """What one process measured: raw intervals and per-request rows, plus its facts."""
 
     intervals: pd.DataFrame
     requests: pd.DataFrame
-    facts: dict[str, Any]
+    facts: ReplicateFacts
     interrupted: bool = False
     profile: Profile | None = None
     telemetry: pd.DataFrame | None = None
@@ -81,10 +72,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _agreement(workload: Workload) -> Agreement | None:
+    """The workload's agreement with its reference backend, read through the stored schema so
+    a hook that returns the wrong keys is named at once."""
+    said = dict(workload.agreement())
+    if not said:
+        return None
+    try:
+        return from_dict(Agreement, said)
+    except DecodeError as exc:
+        raise UserError(f"workload {type(workload).name!r}: agreement(): {exc}") from None
+
+
 def measure(
     workload: Workload,
-    run: RunContext,
-    measurement: Measurement,
+    setup: SetupContext,
+    length: RunLength,
     *,
     clock: Clock = time.perf_counter_ns,
     progress: Callable[[int, float], None] | None = None,
@@ -92,53 +95,53 @@ def measure(
     timing: str = SYNC,
     profile: int = 0,
     virtual: Virtual | None = None,
+    replicate: int = 0,
 ) -> ProcessResult:
     """Set up, warm up (discarded), then measure until both minimums are met.
 
     ``phase(name)`` announces setup, warm-up and measurement; ``progress(requests_done,
     seconds_elapsed)`` is called after each measured request. A failed request keeps its
     error, is counted, and the run goes on. Ctrl-C stops measuring and returns what finished.
-    ``timing`` says how probes time an asynchronous device (harness.record.gpu_timing). ``profile``
-    requests more run afterwards under a profiler (torch's, or the backend's own), apart from
-    the timed ones.
+    ``timing`` says how probes time an asynchronous device (harness.record.gpu_timing).
+    ``profile`` requests more run afterwards under a profiler (torch's, or the backend's own),
+    apart from the timed ones.
     """
     import torch
 
     announce = phase or (lambda name: None)
-    facts: dict[str, Any] = {"threads": torch.get_num_threads()}
-    facts["interop_threads"] = torch.get_num_interop_threads()
-    seed_everything(run.seed)
-    facts["probe_cost_ns"] = probe_cost_ns()  # in this process, before the workload loads
+    threads, interop_threads = torch.get_num_threads(), torch.get_num_interop_threads()
+    seed_everything(setup.seed)
+    probe_cost = probe_cost_ns()  # in this process, before the workload loads
+    anchor = ClockAnchor(time.perf_counter_ns(), time.time_ns())
     announce("setup")
     started = clock()
-    workload.setup(run)
-    facts["model_load_s"] = (clock() - started) / 1e9
-    facts["execution"] = dict(workload.execution())
-    facts.update(workload.setup_facts())
-    facts["agreement"] = dict(workload.agreement())
-    stream: Sequence[Any] = workload.requests(run)
+    workload.setup(setup)
+    model_load_s = (clock() - started) / 1e9
+    execution = dict(workload.execution())
+    setup_facts = dict(workload.setup_facts())
+    agreement = _agreement(workload)
+    stream: Sequence[Any] = workload.requests(setup)
     if not stream:
         raise UserError(f"workload {type(workload).name!r} produced no requests")
-    facts["work"] = dict(workload.work())
-    facts["distinct_requests"] = len(stream)
-    facts["inputs_sha256"] = inputs_digest(list(stream))
-    timer = device_timer(run.device, timing, clock)
+    work = dict(workload.work())
+    timer: DeviceTimer | None = device_timer(setup.device, timing, clock)
     if virtual is not None:
-        timer = Spinner(virtual, timer)  # everything but one stage stretched (harness.record.virtual)
-    driver = RequestDriver(workload, run, clock, timer)
+        timer = Spinner(virtual, timer)  # everything but one stage stretched (record.virtual)
+    driver = RequestDriver(workload, setup, clock, timer)
     rows: list[dict[str, Any]] = []
     intervals: list[Interval] = []
     interrupted = False
     profiled = None
+    measured: dict[str, Any] = {}  # facts known only once measuring got that far
     # A light thread sampling utilisation, clocks, memory and energy while requests are timed.
     sampler = Sampler(interval_s=TELEMETRY_INTERVAL_S, clock=clock)
     try:
         announce("warm-up")
-        for i in range(measurement.warmup):
+        for i in range(length.warmup):
             outcome = driver(-1 - i, stream[i % len(stream)])
             if i == 0:
-                facts["first_request_s"] = (outcome.response_ns - outcome.arrival_ns) / 1e9
-        if run.device == "cuda":
+                measured["first_request_s"] = (outcome.response_ns - outcome.arrival_ns) / 1e9
+        if setup.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         announce("measuring")
         sampler.start()
@@ -148,12 +151,12 @@ def measure(
         progress_ns = 0
         n = 0
         while (
-            n < measurement.min_requests or elapsed < measurement.min_duration_s
-        ) and elapsed < measurement.max_duration_s:
+            n < length.min_requests or elapsed < length.min_duration_s
+        ) and elapsed < length.max_duration_s:
             payload = stream[n % len(stream)]
             outcome = driver(n, payload)
-            if n == 0 and measurement.warmup == 0:
-                facts["first_request_s"] = (outcome.response_ns - outcome.arrival_ns) / 1e9
+            if n == 0 and length.warmup == 0:
+                measured["first_request_s"] = (outcome.response_ns - outcome.arrival_ns) / 1e9
             rows.append(_request_row(workload, n, payload, outcome))
             intervals.extend(outcome.recorder.intervals)
             n += 1
@@ -163,30 +166,46 @@ def measure(
                 drawn = time.perf_counter_ns()
                 progress(n, elapsed)
                 progress_ns += time.perf_counter_ns() - drawn
-        facts["hit_max_duration"] = elapsed >= measurement.max_duration_s
-        facts["measured_s"] = elapsed
-        facts["progress_s"] = progress_ns / 1e9
-        facts["cpu_steal_fraction"] = _steal(ticks_before, cpu_times())
+        measured["hit_max_duration"] = elapsed >= length.max_duration_s
+        measured["measured_s"] = elapsed
+        measured["progress_s"] = progress_ns / 1e9
+        measured["cpu_steal_fraction"] = _steal(ticks_before, cpu_times())
         sampler.stop()
         if profile:
             announce("profiling")
             try:
                 profiled = profile_requests(driver, stream, profile, workload.profiler())
             except Exception as exc:  # the timed requests are done: keep them, say why
-                facts["profile_error"] = describe("profiling", exc)
+                measured["profile_error"] = describe("profiling", exc)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         sampler.stop()
         driver.close()
-    facts["telemetry_cost"] = asdict(sampler.cost())
-    facts["telemetry_notes"] = list(sampler.notes)
-    facts["stage_threads"] = dict(driver.stage_threads)
-    facts["requests_measured"] = len(rows)
-    facts["requests_failed"] = sum(1 for row in rows if not row["ok"])
-    facts["peak_rss_bytes"] = peak_rss_bytes()
-    if run.device == "cuda":
-        facts["gpu_peak_bytes"] = torch.cuda.max_memory_allocated()
+    if setup.device == "cuda":
+        measured["gpu_peak_bytes"] = torch.cuda.max_memory_allocated()
+    facts = ReplicateFacts(
+        replicate=replicate,
+        threads=threads,
+        interop_threads=interop_threads,
+        probe_cost_ns=probe_cost,
+        model_load_s=model_load_s,
+        execution=execution,
+        agreement=agreement,
+        work=work,
+        distinct_requests=len(stream),
+        inputs_sha256=inputs_digest(list(stream)),
+        telemetry_cost=sampler.cost(),
+        telemetry_notes=tuple(sampler.notes),
+        stage_threads=dict(driver.stage_threads),
+        requests_measured=len(rows),
+        requests_failed=sum(1 for row in rows if not row["ok"]),
+        peak_rss_bytes=peak_rss_bytes(),
+        pid=os.getpid(),
+        clock_anchor=anchor,
+        setup_facts=setup_facts,
+        **measured,
+    )
     workload.teardown()
     requests = pd.DataFrame(rows, columns=REQUEST_COLUMNS)
     return ProcessResult(
@@ -194,16 +213,29 @@ def measure(
     )
 
 
-REQUEST_COLUMNS = [
-    "request",
-    "ok",
-    "error",
-    "arrival_ns",
-    "response_ns",
-    "latency_s",
-    "samples",
-    "outputs",
-]
+def measure_config(config: RunConfig, device: str, label: str, replicate: int) -> ProcessResult:
+    """Measure ``config`` in this process on ``device``, with a progress bar on stderr when
+    asked."""
+    cls = plugins.load(config.workload)
+    setup = SetupContext(
+        device=device,
+        size=config.size,
+        seed=config.seed,
+        backend=config.backend,
+        providers=config.providers,
+    )
+    virtual = Virtual.parse(config.virtual) if config.virtual else None
+    length = config.measurement
+    options: dict[str, Any] = {
+        "timing": config.gpu_timing,
+        "profile": config.profile,
+        "virtual": virtual,
+        "replicate": replicate,
+    }
+    if not config.show_progress:
+        return measure(cls(), setup, length, **options)
+    with ProgressBar(label, length.min_requests, length.min_duration_s) as bar:
+        return measure(cls(), setup, length, progress=bar.update, phase=bar.phase, **options)
 
 
 def _request_row(workload: Workload, n: int, payload: Any, outcome: RequestOutcome) -> dict:
@@ -241,22 +273,3 @@ def inputs_digest(payloads: list[Any]) -> str:
         digest.update(len(payload).to_bytes(8, "little"))
         digest.update(payload)
     return digest.hexdigest()
-
-
-INTERVAL_COLUMNS = list(Interval.__dataclass_fields__)
-
-
-def intervals_frame(intervals: Sequence[Interval]) -> pd.DataFrame:
-    """Raw intervals as a DataFrame (the stored table), one row per interval."""
-    frame = pd.DataFrame([_as_row(i) for i in intervals], columns=INTERVAL_COLUMNS)
-    return frame.astype({"thread": "int64", "start_ns": "int64", "end_ns": "int64"})
-
-
-def _as_row(interval: Interval) -> tuple:
-    return tuple(getattr(interval, name) for name in INTERVAL_COLUMNS)
-
-
-def frame_intervals(frame: pd.DataFrame) -> list[Interval]:
-    """The inverse of :func:`intervals_frame`."""
-    columns = [frame[name].tolist() for name in INTERVAL_COLUMNS]
-    return [Interval(*values) for values in zip(*columns, strict=True)]

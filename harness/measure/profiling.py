@@ -14,26 +14,23 @@ from __future__ import annotations
 
 import bisect
 import json
-import math
 import tempfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.archive.schema import ScopeCheck
 from harness.record.gpu_timing import SYNC
-from harness.record.probes import Category, DeviceTimer, Interval, Kind, Probe, TimerChain
+from harness.record.probes import DeviceTimer, Interval, Probe, TimerChain
+from harness.record.spans import own_time
+from harness.words import Category, Kind
 
 SCOPE_PREFIX = "gapbench"
 # torch operators, model modules around them, and the host waiting for the device's kernels
 OPERATOR_PREFIXES = ("aten::", "nn.Module: ", "cudaDeviceSynchronize", "cudaStreamSynchronize")
-AGREEMENT = 0.05  # the most gapbench's compute may differ from the profiler's operator time
-MODEL_LAYER = "inference"
 ATTEMPTS = 3
-# Judged only for probes of 1 ms or more a call: opening a scope costs the profiler tens of
-# microseconds, which would swamp a tokenizer's 50 us, not a model's forward pass.
-MIN_CALL_MS = 1.0
 
 
 class ProfilerScopes(TimerChain):
@@ -76,54 +73,6 @@ class ProfilerScopes(TimerChain):
 
 
 @dataclass(frozen=True)
-class ScopeCheck:
-    """One compute probe label of one stage: gapbench's time beside the profiler's."""
-
-    stage: str
-    layer: str
-    label: str
-    calls: int
-    gapbench_ms: float
-    profiler_scope_ms: float
-    profiler_operator_ms: float
-    # What gapbench's time is judged against: the operators inside the scope (torch), or the
-    # scope itself (onnxruntime's session runs, whose node kernels leave out the executor's own
-    # work between nodes, which is still the session's compute).
-    basis: str = "operators"
-
-    @property
-    def reference_ms(self) -> float:
-        return self.profiler_operator_ms if self.basis == "operators" else self.profiler_scope_ms
-
-    @property
-    def agreement(self) -> float:
-        """Relative difference of gapbench's compute time from the profiler's reference time
-        (NaN where the profiler saw nothing: a tokenizer in pure Python has no operators)."""
-        if self.reference_ms <= 0:
-            return float("nan")
-        return abs(self.gapbench_ms - self.reference_ms) / self.reference_ms
-
-    @property
-    def judged(self) -> bool:
-        """A model stage's probe of a millisecond or more a call (see MIN_CALL_MS)."""
-        return self.layer == MODEL_LAYER and self.gapbench_ms >= MIN_CALL_MS * self.calls
-
-    @property
-    def operator_share(self) -> float:
-        """How much of the scope the profiler saw as operators (the rest is dispatch)."""
-        return self.profiler_operator_ms / max(self.profiler_scope_ms, 1e-9)
-
-    def to_dict(self) -> dict[str, Any]:
-        agreement = self.agreement
-        return {
-            **asdict(self),
-            "agreement": None if math.isnan(agreement) else agreement,
-            "operator_share": self.operator_share,
-            "judged": self.judged,
-        }
-
-
-@dataclass(frozen=True)
 class Profile:
     """What a profiling pass leaves: its intervals, the check, and the profiler's trace."""
 
@@ -131,12 +80,6 @@ class Profile:
     checks: tuple[ScopeCheck, ...]
     trace_json: bytes
     tool: str = "torch.profiler"
-
-    @property
-    def agrees(self) -> bool:
-        """Every judged model probe is within 5% of the profiler's reference time."""
-        judged = [c for c in self.checks if c.judged]
-        return bool(judged) and all(c.agreement <= AGREEMENT for c in judged)
 
 
 class GraphTimes(Protocol):
@@ -149,7 +92,7 @@ class GraphTimes(Protocol):
 
 
 class BackendProfiler(Protocol):
-    """A backend's own profiler (``harness.backends.ort.OrtProfiler``): on for the pass, read after it."""
+    """A backend's own profiler (``backends.ort.OrtProfiler``): on for the pass, read after it."""
 
     name: str
 
@@ -208,17 +151,17 @@ def _run(driver: Any, stream: Sequence[Any], requests: int) -> list[Interval]:
 
 
 def compute_times(intervals: list[Interval]) -> dict[tuple[str, str], list[int]]:
-    """Each compute probe's own time by (stage, label): innermost wins, so time in a probe
-    nested inside it (binding a session's inputs, a copy) is not its compute."""
-    nested: dict[tuple[int, int], int] = defaultdict(int)
+    """Each compute probe's own time by (stage, label), one entry a call: innermost wins, so
+    time in a probe nested inside it (binding a session's inputs, a copy) is not its compute."""
+    by_request: dict[int, list[Interval]] = defaultdict(list)
     for iv in intervals:
-        if iv.kind == Kind.PROBE.value and iv.parent >= 0:
-            nested[(iv.request, iv.parent)] += iv.duration_ns
+        by_request[iv.request].append(iv)
     probed: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for iv in intervals:
-        if iv.kind == Kind.PROBE.value and iv.category == Category.COMPUTE.value:
-            own = iv.duration_ns - nested.get((iv.request, iv.span), 0)
-            probed[(iv.stage, iv.label)].append(own)
+    for rows in by_request.values():
+        own = own_time(rows)
+        for iv in rows:
+            if iv.kind == Kind.PROBE.value and iv.category == Category.COMPUTE.value:
+                probed[(iv.stage, iv.label)].append(own.get(iv.span, 0))
     return probed
 
 

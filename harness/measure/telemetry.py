@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.archive.schema import SamplerCost
 from harness.machine.accelerators import optional_import
-from harness.machine.environment import read_text
+from harness.machine.sysfs import read_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,10 +23,6 @@ COLUMNS = ["t_ns", "source", "device", "metric", "value", "unit"]
 
 ``t_ns`` is the sampler's clock (``time.perf_counter_ns`` by default, the probes' clock). Units
 are SI or a share: ``fraction`` (0..1, utilisation), ``Hz``, ``bytes``, ``W``, ``J``."""
-
-SUSTAINED_SAMPLES = 3  # a frequency drop counts when it lasts this many samples
-CUMULATIVE = frozenset({"energy"})
-"""Metrics that are running counters: only differences between two samples mean anything."""
 
 Reading = tuple[str, str, str, str, float]
 """One reading from a source: (source, device, metric, unit, value)."""
@@ -58,7 +55,7 @@ def psutil_sources(psutil: Any, notes: list[str]) -> list[Source]:
     if psutil is None:
         notes.append("cpu, memory: unknown (psutil not installed)")
         return []
-    process, primed = psutil.Process(), []
+    process, primed = psutil.Process(), list[bool]()
 
     def utilization() -> list[Reading]:
         percent = psutil.cpu_percent(percpu=True)
@@ -193,17 +190,6 @@ def default_sources(
     return sources, notes
 
 
-@dataclass(frozen=True)
-class SamplerCost:
-    """What the sampler itself cost the measured process, for the run's overhead figure."""
-
-    samples: int
-    cpu_s: float  # the sampler thread's CPU time, from its start to its end
-    wall_s: float  # the span it watched, from start() to stop()
-    cpu_fraction: float  # cpu_s / wall_s: the share of one CPU the sampler took
-    mean_sample_us: float  # wall time of one sample, during which it competes for the GIL
-
-
 class Sampler:
     """Samples every source every ``interval_s`` on a daemon thread, around measured work.
 
@@ -299,9 +285,10 @@ class Sampler:
                 self._live.remove(source)
                 self.notes.append(f"{source.name}: disabled after {type(error).__name__}: {error}")
         with self._lock:
-            for *key, value in rows:
+            for name, device, metric, unit, value in rows:
                 self._t.append(t_ns)
-                self._k.append(self._keys.setdefault(tuple(key), len(self._keys)))
+                key = (name, device, metric, unit)
+                self._k.append(self._keys.setdefault(key, len(self._keys)))
                 self._v.append(value)
             self._count += 1
             self._sample_ns += time.perf_counter_ns() - began
@@ -330,56 +317,3 @@ class Sampler:
             cpu_fraction=self._cpu_ns / wall_ns if self._began_ns and wall_ns > 0 else 0.0,
             mean_sample_us=sample_ns / count / 1e3 if count else 0.0,
         )
-
-
-def _spread(values: pd.Series, unit: str) -> dict[str, Any]:
-    return {"unit": unit, **{stat: float(values.agg(stat)) for stat in ("min", "median", "max")}}
-
-
-def summarize(samples: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Per metric: min/median/max, or for a counter the amount used over the run (last - first).
-
-    Keys are ``source.metric[device]`` per device; ``cpu.utilization`` (mean over cores at each
-    sample), ``cpu.frequency`` (median over cores, with ``largest_drop``, see
-    :func:`frequency_drop`) and ``<source>.energy`` (summed over devices, J) are across devices.
-    """
-    summary: dict[str, dict[str, Any]] = {}
-    ordered = samples.sort_values("t_ns", kind="stable")
-    by_device = ordered.groupby(["source", "metric", "unit", "device"])
-    for (source, metric, unit, device), values in by_device["value"]:
-        if metric not in CUMULATIVE:
-            summary[f"{source}.{metric}[{device}]"] = _spread(values, unit)
-            continue
-        # A counter keeps running between replicates (set-up, warm-up): sum each one's use.
-        runs = ordered.loc[values.index, "replicate"] if "replicate" in ordered else None
-        parts = values.groupby(runs) if runs is not None else [(0, values)]
-        used = sum(float(v.iloc[-1] - v.iloc[0]) for _, v in parts)
-        summary[f"{source}.{metric}[{device}]"] = {"unit": unit, "used": used}
-        total = summary.setdefault(f"{source}.{metric}", {"unit": unit, "used": 0.0})
-        total["used"] += used
-    for metric, how in (("utilization", "mean"), ("frequency", "median")):
-        rows = ordered[(ordered["source"] == "cpu") & (ordered["metric"] == metric)]
-        if not rows.empty:
-            per_sample = rows.groupby("t_ns")["value"].agg(how)
-            summary[f"cpu.{metric}"] = _spread(per_sample, rows["unit"].iloc[0])
-    if "cpu.frequency" in summary:
-        summary["cpu.frequency"]["largest_drop"] = frequency_drop(samples)
-    return summary
-
-
-def frequency_drop(samples: pd.DataFrame, baseline_s: float = 2.0) -> float | None:
-    """The largest relative drop of the cores' median frequency below the run's first seconds.
-
-    The baseline is the median over the first ``baseline_s`` of the run; 0.0 means no drop (a
-    rise is not a drop), None means frequencies are unknown. A throttling hint, not a proof.
-    """
-    rows = samples[(samples["source"] == "cpu") & (samples["metric"] == "frequency")]
-    if rows.empty:
-        return None
-    median = rows.groupby("t_ns")["value"].median().sort_index()
-    baseline = median[median.index <= median.index[0] + baseline_s * 1e9].median()
-    if not baseline > 0:
-        return None
-    # Sustained, not one low reading: the lowest median of three consecutive samples.
-    sustained = median.rolling(SUSTAINED_SAMPLES, min_periods=1).median().min()
-    return max(0.0, float((baseline - sustained) / baseline))

@@ -20,22 +20,23 @@ a layer scope over none, and within a scope ``resource.category`` over ``resourc
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UserError
-from harness.record.probes import Category, Resource
+from harness.errors import UserError, in_range
+from harness.words import CATEGORIES, RESOURCES
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
+else:  # Python 3.10
     import tomli as tomllib
 
-RESOURCES = tuple(r.value for r in Resource)
-CATEGORIES = tuple(c.value for c in Category)
 SCOPES = ("layer", "stage")
+MAX_FACTOR = 1000.0  # a claimed speedup above this is a typo, not a chip
+MAX_THREADS = 4096
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,10 @@ def _speedups(items: Iterable[tuple[str, Any]], where: str) -> tuple[tuple[Targe
         seen.add(key)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UserError(f"{where}: key {key!r}: a speedup is a number, not {value!r}")
-        if not math.isfinite(value) or value <= 0:
-            raise UserError(f"{where}: key {key!r}: a speedup must be a positive number")
+        if not math.isfinite(value) or not 0 < value <= MAX_FACTOR:
+            raise UserError(
+                f"{where}: key {key!r}: a speedup must be a positive number up to {MAX_FACTOR:g}"
+            )
         out.append((target, float(value)))
     if not out:
         raise UserError(f"{where}: no speedups: add a [speedup] table")
@@ -175,9 +178,9 @@ def load(path: str | Path) -> Claim:
         raise UserError(f"{path}: key 'name': every claim needs a name")
     threads = body.get("threads")
     if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS
     ):
-        raise UserError(f"{path}: key 'threads': a whole number of threads, 1 or more")
+        raise UserError(f"{path}: key 'threads': a whole number of threads, 1 to {MAX_THREADS}")
     return Claim(
         name=name,
         speedups=_speedups(table.items(), str(path)),
@@ -200,8 +203,8 @@ def from_arguments(pairs: Sequence[str], threads: int | None = None) -> Claim:
         if not sep or number is None:
             raise UserError(f"--speedup {pair!r}: expected KEY=FACTOR, e.g. host-cpu.compute=1.5")
         items.append((key.strip(), number))
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be 1 or more, not {threads}")
+    if threads is not None:
+        in_range("--threads", threads, 1, MAX_THREADS)
     name = ", ".join(pairs)
     speedups = _speedups(items, "--speedup")
     return Claim(name=name, speedups=speedups, source="command line", threads=threads)

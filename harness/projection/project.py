@@ -1,32 +1,35 @@
 """From a claim to the end-to-end gain: naive Amdahl beside a replay of the dependency graph.
 
 Every stretch of a request's recorded time gets the one factor its claim gives it (see
-``harness.projection.claims``). The naive model divides the matched time along the recorded critical path
-and adds it up again (Amdahl on the summed time). The replay model (``harness.projection.replay``) runs the
-request again on a model of its stage DAG, threads and cores with the scaled work, so overlap,
-contention and a critical path that moves are accounted for. The harness's own waits (queue,
-handoff, generator lag) are never scaled: no vendor's part shortens them.
+``projection.claims``). The naive model divides the matched time along the recorded critical
+path and adds it up again (Amdahl on the summed time). The replay model (``projection.replay``)
+runs the request again on a model of its stage DAG, threads and cores with the scaled work, so
+overlap, contention and a critical path that moves are accounted for. The harness's own waits
+(queue, handoff, generator lag) are never scaled: no vendor's part shortens them.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from harness.analysis.attribution import split_request
-from harness.analysis.breakdown import ok_requests, stages_of
-from harness.projection.claims import Claim
-from harness.errors import UserError
-from harness.projection.replay import replay
-from harness.projection.request_model import build
+from harness.analysis.attribution import RequestSplit
+from harness.archive.codec import to_dict
+from harness.archive.schema import PROJECTION_VERSION
 from harness.archive.store import ResultSet
+from harness.errors import UserError
+from harness.projection.claims import Claim
+from harness.projection.replay import replay
+from harness.projection.request_model import request_models
+from harness.projection.sentences import headline
+from harness.words import SegmentKind
 
-SCHEMA_VERSION = 1
+MODELS = ("naive", "replay")
+IDENTITY_WARN = 0.01  # replaying a set unchanged should give back its latency
+PERCENTILES = ("p50", "p99")
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class Match:
     key: str
     factor: float
     share: float  # of all end-to-end time
-    where: tuple[str, ...]  # "stage/label (category, resource)" it applied to
+    where: tuple[str, ...]  # "stage (category, resource)" it applied to
 
 
 @dataclass(frozen=True)
@@ -76,60 +79,33 @@ class Projection:
         faster = sum(m.share / m.factor for m in self.matches)
         return slower / faster if faster > 0 else 1.0
 
+    @property
+    def model_off(self) -> bool:
+        """The replay without a claim misses the recorded latency: its model of the set is off."""
+        return self.replay_identity_error > IDENTITY_WARN
+
     def surviving(self, model: str = "replay") -> float:
         """How much of the claimed gain is left end to end at p50 (1.0: all of it)."""
         claimed = self.claimed - 1.0
         return (self.speedup(model) - 1.0) / claimed if claimed > 0 else float("nan")
 
-    @property
-    def headline(self) -> str:
-        replay_x, naive_x = self.speedup("replay"), self.speedup("naive")
-        text = (
-            f"{self.claim.name}: {self.claimed:.3g}x on {_pct(self.matched_share)} of "
-            f"end-to-end time gives {replay_x:.3f}x at p50 by replay (naive {naive_x:.3f}x)"
-        )
-        if self.claimed <= 1.0:
-            return f"{text}: the claim promises no gain"
-        return f"{text}: {_pct(max(self.surviving(), 0.0))} of the claimed gain survives end to end"
-
     def to_dict(self) -> dict[str, Any]:
-        body = asdict(self)
-        body["claim"] = self.claim.to_dict()
-        body["schema_version"] = SCHEMA_VERSION
-        body["headline"] = self.headline
-        body["speedup"] = {
-            model: {pct: self.speedup(model, pct) for pct in ("p50", "p99")}
-            for model in ("naive", "replay")
+        """The projection as it is kept beside its set (a ``KeptProjection`` when read back)."""
+        return {
+            **to_dict(self),
+            "claim": self.claim.to_dict(),
+            "schema_version": PROJECTION_VERSION,
+            "headline": headline(self),
+            "speedup": {
+                model: {pct: self.speedup(model, pct) for pct in PERCENTILES} for model in MODELS
+            },
         }
-        return body
-
-
-def _pct(share: float) -> str:
-    return f"{share:.0%}" if share >= 0.1 or share == 0 else f"{share:.1%}"
-
-
-def machine_cores(result: ResultSet) -> float:
-    """The cores the set's requests could use (see ``cores_of``)."""
-    return cores_of(result.manifest.get("fingerprint") or {})
-
-
-def cores_of(fingerprint: dict) -> float:
-    """The logical CPUs of a fingerprint, fewer where the process was pinned to some
-    (affinity) or held to a cgroup CPU quota when it was taken."""
-    count = fingerprint.get("host", {}).get("host_processor_vcpu_count")
-    cores = float(count) if isinstance(count, int | float) and count > 0 else float(os.cpu_count())
-    for check in fingerprint.get("environment") or []:
-        value = str(check.get("value", ""))
-        number = re.match(r"([0-9.]+)(?: of \w+)? CPUs$", value)
-        if check.get("name") in ("cpu_affinity", "cpu_quota") and number:
-            cores = min(cores, float(number.group(1)))
-    return cores
 
 
 def check_claim(result: ResultSet, claim: Claim) -> None:
     """Refuse a claim scoped to a stage or layer this set does not have (a typo matches
     nothing, and the projection would quietly promise no gain)."""
-    stages = stages_of(result)
+    stages = result.manifest.stages
     known = {"stage": {s.name for s in stages}, "layer": {s.layer for s in stages}}
     for target, _ in claim.speedups:
         if target.scope and target.scope_name not in known[target.scope]:
@@ -141,15 +117,39 @@ def check_claim(result: ResultSet, claim: Claim) -> None:
             )
 
 
+@dataclass
+class Naive:
+    """Amdahl on a request's recorded critical path: its scaled latency, and what matched."""
+
+    ns: float
+    matched: dict[str, float]  # claim key -> recorded ns it matched
+    where: dict[str, set[str]]  # claim key -> "stage (category, resource)"
+
+
+def naive(split: RequestSplit, claim: Claim, layers: dict[str, str]) -> Naive:
+    """The request's latency with every stretch along its critical path divided by the factor
+    ``claim`` gives it; the harness's own waits (queue, handoff, lag) are never scaled."""
+    out = Naive(0.0, defaultdict(float), defaultdict(set))
+    for segment in split.path:
+        if segment.kind != SegmentKind.STAGE.value:
+            out.ns += segment.ns
+            continue
+        for (category, resource), ns in split.stage(segment.stage).by_resource:
+            factor, key = claim.factor(segment.stage, layers[segment.stage], category, resource)
+            out.ns += ns / factor
+            if key:
+                out.matched[key] += ns
+                out.where[key].add(f"{segment.stage} ({category}, {resource})")
+    return out
+
+
 def project(result: ResultSet, claim: Claim) -> Projection:
     """Project ``claim`` on every successful request of ``result``."""
-    if result.manifest["config"]["execution"].get("virtual_speedup"):
+    manifest = result.manifest
+    if manifest.execution.virtual_speedup:
         raise UserError(f"{result.id} ran with a virtual speedup: it is a check, not a baseline")
     check_claim(result, claim)
-    stages = stages_of(result)
-    layers = {s.name: s.layer for s in stages}
-    cores = machine_cores(result)
-    threads = [r.get("stage_threads") or {} for r in result.manifest.get("replicates", [])]
+    layers = {s.name: s.layer for s in manifest.stages}
 
     def factor(stage: str, label: str, category: str, resource: str) -> float:
         return claim.factor(stage, layers.get(stage, ""), category, resource)[0]
@@ -161,30 +161,20 @@ def project(result: ResultSet, claim: Claim) -> Projection:
     matched: dict[str, float] = defaultdict(float)
     where: dict[str, set[str]] = defaultdict(set)
     total = 0.0
-    for replicate, intervals in ok_requests(result.intervals, result.requests):
-        split = split_request(intervals, stages)
-        naive = 0.0
-        for segment in split.path:
-            if segment.kind != "stage":
-                naive += segment.ns  # the harness's own waits: never scaled
-                continue
-            stage = split.stage(segment.stage)
-            for (category, resource), ns in stage.by_resource:
-                f, key = claim.factor(segment.stage, layers[segment.stage], category, resource)
-                naive += ns / f
-                if key:
-                    matched[key] += ns
-                    where[key].add(f"{segment.stage} ({category}, {resource})")
+    for request, model in request_models(result):
+        split = request.split
+        scaled = naive(split, claim, layers)
+        for key, ns in scaled.matched.items():
+            matched[key] += ns
+            where[key] |= scaled.where[key]
         total += split.latency_ns
-        stage_threads = threads[replicate] if replicate < len(threads) else {}
-        model = build(intervals, stages, cores, stage_threads)
         identity, _ = replay(model)
         replayed, _ = replay(model, factor, claim.threads, claimed)
-        rows.append((replicate, split.latency_ns, naive, replayed, identity))
+        rows.append((request.replicate, split.latency_ns, scaled.ns, replayed, identity))
     if not rows:
         raise UserError(f"result set {result.id} has no successful request to project")
     table = np.array(rows, dtype=float)
-    replicate_of, measured, naive, replayed, identity = table.T
+    replicate_of, measured, naive_ns, replayed_ns, identity_ns = table.T
     matches = tuple(
         Match(t.key, f, matched[t.key] / total, tuple(sorted(where[t.key])))
         for t, f in claim.speedups
@@ -194,13 +184,13 @@ def project(result: ResultSet, claim: Claim) -> Projection:
         set_id=result.id,
         requests=len(rows),
         replicates=len(set(replicate_of.tolist())),
-        cores=cores,
+        cores=manifest.fingerprint.cores,
         matched_share=sum(matched.values()) / total,
         matches=matches,
         measured=_estimates(measured, replicate_of),
-        naive=_estimates(naive, replicate_of),
-        replay=_estimates(replayed, replicate_of),
-        replay_identity_error=float(np.median(np.abs(identity - measured) / measured)),
+        naive=_estimates(naive_ns, replicate_of),
+        replay=_estimates(replayed_ns, replicate_of),
+        replay_identity_error=float(np.median(np.abs(identity_ns - measured) / measured)),
     )
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
-from harness.record.probes import Category
 from harness.projection.request_model import CPU, FIXED, Model, Step, Timeline
+from harness.words import Category
 
 Scale = Callable[[str, str, str, str], float]  # (stage, label, category, resource) -> factor
 Match = Callable[[str, str, str, str], bool]  # (stage, label, category, resource) -> claimed?
@@ -74,7 +75,7 @@ def replay(
             _join(step, run, at)
         elif step.pool == FIXED:
             f = factor(step.stage, step.label, step.category, step.resource)
-            fixed.append((at + step.ns / f, lambda t, r=run: advance(r, t)))
+            fixed.append((at + step.ns / f, partial(advance, run)))
         else:
             f = factor(step.stage, step.label, step.category, step.resource)
             if step.slot is not None and step.slot in holder:
@@ -88,12 +89,13 @@ def replay(
 
     def release(step: Step) -> None:
         """The loop thread goes to the task that has waited for it longest (in recorded order)."""
-        if step.slot is None:
+        slot = step.slot
+        if slot is None:
             return
-        del holder[step.slot]
-        if waiting[step.slot]:
-            _, key, nxt, work, run = waiting[step.slot].pop(0)
-            holder[nxt.slot] = key
+        del holder[slot]
+        if waiting[slot]:
+            _, key, nxt, work, run = waiting[slot].pop(0)
+            holder[slot] = key  # the waiting step needs this same loop thread
             active[key] = (nxt, work, run)
             demands[key] = demand(nxt)
 
@@ -142,7 +144,7 @@ def replay(
             started.add(node.name)
             ready = max((ends[a] for a in node.after), default=float(model.arrival_ns))
             run = _Run(node.timeline, stage_done(node.name))
-            fixed.append((max(ready, at) + node.delay_ns, lambda t, r=run: advance(r, t)))
+            fixed.append((max(ready, at) + node.delay_ns, partial(advance, run)))
 
     start_ready(now)
     while fixed or active:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from harness.record.probes import Category, Interval, Kind, Resource
-from harness.analysis.timeline import UNATTRIBUTED, SpanTree
+from harness.analysis.splits import Split, splits
+from harness.archive.store import ResultSet
+from harness.record.probes import Interval
+from harness.record.spans import SpanTree, charged, walk
+from harness.words import Category, Kind, Resource
 from harness.workload import Stage
 
 CPU, DEVICE, LINK = "cpu", "device", "link"
@@ -81,6 +84,17 @@ class Model:
     capacity: dict[str, float]
 
 
+def request_models(result: ResultSet) -> Iterator[tuple[Split, Model]]:
+    """Every successful request of ``result`` and its replay model, on the set's cores with the
+    intra-op threads each stage saw in its replicate."""
+    manifest = result.manifest
+    for request in splits(result):
+        facts = manifest.replicate(request.replicate)
+        threads = facts.stage_threads if facts is not None else {}
+        model = build(request.intervals, manifest.stages, manifest.fingerprint.cores, threads)
+        yield request, model
+
+
 def build(
     intervals: Sequence[Interval],
     stages: Sequence[Stage],
@@ -126,55 +140,65 @@ def _timeline(
     demand: Callable[[str, str, str], float],
     slot: int | None = None,
 ) -> Timeline:
-    """``node``'s own timeline over [start, end]: nested probes innermost first; a probe that
-    joined branches becomes a join on them. ``slot``: the loop thread of an asyncio task."""
+    """``node``'s own timeline over [start, end] as steps, from the one walk of the span tree
+    (innermost probe first); a stretch that joined branches becomes a join on them.
+    ``slot``: the loop thread of an asyncio task."""
     steps: list[Step] = []
-    stage = node.stage
-
-    def own(lo: int, hi: int) -> None:
-        if hi <= lo:
-            return
-        if node.kind == Kind.PROBE.value:
-            category, resource, label = node.category, node.resource, node.label
-        else:
-            category, resource, label = UNATTRIBUTED, "", ""
-        pool = FIXED if category == Category.SCHEDULING.value else POOLS.get(resource, FIXED)
-        step = Step(lo, hi, stage, category, resource, label, pool, demand(stage, pool, category))
-        step.slot = slot if pool == CPU else None
-        steps.append(step)
-
-    branches = tree.branches(node)
-    if branches:
-        # The join: its own time is waiting for the branches, which run on their threads.
-        # A lane is what ran one after another: a pool thread's branches, or one asyncio task.
-        # Gathered tasks share their loop thread: each waits at its awaits, not for the others,
-        # but only one at a time runs host work on it (first come, first served).
-        by_thread: dict[tuple[int, str], list[Interval]] = defaultdict(list)
-        for branch in branches:
-            by_thread[(branch.thread, branch.task)].append(branch)
-        lanes = []
-        for (thread, task), lane in by_thread.items():
-            loop = thread if task else None
-            timelines = []
-            for b in sorted(lane, key=_start):
-                timeline = _timeline(b, b.start_ns, b.end_ns, tree, demand, loop)
-                timeline.task = bool(task)
-                timelines.append(timeline)
-            lanes.append(timelines)
-        _task_gaps(lanes, start)
-        steps.append(Step(start, end, stage, node.category, node.resource, node.label))
-        steps[-1].branches = lanes
-        return Timeline(steps, start, end)
-    cursor = start
-    for child in tree.nested(node):
-        lo, hi = max(child.start_ns, start), min(child.end_ns, end)
+    for stretch in walk(node, start, end, tree):
+        owner, lo, hi = stretch.owner, stretch.start_ns, stretch.end_ns
         if hi <= lo:
             continue
-        own(cursor, lo)
-        steps.extend(_timeline(child, lo, hi, tree, demand, slot).steps)
-        cursor = max(cursor, hi)
-    own(cursor, end)
+        branches = tree.branches(owner)
+        if branches:
+            steps.append(_join(owner, lo, hi, branches, tree, demand))
+            continue
+        category, resource, label = charged(owner)
+        pool = FIXED if category == Category.SCHEDULING.value else POOLS.get(resource, FIXED)
+        step = Step(
+            lo,
+            hi,
+            owner.stage,
+            category,
+            resource,
+            label,
+            pool,
+            demand(owner.stage, pool, category),
+        )
+        step.slot = slot if pool == CPU else None
+        steps.append(step)
     return Timeline(steps, start, end)
+
+
+def _join(
+    owner: Interval,
+    start: int,
+    end: int,
+    branches: list[Interval],
+    tree: SpanTree,
+    demand: Callable[[str, str, str], float],
+) -> Step:
+    """A join: its own time is waiting for the branches, which run on their threads.
+
+    A lane is what ran one after another: a pool thread's branches, or one asyncio task.
+    Gathered tasks share their loop thread: each waits at its awaits, not for the others, but
+    only one at a time runs host work on it (first come, first served).
+    """
+    by_thread: dict[tuple[int, str], list[Interval]] = defaultdict(list)
+    for branch in branches:
+        by_thread[(branch.thread, branch.task)].append(branch)
+    lanes = []
+    for (thread, task), lane in by_thread.items():
+        loop = thread if task else None
+        timelines = []
+        for b in sorted(lane, key=_start):
+            timeline = _timeline(b, b.start_ns, b.end_ns, tree, demand, loop)
+            timeline.task = bool(task)
+            timelines.append(timeline)
+        lanes.append(timelines)
+    _task_gaps(lanes, start)
+    step = Step(start, end, owner.stage, owner.category, owner.resource, owner.label)
+    step.branches = lanes
+    return step
 
 
 def _start(iv: Interval) -> int:

@@ -14,7 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from harness.record.probes import Category, Kind, Probe, Recorder, Resource
+from harness.record.probes import Probe, Recorder
+from harness.words import Category, Kind, Resource
 
 SYNC = "synchronize-at-edge"
 ANCHOR = "clock anchor"  # a device interval bounding when the anchor event ran

@@ -9,56 +9,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Protocol
+
+from harness.words import Kind
 
 Clock = Callable[[], int]
 """A monotonic clock returning integer nanoseconds (``time.perf_counter_ns`` by default)."""
-
-
-class Category(str, Enum):
-    """What a probe's time was spent on (`unattributed` is derived, never probed)."""
-
-    COMPUTE = "compute"
-    MOVEMENT = "movement"
-    SCHEDULING = "scheduling"
-
-
-class Resource(str, Enum):
-    """What hardware an interval ran on; claims map to resources, not to code."""
-
-    HOST_CPU = "host-cpu"
-    HOST_MEMORY = "host-memory"
-    DEVICE = "device"
-    LINK = "link"
-    REMOTE = "remote"
-    WAIT = "wait"
-
-
-class Kind(str, Enum):
-    """Kinds of interval: a request, a stage, a probe inside a stage, a wait before a stage."""
-
-    REQUEST = "request"
-    STAGE = "stage"
-    PROBE = "probe"
-    # Recorded by the runner: arrival to a root stage's start (queue wait), a stage's inputs
-    # ready to its start (handoff wait). Scheduling on the `wait` resource, outside any stage.
-    WAIT = "wait"
-    # One branch of a run-time fan-out, on its own thread or task, enclosed by the wait that
-    # joins it: on the critical path the join is replaced by its last-ending branch.
-    BRANCH = "branch"
-    # A stretch in which an asyncio task held its thread (one step of the task): outside its
-    # slices a task was suspended, and its probes must not claim that time.
-    SLICE = "slice"
-    # When the device ran a probe's work, from CUDA events on the host clock; its thread is the
-    # stream. It may end after its probe: the host does not wait unless it synchronizes.
-    DEVICE = "device"
-
-
-QUEUE_WAIT = "queue wait"
-HANDOFF_WAIT = "handoff wait"
-# The load generator behind its schedule: from a request's scheduled arrival to its send.
-LAG_WAIT = "harness lag"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,10 +126,10 @@ class Recorder:
         self.clock = clock
         self.cpu_clock = cpu_clock
         self.timer = timer
-        # Tuples in Interval's field order, or (probe, thread, task) from a probe's exit:
-        # building a frozen dataclass, or even the whole tuple, costs more than the rest of a
-        # probe, so Interval objects are made only when someone reads them.
-        self.rows: list[tuple] = []
+        # Tuples in Interval's field order, or a finished probe itself: building a frozen
+        # dataclass, or even the whole tuple, costs more than the rest of a probe, so Interval
+        # objects are made only when someone reads them.
+        self.rows: list[Row] = []
         self._ids = itertools.count()  # next() on a count is atomic too
 
     def add(
@@ -215,7 +171,7 @@ class Recorder:
     def intervals(self) -> list[Interval]:
         """What was recorded so far, as Interval objects."""
         return [
-            Interval(*row) if type(row) is tuple else Interval(*row._row())
+            Interval(*row) if isinstance(row, tuple) else Interval(*row._row())
             for row in list(self.rows)
         ]
 
@@ -371,3 +327,6 @@ class _Span(Probe):
         super().__init__(recorder, stage, category, resource, label, nbytes)
         self.kind = kind
         self._cpu = kind is Kind.STAGE or kind is Kind.BRANCH
+
+
+Row = tuple | Probe  # one recorded interval: its fields, or the finished probe that has them

@@ -15,7 +15,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
-from harness.record.probes import Kind, Recorder
+from harness.record.probes import Recorder
+from harness.words import Kind
 
 # The recorder of the request whose stage is running; tasks inherit it with their context.
 current_recorder: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(
@@ -54,7 +55,7 @@ class SlicedCoroutine(collections.abc.Coroutine):
             recorder.add(Kind.SLICE, start, recorder.clock())
 
 
-def _task_factory(loop: asyncio.AbstractEventLoop, coro: Coroutine, **kwargs: Any):
+def _task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
     return asyncio.Task(SlicedCoroutine(coro), loop=loop, **kwargs)
 
 

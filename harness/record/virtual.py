@@ -14,7 +14,8 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-from harness.record.probes import Category, DeviceTimer, Kind, Probe, TimerChain
+from harness.record.probes import DeviceTimer, Probe, TimerChain
+from harness.words import Category, Kind
 
 _STRETCHED = (Category.COMPUTE.value, Category.MOVEMENT.value)
 

@@ -9,14 +9,14 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from harness.analysis.breakdown import PERCENTILE_FLOORS
-
-IDENTITY_WARN = 0.01  # replaying a set unchanged should give back its latency
+from harness.analysis.stats import PERCENTILE_FLOORS
+from harness.projection.sentences import headline, interval_text
 
 if TYPE_CHECKING:
-    from harness.projection.compare import Comparison, Speedup
-    from harness.projection.project import Estimate, Projection
     from harness.analysis.summary import Summary
+    from harness.experiments.validate import Validation
+    from harness.projection.compare import Comparison
+    from harness.projection.project import Estimate, Projection
 
 
 def _estimate(e: Estimate, indicative: bool = False) -> str:
@@ -73,9 +73,9 @@ def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str
             where = ", ".join(m.where) if m.where else "nothing"
             keys.add_row(p.claim.name, m.key, f"{m.factor:g}", f"{m.share:.1%}", where)
     parts.append(keys)
-    parts += [Text(p.headline, style="bold") for p in made]
+    parts += [Text(headline(p), style="bold") for p in made]
     for p in made:
-        if p.replay_identity_error > IDENTITY_WARN:
+        if p.model_off:
             parts.append(
                 Text(
                     f"! the replay without a claim misses the recorded latency by "
@@ -86,10 +86,6 @@ def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str
     if kept:
         parts.append(Text(f"kept beside {summary.result.id}: {', '.join(kept)}", style="dim"))
     return Group(*parts)
-
-
-def _interval(s: Speedup) -> str:
-    return "-" if s.low is None else f"{s.low:.3f}-{s.high:.3f}"
 
 
 def comparison(c: Comparison) -> Group:
@@ -108,56 +104,44 @@ def comparison(c: Comparison) -> Group:
             f"{s.base_ms:.2f}",
             f"{s.candidate_ms:.2f}",
             f"{s.ratio:.3f}",
-            _interval(s),
+            interval_text(s),
             "yes" if s.significant else "no",
         )
     parts.append(table)
-    if c.projections:
+    if c.checked:
         proj = Table(title="projected from BASE beside what was delivered (end to end, p50)")
         for name in ("claim", "claimed", "naive", "replay", "delivered", "gap", "replay err"):
             proj.add_column(name, justify="left" if name == "claim" else "right")
-        for p in c.projections:
-            delivered = c.end_to_end.ratio
+        for k in c.checked:
             proj.add_row(
-                p.claim.name,
-                f"{p.claimed:.3f}",
-                f"{p.speedup('naive'):.3f}",
-                f"{p.speedup('replay'):.3f}",
-                f"{delivered:.3f}",
-                f"{c.gap(p):+.3f}",
-                f"{p.speedup('replay') / delivered - 1:+.1%}",
+                k.claim,
+                f"{k.claimed:.3f}",
+                f"{k.naive:.3f}",
+                f"{k.replay:.3f}",
+                f"{k.delivered:.3f}",
+                f"{k.gap:+.3f}",
+                f"{k.error('replay'):+.1%}",
             )
         parts.append(proj)
     if c.kept:
         kept = Table(title="projections kept beside BASE earlier, against what was delivered")
         for name in ("made", "claim", "naive", "replay", "delivered", "replay err"):
             kept.add_column(name, justify="left" if name in ("made", "claim") else "right")
-        delivered = c.end_to_end.ratio
         for k in c.kept:
-            replayed = k["speedup"]["replay"]["p50"]
             kept.add_row(
-                str(k.get("made_utc", ""))[:19],
-                k["claim"]["name"],
-                f"{k['speedup']['naive']['p50']:.3f}",
-                f"{replayed:.3f}",
-                f"{delivered:.3f}",
-                f"{replayed / delivered - 1:+.1%}",
+                k.made_utc[:19],
+                k.claim,
+                f"{k.naive:.3f}",
+                f"{k.replay:.3f}",
+                f"{k.delivered:.3f}",
+                f"{k.error('replay'):+.1%}",
             )
         parts.append(kept)
-    e = c.end_to_end
-    verdict = "faster" if e.ratio >= 1 else "slower"
-    factor = e.ratio if e.ratio >= 1 else 1 / e.ratio
-    basis = (
-        f"95% interval {_interval(e)}, {'significant' if e.significant else 'not significant'}"
-        if e.low is not None
-        else "fewer than 3 replicates on a side: not significant; run --repeat 3 or more"
-    )
-    sentence = f"CANDIDATE is {factor:.3f}x {verdict} end to end at p50 ({basis})"
-    parts.append(Text(sentence, style="bold"))
+    parts.append(Text(c.sentence, style="bold"))
     return Group(*parts)
 
 
-def validation(outcomes: Sequence[Any], virtual: Any, seconds: float) -> Group:
+def validation(v: Validation) -> Group:
     """Per condition: component speedups, measured, both projections, errors and noise floor."""
     table = Table(title="projections from A checked against B (p50 speedups, medians over pairs)")
     columns = (
@@ -175,12 +159,12 @@ def validation(outcomes: Sequence[Any], virtual: Any, seconds: float) -> Group:
     )
     for name in columns:
         table.add_column(name, justify="left" if name in columns[:3] else "right")
-    for o in outcomes:
+    for o in v.outcomes:
         d = o.to_dict()
         component = ", ".join(f"{stage} {x:.2f}x" for stage, x in o.component.items()) or "-"
         table.add_row(
-            o.condition.name,
-            o.condition.what,
+            f"{o.trial.condition.name} ({o.trial.workload})",
+            o.trial.condition.what,
             component,
             f"{d['measured_speedup']:.3f}",
             f"{d['naive_speedup']:.3f}",
@@ -191,28 +175,27 @@ def validation(outcomes: Sequence[Any], virtual: Any, seconds: float) -> Group:
             Text("yes", "green") if o.passes else Text("no", "red"),
             f"{d['in_pipeline_replay_speedup']:.3f} ({d['in_pipeline_replay_error']:.1%})",
         )
-    parts: list[Any] = [table] if outcomes else []
-    if virtual is not None:
-        d = virtual.to_dict()
+    parts: list[Any] = [table] if v.outcomes else []
+    if v.virtual:
         coz = Table(title="virtual speedup (COZ-style: the other stages stretched), apart")
         for name in ("stage", "factor", "virtual", "naive", "replay", "naive err", "replay err"):
             coz.add_column(name, justify="left" if name == "stage" else "right")
-        coz.add_row(
-            virtual.stage,
-            f"{virtual.factor:g}",
-            f"{d['virtual_speedup']:.3f}",
-            f"{d['naive_speedup']:.3f}",
-            f"{d['replay_speedup']:.3f}",
-            f"{d['naive_error']:.1%}",
-            f"{d['replay_error']:.1%}",
-        )
+        for check in v.virtual:
+            d = check.to_dict()
+            coz.add_row(
+                f"{check.stage} ({check.workload})",
+                f"{check.factor:g}",
+                f"{d['virtual_speedup']:.3f}",
+                f"{d['naive_speedup']:.3f}",
+                f"{d['replay_speedup']:.3f}",
+                f"{d['naive_error']:.1%}",
+                f"{d['replay_error']:.1%}",
+            )
         parts.append(coz)
-    passed = sum(o.passes for o in outcomes)
-    pairs = len(outcomes[0].measured) if outcomes else len(virtual.virtual) if virtual else 0
     parts.append(
         Text(
-            f"replay within max(3%, noise floor) in {passed} of {len(outcomes)} conditions; "
-            f"{pairs} paired replicates each; {seconds:.0f} s",
+            f"replay within max(3%, noise floor) in {v.passed} of {len(v.outcomes)} conditions; "
+            f"{v.pairs} paired replicates each; {v.seconds:.0f} s",
             style="bold",
         )
     )

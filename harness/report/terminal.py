@@ -11,8 +11,12 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # pandas-heavy; `gapbench detect` must stay fast
+    from harness.analysis.overhead import Overhead
+    from harness.analysis.summary import RunFacts, Spread, Summary
+    from harness.archive.schema import Agreement, Execution, ProfileRecord
     from harness.archive.store import Listing
-    from harness.analysis.summary import Summary
+    from harness.plugins import Entry
+    from harness.projection.answer import Answer
 
 
 def _ms(value: float | None, indicative: bool = False) -> str:
@@ -21,110 +25,109 @@ def _ms(value: float | None, indicative: bool = False) -> str:
     return f"{'~' if indicative else ''}{value:.2f}"
 
 
-def summary(s: Summary) -> Group:
-    """Verdict first, then end to end, the per-stage table and the answer."""
+def summary(s: Summary, answer: Answer | None = None) -> Group:
+    """Verdict first, then end to end, the run's facts, the per-stage table and the answer."""
     m = s.result.manifest
     parts: list[Any] = [header(s)]
     parts += [Text(f"  ! {p}", style="red") for p in s.verdict.problems]
     parts += [Text(f"  - {n}", style="yellow") for n in s.verdict.notes]
     e = s.end_to_end
-    errors = int((~s.result.requests["ok"]).sum())
     parts.append(
         Text(
-            f"end to end over {e.n} requests ({errors} failed): p50 {_ms(e.p50 * 1e3)} ms, "
+            f"end to end over {e.n} requests ({s.failed} failed): p50 {_ms(e.p50 * 1e3)} ms, "
             f"p90 {_ms(e.p90 * 1e3, e.indicative(90))} ms, "
             f"p99 {_ms(e.p99 * 1e3, e.indicative(99))} ms, "
             f"p99.9 {_ms(e.p999 * 1e3, e.indicative(99.9))} ms; coverage {s.coverage:.1%}, "
             f"overlap {_ms(s.overlap_ms)} ms"
         )
     )
-    parts.append(Text(_facts(m["replicates"]), style="dim"))
-    if m.get("agreement"):
-        parts.append(Text(agreement(m["agreement"]), style="dim"))
+    parts.append(Text(_facts(s.facts), style="dim"))
+    if m.agreement is not None:
+        parts.append(Text(agreement(m.agreement), style="dim"))
     if s.telemetry:
-        parts.append(Text(_telemetry(s.telemetry, m["replicates"]), style="dim"))
-    if s.overhead:
-        o = s.overhead
-        each_us = o["probe_cost_ns"] / 1e3
-        text = f"probing costs about {o['share_of_p50']:.2%} of p50: "
-        text += f"{o['probes_per_request']:.0f} intervals a request x {each_us:.1f} us each"
-        drawn = sum(r.get("progress_s") or 0.0 for r in m["replicates"])
-        sampled = sum((r.get("telemetry_cost") or {}).get("cpu_s", 0.0) for r in m["replicates"])
-        measured = sum(r.get("measured_s") or 0.0 for r in m["replicates"])
-        if measured:
-            text += f"; the progress bar took {drawn / measured:.2%} of the measured time"
-            text += f" and the telemetry sampler {sampled / measured:.2%} of a CPU"
-        parts.append(Text(text, style="dim"))
+        parts.append(Text(_telemetry(s.telemetry, s.telemetry_notes), style="dim"))
+    if s.overhead is not None:
+        parts.append(Text(_overhead(s.overhead), style="dim"))
     parts.append(stage_table(s))
     if len(s.waits):
         parts.append(wait_table(s))
-    if "profile" in m:
-        parts.append(profile_table(m["profile"]))
-    parts.append(Text(s.answer.sentence, style="bold"))
+    if m.profile is not None:
+        parts.append(profile_table(m.profile))
+    if answer is not None:
+        parts.append(Text(answer.sentence, style="bold"))
     return Group(*parts)
+
+
+def _overhead(o: Overhead) -> str:
+    text = f"probing costs about {o.share_of_p50:.2%} of p50: "
+    text += f"{o.probes_per_request:.0f} intervals a request x {o.probe_cost_ns / 1e3:.1f} us each"
+    if o.progress_share is not None and o.sampler_cpu_share is not None:
+        text += f"; the progress bar took {o.progress_share:.2%} of the measured time"
+        text += f" and the telemetry sampler {o.sampler_cpu_share:.2%} of a CPU"
+    return text
 
 
 def header(s: Summary, tag: str = "") -> Text:
     """The set's id, what ran where, and its verdict in one line."""
     m = s.result.manifest
-    execution = m["config"]["execution"]
+    execution = m.execution
+    threads = execution.threads
+    processes = execution.repeat
     return Text.assemble(
         (f"{tag}{s.result.id}", "bold"),
-        f"  {m['workload']} ({m['config']['work']['size']}) on {execution['device']} with "
-        f"{backend_name(execution)}, {execution['threads']} threads, "
-        f"{execution['repeat']} process(es): ",
+        f"  {m.workload} ({m.work.size}) on {execution.device} with "
+        f"{backend_name(execution)}, {_count(threads, 'thread')}, "
+        f"{_count(processes, 'process', 'processes')}: ",
         ("valid", "green") if s.verdict.valid else ("INVALID", "red"),
     )
 
 
-def backend_name(execution: dict[str, Any]) -> str:
+def _count(n: int | None, one: str, many: str = "") -> str:
+    if n is None:
+        return f"unknown {many or one + 's'}"
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def backend_name(execution: Execution) -> str:
     """``torch``, or ``onnxruntime (CPUExecutionProvider)``: the backend and what it ran on."""
-    backend = execution.get("backend", "torch")
-    providers = execution.get("backend_config", {}).get("providers_in_use")
-    return f"{backend} ({', '.join(providers)})" if providers else backend
+    providers = execution.backend_config.get("providers_in_use")
+    return f"{execution.backend} ({', '.join(providers)})" if providers else execution.backend
 
 
-def agreement(a: dict[str, Any]) -> str:
+def agreement(a: Agreement) -> str:
     return (
-        f"agreement with {a['reference']} over {a['requests']} requests: top-k ids "
-        f"{a['top_k_equal']:.0%}, tokens {a['tokens_equal']:.0%} (positions "
-        f"{a['token_positions_equal']:.0%}), largest logit difference "
-        f"{a['max_abs_logit_diff']:.1e} (tolerance {a['logit_tolerance']:g})"
+        f"agreement with {a.reference} over {a.requests} requests: top-k ids "
+        f"{a.top_k_equal:.0%}, tokens {a.tokens_equal:.0%} (positions "
+        f"{a.token_positions_equal:.0%}), largest logit difference "
+        f"{a.max_abs_logit_diff:.1e} (tolerance {a.logit_tolerance:g})"
     )
 
 
-def _facts(replicates: list[dict[str, Any]]) -> str:
-    def spread(key: str, unit: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
-        values = [r[key] * scale for r in replicates if r.get(key) is not None]
-        if not values:
+def _facts(f: RunFacts) -> str:
+    def spread(value: Spread | None, unit: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+        if value is None:
             return "unknown"
-        low, high = min(values), max(values)
-        text = fmt.format(low) if low == high else f"{fmt.format(low)}-{fmt.format(high)}"
-        return f"{text}{unit}"
+        low, high = fmt.format(value.low * scale), fmt.format(value.high * scale)
+        return f"{low}{unit}" if low == high else f"{low}-{high}{unit}"
 
     facts = [
-        f"model load {spread('model_load_s', ' s')}",
-        f"first request {spread('first_request_s', ' ms', 1e3, '{:.1f}')}",
-        f"peak RSS {spread('peak_rss_bytes', ' MiB', 2**-20, '{:.0f}')}",
+        f"model load {spread(f.model_load_s, ' s')}",
+        f"first request {spread(f.first_request_s, ' ms', 1e3, '{:.1f}')}",
+        f"peak RSS {spread(f.peak_rss_bytes, ' MiB', 2**-20, '{:.0f}')}",
     ]
-    if any(r.get("gpu_peak_bytes") is not None for r in replicates):
-        facts.append(f"GPU peak {spread('gpu_peak_bytes', ' MiB', 2**-20, '{:.0f}')}")
-    facts.append(f"CPU steal {spread('cpu_steal_fraction', '%', 100)} while measuring")
-    exports = [r["onnx_export"] for r in replicates if r.get("onnx_export")]
-    if exports:
-        cold = [
-            sum(e["seconds"] for e in x.values())
-            for x in exports
-            if not all(e["cached"] for e in x.values())
-        ]
-        facts.append(f"graphs exported in {max(cold):.1f} s" if cold else "graphs from the cache")
-    checked = [r["agreement_check_s"] for r in replicates if r.get("agreement_check_s")]
-    if checked:
-        facts.append(f"agreement check {max(checked):.1f} s (both inside the model load)")
+    if f.gpu_peak_bytes is not None:
+        facts.append(f"GPU peak {spread(f.gpu_peak_bytes, ' MiB', 2**-20, '{:.0f}')}")
+    facts.append(f"CPU steal {spread(f.cpu_steal_fraction, '%', 100)} while measuring")
+    if f.export_s is not None:
+        facts.append(f"graphs exported in {f.export_s:.1f} s")
+    elif f.graphs_cached:
+        facts.append("graphs from the cache")
+    if f.agreement_check_s:
+        facts.append(f"agreement check {f.agreement_check_s:.1f} s (both inside the model load)")
     return ", ".join(facts)
 
 
-def _telemetry(t: dict[str, dict[str, Any]], replicates: list[dict[str, Any]]) -> str:
+def _telemetry(t: dict[str, dict[str, Any]], notes: tuple[str, ...]) -> str:
     def med(key: str, scale: float = 1.0, fmt: str = "{:.0f}") -> str | None:
         entry = t.get(key)
         return None if entry is None else fmt.format(entry["median"] * scale)
@@ -143,19 +146,17 @@ def _telemetry(t: dict[str, dict[str, Any]], replicates: list[dict[str, Any]]) -
     for source, name in (("gpu.energy", "GPU"), ("rapl.energy", "CPU package")):
         used = t.get(source, {}).get("used")
         parts.append(f"{name} energy {used:.1f} J" if used is not None else "")
-    notes = sorted({n for r in replicates for n in r.get("telemetry_notes", [])})
     return "telemetry: " + ", ".join(p for p in [*parts, *notes] if p)
 
 
-def side_by_side(summaries: list[Summary]) -> Group:
+def side_by_side(summaries: list[Summary], same_work: bool) -> Group:
     """Several sets' verdicts, then their per-stage medians in one table (no significance:
     each set is shown as measured)."""
     parts: list[Any] = []
     for i, s in enumerate(summaries):
         parts.append(header(s, f"[{i + 1}] "))
         parts += [Text(f"  ! {p}", style="red") for p in s.verdict.problems]
-    works = {s.result.manifest["config"]["work"].get("work_sha256") for s in summaries}
-    if len(works) > 1:
+    if not same_work:
         parts.append(Text("  ! these sets were given different work: not comparable", "red"))
     table = Table(title="p50 and category medians per stage (ms)")
     table.add_column("stage", no_wrap=True)
@@ -215,10 +216,10 @@ def wait_table(s: Summary) -> Table:
     return table
 
 
-def profile_table(profile: dict[str, Any]) -> Table:
-    verdict = "agrees" if profile["agrees"] else "DISAGREES"
-    tool = profile.get("tool", "torch.profiler")
-    table = Table(title=f"{tool} cross-check over {profile['requests']} extra requests: {verdict}")
+def profile_table(profile: ProfileRecord) -> Table:
+    verdict = "agrees" if profile.agrees else "DISAGREES"
+    tool = profile.tool
+    table = Table(title=f"{tool} cross-check over {profile.requests} extra requests: {verdict}")
     # torch: judged on the operators inside each probe's scope; onnxruntime: on the session
     # runs, with their node kernels beside them.
     torch_like = tool == "torch.profiler"
@@ -226,18 +227,18 @@ def profile_table(profile: dict[str, Any]) -> Table:
     columns = ("stage", "probe", "gapbench ms", f"{judged_on} ms", "diff", f"{other} ms", "judged")
     for name in columns:
         table.add_column(name, justify="left" if name in ("stage", "probe") else "right")
-    for c in profile["checks"]:
-        reference, beside = c["profiler_operator_ms"], c["profiler_scope_ms"]
+    for c in profile.checks:
+        reference, beside = c.profiler_operator_ms, c.profiler_scope_ms
         if not torch_like:
             reference, beside = beside, reference
         table.add_row(
-            Text(c["stage"]),
-            Text(c["label"]),
-            _ms(c["gapbench_ms"]),
+            Text(c.stage),
+            Text(c.label),
+            _ms(c.gapbench_ms),
             _ms(reference),
-            "-" if c["agreement"] is None else f"{c['agreement']:.1%}",
+            "-" if math.isnan(c.agreement) else f"{c.agreement:.1%}",
             _ms(beside),
-            "yes" if c.get("judged") else "",
+            "yes" if c.judged else "",
         )
     return table
 
@@ -252,29 +253,29 @@ def results(listings: Iterable[Listing]) -> Table:
             problem = Text(entry.problem.strip(": "), "red")
             table.add_row(entry.id, "-", "-", "-", "-", "-", problem)
             continue
-        requests = sum(r.get("requests_measured", 0) for r in m.get("replicates", []))
         table.add_row(
             entry.id,
-            m.get("workload", "?"),
-            m["config"]["work"]["size"],
-            m["config"]["execution"]["device"],
-            m["config"]["execution"].get("backend", "torch"),
-            str(requests),
-            "yes" if m.get("complete") else "[yellow]no (interrupted)[/]",
+            m.workload,
+            m.work.size,
+            m.execution.device,
+            m.execution.backend,
+            str(entry.requests),
+            "yes" if m.complete else "[yellow]no (interrupted)[/]",
         )
     return table
 
 
-def workloads(found: dict[str, dict[str, Any]]) -> Table:
+def workloads(entries: Iterable[Entry]) -> Table:
     table = Table(title="workloads")
     for name in ("name", "from", "description", "stages (layer, after)"):
         table.add_column(name)
-    for name, info in found.items():
+    for e in entries:
         stages = ", ".join(
-            f"{s['name']} ({s['layer']}{', after ' + '+'.join(s['after']) if s['after'] else ''})"
-            for s in info["stages"]
+            f"{s.name} ({s.layer}{', after ' + '+'.join(s.after) if s.after else ''})"
+            for s in e.stages
         )
-        table.add_row(Text(name), Text(info["ref"]), Text(info["description"]), Text(stages))
+        description = Text(f"broken: {e.problem}", "red") if e.problem else Text(e.description)
+        table.add_row(Text(e.name), Text(e.ref), description, Text(stages))
     return table
 
 

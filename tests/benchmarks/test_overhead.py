@@ -7,9 +7,10 @@ import os
 import numpy as np
 import pytest
 
+from harness.experiments.overhead import interleaved
 from harness.measure.driver import RequestDriver
-from harness.measure.overhead import interleaved, probe_cost_ns
-from harness.workload import RunContext
+from harness.measure.probe_cost import probe_cost_ns
+from harness.workload import SetupContext
 from workloads.rag import Rag
 
 pytestmark = pytest.mark.slow
@@ -20,7 +21,7 @@ REQUESTS = int(os.environ.get("GAPBENCH_OVERHEAD_REQUESTS", "3"))
 
 
 def test_probes_on_against_off(benchmark):
-    workload, run = Rag(), RunContext(size="quick")
+    workload, run = Rag(), SetupContext(size="quick")
     workload.setup(run)
     stream = workload.requests(run)
     drivers = {on: RequestDriver(workload, run, probes=on) for on in (True, False)}

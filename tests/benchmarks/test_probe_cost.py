@@ -11,14 +11,14 @@ import time
 import pytest
 
 from harness.record.probes import Recorder
-from harness.workload import RunContext, StageContext
+from harness.workload import SetupContext, StageContext
 
 PROBES = 1_000  # per round, so the timer's own resolution does not matter
 
 
 @pytest.fixture
 def ctx() -> StageContext:
-    return StageContext(RunContext(), Recorder(0), "bench", 0)
+    return StageContext(SetupContext(), Recorder(0), "bench", 0)
 
 
 def test_full_probe(benchmark, ctx):

@@ -1,0 +1,53 @@
+"""What measuring cost a set, read from it: probes per request times one probe's cost as a share
+of p50, and the progress bar's and the telemetry sampler's own time."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness.archive.schema import Manifest
+from harness.words import Kind
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """The cost of measuring, as shares of what was measured."""
+
+    probes_per_request: float
+    probe_cost_ns: float
+    share_of_p50: float  # probes per request x probe cost / p50
+    progress_share: float | None  # the progress bar's time over the measured time
+    sampler_cpu_share: float | None  # the telemetry sampler's CPU time over the measured time
+
+
+def probes_per_request(intervals: pd.DataFrame) -> float:
+    """Median number of intervals a request records: probes, stages, branches, waits, itself.
+
+    Device intervals and asyncio slices are left out: they are not probes the code opens.
+    """
+    counted = intervals[~intervals["kind"].isin((Kind.DEVICE.value, Kind.SLICE.value))]
+    per = counted.groupby(["replicate", "request"]).size()
+    return float(per.median()) if len(per) else 0.0
+
+
+def overhead(manifest: Manifest, intervals: pd.DataFrame, p50_s: float) -> Overhead | None:
+    """The set's cost of measuring; None without a probe cost or a p50 to weigh it against."""
+    costs = [r.probe_cost_ns for r in manifest.replicates if r.probe_cost_ns]
+    if not costs or not p50_s or math.isnan(p50_s):
+        return None
+    per_request = probes_per_request(intervals)
+    cost_ns = float(np.median(costs))
+    measured = sum(r.measured_s for r in manifest.replicates)
+    drawn = sum(r.progress_s for r in manifest.replicates)
+    sampled = sum(r.telemetry_cost.cpu_s for r in manifest.replicates)
+    return Overhead(
+        probes_per_request=per_request,
+        probe_cost_ns=cost_ns,
+        share_of_p50=per_request * cost_ns / (p50_s * 1e9),
+        progress_share=drawn / measured if measured else None,
+        sampler_cpu_share=sampled / measured if measured else None,
+    )

@@ -1,0 +1,73 @@
+"""The statistics every reader uses: latency percentiles with their sample floors, and one
+bootstrap of a ratio of medians."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Sample floors below which a percentile is only indicative (MLPerf LoadGen).
+PERCENTILE_FLOORS = {50: 1, 90: 64, 99: 662, 99.9: 6_600}
+NOISE_THRESHOLD = 0.1  # IQR / median, as torch.utils.benchmark warns
+BOOTSTRAP_ROUNDS = 2000
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """Latency percentiles in seconds, with whether each has enough samples to be meaningful."""
+
+    n: int
+    p50: float
+    p90: float
+    p99: float
+    iqr_over_median: float
+    p999: float = float("nan")
+
+    @classmethod
+    def of(cls, values_s: np.ndarray) -> Percentiles:
+        if len(values_s) == 0:
+            return cls(0, float("nan"), float("nan"), float("nan"), float("nan"))
+        p25, p50, p75, p90, p99, p999 = np.percentile(values_s, [25, 50, 75, 90, 99, 99.9])
+        noise = (p75 - p25) / p50 if p50 > 0 else float("nan")
+        return cls(len(values_s), p50, p90, p99, noise, p999)
+
+    def indicative(self, percentile: float) -> bool:
+        return self.n < PERCENTILE_FLOORS[percentile]
+
+    @property
+    def noisy(self) -> bool:
+        return self.iqr_over_median >= NOISE_THRESHOLD
+
+
+def median_ratio(numerator: np.ndarray, denominator: np.ndarray) -> float:
+    """median(numerator) / median(denominator); NaN when either is empty."""
+    if len(numerator) == 0 or len(denominator) == 0:
+        return float("nan")
+    return float(np.median(numerator) / np.median(denominator))
+
+
+def bootstrap_ratio(
+    numerator: np.ndarray,
+    denominator: np.ndarray,
+    *,
+    paired: bool,
+    rounds: int = BOOTSTRAP_ROUNDS,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """A 95% percentile-bootstrap interval of median(numerator) / median(denominator).
+
+    ``paired``: the two arrays are measured on the same units (requests, interleaved blocks),
+    so each round resamples the same indices of both. Otherwise each side is resampled on its
+    own (the replicates of two different sets). Resample what is independent: replicates,
+    blocks, never the requests of one process when more than one process ran.
+    """
+    numerator, denominator = np.asarray(numerator), np.asarray(denominator)
+    if len(numerator) == 0 or len(denominator) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    top = rng.integers(0, len(numerator), size=(rounds, len(numerator)))
+    bottom = top if paired else rng.integers(0, len(denominator), size=(rounds, len(denominator)))
+    ratios = np.median(numerator[top], axis=1) / np.median(denominator[bottom], axis=1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)

@@ -1,0 +1,140 @@
+"""How older stored files become current ones: one step per version bump (asv's update_to_N).
+
+A result set's manifest and tables migrate one version at a time; the fingerprint inside it and
+each kept projection carry versions of their own. A file newer than this gapbench is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from harness.archive import schema
+from harness.errors import UserError
+from harness.machine import fingerprint
+
+Tables = dict[str, pd.DataFrame]
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """How a set of schema version N becomes version N + 1, manifest and tables."""
+
+    manifest: Callable[[Body], Body]
+    tables: Callable[[Tables], Tables]
+
+
+def _same(body: Body) -> Body:
+    return body
+
+
+def _same_tables(tables: Tables) -> Tables:
+    return tables
+
+
+def _cpu_ns(tables: Tables) -> Tables:
+    # Version 2 reads thread CPU time at stage and branch edges; version 1 never did.
+    return {**tables, "intervals": tables["intervals"].assign(cpu_ns=-1)}
+
+
+def _drop_invariants(body: Body) -> Body:
+    # The verdict was computed at write time and frozen in; it is now computed when reading.
+    return {k: v for k, v in body.items() if k != "invariants"}
+
+
+_OWN_FACTS = {f.name for f in dataclasses.fields(schema.ReplicateFacts)}
+
+
+def _setup_facts_apart(body: Body) -> Body:
+    # What a workload's setup_facts() said was mixed in among gapbench's own facts, and a
+    # reference backend's agreement with itself was an empty object rather than none.
+    replicates = []
+    for facts in body.get("replicates") or []:
+        if not isinstance(facts, dict):
+            replicates.append(facts)
+            continue
+        own = {k: v for k, v in facts.items() if k in _OWN_FACTS}
+        setup = {k: v for k, v in facts.items() if k not in _OWN_FACTS}
+        replicates.append({**own, "setup_facts": setup, "agreement": own.get("agreement") or None})
+    return {**body, "replicates": replicates}
+
+
+MIGRATIONS: dict[int, Migration] = {
+    1: Migration(_same, _cpu_ns),
+    2: Migration(_drop_invariants, _same_tables),
+    3: Migration(_setup_facts_apart, _same_tables),
+}
+
+
+def _version(body: Body, current: int, what: str) -> int:
+    version = body.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise UserError(f"{what} has no integer schema_version")
+    if version > current:
+        raise UserError(
+            f"{what} has schema_version {version}, newer than this gapbench understands "
+            f"({current}): upgrade gapbench to read it"
+        )
+    if version < 1:
+        raise UserError(f"{what} has an unknown schema_version {version}")
+    return version
+
+
+def migrate_manifest(body: Body, what: str) -> Body:
+    """Bring an older manifest (and the fingerprint in it) to the current schema; refuse one
+    from a newer gapbench. ``what`` names the file in errors."""
+    version = _version(body, schema.SCHEMA_VERSION, what)
+    if version < schema.SCHEMA_VERSION:
+        body = {**body, "migrated_from": version}
+    while version < schema.SCHEMA_VERSION:
+        body = MIGRATIONS[version].manifest(body)
+        version += 1
+        body["schema_version"] = version
+    if isinstance(body.get("fingerprint"), dict):
+        body["fingerprint"] = migrate_fingerprint(body["fingerprint"], f"{what}: fingerprint")
+    return body
+
+
+def migrate_tables(tables: Tables, written: int) -> Tables:
+    """The tables of a set written with schema version ``written``, brought up to date."""
+    for version in range(written, schema.SCHEMA_VERSION):
+        tables = MIGRATIONS[version].tables(tables)
+    return tables
+
+
+def _usable_cores(body: Body) -> Body:
+    # Version 1 kept the affinity and quota limits only in its checks' display text ("2 of 4
+    # CPUs", "1.5 CPUs"): read back once, here, into the one figure.
+    count = (body.get("host") or {}).get("host_processor_vcpu_count")
+    limits = [float(count)] if isinstance(count, int | float) and count > 0 else []
+    for check in body.get("environment") or []:
+        if not isinstance(check, dict) or check.get("name") not in ("cpu_affinity", "cpu_quota"):
+            continue
+        number = re.match(r"([0-9.]+)(?: of \w+)? CPUs$", str(check.get("value", "")))
+        if number:
+            limits.append(float(number.group(1)))
+    return {**body, "usable_cores": min(limits) if limits else None}
+
+
+FINGERPRINT_MIGRATIONS: dict[int, Callable[[Body], Body]] = {1: _usable_cores}
+
+
+def migrate_fingerprint(body: Body, what: str = "the fingerprint") -> Body:
+    """Bring an older fingerprint to the current version; refuse a newer one."""
+    version = _version(body, fingerprint.SCHEMA_VERSION, what)
+    while version < fingerprint.SCHEMA_VERSION:
+        body = {**FINGERPRINT_MIGRATIONS[version](body), "schema_version": version + 1}
+        version += 1
+    return body
+
+
+def check_projection(body: Body, what: str) -> Body:
+    """A kept projection of a version this gapbench reads (there is one so far)."""
+    _version(body, schema.PROJECTION_VERSION, what)
+    return body

@@ -1,0 +1,295 @@
+"""What a result set stores, as frozen dataclasses: its manifest, config, replicates' facts.
+
+A set's ``manifest.json`` is a :class:`Manifest`; ``harness.archive.codec`` writes and reads it,
+checking every key, and ``harness.archive.migrations`` brings an older one up to date first.
+
+Format history (``schema_version``), newest last:
+
+1. The first archived sets.
+2. Intervals gain ``cpu_ns``, the thread CPU time read at stage and branch edges.
+3. The invariant verdict is no longer stored: it is computed when a set is read.
+4. A replicate's facts hold what the workload's ``setup_facts`` said under ``setup_facts``,
+   not among gapbench's own; a reference backend's agreement is null, not ``{}``.
+
+The fingerprint inside a manifest (``harness.machine.fingerprint.SCHEMA_VERSION``) and each kept
+projection (``PROJECTION_VERSION``) carry versions of their own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.machine.fingerprint import Fingerprint
+from harness.workload import Stage
+
+SCHEMA_VERSION = 4
+HISTORY = {
+    1: "the first archived sets",
+    2: "intervals gain cpu_ns",
+    3: "the invariant verdict is computed when reading, no longer stored",
+    4: "workload setup facts apart from gapbench's own",
+}
+PROJECTION_VERSION = 1
+PROJECTION_HISTORY = {1: "the first kept projections"}
+
+AGREEMENT = 0.05  # the most gapbench's compute may differ from a profiler's reference time
+MODEL_LAYER = "inference"
+# Judged only for probes of 1 ms or more a call: opening a scope costs the profiler tens of
+# microseconds, which would swamp a tokenizer's 50 us, not a model's forward pass.
+MIN_CALL_MS = 1.0
+
+
+@dataclass(frozen=True)
+class RunLength:
+    """How long to measure: warm-up (discarded), then until both a minimum request count and a
+    minimum time are met (LoadGen's rule), stopping at a safety maximum."""
+
+    warmup: int = 20
+    min_requests: int = 700
+    min_duration_s: float = 60.0
+    # A safety stop so a slow machine still finishes; a run that stops here says so.
+    max_duration_s: float = 1800.0
+
+    @classmethod
+    def for_size(cls, size: str) -> RunLength:
+        # quick: enough for p90 (64 samples), not for p99 (662): its p99 is indicative.
+        return cls(warmup=5, min_requests=64, min_duration_s=3.0) if size == "quick" else cls()
+
+
+@dataclass(frozen=True)
+class RequestStream:
+    """The requests a set was given: how many distinct ones, their checksum, how they arrived."""
+
+    distinct_requests: int | None
+    # One digest when every process was given the same inputs; several is a broken plugin.
+    inputs_sha256: str | tuple[str, ...]
+    arrival: str
+
+
+@dataclass(frozen=True)
+class Work:
+    """The work a set was given: two sets compare only when their ``work_sha256`` match."""
+
+    workload: str
+    code_hash: str
+    size: str
+    seed: int
+    workload_config: dict[str, Any]
+    request_stream: RequestStream
+    work_sha256: str
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How the work was executed: what a comparison varies."""
+
+    device: str
+    backend: str
+    backend_config: dict[str, Any]  # the backend's own settings: providers, options, threads
+    threads: int | None
+    interop_threads: int | None
+    timing_mode: str  # harness.record.gpu_timing: sets of different modes are not compared
+    scenario: str
+    virtual_speedup: str | None  # a set run with one is a check, not a benchmark
+    repeat: int
+    replicates_in: str
+    measurement: RunLength
+    thread_variables: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Config:
+    work: Work
+    execution: Execution
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How a backend's outputs agree with the reference backend's on a fixed input set."""
+
+    reference: str
+    backend: str
+    requests: int
+    top_k_equal: float
+    tokens_equal: float
+    token_positions_equal: float  # positions generated alike before the first difference
+    max_abs_logit_diff: float
+    logit_tolerance: float
+    logits_within_tolerance: bool
+    max_abs_embedding_diff: float | None = None
+
+
+@dataclass(frozen=True)
+class ClockAnchor:
+    """This process's probe clock read beside the wall clock, to put its intervals on one
+    timeline with other processes'."""
+
+    perf_counter_ns: int
+    time_ns: int
+
+    @property
+    def offset_ns(self) -> int:
+        """What to add to a recorded time to get Unix epoch ns."""
+        return self.time_ns - self.perf_counter_ns
+
+
+@dataclass(frozen=True)
+class SamplerCost:
+    """What the telemetry sampler itself cost the measured process."""
+
+    samples: int
+    cpu_s: float  # the sampler thread's CPU time, from its start to its end
+    wall_s: float  # the span it watched, from start() to stop()
+    cpu_fraction: float  # cpu_s / wall_s: the share of one CPU the sampler took
+    mean_sample_us: float  # wall time of one sample, during which it competes for the GIL
+
+
+@dataclass(frozen=True)
+class ReplicateFacts:
+    """What one process measured about itself, beside its intervals and requests."""
+
+    replicate: int
+    threads: int
+    interop_threads: int
+    probe_cost_ns: float  # one full probe, measured in this process before the workload loads
+    model_load_s: float
+    execution: dict[str, Any]  # the backend's settings as this process ran them
+    agreement: Agreement | None
+    work: dict[str, Any]  # the workload's config as this process set it up
+    distinct_requests: int
+    inputs_sha256: str
+    telemetry_cost: SamplerCost
+    telemetry_notes: tuple[str, ...]
+    stage_threads: dict[str, int]  # intra-op threads each stage saw on its thread
+    requests_measured: int
+    requests_failed: int
+    peak_rss_bytes: int | None
+    pid: int
+    clock_anchor: ClockAnchor
+    setup_facts: dict[str, Any] = field(default_factory=dict)  # the workload's own
+    # Unset when the run was interrupted before measuring.
+    first_request_s: float | None = None
+    hit_max_duration: bool = False
+    measured_s: float = 0.0
+    progress_s: float = 0.0  # the progress bar's own time
+    cpu_steal_fraction: float | None = None
+    gpu_peak_bytes: int | None = None
+    profile_error: str = ""
+
+
+@dataclass(frozen=True)
+class ScopeCheck:
+    """One compute probe label of one stage: gapbench's time beside the profiler's."""
+
+    stage: str
+    layer: str
+    label: str
+    calls: int
+    gapbench_ms: float
+    profiler_scope_ms: float
+    profiler_operator_ms: float
+    # What gapbench's time is judged against: the operators inside the scope (torch), or the
+    # scope itself (onnxruntime's session runs, whose node kernels leave out the executor's own
+    # work between nodes, which is still the session's compute).
+    basis: str = "operators"
+
+    @property
+    def reference_ms(self) -> float:
+        return self.profiler_operator_ms if self.basis == "operators" else self.profiler_scope_ms
+
+    @property
+    def agreement(self) -> float:
+        """Relative difference of gapbench's compute time from the profiler's reference time
+        (NaN where the profiler saw nothing: a tokenizer in pure Python has no operators)."""
+        if self.reference_ms <= 0:
+            return math.nan
+        return abs(self.gapbench_ms - self.reference_ms) / self.reference_ms
+
+    @property
+    def judged(self) -> bool:
+        """A model stage's probe of a millisecond or more a call (see MIN_CALL_MS)."""
+        return self.layer == MODEL_LAYER and self.gapbench_ms >= MIN_CALL_MS * self.calls
+
+    @property
+    def operator_share(self) -> float:
+        """How much of the scope the profiler saw as operators (the rest is dispatch)."""
+        return self.profiler_operator_ms / max(self.profiler_scope_ms, 1e-9)
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    """The profiling pass after the timed requests: which profiler, how many requests, and its
+    check of gapbench's compute probes (its trace is the set's ``profile.json``)."""
+
+    tool: str
+    requests: int
+    checks: tuple[ScopeCheck, ...]
+
+    @property
+    def agrees(self) -> bool:
+        """Every judged model probe is within 5% of the profiler's reference time."""
+        judged = [c for c in self.checks if c.judged]
+        return bool(judged) and all(c.agreement <= AGREEMENT for c in judged)
+
+
+@dataclass(frozen=True)
+class GitState:
+    commit: str
+    dirty: bool
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A result set's ``manifest.json``, written last as its commit marker."""
+
+    id: str
+    created_utc: str
+    finished_utc: str
+    complete: bool
+    interrupted: bool
+    stopped_by: str  # "" when complete; "interrupted", or the error that stopped a replicate
+    gapbench_version: str
+    git: GitState | None
+    fingerprint: Fingerprint
+    workload: str
+    stages: tuple[Stage, ...]
+    config: Config
+    replicates: tuple[ReplicateFacts, ...]
+    agreement: Agreement | None  # this backend's outputs beside the reference backend's
+    tables: dict[str, str]  # table name -> its file (the store fills it in as it writes them)
+    attachments: dict[str, str]  # e.g. profile.json -> its file (likewise)
+    profile: ProfileRecord | None = None
+    schema_version: int = SCHEMA_VERSION
+    migrated_from: int | None = None  # the version it was written with, if older
+
+    @property
+    def work(self) -> Work:
+        return self.config.work
+
+    @property
+    def execution(self) -> Execution:
+        return self.config.execution
+
+    def replicate(self, index: int) -> ReplicateFacts | None:
+        """The facts of replicate ``index``, None when it has none."""
+        return next((r for r in self.replicates if r.replicate == index), None)
+
+
+@dataclass(frozen=True)
+class KeptProjection:
+    """A projection kept beside the set it was made from (``projections/*.json``)."""
+
+    made_utc: str
+    gapbench: str
+    set_id: str
+    claim: dict[str, Any]  # the claim as given: name, source, date, path, speedup, threads
+    headline: str
+    # model ("naive", "replay") -> percentile ("p50", "p99") -> projected speedup
+    speedup: dict[str, dict[str, float]]
+    schema_version: int = PROJECTION_VERSION
+
+    @property
+    def claim_name(self) -> str:
+        return str(self.claim.get("name", ""))

@@ -1,0 +1,41 @@
+"""The stored tables of a result set: raw intervals and one row per request, as DataFrames."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import cast
+
+import pandas as pd
+
+from harness.record.probes import Interval
+
+INTERVAL_COLUMNS = list(Interval.__dataclass_fields__)
+REQUEST_COLUMNS = [
+    "request",
+    "ok",
+    "error",
+    "arrival_ns",
+    "response_ns",
+    "latency_s",
+    "samples",
+    "outputs",
+]
+
+
+def intervals_frame(intervals: Sequence[Interval]) -> pd.DataFrame:
+    """Raw intervals as a DataFrame (the stored table), one row per interval."""
+    rows = [tuple(getattr(i, name) for name in INTERVAL_COLUMNS) for i in intervals]
+    frame = pd.DataFrame(rows, columns=INTERVAL_COLUMNS)
+    return frame.astype({"thread": "int64", "start_ns": "int64", "end_ns": "int64"})
+
+
+def by_replicate(frame: pd.DataFrame) -> Iterator[tuple[int, pd.DataFrame]]:
+    """Each replicate's rows of a stored table, in replicate order."""
+    for key, group in frame.groupby("replicate", sort=True):
+        yield int(cast(int, key)), group
+
+
+def frame_intervals(frame: pd.DataFrame) -> list[Interval]:
+    """The inverse of :func:`intervals_frame` (other columns, such as ``replicate``, ignored)."""
+    columns = [frame[name].tolist() for name in INTERVAL_COLUMNS]
+    return [Interval(*values) for values in zip(*columns, strict=True)]

@@ -1,0 +1,124 @@
+"""Verbs over the archive: `results`, `show` and `trace`."""
+
+from __future__ import annotations
+
+import argparse
+
+from harness.cli.options import add_archive, add_verb, output
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from harness.archive.codec import to_dict
+    from harness.archive.store import Archive
+    from harness.report import terminal
+
+    listings = Archive(args.results).listings()
+    payload = [
+        {
+            "id": e.id,
+            "complete": bool(e.manifest and e.manifest.complete),
+            "manifest": to_dict(e.manifest),
+            "problem": e.problem,
+        }
+        for e in listings
+    ]
+    output(args, payload, lambda: terminal.results(listings))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from harness.analysis.comparability import same_work
+    from harness.analysis.summary import summarize
+    from harness.archive.codec import to_dict
+    from harness.archive.store import load
+    from harness.projection.answer import answer
+    from harness.report import terminal
+
+    results = [load(ref, args.results) for ref in args.result]
+    summaries = [summarize(r) for r in results]
+    if len(summaries) == 1:
+        summary, said = summaries[0], answer(results[0])
+        payload = {**summary.to_dict(), "answer": to_dict(said)}
+        output(args, payload, lambda: terminal.summary(summary, said))
+    else:
+        alike = same_work(*results)
+        output(
+            args,
+            [s.to_dict() for s in summaries],
+            lambda: terminal.side_by_side(summaries, alike),
+        )
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from harness.archive.store import load
+
+    result = load(args.result, args.results)
+    if args.format == "chrome":
+        from harness.errors import UserError
+        from harness.report.trace import write_chrome
+
+        if not args.output or args.endpoint is not None:
+            raise UserError("a Chrome/Perfetto trace needs -o FILE (no --endpoint)")
+        count = write_chrome(result, args.output)
+        where = args.output
+    else:
+        from harness.report.otel import write_otel
+
+        count = write_otel(result, path=args.output, endpoint=args.endpoint)
+        where = args.output or args.endpoint or "the OTLP endpoint from the environment"
+    payload = {"id": result.id, "format": args.format, "events": count, "written_to": where}
+    output(args, payload, lambda: f"{count} {args.format} events of {result.id} written to {where}")
+    return 0
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    results = add_verb(
+        verbs, "results", cmd_results, "List the archived result sets, newest first."
+    )
+    add_archive(results)
+
+    trace = add_verb(
+        verbs,
+        "trace",
+        cmd_trace,
+        "Write a set's intervals as a Perfetto/Chrome trace or as OpenTelemetry spans.",
+    )
+    # Where it goes is required, one way or the other: argparse cannot say "at least one of".
+    trace.usage = (
+        "gapbench trace RESULT (-o FILE | --format otel [-o FILE] [--endpoint [URL]]) "
+        "[--results PATH] [--json]"
+    )
+    trace.add_argument("result", metavar="RESULT", help="an id, a unique prefix, or 'latest'")
+    trace.add_argument(
+        "-o", "--output", metavar="FILE", help="the file to write (required for chrome)"
+    )
+    trace.add_argument(
+        "--endpoint",
+        metavar="URL",
+        nargs="?",
+        const="",
+        help="otel only: send over OTLP/HTTP to URL instead of to a file (no URL: the one "
+        "OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT names)",
+    )
+    trace.add_argument(
+        "--format",
+        choices=("chrome", "otel"),
+        default="chrome",
+        help="chrome: open in ui.perfetto.dev; otel: spans with the GenAI conventions",
+    )
+    add_archive(trace)
+
+    show = add_verb(
+        verbs,
+        "show",
+        cmd_show,
+        "Show the breakdown of an archived result set, or of several side by side.",
+    )
+    show.add_argument(
+        "result",
+        metavar="RESULT",
+        nargs="+",
+        help="an id, a unique prefix, 'latest', or a set's folder",
+    )
+    add_archive(show)

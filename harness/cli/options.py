@@ -1,0 +1,98 @@
+"""What every verb shares: the parser that fails in one line, `--json`, the archive and claim
+options, and how output is printed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from rich.console import Console
+
+from harness.errors import UserError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but bad usage is one line on stderr (and exit 2), not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def console() -> Console:
+    # Tables are wide; a pipe's default 80 columns would wrap every row.
+    found = Console()
+    return found if found.is_terminal else Console(width=132)
+
+
+def err() -> Console:
+    return Console(stderr=True)
+
+
+def output(args: argparse.Namespace, payload: Any, renderable: Callable[[], Any]) -> None:
+    """``payload`` as JSON on stdout with ``--json``, else what ``renderable`` draws."""
+    if args.json:
+        json.dump(payload, sys.stdout, indent=1, default=str)
+        sys.stdout.write("\n")
+    else:
+        console().print(renderable())
+
+
+def add_verb(
+    verbs: argparse._SubParsersAction, name: str, handler: Handler, text: str
+) -> argparse.ArgumentParser:
+    """A verb with its one-line help, ``--json``, and the function that runs it."""
+    sub = verbs.add_parser(name, help=text, description=text)
+    sub.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    sub.set_defaults(handler=handler)
+    return sub
+
+
+def add_archive(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--results",
+        metavar="PATH",
+        default=None,
+        help="archive: a path or fsspec URL (default: $GAPBENCH_RESULTS, else ./results)",
+    )
+
+
+def add_claims(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--claim",
+        action="append",
+        metavar="FILE",
+        help="a claim file (TOML: name, source, date, [speedup] KEY = factor); repeatable",
+    )
+    sub.add_argument(
+        "--speedup",
+        action="append",
+        metavar="KEY=X",
+        help="a speedup given inline, e.g. host-cpu.compute=1.5 or layer:inference/compute=2"
+        " (together they make one claim); repeatable",
+    )
+    sub.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="with --speedup: the speedup comes from N intra-op threads (1 to 4096), which the "
+        "replay asks of the cores",
+    )
+
+
+def claims_of(args: argparse.Namespace, required: bool) -> list[Any]:
+    """The claims ``--claim`` and ``--speedup`` name; one is required when ``required``."""
+    from harness.projection import claims
+
+    found = [claims.load(path) for path in args.claim or ()]
+    if args.speedup:
+        found.append(claims.from_arguments(args.speedup, args.threads))
+    elif args.threads is not None:
+        raise UserError("--threads goes with --speedup (a claim file says threads = N)")
+    if required and not found:
+        raise UserError("give a claim: --claim FILE (TOML) or --speedup KEY=FACTOR")
+    return found

@@ -1,0 +1,129 @@
+"""`gapbench run`: measure workloads on this machine and archive a result set each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from harness import __version__
+from harness.cli.options import add_archive, add_verb, console, err
+from harness.machine.devices import DEVICES
+from harness.record.gpu_timing import MODES, SYNC
+from harness.workload import BACKENDS
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.analysis.summary import summarize
+    from harness.archive.codec import to_dict
+    from harness.archive.store import Archive
+    from harness.machine.fingerprint import detect
+    from harness.measure.config import RunConfig, exit_status, parse_providers, plan, run_length
+    from harness.measure.replicates import run
+    from harness.projection.answer import answer
+    from harness.report import terminal
+
+    size = "quick" if args.quick else "default"
+    template = RunConfig(
+        workload="",
+        device=args.device,
+        size=size,
+        seed=args.seed,
+        repeat=args.repeat,
+        measurement=run_length(size, args.warmup, args.min_requests, args.min_duration),
+        show_progress=not args.no_progress,
+        gpu_timing=args.gpu_timing,
+        profile=args.profile,
+        backend=args.backend,
+        providers=parse_providers(args.providers),
+    )
+    configs = plan(args.workloads, template)  # every name and option checked before any work
+    archive = Archive(args.results)
+    fingerprint = detect()
+    cpu = fingerprint.host.host_processor_model_name
+    err().print(f"gapbench {__version__}: {cpu}; archive {archive.location}", style="dim")
+    reports = []
+    status = 0
+    for config in configs:
+        result = run(config, archive, fingerprint)
+        summary, said = summarize(result), answer(result)
+        reports.append({**summary.to_dict(), "answer": to_dict(said)})
+        if not args.json:
+            console().print(terminal.summary(summary, said))
+        stopped = result.manifest.stopped_by
+        status = exit_status(stopped)
+        if stopped and stopped != "interrupted":
+            err().print(f"gapbench: error: {stopped} (what finished is archived as {result.id})")
+        if status:
+            break
+    if args.json:
+        json.dump(reports, sys.stdout, indent=1, default=str)
+        sys.stdout.write("\n")
+    return status
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    run = add_verb(
+        verbs, "run", cmd_run, "Run workloads on this machine and archive a result set each."
+    )
+    run.add_argument(
+        "workloads",
+        nargs="*",
+        metavar="WORKLOAD",
+        help="registered name, module:Class or path/to/file.py:Class (default: the suite, "
+        "every registered workload that is a pipeline a buyer runs: of the built-in ones, rag; "
+        "calibration and branches check gapbench itself and run only when named)",
+    )
+    run.add_argument("--quick", action="store_true", help="small sizes and short measurement")
+    run.add_argument("--device", choices=DEVICES, default="auto")
+    run.add_argument(
+        "--seed", type=int, default=0, help="seed of every random choice (0 to 2^32-1)"
+    )
+    run.add_argument(
+        "--gpu-timing",
+        choices=MODES,
+        default=SYNC,
+        help="on CUDA: synchronize at probe edges, or time kernels with CUDA events",
+    )
+    run.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="K",
+        help="K separate processes (replicates) into one result set (1 to 100)",
+    )
+    run.add_argument(
+        "--warmup", type=int, metavar="N", help="warm-up requests, discarded (0 to 100000)"
+    )
+    run.add_argument(
+        "--min-requests", type=int, metavar="N", help="measure at least N requests (1 to 10^7)"
+    )
+    run.add_argument(
+        "--min-duration", type=float, metavar="S", help="and at least S seconds (0 to 86400)"
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--profile",
+        type=int,
+        nargs="?",
+        const=8,
+        default=0,
+        metavar="N",
+        help="after the timed requests, N more under a profiler (default 8, up to 10000): "
+        "torch.profiler, or onnxruntime's own with --backend onnxruntime; the trace is kept "
+        "with the set and checked against gapbench's compute time",
+    )
+    run.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="what runs the model stages (default torch); onnxruntime exports them once, "
+        "cached on disk ($GAPBENCH_CACHE, else ~/.cache/gapbench)",
+    )
+    run.add_argument(
+        "--providers",
+        metavar="LIST",
+        help="onnxruntime execution providers, comma-separated, in order of preference "
+        "(default: the best this onnxruntime offers for --device)",
+    )
+    add_archive(run)

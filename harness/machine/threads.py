@@ -1,0 +1,44 @@
+"""The environment variables that set thread pools, pinning, visible devices or the allocator."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+THREAD_VARIABLE_PREFIXES = (
+    "OMP_",
+    "KMP_",
+    "GOMP_",
+    "MKL_",
+    "OPENBLAS_",
+    "GOTO_",
+    "BLIS_",
+    "VECLIB_",
+    "NUMEXPR_",
+    "DNNL_",
+    "ONEDNN_",
+    "TBB_",
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "CUDA_LAUNCH_BLOCKING",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "LD_PRELOAD",
+)
+"""Variables that set thread pools, pinning, visible devices or the allocator (LD_PRELOAD of
+tcmalloc, jemalloc or libiomp): each can change a result by more than a hardware difference."""
+
+THREAD_COUNT_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+"""The thread counts of the math libraries' pools, all of them; setting a run's threads sets
+every one, and a count above the cores warns."""
+
+
+def thread_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``environ`` that change threads or devices, sorted by name."""
+    return {k: v for k, v in sorted(environ.items()) if k.startswith(THREAD_VARIABLE_PREFIXES)}

@@ -1,0 +1,124 @@
+"""What one `gapbench run` is asked to do, checked whole before any work starts.
+
+Every number a user can type has a range, every name is looked up, and a backend a workload
+cannot run, or execution providers this onnxruntime lacks, are refused before minutes (or a
+hardware scan) are spent on the good part of the command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from harness import plugins
+from harness.archive.schema import RunLength
+from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError, in_range
+from harness.machine.devices import resolve_device
+from harness.record.gpu_timing import MODES, SYNC
+from harness.record.virtual import Virtual
+from harness.workload import BACKENDS, SIZES, Workload
+
+# The ranges of what a user can type, inclusive.
+REPEAT = (1, 100)
+WARMUP = (0, 100_000)
+MIN_REQUESTS = (1, 10_000_000)
+MIN_DURATION_S = (0.0, 86_400.0)
+PROFILE = (0, 10_000)
+SEED = (0, 2**32 - 1)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One workload's run: the work (workload, size, seed) and how it is executed."""
+
+    workload: str
+    device: str = "auto"
+    size: str = "default"
+    seed: int = 0
+    repeat: int = 1
+    measurement: RunLength = field(default_factory=RunLength)
+    gpu_timing: str = SYNC
+    profile: int = 0  # requests of a profiling pass after the timed ones (first replicate)
+    show_progress: bool = True
+    backend: str = "torch"
+    providers: tuple[str, ...] = ()  # onnxruntime execution providers, in order; () = default
+    # "STAGE=FACTOR": every other stage's probes stretched (harness.record.virtual)
+    virtual: str = ""
+    # Replicates in their own processes (independent: pyperf's rule), or one after another in
+    # this one (faster; caches and allocator state carry over).
+    separate_processes: bool = True
+
+    def __post_init__(self) -> None:
+        if self.size not in SIZES:
+            raise UserError(f"unknown size {self.size!r} (one of {', '.join(SIZES)})")
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown backend {self.backend!r} (one of {', '.join(BACKENDS)})")
+        if self.virtual:
+            try:
+                Virtual.parse(self.virtual)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+        if self.providers and self.backend != "onnxruntime":
+            raise UserError("--providers applies to --backend onnxruntime only")
+        if self.gpu_timing not in MODES:
+            raise UserError(f"unknown GPU timing {self.gpu_timing!r} (one of {', '.join(MODES)})")
+        in_range("--repeat", self.repeat, *REPEAT)
+        in_range("--profile", self.profile, *PROFILE)
+        in_range("--seed", self.seed, *SEED)
+        in_range("--warmup", self.measurement.warmup, *WARMUP)
+        in_range("--min-requests", self.measurement.min_requests, *MIN_REQUESTS)
+        in_range("--min-duration", self.measurement.min_duration_s, *MIN_DURATION_S)
+
+
+def run_length(
+    size: str,
+    warmup: int | None = None,
+    min_requests: int | None = None,
+    min_duration_s: float | None = None,
+) -> RunLength:
+    """The size's run length, with what the user gave in its place."""
+    base = RunLength.for_size(size)
+    return RunLength(
+        warmup=base.warmup if warmup is None else warmup,
+        min_requests=base.min_requests if min_requests is None else min_requests,
+        min_duration_s=base.min_duration_s if min_duration_s is None else min_duration_s,
+        max_duration_s=base.max_duration_s,
+    )
+
+
+def parse_providers(text: str | None) -> tuple[str, ...]:
+    """``--providers A,B`` as a tuple, blanks dropped."""
+    return tuple(p.strip() for p in (text or "").split(",") if p.strip())
+
+
+def check_backend(cls: type[Workload], backend: str) -> None:
+    """Refuse a backend the workload cannot run its model stages on."""
+    if backend not in cls.backends:
+        raise UserError(
+            f"workload {cls.name!r} runs on {', '.join(cls.backends)}, not on {backend}"
+        )
+
+
+def plan(workloads: Sequence[str], template: RunConfig) -> list[RunConfig]:
+    """One config per workload (the suite when none is named), each like ``template``, and
+    all of them checked: the workloads load, run on the backend, and the device and the
+    execution providers exist here."""
+    names = list(workloads) or plugins.suite()
+    if not names:
+        raise UserError("no workload is installed: name one as module:Class or file.py:Class")
+    configs = [replace(template, workload=name) for name in names]
+    for config in configs:
+        check_backend(plugins.load(config.workload), config.backend)
+    device = resolve_device(template.device)
+    if template.backend == "onnxruntime":
+        from harness.backends.ort import choose_providers
+
+        choose_providers(device, template.providers)
+    return configs
+
+
+def exit_status(stopped_by: str) -> int:
+    """The exit status of a run whose set says it stopped for ``stopped_by`` ("" = finished)."""
+    if not stopped_by:
+        return 0
+    return EXIT_INTERRUPTED if stopped_by == "interrupted" else EXIT_BAD_INPUT

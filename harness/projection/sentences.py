@@ -1,0 +1,59 @@
+"""The sentences a buyer reads: the answer of a run, a projection's headline, a comparison's
+verdict. Built here alone, from numbers the library computed; the report only prints them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.projection.answer import Answer
+    from harness.projection.compare import Comparison, Speedup
+    from harness.projection.project import Projection
+
+
+def percent(share: float) -> str:
+    """A share as a percentage; small ones keep a decimal: "0%" would hide a measured 0.4%."""
+    return f"{share:.0%}" if share >= 0.1 or share == 0 else f"{share:.1%}"
+
+
+def answer_sentence(a: Answer) -> str:
+    """What a chip ``a.factor`` times faster at compute would do to this pipeline end to end."""
+    if not a.target:
+        return "no request succeeded: there is nothing to project."
+    low, high = a.interval
+    return (
+        f"{a.target} is {percent(a.target_share)} of end-to-end time here: a {a.chip} "
+        f"{a.factor:g}x faster at compute would make this pipeline about {a.speedup:.2f}x "
+        f"faster at p50 ({low:.2f}-{high:.2f}, {a.interval_basis}); "
+        f"{percent(a.movement_share)} is data movement and {percent(a.waiting_share)} "
+        f"waiting, which it does not shorten; {percent(a.unattributed_share)} unattributed."
+    )
+
+
+def headline(p: Projection) -> str:
+    """How much of a claim's gain survives end to end, by replay beside naive Amdahl."""
+    replay_x, naive_x = p.speedup("replay"), p.speedup("naive")
+    text = (
+        f"{p.claim.name}: {p.claimed:.3g}x on {percent(p.matched_share)} of "
+        f"end-to-end time gives {replay_x:.3f}x at p50 by replay (naive {naive_x:.3f}x)"
+    )
+    if p.claimed <= 1.0:
+        return f"{text}: the claim promises no gain"
+    return f"{text}: {percent(max(p.surviving(), 0.0))} of the claimed gain survives end to end"
+
+
+def interval_text(s: Speedup) -> str:
+    return "-" if s.low is None or s.high is None else f"{s.low:.3f}-{s.high:.3f}"
+
+
+def comparison_sentence(c: Comparison) -> str:
+    """Whether CANDIDATE is faster or slower than BASE end to end, and whether it is real."""
+    e = c.end_to_end
+    verdict = "faster" if e.ratio >= 1 else "slower"
+    factor = e.ratio if e.ratio >= 1 else 1 / e.ratio
+    if e.low is not None:
+        significance = "significant" if e.significant else "not significant"
+        basis = f"95% interval {interval_text(e)}, {significance}"
+    else:
+        basis = "fewer than 3 replicates on a side: not significant; run --repeat 3 or more"
+    return f"CANDIDATE is {factor:.3f}x {verdict} end to end at p50 ({basis})"

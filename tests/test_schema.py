@@ -1,0 +1,163 @@
+"""The stored schema: sets written by an earlier gapbench load and show, every key is checked on
+read, each version step migrates what it changed, and newer files are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import CALIBRATION_SET, ORT_SET, RAG_SET, SETS
+
+from harness.analysis.summary import summarize
+from harness.archive import migrations, schema
+from harness.archive.codec import DecodeError, from_dict, to_dict
+from harness.archive.schema import HISTORY, SCHEMA_VERSION, Manifest, ReplicateFacts
+from harness.archive.store import MANIFEST, Archive, load
+from harness.cli import main
+from harness.errors import UserError
+from harness.machine import fingerprint
+from harness.projection.answer import answer
+
+OLD_SETS = (RAG_SET, ORT_SET, CALIBRATION_SET)
+
+
+def test_every_version_has_its_history_and_its_migration():
+    assert sorted(HISTORY) == list(range(1, SCHEMA_VERSION + 1))
+    assert sorted(migrations.MIGRATIONS) == list(range(1, SCHEMA_VERSION))
+    assert sorted(migrations.FINGERPRINT_MIGRATIONS) == list(range(1, fingerprint.SCHEMA_VERSION))
+    assert sorted(schema.PROJECTION_HISTORY) == list(range(1, schema.PROJECTION_VERSION + 1))
+
+
+@pytest.mark.parametrize("folder", OLD_SETS, ids=lambda p: p.name)
+def test_sets_written_by_schema_2_load_and_show(folder: Path, capsys):
+    written = json.loads((folder / MANIFEST).read_text())
+    assert written["schema_version"] == 2  # the fixture itself is never rewritten
+    result = load(str(folder))
+    assert result.manifest.migrated_from == 2
+    assert result.manifest.fingerprint.usable_cores == 2.0  # read back from its checks
+    summary = summarize(result)
+    assert summary.verdict.valid, summary.verdict
+    # The verdict it froze in is gone; computed again now, it still finds nothing broken.
+    assert "invariants" not in to_dict(result.manifest)
+    assert written["invariants"]["violation_count"] == summary.invariants.violation_count == 0
+    assert summary.invariants.requests_checked == written["invariants"]["requests_checked"]
+    assert len(result.requests) == sum(r["requests_measured"] for r in written["replicates"])
+    assert "faster" in answer(result).sentence
+    assert main(["show", str(folder)]) == 0
+    assert result.id in capsys.readouterr().out
+
+
+def test_a_workload_s_setup_facts_move_apart_from_gapbench_s_own():
+    facts = load(str(ORT_SET)).manifest.replicates[0]
+    assert set(facts.setup_facts) == {"onnx_export", "agreement_check_s"}
+    assert facts.agreement is not None and facts.agreement.backend == "onnxruntime"
+    torch_facts = load(str(RAG_SET)).manifest.replicates[1]
+    assert torch_facts.setup_facts == {} and torch_facts.agreement is None  # was {}
+    assert summarize(load(str(ORT_SET))).facts.export_s == pytest.approx(13.94, abs=0.01)
+
+
+def test_an_old_set_and_a_new_one_of_the_same_work_compare(tmp_path):
+    # The work's digest is computed the same way it was: a new set is comparable to the old.
+    old = load(str(RAG_SET)).manifest
+    assert (
+        old.work.work_sha256
+        == json.loads((RAG_SET / MANIFEST).read_text())["config"]["work"]["work_sha256"]
+    )
+
+
+def _broken(tmp_path: Path, change) -> str:
+    """A copy of the fixture rag set whose manifest ``change`` edits in place."""
+    folder = tmp_path / RAG_SET.name
+    shutil.copytree(RAG_SET, folder)
+    body = json.loads((folder / MANIFEST).read_text())
+    change(body)
+    (folder / MANIFEST).write_text(json.dumps(body))
+    return str(folder)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m["config"].pop("work"), "manifest.json is corrupt: config: missing 'work'"),
+        (
+            lambda m: m["config"]["work"]["request_stream"].pop("arrival"),
+            "config.work.request_stream: missing 'arrival'",
+        ),
+        (
+            lambda m: m["replicates"][0].update(threads="two"),
+            "replicates[0].threads: expected int, not a string",
+        ),
+        (lambda m: m["stages"][0].update(layer="cloud"), "stages[0]: stage 'parse': unknown layer"),
+        (lambda m: m["fingerprint"].update(schema_version=9), "newer than this gapbench"),
+        (lambda m: m.update(schema_version=99), "newer than this gapbench understands"),
+        (lambda m: m.pop("schema_version"), "has no integer schema_version"),
+    ],
+)
+def test_a_broken_manifest_is_one_line_and_exit_2(tmp_path, capsys, change, message):
+    folder = _broken(tmp_path, change)
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load(folder)
+    assert main(["show", folder]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("gapbench: error: ") and message in err
+    assert "Traceback" not in out + err
+
+
+def test_a_broken_manifest_is_listed_with_its_problem(tmp_path):
+    folder = Path(_broken(tmp_path, lambda m: m["config"]["work"].pop("seed")))
+    (listing,) = Archive(folder.parent).listings()
+    assert listing.manifest is None and "config.work: missing 'seed'" in listing.problem
+
+
+def test_a_manifest_written_now_reads_back_equal(tmp_path):
+    manifest = load(str(RAG_SET)).manifest
+    assert from_dict(Manifest, json.loads(json.dumps(to_dict(manifest)))) == manifest
+
+
+@dataclass(frozen=True)
+class _Inner:
+    name: str
+    sizes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Outer:
+    inner: _Inner
+    share: float
+    maybe: str | None = None
+
+
+def test_the_codec_checks_types_and_names_the_key():
+    assert from_dict(_Outer, {"inner": {"name": "a", "sizes": [1, 2]}, "share": 1}) == _Outer(
+        _Inner("a", (1, 2)), 1.0
+    )
+    for body, problem in [
+        ({"share": 1.0}, "missing 'inner'"),
+        ({"inner": {"name": 3}, "share": 1.0}, "inner.name: expected str, not int"),
+        ({"inner": {"name": "a", "sizes": [1, True]}, "share": 1}, "inner.sizes[1]"),
+        ({"inner": {"name": "a"}, "share": "x"}, "share: expected float, not a string"),
+        ({"inner": [], "share": 1}, "inner: expected an object, not a list"),
+        ({"inner": {"name": "a"}, "share": 1, "maybe": 2}, "maybe: expected str, not int"),
+    ]:
+        with pytest.raises(DecodeError, match=problem.replace("[", r"\[").replace("]", r"\]")):
+            from_dict(_Outer, body)
+
+
+def test_replicate_facts_from_a_worker_round_trip():
+    facts = load(str(ORT_SET)).manifest.replicates[0]
+    assert from_dict(ReplicateFacts, json.loads(json.dumps(to_dict(facts)))) == facts
+
+
+def test_kept_projections_newer_than_this_gapbench_are_refused(tmp_path):
+    archive = Archive(tmp_path)
+    shutil.copytree(RAG_SET, tmp_path / RAG_SET.name)
+    archive.add_projection(RAG_SET.name, {"schema_version": 7})
+    with pytest.raises(UserError, match=r"projection .* newer than this gapbench"):
+        archive.projections(RAG_SET.name)
+
+
+def test_the_fixture_folder_holds_only_old_sets():
+    assert sorted(p.name for p in SETS.iterdir() if p.is_dir()) == sorted(p.name for p in OLD_SETS)
