@@ -218,6 +218,10 @@ class Setting:
         return Setting(f"{cores} thread{'s' if cores != 1 else ''}", self.backend, cores)
 
 
+ONE_THREAD = Setting("1 thread", threads=1)
+ALL_THREADS = Setting("all cores", threads=ALL_CORES)
+
+
 @dataclass(frozen=True)
 class Condition:
     """A what-if that `gapbench validate` runs on a workload: one component changed, A to B."""

@@ -59,6 +59,7 @@ def test_readme_plugin_runs_archives_and_shows(plugin_file, tmp_path, capsys):
     assert status == 0 and json.loads(out)["id"] == summary["id"]
     status, out, _ = run_cli(capsys, "show", summary["id"][:18], "--results", results)
     assert status == 0 and "per stage" in out and "multiply" in out
+    assert " 1 process: valid" in out  # not "1 process(es)"
     status, out, _ = run_cli(capsys, "results", "--results", results, "--json")
     assert [r["id"] for r in json.loads(out)] == [summary["id"]]
 
@@ -99,10 +100,20 @@ def test_replicates_run_in_separate_processes(plugin_file, tmp_path, capsys):
             "onnxruntime here has no FooExecutionProvider",
         ),
         (["run", "--backend", "onnxruntime", "calibration"], "runs on torch, not on onnxruntime"),
+        (["--frob"], "unrecognized arguments: --frob (see gapbench --help)"),
+        (["run", "--frob", "rag"], "unrecognized arguments: --frob (see gapbench run --help)"),
+        ([], "give a verb"),
+        (["run", "--repeat", "101", "rag"], "--repeat must be 100 or less"),
+        (["run", "--min-duration", "-1", "rag"], "--min-duration must be 0 or more"),
+        (["run", "--seed", "-3", "rag"], "--seed must be 0 or more"),
+        (["project", "latest", "--speedup", "compute=5000"], "a positive number up to 1000"),
+        (["project", "latest", "--speedup", "compute=2", "--threads", "0"], "--threads must be"),
+        (["trace", "latest"], "needs -o FILE"),
+        (["validate", "--only", "nothing"], "unknown condition 'nothing' (one of backend,"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
-    if argv[0] in ("run", "show") and "--results" not in argv:
+    if argv[:1] in (["run"], ["show"], ["project"], ["trace"]) and "--results" not in argv:
         argv = [*argv, "--results", str(tmp_path)]
     status, out, err = run_cli(capsys, *argv)
     assert status == 2
@@ -125,6 +136,27 @@ def test_bad_input_loses_nothing_already_archived(plugin_file, tmp_path, capsys)
     before = Archive(results).ids()
     assert run_cli(capsys, "run", ref, "nope", *FAST, "--results", results)[0] == 2
     assert Archive(results).ids() == before
+
+
+RESERVED_STAGE = """
+from harness.workload import Stage, Workload
+
+
+class NamesAStageWork(Workload):
+    name = "names-a-stage-work"
+    stages = (Stage("work", layer="inference"),)
+
+    def work(self, ctx, payload):
+        return payload
+"""
+
+
+def test_a_stage_that_would_replace_a_contract_method_is_refused(tmp_path, capsys):
+    plugin = tmp_path / "reserved.py"
+    plugin.write_text(RESERVED_STAGE)
+    status, _, err = run_cli(capsys, "run", f"{plugin}:NamesAStageWork", "--results", str(tmp_path))
+    assert status == 2 and err.count("\n") == 1
+    assert "stage 'work' would replace Workload.work" in err
 
 
 def test_registered_workloads_are_found():

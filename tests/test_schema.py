@@ -161,3 +161,25 @@ def test_kept_projections_newer_than_this_gapbench_are_refused(tmp_path):
 
 def test_the_fixture_folder_holds_only_old_sets():
     assert sorted(p.name for p in SETS.iterdir() if p.is_dir()) == sorted(p.name for p in OLD_SETS)
+
+
+def test_a_set_is_split_once_per_load_however_many_readers_ask(monkeypatch):
+    import harness.analysis.splits as splits_module
+    from harness.projection.claims import from_arguments
+    from harness.projection.compare import compare
+    from harness.projection.project import project
+
+    calls = []
+    original = splits_module.split_request
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(splits_module, "split_request", counted)
+    base, candidate = load(str(RAG_SET)), load(str(RAG_SET))
+    made = (project(base, from_arguments(["compute=2"])),)
+    done = compare(summarize(base), summarize(candidate), made)
+    assert [s.replicate for s in splits_module.splits(base)][:1] == [0]
+    assert len(calls) == 2 * len(splits_module.splits(base))  # each set split once
+    assert done.end_to_end.ratio == pytest.approx(1.0)  # the same set, twice

@@ -10,10 +10,19 @@ import time
 import pytest
 
 from harness.archive.store import Archive
-from harness.experiments.validate import Outcome, Trial
+from harness.errors import UserError
+from harness.experiments.validate import Outcome, Trial, condition_names, trials, virtual_checks
 from harness.record.probes import Recorder
 from harness.record.virtual import Spinner, Virtual
-from harness.workload import Condition, Setting, SetupContext, StageContext
+from harness.workload import (
+    Condition,
+    Setting,
+    SetupContext,
+    Stage,
+    StageContext,
+    Workload,
+    check_contract,
+)
 
 CONDITION = Trial(
     "rag", Condition("threads", Setting("1 thread", threads=1), Setting("2", threads=2), "")
@@ -89,3 +98,38 @@ def test_the_quick_validation_runs_every_condition(tmp_path):
     (virtual,) = report["virtual"]
     assert (virtual["workload"], virtual["factor"]) == ("rag", 1.5)
     assert len(Archive(tmp_path).ids()) == 3 * 3 + 2
+
+
+def test_conditions_come_from_the_workloads_that_declare_them():
+    found = trials(cores=2)
+    assert [(t.workload, t.condition.name) for t in found] == [
+        ("rag", "threads"),
+        ("rag", "backend"),
+        ("branches", "contention"),
+    ]
+    threads = found[0].condition
+    assert (threads.a.threads, threads.b.threads, threads.b.label) == (1, 2, "2 threads")
+    assert [(w, v.stage, v.factor) for w, v in virtual_checks()] == [("rag", "generate", 1.5)]
+    assert condition_names() == ["threads", "backend", "contention", "virtual"]
+
+
+def test_a_condition_a_workload_cannot_run_is_refused_when_it_loads():
+    class OnTorchOnly(Workload):
+        name = "torch-only"
+        stages = (Stage("only", "inference"),)
+        conditions = (
+            Condition("backend", Setting("torch"), Setting("ort", backend="onnxruntime"), ""),
+        )
+
+        def only(self, ctx, payload):
+            return payload
+
+    with pytest.raises(UserError, match="runs on onnxruntime, which it does not support"):
+        check_contract(OnTorchOnly)
+
+    class VirtualElsewhere(OnTorchOnly):
+        conditions = ()
+        virtual_check = Virtual("missing", 2.0)
+
+    with pytest.raises(UserError, match="virtual_check names no stage: 'missing'"):
+        check_contract(VirtualElsewhere)

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 
 from harness.workload import (
-    ALL_CORES,
+    ALL_THREADS,
+    ONE_THREAD,
     Condition,
-    Setting,
     SetupContext,
     Stage,
     StageContext,
@@ -43,8 +43,8 @@ class Branches(Workload):
     conditions = (
         Condition(
             "contention",
-            Setting("1 thread", threads=1),
-            Setting("all cores", threads=ALL_CORES),
+            ONE_THREAD,
+            ALL_THREADS,
             "two parallel branches, 1 -> all threads",
         ),
     )

@@ -15,7 +15,8 @@ from torch import Tensor
 
 from harness.record.probes import Recorder
 from harness.workload import (
-    ALL_CORES,
+    ALL_THREADS,
+    ONE_THREAD,
     Condition,
     Setting,
     SetupContext,
@@ -131,8 +132,8 @@ class Rag(Workload):
     conditions = (
         Condition(
             "threads",
-            Setting("1 thread", threads=1),
-            Setting("all cores", threads=ALL_CORES),
+            ONE_THREAD,
+            ALL_THREADS,
             "compute threads 1 -> all cores",
         ),
         Condition(

@@ -21,11 +21,14 @@ from harness.record.probes import Interval
 
 @dataclass(frozen=True)
 class Split:
-    """One successful request: which replicate it ran in, its raw intervals, its split."""
+    """One successful request: its raw intervals and its split (which knows its replicate)."""
 
-    replicate: int
     intervals: list[Interval]
     split: RequestSplit
+
+    @property
+    def replicate(self) -> int:
+        return self.split.replicate
 
 
 _KEPT: weakref.WeakKeyDictionary[ResultSet, list[Split]] = weakref.WeakKeyDictionary()
@@ -49,7 +52,7 @@ def splits(result: ResultSet) -> list[Split]:
     if kept is None:
         stages = result.manifest.stages
         kept = [
-            Split(replicate, rows, split_request(rows, stages, replicate))
+            Split(rows, split_request(rows, stages, replicate))
             for replicate, rows in ok_requests(result.intervals, result.requests)
         ]
         _KEPT[result] = kept

@@ -212,11 +212,6 @@ class ScopeCheck:
         """A model stage's probe of a millisecond or more a call (see MIN_CALL_MS)."""
         return self.layer == MODEL_LAYER and self.gapbench_ms >= MIN_CALL_MS * self.calls
 
-    @property
-    def operator_share(self) -> float:
-        """How much of the scope the profiler saw as operators (the rest is dispatch)."""
-        return self.profiler_operator_ms / max(self.profiler_scope_ms, 1e-9)
-
 
 @dataclass(frozen=True)
 class ProfileRecord:

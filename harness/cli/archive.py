@@ -52,14 +52,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     from harness.archive.store import load
+    from harness.errors import UserError
 
+    if args.format == "chrome" and (not args.output or args.endpoint is not None):
+        raise UserError("a Chrome/Perfetto trace needs -o FILE (no --endpoint)")
     result = load(args.result, args.results)
     if args.format == "chrome":
-        from harness.errors import UserError
         from harness.report.trace import write_chrome
 
-        if not args.output or args.endpoint is not None:
-            raise UserError("a Chrome/Perfetto trace needs -o FILE (no --endpoint)")
         count = write_chrome(result, args.output)
         where = args.output
     else:

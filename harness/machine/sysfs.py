@@ -49,9 +49,6 @@ def online_cpus(root: str | os.PathLike[str] = "/") -> tuple[int, ...]:
     return tuple(range(len(re.findall(r"^processor\s*:", cpuinfo, re.MULTILINE))))
 
 
-CPU_TIMES_FIELDS = 10
-
-
 def cpu_times(root: str | os.PathLike[str] = "/") -> CpuTimes | None:
     """The counters of ``/proc/stat``'s first line, or None when absent; read at start and end."""
     first = (read_text(root, "proc/stat") or "").partition("\n")[0].split()
