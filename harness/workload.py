@@ -17,7 +17,15 @@ from typing import Any, ClassVar, TypeVar
 from harness.errors import UserError
 from harness.record.probes import Probe, Recorder
 from harness.record.virtual import Virtual
-from harness.words import FAN_OUT_JOIN, GATHER_JOIN, LAYERS, Category, Kind, Resource
+from harness.words import (
+    FAN_OUT_JOIN,
+    GATHER_JOIN,
+    LAYERS,
+    UNKNOWN_BYTES,
+    Category,
+    Kind,
+    Resource,
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -75,6 +83,10 @@ class SetupContext:
         return self.size == "quick"
 
 
+# The name plugins written before the setup context was named for what it is still import.
+RunContext = SetupContext
+
+
 @dataclass
 class StageContext:
     """Handed to a stage method: the run's settings plus probes that record into this request."""
@@ -90,6 +102,11 @@ class StageContext:
     @property
     def device(self) -> str:
         return self.setup.device
+
+    @property
+    def run(self) -> SetupContext:
+        """The setup context, under the name plugins written before it was ``setup`` use."""
+        return self.setup
 
     @property
     def size(self) -> str:
@@ -111,13 +128,15 @@ class StageContext:
         default = _DEVICE if self.setup.device != "cpu" else _HOST_CPU
         return Probe(self.recorder, self.stage, _COMPUTE, resource or default, label, 0)
 
-    def movement(self, nbytes: int, label: str = "", resource: str | None = None) -> Probe:
+    def movement(
+        self, nbytes: int = UNKNOWN_BYTES, label: str = "", resource: str | None = None
+    ) -> Probe:
         """Time moving ``nbytes`` bytes: copies, (de)serialisation, IPC, disk, network.
 
         When the size is known only inside the block (a serialised reply), set the probe's
-        ``nbytes`` there: ``with ctx.movement(0) as p: body = dumps(x); p.nbytes = len(body)``.
-        ``0`` says no bytes moved (pointers handed over); a size the code cannot know is
-        ``harness.words.UNKNOWN_BYTES``, and the set's verdict then says its rate is unknown.
+        ``nbytes`` there: ``with ctx.movement() as p: body = dumps(x); p.nbytes = len(body)``.
+        Left unset, the size is unknown (``harness.words.UNKNOWN_BYTES``) and the set's verdict
+        says its rate is unknown; ``0`` says no bytes moved (pointers handed over).
         """
         if not self.probes:
             return _NO_PROBE  # type: ignore[return-value]

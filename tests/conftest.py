@@ -21,6 +21,8 @@ SETS = Path(__file__).parent / "fixtures" / "sets"
 RAG_SET = SETS / "20261201T215455Z-vm-rag-c709d037"  # torch, two replicates, schema 2
 ORT_SET = SETS / "20261201T215505Z-vm-rag-1bc331af"  # onnxruntime, one replicate
 CALIBRATION_SET = SETS / "20261201T215528Z-vm-calibration-38fa5490"
+FIRST_V2_SET = SETS / "20261201T224847Z-vm-rag-a99df2bf"  # version 2 before it gained facts
+LAST_V1_SET = SETS / "20261201T224811Z-vm-rag-15385168"
 
 
 class FakeClock:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import CALIBRATION_SET, ORT_SET, RAG_SET, SETS
+from conftest import CALIBRATION_SET, FIRST_V2_SET, LAST_V1_SET, ORT_SET, RAG_SET, SETS
 
 from harness.analysis.summary import summarize
 from harness.archive import migrations, schema
@@ -20,23 +20,25 @@ from harness.cli import main
 from harness.errors import UserError
 from harness.machine import fingerprint
 from harness.projection.answer import answer
+from harness.projection.compare import compare
 
-OLD_SETS = (RAG_SET, ORT_SET, CALIBRATION_SET)
+OLD_SETS = (RAG_SET, ORT_SET, CALIBRATION_SET, FIRST_V2_SET, LAST_V1_SET)
 
 
 def test_every_version_has_its_history_and_its_migration():
     assert sorted(HISTORY) == list(range(1, SCHEMA_VERSION + 1))
     assert sorted(migrations.MIGRATIONS) == list(range(1, SCHEMA_VERSION))
     assert sorted(migrations.FINGERPRINT_MIGRATIONS) == list(range(1, fingerprint.SCHEMA_VERSION))
+    assert sorted(fingerprint.HISTORY) == list(range(1, fingerprint.SCHEMA_VERSION + 1))
     assert sorted(schema.PROJECTION_HISTORY) == list(range(1, schema.PROJECTION_VERSION + 1))
 
 
 @pytest.mark.parametrize("folder", OLD_SETS, ids=lambda p: p.name)
-def test_sets_written_by_schema_2_load_and_show(folder: Path, capsys):
+def test_sets_written_by_earlier_versions_load_and_show(folder: Path, capsys):
     written = json.loads((folder / MANIFEST).read_text())
-    assert written["schema_version"] == 2  # the fixture itself is never rewritten
+    assert written["schema_version"] < SCHEMA_VERSION  # the fixture itself is never rewritten
     result = load(str(folder))
-    assert result.manifest.migrated_from == 2
+    assert result.manifest.migrated_from == written["schema_version"]
     assert result.manifest.fingerprint.usable_cores == 2.0  # read back from its checks
     summary = summarize(result)
     assert summary.verdict.valid, summary.verdict
@@ -59,13 +61,20 @@ def test_a_workload_s_setup_facts_move_apart_from_gapbench_s_own():
     assert summarize(load(str(ORT_SET))).facts.export_s == pytest.approx(13.94, abs=0.01)
 
 
-def test_an_old_set_and_a_new_one_of_the_same_work_compare(tmp_path):
-    # The work's digest is computed the same way it was: a new set is comparable to the old.
-    old = load(str(RAG_SET)).manifest
-    assert (
-        old.work.work_sha256
-        == json.loads((RAG_SET / MANIFEST).read_text())["config"]["work"]["work_sha256"]
-    )
+@pytest.mark.parametrize("folder", OLD_SETS, ids=lambda p: p.name)
+def test_the_work_digest_is_computed_as_it_always_was(folder: Path):
+    # Recomputed from the stored fields, the digest is what the old code wrote: a set of the
+    # same work run today compares with the old one.
+    assert load(str(folder)).manifest.work.digest_holds
+
+
+def test_a_projection_kept_by_an_earlier_gapbench_reads_back():
+    (kept,) = Archive(SETS).projections(RAG_SET.name)
+    assert kept.claim_name == "host-cpu.compute=1.5" and kept.set_id == RAG_SET.name
+    assert kept.speedup["replay"]["p50"] == pytest.approx(1.493, abs=0.001)
+    result = load(str(RAG_SET))
+    done = compare(summarize(result), summarize(load(str(RAG_SET))), kept=(kept,))
+    assert done.kept[0].error("replay") == pytest.approx(0.493, abs=0.001)
 
 
 def _broken(tmp_path: Path, change) -> str:
@@ -92,6 +101,15 @@ def _broken(tmp_path: Path, change) -> str:
         ),
         (lambda m: m["stages"][0].update(layer="cloud"), "stages[0]: stage 'parse': unknown layer"),
         (lambda m: m["fingerprint"].update(schema_version=9), "newer than this gapbench"),
+        (
+            lambda m: m["tables"].update(intervals=m["tables"]["requests"]),
+            "table intervals lacks span, parent",
+        ),
+        (lambda m: m["replicates"][1].update(replicate=5), "no facts of replicate 1"),
+        (
+            lambda m: m["stages"][1].update(after=["nowhere"]),
+            "stages: stage 'embed' comes after unknown stage 'nowhere'",
+        ),
         (lambda m: m.update(schema_version=99), "newer than this gapbench understands"),
         (lambda m: m.pop("schema_version"), "has no integer schema_version"),
     ],
@@ -154,9 +172,12 @@ def test_replicate_facts_from_a_worker_round_trip():
 def test_kept_projections_newer_than_this_gapbench_are_refused(tmp_path):
     archive = Archive(tmp_path)
     shutil.copytree(RAG_SET, tmp_path / RAG_SET.name)
-    archive.add_projection(RAG_SET.name, {"schema_version": 7})
+    (path,) = (tmp_path / RAG_SET.name / "projections").iterdir()
+    path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": 7}))
     with pytest.raises(UserError, match=r"projection .* newer than this gapbench"):
         archive.projections(RAG_SET.name)
+    with pytest.raises(UserError, match="would not read back: missing 'made_utc'"):
+        archive.add_projection(RAG_SET.name, {"schema_version": 1})
 
 
 def test_the_fixture_folder_holds_only_old_sets():
@@ -166,7 +187,6 @@ def test_the_fixture_folder_holds_only_old_sets():
 def test_a_set_is_split_once_per_load_however_many_readers_ask(monkeypatch):
     import harness.analysis.splits as splits_module
     from harness.projection.claims import from_arguments
-    from harness.projection.compare import compare
     from harness.projection.project import project
 
     calls = []

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pandas as pd
 import pytest
-from conftest import make_manifest
+from conftest import interval, make_manifest
 
 from harness.archive.store import MANIFEST, SCHEMA_VERSION, Archive, load, new_id
+from harness.archive.tables import REQUEST_COLUMNS, intervals_frame
 from harness.errors import UserError
+from harness.words import Kind
 
 
 def tables():
-    intervals = pd.DataFrame({"request": [0, 0], "start_ns": [1, 2], "end_ns": [3, 4]})
-    requests = pd.DataFrame({"request": [0], "ok": [True], "latency_s": [0.5]})
+    request = interval(Kind.REQUEST, 1, 3)
+    intervals = intervals_frame([request, replace(request, start_ns=2, end_ns=4)]).assign(
+        replicate=0
+    )
+    requests = pd.DataFrame(
+        [[0, True, "", 1, 3, 0.5, 1, "{}", 0]], columns=[*REQUEST_COLUMNS, "replicate"]
+    )
     return {"intervals": intervals, "requests": requests}
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from harness.analysis.telemetry import frequency_drop, telemetry_summary
 from harness.machine.accelerators import read_nvml
-from harness.measure.telemetry import COLUMNS, Reading, Sampler, Source, rapl_sources
+from harness.measure.sampler import COLUMNS, Reading, Sampler, Source, rapl_sources
 
 
 def run_until(sampler: Sampler, done: Callable[[], bool], limit_s: float = 1.5) -> None:

@@ -329,7 +329,7 @@ class Calibration(Workload):
         plant, c = Planter("join"), self.config
         self._hash(ctx, plant, "hash", c.join_us)
         with (
-            ctx.movement(nbytes=0, label="json.dumps") as probe,
+            ctx.movement(label="json.dumps") as probe,
             plant.piece(MOVEMENT, "json.dumps", c.reply_bytes),
         ):
             body = padded_json({"id": searched.value}, c.reply_bytes)

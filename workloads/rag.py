@@ -366,7 +366,7 @@ class Rag(Workload):
             "scores": retrieved.scores,
         }
         # The size is known only once serialised: the probe's byte count is set before it closes.
-        with ctx.movement(nbytes=0, label="json.dumps") as probe:
+        with ctx.movement(label="json.dumps") as probe:
             result = json.dumps(body).encode()
             probe.nbytes = len(result)
         return result

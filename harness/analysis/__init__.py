@@ -1,0 +1,1 @@
+"""Read-time statistics over a result set: splits, attribution, invariants, breakdown, verdict."""

@@ -1,4 +1,4 @@
-"""DESIGN.md's accounting invariants, checked on every request of every run; each can fail."""
+"""DESIGN.md's accounting invariants, checked on every request when a set is read; each can fail."""
 
 from __future__ import annotations
 

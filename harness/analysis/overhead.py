@@ -43,7 +43,7 @@ def overhead(manifest: Manifest, intervals: pd.DataFrame, p50_s: float) -> Overh
     cost_ns = float(np.median(costs))
     measured = sum(r.measured_s for r in manifest.replicates)
     drawn = sum(r.progress_s for r in manifest.replicates)
-    sampled = sum(r.telemetry_cost.cpu_s for r in manifest.replicates)
+    sampled = sum(r.telemetry_cost.cpu_s for r in manifest.replicates if r.telemetry_cost)
     return Overhead(
         probes_per_request=per_request,
         probe_cost_ns=cost_ns,

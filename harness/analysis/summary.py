@@ -125,13 +125,13 @@ def run_facts(replicates: tuple[ReplicateFacts, ...]) -> RunFacts:
         known = [float(v) for v in values if v is not None]
         return Spread(min(known), max(known)) if known else None
 
-    exports = [r.setup_facts["onnx_export"] for r in replicates if r.setup_facts.get("onnx_export")]
-    cold = [
-        sum(e["seconds"] for e in x.values())
-        for x in exports
-        if not all(e["cached"] for e in x.values())
-    ]
-    checked = [r.setup_facts.get("agreement_check_s") for r in replicates]
+    # What the onnxruntime backend says of its graphs: per graph, its seconds and whether it
+    # came from the cache. A workload's own facts are its to shape: what does not fit is left out.
+    exports = [_graphs(r.setup_facts.get("onnx_export")) for r in replicates]
+    exports = [x for x in exports if x]
+    cold = [sum(s for s, _ in x) for x in exports if not all(c for _, c in x)]
+    said = [r.setup_facts.get("agreement_check_s") for r in replicates]
+    checked = [float(c) for c in said if isinstance(c, int | float) and not isinstance(c, bool)]
     return RunFacts(
         model_load_s=spread([r.model_load_s for r in replicates]),
         first_request_s=spread([r.first_request_s for r in replicates]),
@@ -140,8 +140,16 @@ def run_facts(replicates: tuple[ReplicateFacts, ...]) -> RunFacts:
         cpu_steal_fraction=spread([r.cpu_steal_fraction for r in replicates]),
         export_s=max(cold) if cold else None,
         graphs_cached=bool(exports) and not cold,
-        agreement_check_s=max((c for c in checked if c), default=None),
+        agreement_check_s=max(checked, default=None),
     )
+
+
+def _graphs(export: Any) -> list[tuple[float, bool]]:
+    """(seconds, cached) per exported graph, from a replicate's ``onnx_export`` fact."""
+    if not isinstance(export, dict):
+        return []
+    graphs = [g for g in export.values() if isinstance(g, dict)]
+    return [(float(g.get("seconds") or 0.0), bool(g.get("cached"))) for g in graphs]
 
 
 def _finite(value: Any) -> Any:

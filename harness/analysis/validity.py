@@ -25,11 +25,13 @@ MAX_ERROR_RATE = 0.01
 
 @dataclass(frozen=True)
 class Verdict:
-    """``valid`` is False when a check fails outright; ``notes`` say why, and what is indicative."""
+    """``valid`` is False when a check fails outright; ``notes`` say why, and what is indicative
+    (those notes are also in ``sampling``, for views that leave sample counts out)."""
 
     valid: bool
     problems: tuple[str, ...]
     notes: tuple[str, ...]
+    sampling: tuple[str, ...] = ()
 
 
 def _disagreement(agreement: Agreement | None, notes: list[str]) -> list[str]:
@@ -92,8 +94,10 @@ def verdict(
     steal = max((r.cpu_steal_fraction or 0.0 for r in replicates), default=0.0)
     if steal > STEAL_WARN_FRACTION:
         notes.append(f"CPU steal took {steal:.1%} of the machine's time during the run")
+    sampling: list[str] = []
     if manifest.work.size == "quick":
-        notes.append("quick run: small sizes and few requests, every percentile is indicative")
+        sampling.append("quick run: small sizes and few requests, every percentile is indicative")
+        notes.append(sampling[-1])
     problems += _disagreement(manifest.agreement, notes)
     profile = manifest.profile
     if profile is not None and not profile.agrees:
@@ -102,7 +106,10 @@ def verdict(
         notes.append("the profiling pass failed; the timed requests are kept")
     for pct in (90, 99, 99.9):
         if e2e.indicative(pct):
-            notes.append(f"p{pct} is indicative: {e2e.n} samples, {PERCENTILE_FLOORS[pct]} needed")
+            sampling.append(
+                f"p{pct} is indicative: {e2e.n} samples, {PERCENTILE_FLOORS[pct]} needed"
+            )
+            notes.append(sampling[-1])
     if e2e.noisy:
         notes.append(f"noisy: IQR/median of end-to-end latency is {e2e.iqr_over_median:.2f}")
     if coverage < MIN_COVERAGE:
@@ -124,7 +131,7 @@ def verdict(
     if stages is not None:
         notes += _off_cpu(result, stages)
     notes += _oversubscribed(result)
-    return Verdict(not problems, tuple(problems), tuple(notes))
+    return Verdict(not problems, tuple(problems), tuple(notes), tuple(sampling))
 
 
 def _off_cpu(result: ResultSet, stages: pd.DataFrame) -> list[str]:

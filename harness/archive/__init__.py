@@ -1,0 +1,1 @@
+"""What is stored: the typed schema and its history, the codec, migrations, the store."""

@@ -51,24 +51,48 @@ def _drop_invariants(body: Body) -> Body:
 _OWN_FACTS = {f.name for f in dataclasses.fields(schema.ReplicateFacts)}
 
 
-def _setup_facts_apart(body: Body) -> Body:
-    # What a workload's setup_facts() said was mixed in among gapbench's own facts, and a
-    # reference backend's agreement with itself was an empty object rather than none.
+# What version 2 gained over its life without a version of its own, and what a set written
+# before each arrived meant by its absence.
+_V2_FACTS: Body = {
+    "agreement": None,
+    "execution": {},
+    "stage_threads": {},
+    "probe_cost_ns": None,
+    "telemetry_cost": None,
+    "telemetry_notes": [],
+}
+_V2_EXECUTION: Body = {
+    "backend_config": {},
+    "virtual_speedup": None,
+    "replicates_in": "separate processes",
+}
+
+
+def _v2_settled(body: Body) -> Body:
+    # What a workload's setup_facts() said was mixed in among gapbench's own facts; a reference
+    # backend's agreement with itself was {} rather than none; and keys version 2 gained over
+    # its life are absent from the sets written before them.
     replicates = []
     for facts in body.get("replicates") or []:
         if not isinstance(facts, dict):
             replicates.append(facts)
             continue
-        own = {k: v for k, v in facts.items() if k in _OWN_FACTS}
+        own = {**_V2_FACTS, **{k: v for k, v in facts.items() if k in _OWN_FACTS}}
         setup = {k: v for k, v in facts.items() if k not in _OWN_FACTS}
-        replicates.append({**own, "setup_facts": setup, "agreement": own.get("agreement") or None})
-    return {**body, "replicates": replicates}
+        own["agreement"] = own["agreement"] or None
+        replicates.append({**own, "setup_facts": setup})
+    body = {**body, "replicates": replicates, "agreement": body.get("agreement") or None}
+    body.setdefault("attachments", {})
+    config = body.get("config")
+    if isinstance(config, dict) and isinstance(config.get("execution"), dict):
+        body["config"] = {**config, "execution": {**_V2_EXECUTION, **config["execution"]}}
+    return body
 
 
 MIGRATIONS: dict[int, Migration] = {
     1: Migration(_same, _cpu_ns),
     2: Migration(_drop_invariants, _same_tables),
-    3: Migration(_setup_facts_apart, _same_tables),
+    3: Migration(_v2_settled, _same_tables),
 }
 
 
@@ -90,8 +114,10 @@ def migrate_manifest(body: Body, what: str) -> Body:
     """Bring an older manifest (and the fingerprint in it) to the current schema; refuse one
     from a newer gapbench. ``what`` names the file in errors."""
     version = _version(body, schema.SCHEMA_VERSION, what)
+    # Only this reading says where a set came from: a stored claim would re-run migrations.
+    body = {k: v for k, v in body.items() if k != "migrated_from"}
     if version < schema.SCHEMA_VERSION:
-        body = {**body, "migrated_from": version}
+        body["migrated_from"] = version
     while version < schema.SCHEMA_VERSION:
         body = MIGRATIONS[version].manifest(body)
         version += 1

@@ -3,39 +3,40 @@
 A set's ``manifest.json`` is a :class:`Manifest`; ``harness.archive.codec`` writes and reads it,
 checking every key, and ``harness.archive.migrations`` brings an older one up to date first.
 
-Format history (``schema_version``), newest last:
-
-1. The first archived sets.
-2. Intervals gain ``cpu_ns``, the thread CPU time read at stage and branch edges.
-3. The invariant verdict is no longer stored: it is computed when a set is read.
-4. A replicate's facts hold what the workload's ``setup_facts`` said under ``setup_facts``,
-   not among gapbench's own; a reference backend's agreement is null, not ``{}``.
-
-The fingerprint inside a manifest (``harness.machine.fingerprint.SCHEMA_VERSION``) and each kept
-projection (``PROJECTION_VERSION``) carry versions of their own.
+Its format's history is ``HISTORY``, one entry per ``schema_version``; the fingerprint inside a
+manifest (``harness.machine.fingerprint.HISTORY``) and each kept projection
+(``PROJECTION_HISTORY``) carry versions of their own.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.machine.fingerprint import Fingerprint
+from harness.words import Layer
 from harness.workload import Stage
 
 SCHEMA_VERSION = 4
 HISTORY = {
     1: "the first archived sets",
-    2: "intervals gain cpu_ns",
-    3: "the invariant verdict is computed when reading, no longer stored",
-    4: "workload setup facts apart from gapbench's own",
+    2: "intervals gain cpu_ns, the thread CPU time read at stage and branch edges",
+    3: "the invariant verdict is no longer stored: it is computed when a set is read",
+    4: (
+        "a replicate's facts keep what the workload's setup_facts() said under setup_facts, "
+        "apart from gapbench's own; a reference backend's agreement is null, not {}; facts "
+        "and execution settings version 2 gained over its life are filled in where absent; "
+        "from now on a movement's byte count of 0 says nothing was copied and -1 that the size "
+        "is unknown (older sets' zeros stand as written)"
+    ),
 }
 PROJECTION_VERSION = 1
 PROJECTION_HISTORY = {1: "the first kept projections"}
 
 AGREEMENT = 0.05  # the most gapbench's compute may differ from a profiler's reference time
-MODEL_LAYER = "inference"
 # Judged only for probes of 1 ms or more a call: opening a scope costs the profiler tens of
 # microseconds, which would swamp a tokenizer's 50 us, not a model's forward pass.
 MIN_CALL_MS = 1.0
@@ -51,11 +52,6 @@ class RunLength:
     min_duration_s: float = 60.0
     # A safety stop so a slow machine still finishes; a run that stops here says so.
     max_duration_s: float = 1800.0
-
-    @classmethod
-    def for_size(cls, size: str) -> RunLength:
-        # quick: enough for p90 (64 samples), not for p99 (662): its p99 is indicative.
-        return cls(warmup=5, min_requests=64, min_duration_s=3.0) if size == "quick" else cls()
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,44 @@ class Work:
     seed: int
     workload_config: dict[str, Any]
     request_stream: RequestStream
-    work_sha256: str
+    work_sha256: str  # the digest of all the above
+
+    @staticmethod
+    def digest(
+        workload: str,
+        code_hash: str,
+        size: str,
+        seed: int,
+        workload_config: dict[str, Any],
+        request_stream: RequestStream,
+    ) -> str:
+        """The digest two sets compare by: sha256 of the work's fields as sorted JSON."""
+        fields = {
+            "workload": workload,
+            "code_hash": code_hash,
+            "size": size,
+            "seed": seed,
+            "workload_config": workload_config,
+            "request_stream": {
+                "distinct_requests": request_stream.distinct_requests,
+                "inputs_sha256": request_stream.inputs_sha256,
+                "arrival": request_stream.arrival,
+            },
+        }
+        canonical = json.dumps(fields, sort_keys=True, default=str).encode()
+        return hashlib.sha256(canonical).hexdigest()
+
+    @property
+    def digest_holds(self) -> bool:
+        """The stored digest is that of the stored fields (the work was not edited since)."""
+        return self.work_sha256 == Work.digest(
+            self.workload,
+            self.code_hash,
+            self.size,
+            self.seed,
+            self.workload_config,
+            self.request_stream,
+        )
 
 
 @dataclass(frozen=True)
@@ -153,14 +186,15 @@ class ReplicateFacts:
     replicate: int
     threads: int
     interop_threads: int
-    probe_cost_ns: float  # one full probe, measured in this process before the workload loads
+    # One full probe, measured in this process before the workload loads (None: not measured).
+    probe_cost_ns: float | None
     model_load_s: float
     execution: dict[str, Any]  # the backend's settings as this process ran them
     agreement: Agreement | None
     work: dict[str, Any]  # the workload's config as this process set it up
     distinct_requests: int
     inputs_sha256: str
-    telemetry_cost: SamplerCost
+    telemetry_cost: SamplerCost | None  # None: no sampler ran
     telemetry_notes: tuple[str, ...]
     stage_threads: dict[str, int]  # intra-op threads each stage saw on its thread
     requests_measured: int
@@ -210,7 +244,8 @@ class ScopeCheck:
     @property
     def judged(self) -> bool:
         """A model stage's probe of a millisecond or more a call (see MIN_CALL_MS)."""
-        return self.layer == MODEL_LAYER and self.gapbench_ms >= MIN_CALL_MS * self.calls
+        model = self.layer == Layer.INFERENCE.value
+        return model and self.gapbench_ms >= MIN_CALL_MS * self.calls
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,11 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from harness.archive.codec import DecodeError, from_dict, to_dict
-from harness.archive.migrations import check_projection, migrate_manifest, migrate_tables
+from harness.archive.migrations import Tables, check_projection, migrate_manifest, migrate_tables
 from harness.archive.schema import SCHEMA_VERSION, KeptProjection, Manifest
+from harness.archive.tables import problem
 from harness.errors import UserError
+from harness.workload import topological_order
 
 MANIFEST = "manifest.json"
 PROJECTIONS = "projections"  # a set's sub-folder of projections made from it
@@ -124,7 +126,11 @@ class Archive:
             self.fs.pipe_file(self._path(set_id, filename), body)
             attached[name] = filename
         committed = replace(
-            manifest, tables=files, attachments=attached, schema_version=SCHEMA_VERSION
+            manifest,
+            tables=files,
+            attachments=attached,
+            schema_version=SCHEMA_VERSION,
+            migrated_from=None,  # written now, in the current version
         )
         body = json.dumps(to_dict(committed), indent=1, sort_keys=True, default=str).encode()
         self._commit(self._path(set_id, MANIFEST), body)
@@ -189,9 +195,8 @@ class Archive:
                     tables[name] = pd.read_parquet(handle)
             except Exception as exc:
                 raise UserError(f"result set {set_id}: table {filename} is unreadable") from exc
-        if "intervals" not in tables or "requests" not in tables:
-            raise UserError(f"result set {set_id}: manifest.json is corrupt: tables: incomplete")
         tables = migrate_tables(tables, manifest.migrated_from or SCHEMA_VERSION)
+        _check(set_id, manifest, tables)
         return ResultSet(manifest, tables["intervals"], tables["requests"], tables.get("telemetry"))
 
     def add_projection(self, set_id: str, body: dict[str, Any]) -> str:
@@ -199,6 +204,10 @@ class Archive:
         by when it was made, so a pre-purchase projection can be checked against a later run."""
         set_id = self.resolve(set_id)
         self._read_manifest(set_id)  # only beside a committed set
+        try:  # what is kept must read back: checked by the reader's own codec
+            from_dict(KeptProjection, body)
+        except DecodeError as exc:
+            raise UserError(f"a projection of {set_id} would not read back: {exc}") from None
         now = datetime.now(timezone.utc)
         name = f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}.json"
         path = self._path(set_id, PROJECTIONS, name)
@@ -254,6 +263,26 @@ class Archive:
             return from_dict(Manifest, body)
         except DecodeError as exc:
             raise UserError(f"{what}: manifest.json is corrupt: {exc}") from None
+
+
+def _check(set_id: str, manifest: Manifest, tables: Tables) -> None:
+    """Refuse a set whose parts do not fit together: a table missing or lacking columns, a
+    replicate with no facts, a stage DAG that is not one."""
+    where = f"result set {set_id}"
+    for name in ("intervals", "requests"):
+        if name not in tables:
+            raise UserError(f"{where}: manifest.json is corrupt: tables: no {name!r}")
+        if found := problem(name, tables[name]):
+            raise UserError(f"{where}: {found}: its tables do not match its manifest")
+    known = {r.replicate for r in manifest.replicates}
+    stored = set(tables["requests"]["replicate"].tolist())
+    if stored - known:
+        missing = ", ".join(str(r) for r in sorted(stored - known))
+        raise UserError(f"{where}: manifest.json is corrupt: no facts of replicate {missing}")
+    try:
+        topological_order(manifest.stages)
+    except UserError as exc:
+        raise UserError(f"{where}: manifest.json is corrupt: stages: {exc}") from None
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:

@@ -22,6 +22,16 @@ REQUEST_COLUMNS = [
 ]
 
 
+# The columns each stored table must hold, beside its ``replicate``.
+REQUIRED = {"intervals": INTERVAL_COLUMNS, "requests": REQUEST_COLUMNS}
+
+
+def problem(name: str, frame: pd.DataFrame) -> str:
+    """What is wrong with stored table ``name`` ("" when nothing is)."""
+    missing = [c for c in (*REQUIRED.get(name, ()), "replicate") if c not in frame.columns]
+    return f"table {name} lacks {', '.join(missing)}" if missing else ""
+
+
 def intervals_frame(intervals: Sequence[Interval]) -> pd.DataFrame:
     """Raw intervals as a DataFrame (the stored table), one row per interval."""
     rows = [tuple(getattr(i, name) for name in INTERVAL_COLUMNS) for i in intervals]

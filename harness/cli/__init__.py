@@ -30,8 +30,11 @@ def build_parser() -> Parser:
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     """The verb and its options; an unknown option is named before a missing verb."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    where = f"gapbench {args.verb}" if args.verb else "gapbench"
+    given = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(given)
+    # An option given before the verb is the command's own, not the verb's.
+    before = args.verb is None or (extra and given.index(extra[0]) < given.index(args.verb))
+    where = "gapbench" if before else f"gapbench {args.verb}"
     if extra:
         raise UserError(f"unrecognized arguments: {' '.join(extra)} (see {where} --help)")
     if args.verb is None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
 
-from harness import __version__
 from harness.cli.options import add_archive, add_claims, add_verb, claims_of, output
 
 
@@ -19,10 +17,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     archive = Archive(args.results)
     result = archive.load(args.result)
     made = [project(result, claim) for claim in made_claims]
-    kept = []
-    if not args.no_keep:
-        stamp = {"made_utc": datetime.now(timezone.utc).isoformat(), "gapbench": __version__}
-        kept = [archive.add_projection(result.id, {**p.to_dict(), **stamp}) for p in made]
+    kept = [] if args.no_keep else [archive.add_projection(result.id, p.kept()) for p in made]
     summary = summarize(result)
     payload = [p.to_dict() for p in made]
     output(args, payload, lambda: projection.projections(summary, made, kept))

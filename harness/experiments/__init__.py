@@ -1,0 +1,1 @@
+"""Real what-if runs on this machine: `gapbench validate` and what it measures."""

@@ -48,8 +48,14 @@ class Trial:
 
 def _taking_part() -> list[type[Workload]]:
     """Every registered workload that declares a condition or a virtual check: the buyer's
-    pipelines (the suite) first, then the self-checks, each group by name."""
-    found = [plugins.load(name) for name in plugins.registered()]
+    pipelines (the suite) first, then the self-checks, each group by name. One that will not
+    load takes no part (`gapbench workloads` says why) rather than stopping the others."""
+    found = []
+    for name in plugins.registered():
+        try:
+            found.append(plugins.load(name))
+        except UserError:
+            continue
     taking = [cls for cls in found if cls.conditions or cls.virtual_check]
     return sorted(taking, key=lambda cls: (not cls.in_suite, cls.name))
 

@@ -1,0 +1,1 @@
+"""What the machine is: its fingerprint, accelerators, environment checks and usable cores."""

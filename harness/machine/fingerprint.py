@@ -24,9 +24,11 @@ from harness.machine.sysfs import cpu_list, is_live_root, online_cpus
 from harness.machine.sysfs import read_text as _read
 from harness.words import UNKNOWN
 
-SCHEMA_VERSION = 2
-"""The fingerprint's format, checked wherever one is read (see harness.archive.migrations):
-1. the first; 2. ``usable_cores``, the one figure of the cores a run may use."""
+SCHEMA_VERSION = 2  # checked wherever a fingerprint is read (see harness.archive.migrations)
+HISTORY = {
+    1: "the first fingerprints",
+    2: "usable_cores: the one figure of the cores a run may use",
+}
 
 AI_ISA_FLAGS = (
     # x86: vector widths, then the dot-product and matrix extensions that AI kernels dispatch on.

@@ -1,0 +1,1 @@
+"""Running requests and archiving them: config, driver, processes, replicates, telemetry."""

@@ -25,7 +25,7 @@ from harness.measure.driver import RequestDriver, RequestOutcome, describe
 from harness.measure.probe_cost import probe_cost_ns
 from harness.measure.profiling import Profile, profile_requests
 from harness.measure.progress import ProgressBar
-from harness.measure.telemetry import Sampler
+from harness.measure.sampler import Sampler
 from harness.record.gpu_timing import SYNC, device_timer
 from harness.record.probes import Clock, DeviceTimer, Interval
 from harness.record.virtual import Spinner, Virtual

@@ -7,8 +7,6 @@ stores them in one set with a ``replicate`` column.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import subprocess
 from dataclasses import replace
@@ -18,7 +16,6 @@ from pathlib import Path
 import pandas as pd
 
 from harness import __version__, plugins
-from harness.archive.codec import to_dict
 from harness.archive.schema import (
     Config,
     Execution,
@@ -122,24 +119,8 @@ def _work(config: RunConfig, cls: type[Workload], facts: tuple[ReplicateFacts, .
         inputs_sha256=digests[0] if len(digests) == 1 else tuple(digests),
         arrival="closed loop, one request at a time",
     )
-    unsigned = {
-        "workload": cls.name,
-        "code_hash": code_hash(cls),
-        "size": config.size,
-        "seed": config.seed,
-        "workload_config": facts[0].work,
-        "request_stream": to_dict(stream),
-    }
-    canonical = json.dumps(unsigned, sort_keys=True, default=str).encode()
-    return Work(
-        workload=cls.name,
-        code_hash=unsigned["code_hash"],
-        size=config.size,
-        seed=config.seed,
-        workload_config=facts[0].work,
-        request_stream=stream,
-        work_sha256=hashlib.sha256(canonical).hexdigest(),
-    )
+    fields = (cls.name, code_hash(cls), config.size, config.seed, facts[0].work, stream)
+    return Work(*fields, work_sha256=Work.digest(*fields))
 
 
 def _execution(config: RunConfig, device: str, facts: tuple[ReplicateFacts, ...]) -> Execution:

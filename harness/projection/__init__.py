@@ -1,0 +1,1 @@
+"""From a claim to the end-to-end gain: claims, the replay, projections, comparisons."""

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
+from harness import __version__
 from harness.analysis.attribution import RequestSplit
+from harness.analysis.stats import PERCENTILE_FLOORS
 from harness.archive.codec import to_dict
 from harness.archive.schema import PROJECTION_VERSION
 from harness.archive.store import ResultSet
@@ -80,6 +83,11 @@ class Projection:
         return slower / faster if faster > 0 else 1.0
 
     @property
+    def p99_indicative(self) -> bool:
+        """Too few requests for p99 to mean much (MLPerf's floor): its figures are marked."""
+        return self.requests < PERCENTILE_FLOORS[99]
+
+    @property
     def model_off(self) -> bool:
         """The replay without a claim misses the recorded latency: its model of the set is off."""
         return self.replay_identity_error > IDENTITY_WARN
@@ -90,7 +98,7 @@ class Projection:
         return (self.speedup(model) - 1.0) / claimed if claimed > 0 else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        """The projection as it is kept beside its set (a ``KeptProjection`` when read back)."""
+        """The projection as plain data, with its headline and speedups by each model."""
         return {
             **to_dict(self),
             "claim": self.claim.to_dict(),
@@ -100,6 +108,12 @@ class Projection:
                 model: {pct: self.speedup(model, pct) for pct in PERCENTILES} for model in MODELS
             },
         }
+
+    def kept(self, made: datetime | None = None) -> dict[str, Any]:
+        """The projection as it is kept beside its set, stamped with when and by which
+        gapbench it was made (read back as a ``KeptProjection``)."""
+        made = made or datetime.now(timezone.utc)
+        return {**self.to_dict(), "made_utc": made.isoformat(), "gapbench": __version__}
 
 
 def check_claim(result: ResultSet, claim: Claim) -> None:

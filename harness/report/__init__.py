@@ -1,0 +1,1 @@
+"""Presentation only: terminal tables, traces and spans; the numbers arrive computed."""

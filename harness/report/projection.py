@@ -9,7 +9,6 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from harness.analysis.stats import PERCENTILE_FLOORS
 from harness.projection.sentences import headline, interval_text
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ def _verdict_line(tag: str, summary: Summary) -> list[Any]:
         )
     ]
     lines += [Text(f"  ! {p}", style="red") for p in v.problems]
-    lines += [Text(f"  - {n}", style="yellow") for n in v.notes if "indicative" not in n]
+    lines += [Text(f"  - {n}", style="yellow") for n in v.notes if n not in v.sampling]
     return lines
 
 
@@ -53,7 +52,7 @@ def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str
         table.add_column(name, justify="left" if name in ("claim", "model") else "right")
     for p in made:
         rows = (("measured", p.measured), ("naive", p.naive), ("replay", p.replay))
-        rough = p.requests < PERCENTILE_FLOORS[99]  # p99 from too few samples: indicative
+        rough = p.p99_indicative
         for i, (model, est) in enumerate(rows):
             table.add_row(
                 p.claim.name if i == 0 else "",

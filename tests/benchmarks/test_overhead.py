@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from harness.experiments.overhead import interleaved
+from harness.experiments.probes_on_off import interleaved
 from harness.measure.driver import RequestDriver
 from harness.measure.probe_cost import probe_cost_ns
 from harness.workload import SetupContext
