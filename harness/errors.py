@@ -1,5 +1,7 @@
 """The one exception type for bad input: the CLI turns it into one line on stderr and exit 2."""
 
+import math
+
 
 class UserError(Exception):
     """Bad input from the user (a name, a path, a file): said in one line, never a traceback."""
@@ -9,9 +11,20 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a process stopped by SIGINT
 
 
+def number(value: float) -> str:
+    """A number as a user would type it: whole ones in full, others short."""
+    if math.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return f"{value:g}"
+
+
 def in_range(option: str, value: float, low: float, high: float) -> None:
-    """Refuse a number a user typed outside [low, high], naming the option and the range."""
+    """Refuse a number a user typed outside [low, high] (or not a number at all: NaN, inf),
+    naming the option and the range."""
+    shown = f"(from {number(low)} to {number(high)})"
+    if not math.isfinite(value):
+        raise UserError(f"{option} must be a finite number {shown}, not {value}")
     if value < low:
-        raise UserError(f"{option} must be {low:g} or more (up to {high:g}), not {value:g}")
+        raise UserError(f"{option} must be {number(low)} or more {shown}, not {number(value)}")
     if value > high:
-        raise UserError(f"{option} must be {high:g} or less (from {low:g}), not {value:g}")
+        raise UserError(f"{option} must be {number(high)} or less {shown}, not {number(value)}")

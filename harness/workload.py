@@ -355,7 +355,9 @@ def topological_order(stages: Sequence[Stage]) -> list[Stage]:
 def check_contract(cls: type) -> type[Workload]:
     """Check a class against the plugin contract; the error names what is wrong."""
     if not (isinstance(cls, type) and issubclass(cls, Workload)):
-        raise UserError(f"{cls!r} is not a gapbench Workload subclass")
+        raise UserError(
+            f"{getattr(cls, '__qualname__', repr(cls))} is not a gapbench Workload subclass"
+        )
     if not cls.name:
         raise UserError(f"workload class {cls.__qualname__} has no name")
     if not cls.stages:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -106,7 +107,10 @@ def test_replicates_run_in_separate_processes(plugin_file, tmp_path, capsys):
         (["run", "--repeat", "101", "rag"], "--repeat must be 100 or less"),
         (["run", "--min-duration", "-1", "rag"], "--min-duration must be 0 or more"),
         (["run", "--seed", "-3", "rag"], "--seed must be 0 or more"),
-        (["project", "latest", "--speedup", "compute=5000"], "a positive number up to 1000"),
+        (["project", "latest", "--speedup", "compute=5000"], "up to 1000, not 5000"),
+        (["project", "latest", "--speedup", "compute=1e-9"], "from 0.001 up to 1000"),
+        (["run", "--min-duration", "nan", "rag"], "--min-duration must be a finite number"),
+        (["run", "--seed", "99999999999", "rag"], "4294967295 or less (from 0 to 4294967295)"),
         (["project", "latest", "--speedup", "compute=2", "--threads", "0"], "--threads must be"),
         (["trace", "latest"], "needs -o FILE"),
         (["validate", "--only", "nothing"], "unknown condition 'nothing' (one of backend,"),
@@ -157,6 +161,60 @@ def test_a_stage_that_would_replace_a_contract_method_is_refused(tmp_path, capsy
     status, _, err = run_cli(capsys, "run", f"{plugin}:NamesAStageWork", "--results", str(tmp_path))
     assert status == 2 and err.count("\n") == 1
     assert "stage 'work' would replace Workload.work" in err
+
+
+FAILING_PLUGIN = """
+import sys
+
+from harness.workload import Stage, Workload
+
+
+class Fails(Workload):
+    name = "fails"
+    stages = (Stage("only", layer="inference"),)
+    where = ""
+
+    def setup(self, ctx):
+        if self.where == "setup":
+            raise ValueError("setup broke")
+
+    def requests(self, ctx):
+        return [1, 2]
+
+    def only(self, ctx, payload):
+        if self.where == "exit":
+            sys.exit(3)
+        raise ValueError("stage broke")
+
+
+class FailsInSetup(Fails):
+    where = "setup"
+
+
+class Exits(Fails):
+    where = "exit"
+"""
+
+
+def test_a_failing_plugin_is_named_in_one_line_or_in_the_verdict(tmp_path, capsys):
+    plugin = tmp_path / "fails.py"
+    plugin.write_text(FAILING_PLUGIN)
+    results = str(tmp_path / "results")
+    status, out, err = run_cli(capsys, "run", f"{plugin}:FailsInSetup", *FAST, "--results", results)
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in out + err
+    assert "workload 'fails': setup: ValueError: setup broke at fails.py:" in err
+    for name, said in (
+        ("Fails", "only: ValueError: stage broke at fails.py:"),
+        ("Exits", "SystemExit"),
+    ):
+        status, out, err = run_cli(
+            capsys, "run", f"{plugin}:{name}", *FAST, "--results", results, "--json"
+        )
+        assert status == 0, err
+        problem = json.loads(out)[0]["verdict"]["problems"][0]
+        assert (
+            problem.startswith("20 of 20 requests failed (100.0%), the first: ") and said in problem
+        )
 
 
 def test_registered_workloads_are_found():
@@ -277,6 +335,15 @@ def test_trace_writes_a_perfetto_file(plugin_file, tmp_path, capsys):
     assert written["events"] == len(events) == len(Archive(results).load("latest").intervals)
     status, _, err = run_cli(capsys, "trace", "latest", "--results", results)
     assert status == 2 and "needs -o FILE" in err
+    # what exists is never replaced unasked: not an earlier trace, not a set's own manifest
+    set_folder = Path(results) / written["id"]
+    for existing in (out_file, set_folder / "manifest.json"):
+        before = existing.read_bytes()
+        status, _, err = run_cli(
+            capsys, "trace", "latest", "-o", str(existing), "--results", results
+        )
+        assert status == 2 and "exists" in err and existing.read_bytes() == before
+    assert run_cli(capsys, *argv, "--force")[0] == 0
 
 
 def test_project_and_compare_from_the_command_line(plugin_file, tmp_path, capsys):
@@ -320,6 +387,10 @@ def test_project_and_compare_from_the_command_line(plugin_file, tmp_path, capsys
         ('[speedup]\n"compute" = 2\n', "key 'name': every claim needs a name"),
         ('name = "x"\nspeed = 2\n', "key 'speed': not a claim field"),
         ("name = [", "not valid TOML"),
+        ('name = 5\n[speedup]\n"compute" = 2\n', "key 'name': a name is a non-empty string"),
+        ('name = "x"\n[speedup]\n', "no speedups: give at least one KEY = factor"),
+        ('name = "x"\n', "no [speedup] table"),
+        ('name = "x"\ndate = "soon"\n[speedup]\n"compute" = 2\n', "key 'date': a date such as"),
     ],
 )
 def test_a_malformed_claim_names_its_file_and_key(body, message, tmp_path, capsys):
@@ -329,3 +400,26 @@ def test_a_malformed_claim_names_its_file_and_key(body, message, tmp_path, capsy
     status, _, err = run_cli(capsys, *argv)
     assert status == 2 and err.count("\n") == 1
     assert str(claim) in err and message in err
+
+
+def test_a_set_s_folder_names_it_everywhere_and_a_set_is_not_compared_with_itself(tmp_path, capsys):
+    from conftest import RAG_SET
+
+    folder = tmp_path / RAG_SET.name
+    shutil.copytree(RAG_SET, folder)
+    argv = ["project", str(folder), "--speedup", "host-cpu.compute=2", "--json"]
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 0, err
+    assert json.loads(out)[0]["set_id"] == RAG_SET.name
+    assert len(Archive(tmp_path).projections(RAG_SET.name)) == 2  # kept beside the old one
+    status, _, err = run_cli(capsys, "compare", str(folder), str(folder))
+    assert status == 2 and "is both BASE and CANDIDATE" in err and err.count("\n") == 1
+
+
+def test_plugins_written_against_the_earlier_contract_still_import():
+    from harness.record.probes import Recorder
+    from harness.workload import RunContext, SetupContext, StageContext
+
+    assert RunContext is SetupContext
+    ctx = StageContext(RunContext(), Recorder(0), "s", 0)
+    assert ctx.run is ctx.setup

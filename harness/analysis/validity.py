@@ -82,10 +82,14 @@ def verdict(
         problems.append(f"{count} accounting invariant violations, e.g. {first}")
     total = len(result.requests)
     failed = int((~result.requests["ok"]).sum()) if total else 0
+    # The first failure's own words, so a broken stage is named where the run is judged.
+    first = f", the first: {_first_error(result.requests)}" if failed else ""
     if total and failed / total > MAX_ERROR_RATE:
-        problems.append(f"{failed} of {total} requests failed ({failed / total:.1%})")
+        problems.append(f"{failed} of {total} requests failed ({failed / total:.1%}){first}")
     elif failed:
-        notes.append(f"{failed} of {total} requests failed and are left out of the percentiles")
+        notes.append(
+            f"{failed} of {total} requests failed and are left out of the percentiles{first}"
+        )
     if e2e.n == 0:
         problems.append("no successful request was measured")
     replicates = manifest.replicates
@@ -132,6 +136,14 @@ def verdict(
         notes += _off_cpu(result, stages)
     notes += _oversubscribed(result)
     return Verdict(not problems, tuple(problems), tuple(notes), tuple(sampling))
+
+
+def _first_error(requests: pd.DataFrame) -> str:
+    failed = requests.loc[~requests["ok"]]
+    if "error" not in failed or failed.empty:
+        return "unknown"
+    order = [c for c in ("replicate", "request") if c in failed]
+    return str(failed.sort_values(order)["error"].iloc[0]) or "unknown"
 
 
 def _off_cpu(result: ResultSet, stages: pd.DataFrame) -> list[str]:

@@ -49,7 +49,7 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
     """``data`` read as ``cls``, every field checked against its type; a DecodeError names the
     first key that is missing or mistyped."""
     if not isinstance(data, Mapping):
-        raise DecodeError(where, f"expected an object, not {_kind(data)}")
+        raise DecodeError(where, f"expected an object, not {_named(type(data))}")
     hints = _hints(cls)
     values = {}
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -133,13 +133,26 @@ def _sequence(hint: Any, value: Any, where: str) -> list[Any]:
 
 
 def _mismatch(hint: Any, value: Any) -> str:
-    name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-    return f"expected {name}, not {_kind(value)}"
+    return f"expected {_named(hint)}, not {_named(type(value))}"
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), type(value).__name__
-    )
+# JSON's own words for what a value is, used for what was expected and what was found alike.
+_NAMES: dict[Any, str] = {
+    dict: "an object",
+    Mapping: "an object",
+    list: "a list",
+    tuple: "a list",
+    frozenset: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _named(hint: Any) -> str:
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        return " or ".join(_named(a) for a in typing.get_args(hint))
+    hint = typing.get_origin(hint) or hint
+    return _NAMES.get(hint, getattr(hint, "__name__", str(hint)))

@@ -93,10 +93,23 @@ class Archive:
 
     def __init__(self, location: str | os.PathLike | None = None) -> None:
         self.location = str(location if location is not None else default_location())
+        if not self.location.strip():
+            raise UserError("the archive's location is empty: give a path or an fsspec URL")
         try:
             self.fs, self.root = fsspec.core.url_to_fs(self.location)
         except (ValueError, ImportError) as exc:
             raise UserError(f"cannot open the archive {self.location!r}: {exc}") from exc
+
+    def ensure(self) -> Archive:
+        """Make sure sets can be written here, before minutes are spent measuring one."""
+        try:
+            if self.fs.exists(self.root) and not self.fs.isdir(self.root):
+                raise UserError(f"the archive {self.location!r} is not a folder")
+            self.fs.makedirs(self.root, exist_ok=True)
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise UserError(f"cannot write the archive {self.location!r}: {why}") from None
+        return self
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
@@ -164,7 +177,8 @@ class Archive:
             try:
                 listing.append(Listing(set_id, self._read_manifest(set_id)))
             except UserError as exc:
-                listing.append(Listing(set_id, None, str(exc).removeprefix(f"result set {set_id}")))
+                problem = str(exc).removeprefix(f"result set {set_id}").lstrip(": ")
+                listing.append(Listing(set_id, None, problem))
         return listing
 
     def resolve(self, ref: str) -> str:
@@ -193,6 +207,8 @@ class Archive:
             try:
                 with self.fs.open(self._path(set_id, filename), "rb") as handle:
                     tables[name] = pd.read_parquet(handle)
+            except FileNotFoundError:
+                raise UserError(f"result set {set_id}: table {filename} is missing") from None
             except Exception as exc:
                 raise UserError(f"result set {set_id}: table {filename} is unreadable") from exc
         tables = migrate_tables(tables, manifest.migrated_from or SCHEMA_VERSION)
@@ -269,6 +285,8 @@ def _check(set_id: str, manifest: Manifest, tables: Tables) -> None:
     """Refuse a set whose parts do not fit together: a table missing or lacking columns, a
     replicate with no facts, a stage DAG that is not one."""
     where = f"result set {set_id}"
+    if manifest.id != set_id:
+        raise UserError(f"{where}: manifest.json is corrupt: it names itself {manifest.id!r}")
     for name in ("intervals", "requests"):
         if name not in tables:
             raise UserError(f"{where}: manifest.json is corrupt: tables: no {name!r}")
@@ -294,9 +312,17 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def load(ref: str, location: str | os.PathLike | None = None) -> ResultSet:
-    """A set named in the archive at ``location``, or by the path of its own folder."""
+def locate(ref: str, location: str | os.PathLike | None = None) -> tuple[Archive, str]:
+    """The archive and id of a set named in the archive at ``location``, or by the path of its
+    own folder."""
     folder = Path(ref)
     if (folder / MANIFEST).is_file():
-        return Archive(folder.resolve().parent).load(folder.resolve().name)
-    return Archive(location).load(ref)
+        return Archive(folder.resolve().parent), folder.resolve().name
+    archive = Archive(location)
+    return archive, archive.resolve(ref)
+
+
+def load(ref: str, location: str | os.PathLike | None = None) -> ResultSet:
+    """A set named in the archive at ``location``, or by the path of its own folder."""
+    archive, set_id = locate(ref, location)
+    return archive.load(set_id)

@@ -12,7 +12,8 @@ def cmd_results(args: argparse.Namespace) -> int:
     from harness.archive.store import Archive
     from harness.report import terminal
 
-    listings = Archive(args.results).listings()
+    archive = Archive(args.results)
+    listings = archive.listings()
     payload = [
         {
             "id": e.id,
@@ -22,7 +23,7 @@ def cmd_results(args: argparse.Namespace) -> int:
         }
         for e in listings
     ]
-    output(args, payload, lambda: terminal.results(listings))
+    output(args, payload, lambda: terminal.results(listings, archive.location))
     return 0
 
 
@@ -60,12 +61,12 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if args.format == "chrome":
         from harness.report.trace import write_chrome
 
-        count = write_chrome(result, args.output)
+        count = write_chrome(result, args.output, overwrite=args.force)
         where = args.output
     else:
         from harness.report.otel import write_otel
 
-        count = write_otel(result, path=args.output, endpoint=args.endpoint)
+        count = write_otel(result, args.output, args.endpoint, overwrite=args.force)
         where = args.output or args.endpoint or "the OTLP endpoint from the environment"
     payload = {"id": result.id, "format": args.format, "events": count, "written_to": where}
     output(args, payload, lambda: f"{count} {args.format} events of {result.id} written to {where}")
@@ -89,7 +90,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "gapbench trace RESULT (-o FILE | --format otel [-o FILE] [--endpoint [URL]]) "
         "[--results PATH] [--json]"
     )
-    trace.add_argument("result", metavar="RESULT", help="an id, a unique prefix, or 'latest'")
+    trace.add_argument(
+        "result", metavar="RESULT", help="an id, a unique prefix, 'latest', or a set's folder"
+    )
     trace.add_argument(
         "-o", "--output", metavar="FILE", help="the file to write (required for chrome)"
     )
@@ -98,9 +101,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
         metavar="URL",
         nargs="?",
         const="",
-        help="otel only: send over OTLP/HTTP to URL instead of to a file (no URL: the one "
-        "OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT names)",
+        help="otel only: send over OTLP/HTTP to URL (as well as to -o FILE, if given; no URL: "
+        "the one OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT names)",
     )
+    trace.add_argument("--force", action="store_true", help="replace -o FILE if it exists")
     trace.add_argument(
         "--format",
         choices=("chrome", "otel"),

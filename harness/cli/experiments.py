@@ -19,7 +19,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     only = tuple(args.only or ())
     check_only(only)  # before the hardware scan
     device = resolve_device(args.device)
-    archive = Archive(args.results)
+    archive = Archive(args.results).ensure()
     started = time.perf_counter()
 
     def say(text: str) -> None:
@@ -50,5 +50,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="run only this condition (those the workloads declare: threads, backend, "
         "contention; and virtual); repeatable",
     )
-    validate.add_argument("--device", choices=DEVICES, default="cpu")
+    validate.add_argument(
+        "--device", choices=DEVICES, default="cpu", help="where the model stages run (default cpu)"
+    )
     add_archive(validate)

@@ -9,13 +9,13 @@ from harness.cli.options import add_archive, add_claims, add_verb, claims_of, ou
 
 def cmd_project(args: argparse.Namespace) -> int:
     from harness.analysis.summary import summarize
-    from harness.archive.store import Archive
+    from harness.archive.store import locate
     from harness.projection.project import project
     from harness.report import projection
 
     made_claims = claims_of(args, required=True)
-    archive = Archive(args.results)
-    result = archive.load(args.result)
+    archive, set_id = locate(args.result, args.results)
+    result = archive.load(set_id)
     made = [project(result, claim) for claim in made_claims]
     kept = [] if args.no_keep else [archive.add_projection(result.id, p.kept()) for p in made]
     summary = summarize(result)
@@ -27,14 +27,14 @@ def cmd_project(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.analysis.comparability import comparable
     from harness.analysis.summary import summarize
-    from harness.archive.store import Archive
+    from harness.archive.store import load, locate
     from harness.projection.compare import compare
     from harness.projection.project import project
     from harness.report import projection
 
     made_claims = claims_of(args, required=False)
-    archive = Archive(args.results)
-    base, candidate = archive.load(args.base), archive.load(args.candidate)
+    archive, base_id = locate(args.base, args.results)
+    base, candidate = archive.load(base_id), load(args.candidate, args.results)
     comparable(base, candidate)  # refuse before any work
     made = tuple(project(base, claim) for claim in made_claims)
     kept = tuple(archive.projections(base.id))
@@ -50,7 +50,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
         cmd_project,
         "Project claims on a result set: naive Amdahl beside a replay of its dependency graph.",
     )
-    project.add_argument("result", metavar="RESULT", help="an id, a unique prefix, or 'latest'")
+    project.add_argument(
+        "result", metavar="RESULT", help="an id, a unique prefix, 'latest', or a set's folder"
+    )
     add_claims(project)
     project.add_argument(
         "--no-keep", action="store_true", help="do not keep the projections beside the set"

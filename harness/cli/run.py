@@ -38,10 +38,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         providers=parse_providers(args.providers),
     )
     configs = plan(args.workloads, template)  # every name and option checked before any work
-    archive = Archive(args.results)
+    archive = Archive(args.results).ensure()
     fingerprint = detect()
     cpu = fingerprint.host.host_processor_model_name
-    err().print(f"gapbench {__version__}: {cpu}; archive {archive.location}", style="dim")
+    status_line = err()
+    if status_line.is_terminal:  # for a person watching; a script's stderr keeps only errors
+        status_line.print(f"gapbench {__version__}: {cpu}; archive {archive.location}", style="dim")
     reports = []
     status = 0
     for config in configs:
@@ -75,7 +77,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "calibration and branches check gapbench itself and run only when named)",
     )
     run.add_argument("--quick", action="store_true", help="small sizes and short measurement")
-    run.add_argument("--device", choices=DEVICES, default="auto")
+    run.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where the model stages run (default auto: a CUDA GPU when torch sees one)",
+    )
     run.add_argument(
         "--seed", type=int, default=0, help="seed of every random choice (0 to 2^32-1)"
     )

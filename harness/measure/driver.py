@@ -164,7 +164,7 @@ class _RequestState:
         error, result = "", None
         try:
             result = self.driver.run_stage(self.recorder, stage, args, span)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a stage that exits fails its request only
             error = describe(stage.name, exc)
         if span.start_ns >= 0:
             self.recorder.add(

@@ -72,10 +72,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def hook(workload: Workload, name: str, call: Callable[..., Any], *args: Any) -> Any:
+    """A plugin hook called before any request: one that fails stops the run in one line that
+    says where (a request's failure, by contrast, is that request's, and the run goes on)."""
+    try:
+        return call(*args)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"workload {type(workload).name!r}: {describe(name, exc)}") from exc
+
+
 def _agreement(workload: Workload) -> Agreement | None:
     """The workload's agreement with its reference backend, read through the stored schema so
     a hook that returns the wrong keys is named at once."""
-    said = dict(workload.agreement())
+    said = dict(hook(workload, "agreement", workload.agreement))
     if not said:
         return None
     try:
@@ -115,15 +126,15 @@ def measure(
     anchor = ClockAnchor(time.perf_counter_ns(), time.time_ns())
     announce("setup")
     started = clock()
-    workload.setup(setup)
+    hook(workload, "setup", workload.setup, setup)
     model_load_s = (clock() - started) / 1e9
-    execution = dict(workload.execution())
-    setup_facts = dict(workload.setup_facts())
+    execution = dict(hook(workload, "execution", workload.execution))
+    setup_facts = dict(hook(workload, "setup_facts", workload.setup_facts))
     agreement = _agreement(workload)
-    stream: Sequence[Any] = workload.requests(setup)
+    stream: Sequence[Any] = hook(workload, "requests", workload.requests, setup)
     if not stream:
         raise UserError(f"workload {type(workload).name!r} produced no requests")
-    work = dict(workload.work())
+    work = dict(hook(workload, "work", workload.work))
     timer: DeviceTimer | None = device_timer(setup.device, timing, clock)
     if virtual is not None:
         timer = Spinner(virtual, timer)  # everything but one stage stretched (record.virtual)

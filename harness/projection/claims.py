@@ -19,6 +19,7 @@ a layer scope over none, and within a scope ``resource.category`` over ``resourc
 
 from __future__ import annotations
 
+import datetime
 import math
 import sys
 from collections.abc import Iterable, Sequence
@@ -35,7 +36,8 @@ else:  # Python 3.10
     import tomli as tomllib
 
 SCOPES = ("layer", "stage")
-MAX_FACTOR = 1000.0  # a claimed speedup above this is a typo, not a chip
+# A claimed speedup outside these is a typo, not a chip (and would stall the replay's clock).
+MIN_FACTOR, MAX_FACTOR = 0.001, 1000.0
 MAX_THREADS = 4096
 
 
@@ -146,13 +148,14 @@ def _speedups(items: Iterable[tuple[str, Any]], where: str) -> tuple[tuple[Targe
         seen.add(key)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UserError(f"{where}: key {key!r}: a speedup is a number, not {value!r}")
-        if not math.isfinite(value) or not 0 < value <= MAX_FACTOR:
+        if not math.isfinite(value) or not MIN_FACTOR <= value <= MAX_FACTOR:
             raise UserError(
-                f"{where}: key {key!r}: a speedup must be a positive number up to {MAX_FACTOR:g}"
+                f"{where}: key {key!r}: a speedup must be a positive number from "
+                f"{MIN_FACTOR:g} up to {MAX_FACTOR:g}, not {value:g}"
             )
         out.append((target, float(value)))
     if not out:
-        raise UserError(f"{where}: no speedups: add a [speedup] table")
+        raise UserError(f"{where}: no speedups: give at least one KEY = factor")
     return tuple(out)
 
 
@@ -171,11 +174,25 @@ def load(path: str | Path) -> Claim:
     if unknown:
         raise UserError(f"{path}: key {sorted(unknown)[0]!r}: not a claim field")
     table = body.get("speedup")
+    if table is None:
+        raise UserError(f"{path}: no [speedup] table: add one, with KEY = factor lines")
     if not isinstance(table, dict):
-        raise UserError(f"{path}: key 'speedup': a table of KEY = factor")
+        raise UserError(f"{path}: key 'speedup': a table of KEY = factor, not {table!r}")
     name = body.get("name")
-    if not isinstance(name, str) or not name:
+    if name is None:
         raise UserError(f"{path}: key 'name': every claim needs a name")
+    if not isinstance(name, str) or not name.strip():
+        raise UserError(f"{path}: key 'name': a name is a non-empty string, not {name!r}")
+    when = body.get("date", "")
+    if isinstance(when, str) and when:
+        try:
+            when = datetime.date.fromisoformat(when)
+        except ValueError:
+            raise UserError(
+                f"{path}: key 'date': a date such as 2026-11-01, not {when!r}"
+            ) from None
+    elif not isinstance(when, str | datetime.date):
+        raise UserError(f"{path}: key 'date': a date such as 2026-11-01, not {when!r}")
     threads = body.get("threads")
     if threads is not None and (
         isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS
@@ -185,7 +202,7 @@ def load(path: str | Path) -> Claim:
         name=name,
         speedups=_speedups(table.items(), str(path)),
         source=str(body.get("source", "")),
-        date=str(body.get("date", "")),
+        date=str(when),
         path=str(path),
         threads=threads,
     )

@@ -32,6 +32,8 @@ def answer_sentence(a: Answer) -> str:
 
 def headline(p: Projection) -> str:
     """How much of a claim's gain survives end to end, by replay beside naive Amdahl."""
+    if p.matched_share == 0:
+        return f"{p.claim.name}: matches none of this set's end-to-end time: no gain to project"
     replay_x, naive_x = p.speedup("replay"), p.speedup("naive")
     text = (
         f"{p.claim.name}: {p.claimed:.3g}x on {percent(p.matched_share)} of "

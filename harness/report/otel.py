@@ -16,7 +16,14 @@ from harness import __version__
 from harness.archive.store import ResultSet
 from harness.errors import UserError
 from harness.record.probes import Interval
-from harness.report.trace import COMPACT, clock_offsets, name_of, replicate_intervals, write_text
+from harness.report.trace import (
+    COMPACT,
+    clock_offsets,
+    name_of,
+    refuse_overwrite,
+    replicate_intervals,
+    write_text,
+)
 from harness.words import Kind
 
 INSTALL_HINT = "pip install gapbench[otel]"
@@ -25,7 +32,10 @@ EXPORT_BATCH = 512  # spans per OTLP request, far below a collector's request si
 
 
 def write_otel(
-    result: ResultSet, path: str | os.PathLike | None = None, endpoint: str | None = None
+    result: ResultSet,
+    path: str | os.PathLike | None = None,
+    endpoint: str | None = None,
+    overwrite: bool = False,
 ) -> int:
     """Export the set as OpenTelemetry spans, one trace per request; returns the span count.
 
@@ -44,6 +54,7 @@ def write_otel(
         endpoint = ""  # the exporter reads the standard variables itself
     if path is None and endpoint is None:
         raise UserError("give a file for the spans or an OTLP/HTTP endpoint")
+    refuse_overwrite(path, overwrite)
     if endpoint == "" and not any(os.environ.get(v) for v in ENDPOINT_VARIABLES):
         raise UserError(
             "no OTLP endpoint: give its URL, or set OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT"

@@ -243,8 +243,9 @@ def profile_table(profile: ProfileRecord) -> Table:
     return table
 
 
-def results(listings: Iterable[Listing]) -> Table:
-    table = Table(title="result sets, newest first")
+def results(listings: list[Listing], location: str) -> Table:
+    title = "result sets, newest first" if listings else "no result sets"
+    table = Table(title=f"{title} in {location}")
     for name in ("id", "workload", "size", "device", "backend", "requests", "complete"):
         table.add_column(name)
     for entry in listings:

@@ -40,7 +40,7 @@ def clock_offsets(result: ResultSet) -> dict[int, int]:
     return {r.replicate: r.clock_anchor.offset_ns for r in result.manifest.replicates}
 
 
-def write_chrome(result: ResultSet, path: str | os.PathLike) -> int:
+def write_chrome(result: ResultSet, path: str | os.PathLike, overwrite: bool = False) -> int:
     """Write the set as Chrome trace JSON for Perfetto; returns the number of interval events.
 
     One process per replicate. Tracks: "requests" (each request, its queue wait and lag); one
@@ -50,6 +50,7 @@ def write_chrome(result: ResultSet, path: str | os.PathLike) -> int:
     ``ts``/``dur`` in µs from the set's first interval on the wall clock (through each
     replicate's clock anchor); the metadata events naming tracks are not counted.
     """
+    refuse_overwrite(path, overwrite)
     layers = {stage.name: stage.layer for stage in result.manifest.stages}
     offsets = clock_offsets(result)
     replicates = list(replicate_intervals(result))
@@ -151,6 +152,13 @@ def name_of(iv: Interval, workload: str = "") -> str:
         return f"step {iv.task}".strip()
     name = iv.label or iv.category or iv.kind
     return f"device {name}" if workload and iv.kind == Kind.DEVICE.value else name
+
+
+def refuse_overwrite(path: str | os.PathLike | None, overwrite: bool) -> None:
+    """Refuse to replace a file that exists (a set's own manifest, an earlier trace) unless
+    told to: an export must never cost what is already archived."""
+    if path is not None and not overwrite and Path(path).exists():
+        raise UserError(f"{path} exists: name another file (or --force to replace it)")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
