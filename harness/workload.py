@@ -14,6 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+# The contract's too: plugins import these from here.
+from harness.conditions import ALL_CORES as ALL_CORES
+from harness.conditions import ALL_THREADS as ALL_THREADS
+from harness.conditions import ONE_THREAD as ONE_THREAD
+from harness.conditions import Condition as Condition
+from harness.conditions import Setting as Setting
 from harness.errors import UserError
 from harness.record.probes import Probe, Recorder
 from harness.record.virtual import Virtual
@@ -217,38 +223,6 @@ class _NoProbe:
 
 
 _NO_PROBE = _NoProbe()
-
-
-ALL_CORES = 0  # a Setting's threads: every core the run may use, counted on the machine
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One side of a validation condition: the backend of the model stages and their threads."""
-
-    label: str
-    backend: str = "torch"
-    threads: int | None = None  # None: the machine's default; ALL_CORES: every usable core
-
-    def on(self, cores: int) -> Setting:
-        """This setting on a machine with ``cores`` usable cores."""
-        if self.threads != ALL_CORES:
-            return self
-        return Setting(f"{cores} thread{'s' if cores != 1 else ''}", self.backend, cores)
-
-
-ONE_THREAD = Setting("1 thread", threads=1)
-ALL_THREADS = Setting("all cores", threads=ALL_CORES)
-
-
-@dataclass(frozen=True)
-class Condition:
-    """A what-if that `gapbench validate` runs on a workload: one component changed, A to B."""
-
-    name: str
-    a: Setting
-    b: Setting
-    what: str
 
 
 class Workload:

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1] / "harness"
 # lower rank only.
 RANKS = {
     "errors": 0,
-    "words": 0,  # errors and words import nothing of gapbench's
+    "words": 0,  # errors, words and conditions import nothing of gapbench's
+    "conditions": 0,
     "record": 1,
     "machine": 2,
     "backends": 3,
