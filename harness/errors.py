@@ -13,16 +13,16 @@ EXIT_INTERRUPTED = 130  # as a shell reports a process stopped by SIGINT
 
 def number(value: float) -> str:
     """A number as a user would type it: whole ones in full, others short."""
-    if math.isfinite(value) and float(value).is_integer():
-        return str(int(value))
-    return f"{value:g}"
+    if isinstance(value, int):
+        return str(value)
+    return str(int(value)) if math.isfinite(value) and value.is_integer() else f"{value:g}"
 
 
 def in_range(option: str, value: float, low: float, high: float) -> None:
     """Refuse a number a user typed outside [low, high] (or not a number at all: NaN, inf),
     naming the option and the range."""
     shown = f"(from {number(low)} to {number(high)})"
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         raise UserError(f"{option} must be a finite number {shown}, not {value}")
     if value < low:
         raise UserError(f"{option} must be {number(low)} or more {shown}, not {number(value)}")

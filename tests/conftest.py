@@ -95,7 +95,7 @@ def _fixture_manifest() -> Manifest:
 
 
 def make_manifest(
-    stages: tuple[Stage, ...] = (),
+    stages: tuple[Stage, ...] | None = None,
     *,
     set_id: str = "hand-built",
     device: str = "cpu",
@@ -118,7 +118,7 @@ def make_manifest(
     )
     own = {
         "id": set_id,
-        "stages": tuple(stages),
+        "stages": base.stages if stages is None else tuple(stages),
         "config": config,
         "fingerprint": replace(base.fingerprint, usable_cores=float(cores)),
         "replicates": tuple(replace(facts, replicate=i) for i in range(replicates)),

@@ -190,13 +190,20 @@ def test_short_branch_is_off_the_critical_path_and_shows_as_overlap(runs):
     # short branch ends last. Whichever it is, gapbench must name the one the truth names.
     long_last = sum(s.truth.critical_branch("search") == 1 for s in by_design)
     assert long_last >= 0.5 * len(by_design)
+    decided = wrong = 0
     for sample in by_design:
         ends = sorted(sample.truth.span("search", b).end_ns for b in (0, 1))
         if ends[1] - ends[0] < 200_000:
             continue  # a photo finish: two clocks may order the last 0.2 ms either way
         branches = [iv for iv in sample.intervals if iv.kind == "branch"]
         last = max(branches, key=lambda iv: iv.end_ns)
-        assert last.label == f"branch {sample.truth.critical_branch('search')}"
+        decided += 1
+        wrong += last.label != f"branch {sample.truth.critical_branch('search')}"
+    # Between a branch's last planted line and its interval's end the harness runs code the
+    # truth cannot see; on a busy machine the OS may preempt a thread right there for longer
+    # than the gap. That is rare; naming the wrong branch by method would be most of them.
+    assert decided >= 0.5 * len(by_design)
+    assert wrong <= max(1, 0.05 * decided), f"{wrong} of {decided} named the wrong branch"
 
 
 def test_unprobed_glue_is_unattributed_not_scheduling(runs):

@@ -191,6 +191,19 @@ class FailsInSetup(Fails):
     where = "setup"
 
 
+class SaysNothing(Fails):
+    def execution(self):
+        return None
+
+
+class FailsInTeardown(Fails):
+    def only(self, ctx, payload):
+        return payload
+
+    def teardown(self):
+        raise RuntimeError("teardown broke")
+
+
 class Exits(Fails):
     where = "exit"
 """
@@ -203,6 +216,15 @@ def test_a_failing_plugin_is_named_in_one_line_or_in_the_verdict(tmp_path, capsy
     status, out, err = run_cli(capsys, "run", f"{plugin}:FailsInSetup", *FAST, "--results", results)
     assert status == 2 and err.count("\n") == 1 and "Traceback" not in out + err
     assert "workload 'fails': setup: ValueError: setup broke at fails.py:" in err
+    status, _, err = run_cli(capsys, "run", f"{plugin}:SaysNothing", *FAST, "--results", results)
+    assert status == 2 and "execution() returned None, not a dict" in err
+    status, out, err = run_cli(
+        capsys, "run", f"{plugin}:FailsInTeardown", *FAST, "--results", results, "--json"
+    )
+    assert status == 0, err
+    (summary,) = json.loads(out)
+    assert summary["requests"] == 20 and summary["errors"] == 0  # what it measured is kept
+    assert any("teardown: RuntimeError: teardown broke" in n for n in summary["verdict"]["notes"])
     for name, said in (
         ("Fails", "only: ValueError: stage broke at fails.py:"),
         ("Exits", "SystemExit"),

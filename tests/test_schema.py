@@ -111,6 +111,8 @@ def _broken(tmp_path: Path, change) -> str:
             lambda m: m["stages"][1].update(after=["nowhere"]),
             "stages: stage 'embed' comes after unknown stage 'nowhere'",
         ),
+        (lambda m: m.update(stages=m["stages"][:1]), "intervals of a stage it does not have"),
+        (lambda m: m.update(id="20260101T000000Z-x-rag-0"), "holds result set 20260101T000000Z"),
         (lambda m: m.update(schema_version=99), "newer than this gapbench understands"),
         (lambda m: m.pop("schema_version"), "has no integer schema_version"),
     ],
@@ -208,3 +210,31 @@ def test_a_set_is_split_once_per_load_however_many_readers_ask(monkeypatch):
     assert [s.replicate for s in splits_module.splits(base)][:1] == [0]
     assert len(calls) == 2 * len(splits_module.splits(base))  # each set split once
     assert done.end_to_end.ratio == pytest.approx(1.0)  # the same set, twice
+
+
+def test_a_profile_from_the_middle_of_version_2_reads_back(tmp_path):
+    # Before a backend could bring its own profiler, a profile named no tool; before the check
+    # judged model stages only, its checks named no layer.
+    check = {
+        "stage": "generate",
+        "label": "decode",
+        "calls": 4,
+        "gapbench_ms": 40.0,
+        "profiler_scope_ms": 40.5,
+        "profiler_operator_ms": 39.8,
+    }
+    folder = _broken(tmp_path, lambda m: m.update(profile={"requests": 4, "checks": [check]}))
+    profile = load(folder).manifest.profile
+    assert profile is not None and profile.tool == "torch.profiler"
+    assert profile.checks[0].layer == "inference" and profile.checks[0].judged and profile.agrees
+
+
+def test_an_archive_that_cannot_be_written_is_refused_before_measuring(tmp_path):
+    if not Path("/proc/1").is_dir():
+        pytest.skip("needs /proc")
+    with pytest.raises(UserError, match="cannot write the archive '/proc/1'"):
+        Archive("/proc/1").ensure()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="is not a folder"):
+        Archive(tmp_path / "file").ensure()
+    assert Archive(tmp_path / "new").ensure().ids() == []

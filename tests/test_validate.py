@@ -92,12 +92,13 @@ def test_the_quick_validation_runs_every_condition(tmp_path):
         assert c["component_speedups"]  # measured alone, per stage
         assert set(c["sets"]) == {"a", "b", "a_again"}
     contention = report["conditions"][2]
-    if whole(cores().usable) < 2:
-        return  # one core: 1 thread and "all cores" are the same setting, nothing contends
-    # Two branches asking for every core: the replay sees the contention Amdahl cannot, so it
-    # projects less from the same set and claim. That holds whatever else shares the machine;
-    # which of the two lands nearer the measured speedup does not (`gapbench validate` says).
-    assert contention["replay_speedup"] < contention["naive_speedup"]
+    # Two branches asking for every core: the replay sees the contention Amdahl cannot, so from
+    # the same set and claim it projects about half the gain (each branch gets half the cores).
+    # That holds by construction whatever else shares the machine; which of the two lands
+    # nearer the measured speedup does not (`gapbench validate` says). On one core, 1 thread
+    # and "all cores" are the same setting and nothing contends.
+    if whole(cores().usable) >= 2:
+        assert contention["replay_speedup"] < contention["naive_speedup"]
     (virtual,) = report["virtual"]
     assert (virtual["workload"], virtual["factor"]) == ("rag", 1.5)
     assert len(Archive(tmp_path).ids()) == 3 * 3 + 2

@@ -41,13 +41,19 @@ def overhead(manifest: Manifest, intervals: pd.DataFrame, p50_s: float) -> Overh
         return None
     per_request = probes_per_request(intervals)
     cost_ns = float(np.median(costs))
-    measured = sum(r.measured_s for r in manifest.replicates)
-    drawn = sum(r.progress_s for r in manifest.replicates)
-    sampled = sum(r.telemetry_cost.cpu_s for r in manifest.replicates if r.telemetry_cost)
+    replicates = manifest.replicates
+    measured = sum(r.measured_s for r in replicates)
+    # A share only where every replicate recorded it: older sets kept neither figure.
+    drawn = [r.progress_s for r in replicates if r.progress_s is not None]
+    sampled = [r.telemetry_cost.cpu_s for r in replicates if r.telemetry_cost is not None]
     return Overhead(
         probes_per_request=per_request,
         probe_cost_ns=cost_ns,
         share_of_p50=per_request * cost_ns / (p50_s * 1e9),
-        progress_share=drawn / measured if measured else None,
-        sampler_cpu_share=sampled / measured if measured else None,
+        progress_share=sum(drawn) / measured
+        if measured and len(drawn) == len(replicates)
+        else None,
+        sampler_cpu_share=(
+            sum(sampled) / measured if measured and len(sampled) == len(replicates) else None
+        ),
     )

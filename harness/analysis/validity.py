@@ -108,6 +108,9 @@ def verdict(
         notes.append(f"the {profile.tool} cross-check disagrees with the probes (see its table)")
     if any(r.profile_error for r in replicates):
         notes.append("the profiling pass failed; the timed requests are kept")
+    for r in replicates:
+        if r.teardown_error:
+            notes.append(f"replicate {r.replicate}: {r.teardown_error}; what it measured is kept")
     for pct in (90, 99, 99.9):
         if e2e.indicative(pct):
             sampling.append(

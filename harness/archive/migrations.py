@@ -81,8 +81,23 @@ def _v2_settled(body: Body) -> Body:
         setup = {k: v for k, v in facts.items() if k not in _OWN_FACTS}
         own["agreement"] = own["agreement"] or None
         replicates.append({**own, "setup_facts": setup})
-    body = {**body, "replicates": replicates, "agreement": body.get("agreement") or None}
+    # Early onnxruntime sets kept their agreement with each replicate only.
+    first = replicates[0] if replicates and isinstance(replicates[0], dict) else {}
+    agreement = body.get("agreement") or first.get("agreement")
+    body = {**body, "replicates": replicates, "agreement": agreement}
     body.setdefault("attachments", {})
+    profile = body.get("profile")
+    if isinstance(profile, dict):
+        # Only torch.profiler profiled before a backend could bring its own, and a check's
+        # layer is its stage's.
+        layers = {
+            s.get("name"): s.get("layer") for s in body.get("stages") or [] if isinstance(s, dict)
+        }
+        checks = [
+            {"layer": layers.get(c.get("stage"), ""), **c} if isinstance(c, dict) else c
+            for c in profile.get("checks") or []
+        ]
+        body["profile"] = {"tool": "torch.profiler", **profile, "checks": checks}
     config = body.get("config")
     if isinstance(config, dict) and isinstance(config.get("execution"), dict):
         body["config"] = {**config, "execution": {**_V2_EXECUTION, **config["execution"]}}

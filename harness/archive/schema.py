@@ -28,7 +28,8 @@ HISTORY = {
     4: (
         "a replicate's facts keep what the workload's setup_facts() said under setup_facts, "
         "apart from gapbench's own; a reference backend's agreement is null, not {}; facts "
-        "and execution settings version 2 gained over its life are filled in where absent; "
+        "and execution settings version 2 gained over its life are filled in where absent "
+        "(the set's agreement, its attachments, a profile's tool and its checks' layers too); "
         "from now on a movement's byte count of 0 says nothing was copied and -1 that the size "
         "is unknown (older sets' zeros stand as written)"
     ),
@@ -207,10 +208,11 @@ class ReplicateFacts:
     first_request_s: float | None = None
     hit_max_duration: bool = False
     measured_s: float = 0.0
-    progress_s: float = 0.0  # the progress bar's own time
+    progress_s: float | None = None  # the progress bar's own time (None: not recorded)
     cpu_steal_fraction: float | None = None
     gpu_peak_bytes: int | None = None
     profile_error: str = ""
+    teardown_error: str = ""  # the workload's teardown failed after measuring
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,9 @@ class Archive:
             if self.fs.exists(self.root) and not self.fs.isdir(self.root):
                 raise UserError(f"the archive {self.location!r} is not a folder")
             self.fs.makedirs(self.root, exist_ok=True)
+            probe = self._path(f".gapbench-write-{secrets.token_hex(4)}")
+            self.fs.pipe_file(probe, b"")
+            self.fs.rm_file(probe)
         except OSError as exc:
             why = exc.strerror or type(exc).__name__
             raise UserError(f"cannot write the archive {self.location!r}: {why}") from None
@@ -221,7 +224,7 @@ class Archive:
         set_id = self.resolve(set_id)
         self._read_manifest(set_id)  # only beside a committed set
         try:  # what is kept must read back: checked by the reader's own codec
-            from_dict(KeptProjection, body)
+            from_dict(KeptProjection, check_projection(body, f"a projection of {set_id}"))
         except DecodeError as exc:
             raise UserError(f"a projection of {set_id} would not read back: {exc}") from None
         now = datetime.now(timezone.utc)
@@ -282,25 +285,39 @@ class Archive:
 
 
 def _check(set_id: str, manifest: Manifest, tables: Tables) -> None:
-    """Refuse a set whose parts do not fit together: a table missing or lacking columns, a
-    replicate with no facts, a stage DAG that is not one."""
+    """Refuse a set whose parts do not fit together: a folder renamed from its id, a table
+    missing or lacking columns, a replicate with no facts, a stage DAG that is not one,
+    intervals of stages it does not have."""
     where = f"result set {set_id}"
     if manifest.id != set_id:
-        raise UserError(f"{where}: manifest.json is corrupt: it names itself {manifest.id!r}")
+        raise UserError(
+            f"folder {set_id} holds result set {manifest.id}: give the folder its id back"
+        )
+    corrupt = f"{where}: manifest.json is corrupt"
     for name in ("intervals", "requests"):
         if name not in tables:
-            raise UserError(f"{where}: manifest.json is corrupt: tables: no {name!r}")
+            raise UserError(f"{corrupt}: tables: no {name!r}")
         if found := problem(name, tables[name]):
             raise UserError(f"{where}: {found}: its tables do not match its manifest")
+    ok = tables["requests"]["ok"]
+    if len(ok) and not pd.api.types.is_bool_dtype(ok):  # an empty table has no dtype to say
+        raise UserError(f"{where}: table requests: its 'ok' column is not true/false")
     known = {r.replicate for r in manifest.replicates}
     stored = set(tables["requests"]["replicate"].tolist())
+    stored |= set(tables["intervals"]["replicate"].tolist())
     if stored - known:
         missing = ", ".join(str(r) for r in sorted(stored - known))
-        raise UserError(f"{where}: manifest.json is corrupt: no facts of replicate {missing}")
+        raise UserError(f"{corrupt}: no facts of replicate {missing}")
+    if not manifest.stages:
+        raise UserError(f"{corrupt}: stages: none")
     try:
         topological_order(manifest.stages)
     except UserError as exc:
-        raise UserError(f"{where}: manifest.json is corrupt: stages: {exc}") from None
+        raise UserError(f"{corrupt}: stages: {exc}") from None
+    strangers = set(tables["intervals"]["stage"].tolist()) - {s.name for s in manifest.stages}
+    strangers.discard("")  # the request interval, the clock anchors
+    if strangers:
+        raise UserError(f"{corrupt}: intervals of a stage it does not have: {min(strangers)!r}")
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:

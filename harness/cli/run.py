@@ -41,9 +41,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     archive = Archive(args.results).ensure()
     fingerprint = detect()
     cpu = fingerprint.host.host_processor_model_name
-    status_line = err()
-    if status_line.is_terminal:  # for a person watching; a script's stderr keeps only errors
-        status_line.print(f"gapbench {__version__}: {cpu}; archive {archive.location}", style="dim")
+    if sys.stderr.isatty():  # for a person watching; a script's stderr keeps only errors
+        err().print(f"gapbench {__version__}: {cpu}; archive {archive.location}", style="dim")
     reports = []
     status = 0
     for config in configs:

@@ -164,7 +164,9 @@ class _RequestState:
         error, result = "", None
         try:
             result = self.driver.run_stage(self.recorder, stage, args, span)
-        except (Exception, SystemExit) as exc:  # a stage that exits fails its request only
+        except KeyboardInterrupt:
+            raise  # Ctrl-C stops the run, not a request
+        except BaseException as exc:  # anything else, an exit too, fails this request only
             error = describe(stage.name, exc)
         if span.start_ns >= 0:
             self.recorder.add(

@@ -8,8 +8,8 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -76,11 +76,18 @@ def hook(workload: Workload, name: str, call: Callable[..., Any], *args: Any) ->
     """A plugin hook called before any request: one that fails stops the run in one line that
     says where (a request's failure, by contrast, is that request's, and the run goes on)."""
     try:
-        return call(*args)
+        said = call(*args)
     except UserError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a hook that exits stops the run, said in one line
         raise UserError(f"workload {type(workload).name!r}: {describe(name, exc)}") from exc
+    if name in MAPPING_HOOKS and not isinstance(said, Mapping):
+        raise UserError(f"workload {type(workload).name!r}: {name}() returned {said!r}, not a dict")
+    return said
+
+
+# The hooks whose answer is a mapping (``requests`` gives a sequence, ``setup`` nothing).
+MAPPING_HOOKS = frozenset({"execution", "setup_facts", "agreement", "work"})
 
 
 def _agreement(workload: Workload) -> Agreement | None:
@@ -217,7 +224,10 @@ def measure(
         setup_facts=setup_facts,
         **measured,
     )
-    workload.teardown()
+    try:
+        workload.teardown()
+    except (Exception, SystemExit) as exc:  # what was measured is kept; the verdict says so
+        facts = replace(facts, teardown_error=describe("teardown", exc))
     requests = pd.DataFrame(rows, columns=REQUEST_COLUMNS)
     return ProcessResult(
         intervals_frame(intervals), requests, facts, interrupted, profiled, sampler.samples()

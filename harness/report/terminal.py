@@ -61,9 +61,13 @@ def summary(s: Summary, answer: Answer | None = None) -> Group:
 def _overhead(o: Overhead) -> str:
     text = f"probing costs about {o.share_of_p50:.2%} of p50: "
     text += f"{o.probes_per_request:.0f} intervals a request x {o.probe_cost_ns / 1e3:.1f} us each"
-    if o.progress_share is not None and o.sampler_cpu_share is not None:
-        text += f"; the progress bar took {o.progress_share:.2%} of the measured time"
-        text += f" and the telemetry sampler {o.sampler_cpu_share:.2%} of a CPU"
+    own = []
+    if o.progress_share is not None:
+        own.append(f"the progress bar took {o.progress_share:.2%} of the measured time")
+    if o.sampler_cpu_share is not None:
+        own.append(f"the telemetry sampler {o.sampler_cpu_share:.2%} of a CPU")
+    if own:
+        text += "; " + " and ".join(own)
     return text
 
 
