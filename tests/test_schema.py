@@ -191,24 +191,24 @@ def test_the_fixture_folder_holds_only_old_sets():
 
 
 def test_a_set_is_split_once_per_load_however_many_readers_ask(monkeypatch):
-    import harness.analysis.splits as splits_module
+    import harness.analysis.columns as columns
     from harness.projection.claims import from_arguments
     from harness.projection.project import project
 
     calls = []
-    original = splits_module.split_request
+    original = columns.split_frame
 
     def counted(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(splits_module, "split_request", counted)
+    monkeypatch.setattr(columns, "split_frame", counted)
     base, again = load(str(RAG_SET)), load(str(RAG_SET))
     candidate = ResultSet(replace(again.manifest, id="again"), again.intervals, again.requests)
     made = (project(base, from_arguments(["compute=2"])),)
     done = compare(summarize(base), summarize(candidate), made)
-    assert [s.replicate for s in splits_module.splits(base)][:1] == [0]
-    assert len(calls) == 2 * len(splits_module.splits(base))  # each set split once
+    assert columns.split_table(base).requests["replicate"].tolist()[:1] == [0]
+    assert len(calls) == 2  # each set split once
     assert done.end_to_end.ratio == pytest.approx(1.0)  # the same set, twice
 
 

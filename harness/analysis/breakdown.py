@@ -3,12 +3,12 @@ split per stage, the waits on the critical path, and each category's share of th
 
 from __future__ import annotations
 
-from collections import defaultdict
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
-from harness.analysis.splits import request_splits
+from harness.analysis.columns import split_table
 from harness.analysis.stats import Percentiles
 from harness.archive.store import ResultSet
 from harness.words import BUCKETS, SEGMENT_WAITS, SegmentKind
@@ -20,18 +20,15 @@ def stage_table(result: ResultSet) -> pd.DataFrame:
     Category columns are medians over requests; ``share`` is the stage's time on the critical
     path over all end-to-end time (so the rows' shares add up to 1 with the waits).
     """
-    splits = request_splits(result)
-    total_ns = sum(s.latency_ns for s in splits) or 1
+    table = split_table(result)
+    total_ns = int(table.requests["latency_ns"].sum()) or 1
+    by_stage = dict(tuple(table.stages.groupby("stage", sort=False)))
     rows = []
     for stage in result.manifest.stages:
-        per = [
-            (r, r.stage(stage.name)) for r in splits if any(s.stage == stage.name for s in r.stages)
-        ]
-        wall = np.array([s.wall_ns for _, s in per], dtype=float) / 1e9
-        pct = Percentiles.of(wall)
-        critical = sum(s.wall_ns for r, s in per if stage.name in r.critical_stages)
-        measured = sum(s.measured_ns for _, s in per)
-        cpu = [s.cpu_ns for _, s in per if s.cpu_ns >= 0]
+        per = by_stage.get(stage.name, table.stages.iloc[:0])
+        pct = Percentiles.of(per["wall_ns"].to_numpy(dtype=float) / 1e9)
+        measured = per[["compute_ns", "movement_ns", "scheduling_ns"]].to_numpy().sum()
+        cpu = per["cpu_ns"].to_numpy()
         rows.append(
             {
                 "stage": stage.name,
@@ -39,19 +36,19 @@ def stage_table(result: ResultSet) -> pd.DataFrame:
                 "wall_p50_ms": pct.p50 * 1e3,
                 "wall_p90_ms": pct.p90 * 1e3,
                 "wall_p99_ms": pct.p99 * 1e3,
-                "compute_ms": _median_ms([s.compute_ns for _, s in per]),
-                "movement_ms": _median_ms([s.movement_ns for _, s in per]),
-                "scheduling_ms": _median_ms([s.scheduling_ns for _, s in per]),
-                "unattributed_ms": _median_ms([s.unattributed_ns for _, s in per]),
-                "on_cpu_ms": _median_ms(cpu),
-                "bytes_moved": float(np.median([s.nbytes for _, s in per])) if per else 0.0,
-                "share": critical / total_ns,
-                "coverage": measured / max(sum(s.wall_ns for _, s in per), 1),
+                "compute_ms": _median_ms(per["compute_ns"]),
+                "movement_ms": _median_ms(per["movement_ns"]),
+                "scheduling_ms": _median_ms(per["scheduling_ns"]),
+                "unattributed_ms": _median_ms(per["unattributed_ns"]),
+                "on_cpu_ms": _median_ms(cpu[cpu >= 0]),
+                "bytes_moved": float(np.median(per["nbytes"])) if len(per) else 0.0,
+                "share": int(per.loc[per["critical"], "wall_ns"].sum()) / total_ns,
+                "coverage": measured / max(int(per["wall_ns"].sum()), 1),
             }
         )
-    for kind in (SegmentKind.LAG.value, SegmentKind.QUEUE.value, SegmentKind.HANDOFF.value):
-        waits = [r.wait_ns(kind) for r in splits]
-        if kind == SegmentKind.LAG.value and not any(waits):
+    for kind, column in (("lag", "lag_ns"), ("queue", "queue_ns"), ("handoff", "handoff_ns")):
+        waits = table.requests[column].to_numpy()
+        if kind == SegmentKind.LAG.value and not waits.any():
             continue  # a closed loop has no schedule to fall behind
         rows.append(
             {
@@ -59,7 +56,7 @@ def stage_table(result: ResultSet) -> pd.DataFrame:
                 "layer": "",
                 "wall_p50_ms": _median_ms(waits),
                 "scheduling_ms": _median_ms(waits),
-                "share": sum(waits) / total_ns,
+                "share": int(waits.sum()) / total_ns,
                 "coverage": 1.0,
             }
         )
@@ -68,26 +65,24 @@ def stage_table(result: ResultSet) -> pd.DataFrame:
 
 def wait_table(result: ResultSet) -> pd.DataFrame:
     """Scheduling along the critical path by kind: lag, queue, handoff, and each named wait."""
-    splits = request_splits(result)
-    total_ns = sum(s.latency_ns for s in splits) or 1
-    per_request = [split.waits() for split in splits]
-    kinds = sorted({kind for waits in per_request for kind in waits})
-    rows = []
-    for kind in kinds:
-        values = [waits.get(kind, 0) for waits in per_request]
-        rows.append(
-            {
-                "wait": kind,
-                "median_ms": _median_ms(values),
-                "p90_ms": float(np.percentile(values, 90)) / 1e6,
-                "share": sum(values) / total_ns,
-            }
-        )
+    table = split_table(result)
+    total_ns = int(table.requests["latency_ns"].sum()) or 1
+    waits = table.path_waits()
+    rows = [
+        {
+            "wait": kind,
+            "median_ms": _median_ms(values),
+            "p90_ms": float(np.percentile(values, 90)) / 1e6,
+            "share": int(values.sum()) / total_ns,
+        }
+        for kind, values in ((k, waits[k].to_numpy()) for k in sorted(waits.columns))
+        if len(values)
+    ]
     return pd.DataFrame(rows, columns=["wait", "median_ms", "p90_ms", "share"])
 
 
-def _median_ms(values_ns: list[int]) -> float:
-    return float(np.median(values_ns)) / 1e6 if values_ns else float("nan")
+def _median_ms(values_ns: Any) -> float:
+    return float(np.median(values_ns)) / 1e6 if len(values_ns) else float("nan")
 
 
 def end_to_end(result: ResultSet) -> Percentiles:
@@ -97,13 +92,12 @@ def end_to_end(result: ResultSet) -> Percentiles:
 
 def category_shares(result: ResultSet) -> dict[tuple[str, str], float]:
     """Share of all end-to-end time per (category, resource), along each critical path."""
-    splits = request_splits(result)
-    totals: dict[tuple[str, str], int] = defaultdict(int)
-    for split in splits:
-        for key, ns in split.by_resource().items():
-            totals[key] += ns
-    whole = sum(s.latency_ns for s in splits) or 1
-    return {key: ns / whole for key, ns in sorted(totals.items())}
+    table = split_table(result)
+    totals = table.path_totals().sum()
+    whole = int(table.requests["latency_ns"].sum()) or 1
+    keys = cast(list[tuple[str, str]], list(totals.index))
+    shares = {(str(c), str(r)): int(ns) / whole for (c, r), ns in zip(keys, totals, strict=True)}
+    return {key: share for key, share in sorted(shares.items()) if share}
 
 
 def bucket_shares(result: ResultSet) -> dict[str, float]:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.analysis.attribution import RequestSplit
-from harness.analysis.splits import splits
+from harness.analysis.columns import split_table
 from harness.archive.store import ResultSet
 from harness.record.gpu_timing import ANCHOR
 from harness.record.probes import Interval
@@ -27,11 +27,12 @@ class Invariants:
 
 def set_invariants(result: ResultSet) -> Invariants:
     """DESIGN.md's invariants over every successful request of ``result``."""
+    table = split_table(result)
     problems: list[str] = []
-    checked = splits(result)
-    for request in checked:
-        problems += check_invariants(request.intervals, request.split)
-    return Invariants(len(checked), len(problems), tuple(problems[:MAX_REPORTED_VIOLATIONS]))
+    # A clean request was split in columns only after passing these same checks there.
+    for intervals, split in table.odd:
+        problems += check_invariants(intervals, split)
+    return Invariants(len(table), len(problems), tuple(problems[:MAX_REPORTED_VIOLATIONS]))
 
 
 def check_invariants(intervals: Sequence[Interval], split: RequestSplit) -> list[str]:

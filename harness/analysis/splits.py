@@ -1,64 +1,40 @@
-"""Every successful request of a set, split once per load: its replicate, raw intervals and split.
+"""The raw intervals of chosen successful requests, for the readers that need them whole.
 
-A loaded set is immutable, so what is read from its tables is kept per object: `show`, `project`
-and `compare` ask for the same splits many times, and get them computed once.
+Most of the analysis reads the split table (``harness.analysis.columns``); the replay model and
+the trace need a request's intervals as objects, and take only the requests they ask for.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import cast
+from collections.abc import Iterator, Sequence
 
-import pandas as pd
+import numpy as np
 
-from harness.analysis.attribution import RequestSplit, split_request
+from harness.analysis.columns import split_table
 from harness.archive.store import ResultSet
 from harness.archive.tables import frame_intervals
 from harness.record.probes import Interval
 
 
-@dataclass(frozen=True)
-class Split:
-    """One successful request: its raw intervals and its split (which knows its replicate)."""
-
-    intervals: list[Interval]
-    split: RequestSplit
-
-    @property
-    def replicate(self) -> int:
-        return self.split.replicate
-
-
-_KEPT: weakref.WeakKeyDictionary[ResultSet, list[Split]] = weakref.WeakKeyDictionary()
-
-
-def ok_requests(
-    intervals: pd.DataFrame, requests: pd.DataFrame
-) -> Iterator[tuple[int, list[Interval]]]:
-    """(replicate, raw intervals) of every successful request, in (replicate, request) order."""
-    ok = requests.loc[requests["ok"]]
-    wanted = set(zip(ok["replicate"], ok["request"], strict=True))
-    for key, group in intervals.groupby(["replicate", "request"]):
-        replicate, request = cast(tuple[int, int], key)
-        if (replicate, request) in wanted:
-            yield int(replicate), frame_intervals(group)
-
-
-def splits(result: ResultSet) -> list[Split]:
-    """Every successful request of ``result``, split, in (replicate, request) order."""
-    kept = _KEPT.get(result)
-    if kept is None:
-        stages = result.manifest.stages
-        kept = [
-            Split(rows, split_request(rows, stages, replicate))
-            for replicate, rows in ok_requests(result.intervals, result.requests)
-        ]
-        _KEPT[result] = kept
-    return kept
-
-
-def request_splits(result: ResultSet) -> list[RequestSplit]:
-    """The split of every successful request, in (replicate, request) order."""
-    return [s.split for s in splits(result)]
+def request_intervals(
+    result: ResultSet, rows: Sequence[int] | np.ndarray | None = None
+) -> Iterator[tuple[int, int, list[Interval]]]:
+    """(row, replicate, raw intervals) of the successful requests at ``rows`` of the split
+    table (every one when None), in row order, each request's intervals as recorded."""
+    table = split_table(result).requests
+    wanted = np.arange(len(table)) if rows is None else np.unique(np.asarray(rows, np.int64))
+    if not len(wanted):
+        return
+    keys = table[["replicate", "request"]].iloc[wanted]
+    row_of = {(int(a), int(b)): int(r) for r, a, b in zip(wanted, *keys.to_numpy().T, strict=True)}
+    intervals = result.intervals
+    mine = intervals["request"].isin(keys["request"].unique()) & intervals["replicate"].isin(
+        keys["replicate"].unique()
+    )
+    groups = intervals[mine].groupby(["replicate", "request"], sort=True)
+    found = []
+    for (replicate, request), group in groups:
+        row = row_of.get((int(replicate), int(request)))
+        if row is not None:
+            found.append((row, int(replicate), frame_intervals(group)))
+    yield from sorted(found, key=lambda item: item[0])

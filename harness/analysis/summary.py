@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.breakdown import bucket_shares, end_to_end, stage_table, wait_table
+from harness.analysis.columns import split_table
 from harness.analysis.invariants import Invariants, set_invariants
 from harness.analysis.overhead import Overhead, overhead
-from harness.analysis.splits import request_splits
 from harness.analysis.stats import Percentiles
 from harness.analysis.telemetry import telemetry_summary
 from harness.analysis.validity import Verdict, verdict
@@ -91,10 +91,9 @@ class Summary:
 
 def summarize(result: ResultSet) -> Summary:
     """The summary of ``result``, from its raw intervals, requests and telemetry."""
-    splits = request_splits(result)
+    overlaps = split_table(result).requests["overlap_ns"].to_numpy()
     coverage = 1.0 - bucket_shares(result)[UNATTRIBUTED]
-    overlaps = [r.overlap_ns for r in splits]
-    overlap_ms = float(np.median(overlaps)) / 1e6 if overlaps else float("nan")
+    overlap_ms = float(np.median(overlaps)) / 1e6 if len(overlaps) else float("nan")
     e2e = end_to_end(result)
     stages = stage_table(result)
     invariants = set_invariants(result)

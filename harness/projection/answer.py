@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 from harness.analysis.breakdown import bucket_shares, category_shares
-from harness.analysis.splits import splits
+from harness.analysis.columns import split_table
 from harness.analysis.stats import bootstrap_ratio, median_ratio
 from harness.archive.store import ResultSet
 from harness.projection.claims import Claim, parse_key
@@ -47,8 +45,8 @@ def answer(result: ResultSet, factor: float = DEFAULT_FACTOR) -> Answer:
     """
     on_device = result.manifest.execution.device != "cpu"
     resource = Resource.DEVICE.value if on_device else Resource.HOST_CPU.value
-    requests = splits(result)
-    if not requests:
+    table = split_table(result)
+    if not len(table):
         nan = float("nan")
         empty = Answer("", "", 0.0, factor, nan, (nan, nan), "", 0.0, 0.0, 0.0)
         return _said(empty)
@@ -57,9 +55,9 @@ def answer(result: ResultSet, factor: float = DEFAULT_FACTOR) -> Answer:
         speedups=((parse_key(f"{resource}.{Category.COMPUTE.value}"), factor),),
     )
     layers = {s.name: s.layer for s in result.manifest.stages}
-    latency = np.array([r.split.latency_ns for r in requests], dtype=float)
-    projected = np.array([naive(r.split, claim, layers).ns for r in requests], dtype=float)
-    replicate_of = np.array([r.replicate for r in requests])
+    latency = table.requests["latency_ns"].to_numpy(dtype=float)
+    projected = naive(table, claim, layers).ns
+    replicate_of = table.requests["replicate"].to_numpy()
     replicates = sorted(set(replicate_of.tolist()))
     if len(replicates) > 1:
         ratios = [

@@ -7,14 +7,13 @@ replicates on a side the speedup is shown as measured and called not significant
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from harness.analysis.columns import split_table
 from harness.analysis.comparability import comparable
-from harness.analysis.splits import splits
 from harness.analysis.stats import bootstrap_ratio
 from harness.analysis.summary import Summary
 from harness.archive.codec import to_dict
@@ -173,13 +172,14 @@ def _latencies(result: ResultSet) -> dict[int, np.ndarray]:
 
 
 def _stage_walls(result: ResultSet) -> dict[str, dict[int, np.ndarray]]:
-    walls: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for request in splits(result):
-        for stage in request.split.stages:
-            walls[stage.stage][request.replicate].append(stage.wall_ns / 1e6)
+    table = split_table(result)
+    stages = table.stages.assign(
+        replicate=table.requests["replicate"].to_numpy()[table.stages["row"].to_numpy()],
+        wall_ms=table.stages["wall_ns"] / 1e6,
+    )
     return {
-        name: {r: np.array(v) for r, v in by_replicate.items()}
-        for name, by_replicate in walls.items()
+        str(name): {int(r): g["wall_ms"].to_numpy() for r, g in per.groupby("replicate")}
+        for name, per in stages.groupby("stage", sort=False)
     }
 
 

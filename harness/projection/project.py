@@ -10,7 +10,6 @@ overlap, contention and a critical path that moves are accounted for. The harnes
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from harness import __version__
-from harness.analysis.attribution import RequestSplit
+from harness.analysis.columns import SplitTable, split_table
 from harness.analysis.stats import PERCENTILE_FLOORS
 from harness.archive.codec import to_dict
 from harness.archive.schema import PROJECTION_VERSION
@@ -28,7 +27,6 @@ from harness.projection.claims import Claim
 from harness.projection.replay import replay
 from harness.projection.request_model import request_models
 from harness.projection.sentences import headline
-from harness.words import SegmentKind
 
 MODELS = ("naive", "replay")
 IDENTITY_WARN = 0.01  # replaying a set unchanged should give back its latency
@@ -131,30 +129,40 @@ def check_claim(result: ResultSet, claim: Claim) -> None:
             )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Naive:
-    """Amdahl on a request's recorded critical path: its scaled latency, and what matched."""
+    """Amdahl on each request's recorded critical path: its scaled latency, and what matched."""
 
-    ns: float
-    matched: dict[str, float]  # claim key -> recorded ns it matched
-    where: dict[str, set[str]]  # claim key -> "stage (category, resource)"
+    ns: np.ndarray  # per row of the split table
+    matched: dict[str, float]  # claim key -> recorded ns it matched, over every request
+    where: dict[str, tuple[str, ...]]  # claim key -> "stage (category, resource)"
 
 
-def naive(split: RequestSplit, claim: Claim, layers: dict[str, str]) -> Naive:
-    """The request's latency with every stretch along its critical path divided by the factor
+def naive(table: SplitTable, claim: Claim, layers: dict[str, str]) -> Naive:
+    """Every request's latency with each stretch along its critical path divided by the factor
     ``claim`` gives it; the harness's own waits (queue, handoff, lag) are never scaled."""
-    out = Naive(0.0, defaultdict(float), defaultdict(set))
-    for segment in split.path:
-        if segment.kind != SegmentKind.STAGE.value:
-            out.ns += segment.ns
-            continue
-        for (category, resource), ns in split.stage(segment.stage).by_resource:
-            factor, key = claim.factor(segment.stage, layers[segment.stage], category, resource)
-            out.ns += ns / factor
-            if key:
-                out.matched[key] += ns
-                out.where[key].add(f"{segment.stage} ({category}, {resource})")
-    return out
+    on = table.charges[table.charges["critical"]]
+    # One factor per (stage, category, resource) there is, not one per stretch.
+    kinds = on[["stage", "category", "resource"]].drop_duplicates()
+    said = [claim.factor(st, layers[st], c, r) for st, c, r in kinds.itertuples(index=False)]
+    kinds = kinds.assign(factor=[f for f, _ in said], key=[k for _, k in said])
+    on = on.merge(kinds, on=["stage", "category", "resource"], how="left")
+    scaled = np.bincount(on["row"], weights=on["ns"] / on["factor"], minlength=len(table))
+    segments = table.requests[["lag_ns", "queue_ns", "handoff_ns"]].sum(axis=1).to_numpy()
+    hit = on[on["key"] != ""]
+    matched = {str(k): float(ns) for k, ns in hit.groupby("key")["ns"].sum().items()}
+    where = {
+        str(k): tuple(
+            sorted(
+                {
+                    f"{st} ({c}, {r})"
+                    for st, c, r in g[["stage", "category", "resource"]].itertuples(index=False)
+                }
+            )
+        )
+        for k, g in hit.groupby("key")
+    }
+    return Naive(scaled + segments, matched, where)
 
 
 def project(result: ResultSet, claim: Claim) -> Projection:
@@ -164,6 +172,9 @@ def project(result: ResultSet, claim: Claim) -> Projection:
         raise UserError(f"{result.id} ran with a virtual speedup: it is a check, not a baseline")
     check_claim(result, claim)
     layers = {s.name: s.layer for s in manifest.stages}
+    table = split_table(result)
+    if not len(table):
+        raise UserError(f"result set {result.id} has no successful request to project")
 
     def factor(stage: str, label: str, category: str, resource: str) -> float:
         return claim.factor(stage, layers.get(stage, ""), category, resource)[0]
@@ -171,40 +182,32 @@ def project(result: ResultSet, claim: Claim) -> Projection:
     def claimed(stage: str, label: str, category: str, resource: str) -> bool:
         return bool(claim.factor(stage, layers.get(stage, ""), category, resource)[1])
 
-    rows: list[tuple[int, float, float, float, float]] = []  # replicate, measured, naive, ...
-    matched: dict[str, float] = defaultdict(float)
-    where: dict[str, set[str]] = defaultdict(set)
-    total = 0.0
-    for request, model in request_models(result):
-        split = request.split
-        scaled = naive(split, claim, layers)
-        for key, ns in scaled.matched.items():
-            matched[key] += ns
-            where[key] |= scaled.where[key]
-        total += split.latency_ns
-        identity, _ = replay(model)
-        replayed, _ = replay(model, factor, claim.threads, claimed)
-        rows.append((request.replicate, split.latency_ns, scaled.ns, replayed, identity))
-    if not rows:
-        raise UserError(f"result set {result.id} has no successful request to project")
-    table = np.array(rows, dtype=float)
-    replicate_of, measured, naive_ns, replayed_ns, identity_ns = table.T
+    measured = table.requests["latency_ns"].to_numpy(dtype=float)
+    scaled = naive(table, claim, layers)
+    # A request whose stages ran one after another, each on one timeline, replays as the sum
+    # of its scaled pieces and fixed waits: nothing ran beside anything to contend with it.
+    replayed, identity = scaled.ns.copy(), measured.copy()
+    for row, model in request_models(result, np.flatnonzero(~table.sequential())):
+        identity[row], _ = replay(model)
+        replayed[row], _ = replay(model, factor, claim.threads, claimed)
+    replicate_of = table.requests["replicate"].to_numpy()
+    total = float(measured.sum())
     matches = tuple(
-        Match(t.key, f, matched[t.key] / total, tuple(sorted(where[t.key])))
+        Match(t.key, f, scaled.matched.get(t.key, 0.0) / total, scaled.where.get(t.key, ()))
         for t, f in claim.speedups
     )
     return Projection(
         claim=claim,
         set_id=result.id,
-        requests=len(rows),
+        requests=len(table),
         replicates=len(set(replicate_of.tolist())),
         cores=manifest.fingerprint.cores,
-        matched_share=sum(matched.values()) / total,
+        matched_share=sum(scaled.matched.values()) / total,
         matches=matches,
         measured=_estimates(measured, replicate_of),
-        naive=_estimates(naive_ns, replicate_of),
-        replay=_estimates(replayed_ns, replicate_of),
-        replay_identity_error=float(np.median(np.abs(identity_ns - measured) / measured)),
+        naive=_estimates(scaled.ns, replicate_of),
+        replay=_estimates(replayed, replicate_of),
+        replay_identity_error=float(np.median(np.abs(identity - measured) / measured)),
     )
 
 

@@ -15,7 +15,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from harness.analysis.splits import Split, splits
+import numpy as np
+
+from harness.analysis.splits import request_intervals
 from harness.archive.store import ResultSet
 from harness.record.probes import Interval
 from harness.record.spans import SpanTree, charged, walk
@@ -84,15 +86,17 @@ class Model:
     capacity: dict[str, float]
 
 
-def request_models(result: ResultSet) -> Iterator[tuple[Split, Model]]:
-    """Every successful request of ``result`` and its replay model, on the set's cores with the
-    intra-op threads each stage saw in its replicate."""
+def request_models(
+    result: ResultSet, rows: Sequence[int] | np.ndarray | None = None
+) -> Iterator[tuple[int, Model]]:
+    """The replay model of the successful requests at ``rows`` of the set's split table (every
+    one when None), each with its row, on the set's cores with the intra-op threads each stage
+    saw in its replicate."""
     manifest = result.manifest
-    for request in splits(result):
-        facts = manifest.replicate(request.replicate)
+    for row, replicate, intervals in request_intervals(result, rows):
+        facts = manifest.replicate(replicate)
         threads = facts.stage_threads if facts is not None else {}
-        model = build(request.intervals, manifest.stages, manifest.fingerprint.cores, threads)
-        yield request, model
+        yield row, build(intervals, manifest.stages, manifest.fingerprint.cores, threads)
 
 
 def build(
