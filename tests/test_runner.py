@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pandas as pd
 import pytest
 from conftest import FakeClock
 
@@ -13,8 +14,10 @@ from harness.analysis.invariants import check_invariants
 from harness.archive.schema import RunLength
 from harness.archive.tables import frame_intervals, intervals_frame
 from harness.errors import UserError
+from harness.measure.config import QUICK_CAP, run_length
 from harness.measure.driver import RequestDriver
 from harness.measure.process import measure
+from harness.measure.spool import IntervalSpool
 from harness.record.gpu_timing import SyncAtEdge
 from harness.record.probes import Recorder
 from harness.words import HANDOFF_WAIT, QUEUE_WAIT, Kind
@@ -121,6 +124,37 @@ def test_measurement_meets_both_minimums(clock: FakeClock):
     assert len(by_time.requests) == 8  # 8 x 0.25 s reaches 2 s
     capped = measure(Slow(clock), SetupContext(), RunLength(0, 100, 0, 1.0), clock=clock)
     assert len(capped.requests) == 4 and capped.facts.hit_max_duration
+
+
+def test_a_request_cap_stops_a_fast_run_and_says_so(clock: FakeClock):
+    class Quick(Timed):
+        def reply(self, ctx, y):
+            self.clock.advance(1_000_000)  # 1 ms a request: 3 s would be 3,000 of them
+            return y
+
+    capped = measure(Quick(clock), SetupContext(), RunLength(0, 5, 3.0, 100, 50), clock=clock)
+    assert len(capped.requests) == 50 and capped.facts.hit_max_requests
+    # The cap never undercuts the requests asked for.
+    asked = measure(Quick(clock), SetupContext(), RunLength(0, 80, 0.0, 100, 50), clock=clock)
+    assert len(asked.requests) == 80 and not asked.facts.hit_max_requests
+    assert run_length("quick").request_cap == QUICK_CAP
+    assert run_length("quick", min_requests=5_000).request_cap == 5_000
+    assert run_length("default").request_cap == float("inf")
+
+
+def test_the_spool_gives_back_what_it_took_block_by_block(clock: FakeClock):
+    driver = RequestDriver(Timed(clock), SetupContext(), clock=clock)
+    spool = IntervalSpool(block_rows=7)
+    recorded = []
+    for i in range(12):
+        outcome = driver(i, 1)
+        spool.add(outcome.recorder)
+        recorded += outcome.recorder.intervals
+    assert spool.blocks >= 2  # written as it went, not held to the end
+    frame = spool.frame()
+    pd.testing.assert_frame_equal(frame, intervals_frame(recorded))
+    assert frame_intervals(frame) == recorded
+    assert IntervalSpool().frame().empty
 
 
 def test_interval_table_round_trips(clock: FakeClock):

@@ -12,7 +12,14 @@ import pytest
 
 from harness.analysis.telemetry import frequency_drop, telemetry_summary
 from harness.machine.accelerators import read_nvml
-from harness.measure.sampler import COLUMNS, Reading, Sampler, Source, rapl_sources
+from harness.measure.sampler import (
+    COLUMNS,
+    Reading,
+    Sampler,
+    Source,
+    load_sources,
+    rapl_sources,
+)
 
 
 def run_until(sampler: Sampler, done: Callable[[], bool], limit_s: float = 1.5) -> None:
@@ -353,3 +360,109 @@ def test_energy_over_replicates_leaves_out_the_gaps_between_them() -> None:
     ]
     samples = pd.DataFrame(rows, columns=[*COLUMNS, "replicate"])
     assert telemetry_summary(samples)["rapl.energy"] == {"unit": "J", "used": 10.0 + 5.0}
+
+
+def _stat(folder: Path, per_cpu: dict[int, tuple[int, ...]]) -> None:
+    """A canned /proc/stat: per CPU, user nice system idle iowait irq softirq steal."""
+    lines = ["cpu  0 0 0 0 0 0 0 0 0 0"]
+    lines += [f"cpu{c} " + " ".join(map(str, v)) + " 0 0" for c, v in sorted(per_cpu.items())]
+    (folder / "proc").mkdir(exist_ok=True)
+    (folder / "proc" / "stat").write_text("\n".join(lines) + "\nintr 0\n")
+
+
+def test_other_processes_are_the_cpus_busy_time_less_the_runs_own(tmp_path):
+    import os
+
+    hertz = os.sysconf("SC_CLK_TCK")
+    now = {"wall": 10.0, "own": 0}
+    _stat(tmp_path, {0: (100, 0, 50, 900, 0, 0, 0, 0), 1: (0,) * 8, 2: (999,) * 8})
+    notes: list[str] = []
+    (source,) = load_sources(
+        tmp_path, notes, cpus=[0, 1], wall=lambda: now["wall"], own=lambda: now["own"]
+    )
+    assert source.read() == []  # the first reading only sets the baseline
+    # In 2 s on CPUs 0 and 1 (4 CPU-seconds): 3 s busy (steal, idle, iowait and CPU 2 left
+    # out), of which 1 s was this process's own: others took 2 of the 4.
+    _stat(
+        tmp_path,
+        {
+            0: (100 + 2 * hertz, 0, 50, 900, 7, 0, 0, 9),
+            1: (0, 0, 0, 0, 0, 0, hertz, 0),
+            2: (10**6,) * 8,
+        },
+    )
+    now["wall"], now["own"] = 12.0, 1_000_000_000
+    readings = dict(((d, m), v) for _, d, m, _, v in source.read())
+    assert readings[("others", "cpu_share")] == pytest.approx(0.5)
+    assert readings[("run", "cpu_share")] == pytest.approx(0.25)
+    assert notes == []
+    assert load_sources(tmp_path / "nowhere", notes) == [] and "unknown" in notes[0]
+
+
+class Burner:
+    """A workload that keeps one CPU busy for 2 ms a request."""
+
+    @staticmethod
+    def make():
+        from harness.workload import Stage, Workload
+
+        class Burn(Workload):
+            name = "burn"
+            stages = (Stage("spin", layer="inference"),)
+
+            def requests(self, ctx):
+                return [0]
+
+            def spin(self, ctx, payload):
+                with ctx.compute():
+                    deadline = time.perf_counter() + 0.002
+                    while time.perf_counter() < deadline:
+                        pass
+                return payload
+
+        return Burn()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="needs affinity")
+def test_a_competing_busy_process_is_flagged_and_a_quiet_control_is_not():
+    import os
+    import subprocess
+    import sys
+
+    from harness.analysis.validity import other_processes
+    from harness.archive.schema import RunLength
+    from harness.measure.process import measure
+    from harness.workload import SetupContext
+
+    before = os.sched_getaffinity(0)
+    cpu = max(before)
+    os.sched_setaffinity(0, {cpu})  # the run and its rival share one CPU, on any machine
+    try:
+        length = RunLength(warmup=0, min_requests=1, min_duration_s=1.6)
+        quiet = measure(Burner.make(), SetupContext(), length).telemetry
+        rival = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import time\nend = time.time() + 30\nwhile time.time() < end: pass",
+            ],
+            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+        )
+        try:
+            busy = measure(Burner.make(), SetupContext(), length).telemetry
+        finally:
+            rival.kill()
+            rival.wait()
+    finally:
+        os.sched_setaffinity(0, before)
+
+    def share(samples, who="others"):
+        rows = samples[(samples["source"] == "load") & (samples["device"] == who)]
+        return float(rows["value"].mean())
+
+    _, problems = other_processes(busy.assign(replicate=0))
+    assert problems and "other processes used" in problems[0]
+    # Other jobs on a shared machine may use that CPU too; the rival is what must show, and
+    # the run's own burning must not be taken for another process's.
+    assert share(busy) > share(quiet) + 0.2
+    assert share(quiet, "run") > 0.3

@@ -134,3 +134,62 @@ def test_a_backend_that_did_other_work_is_invalid_and_a_near_tie_is_a_note():
     assert "onnxruntime's logits differ from torch's by 0.2 > 0.001" in judged.problems
     tie = verdict(result_set(diamond(30), agreement=_agreement(tokens_equal=0.75)), E2E, 1.0)
     assert tie.valid and any("tokens in 75% of the checked requests" in n for n in tie.notes)
+
+
+def _widest_by_hand(intervals) -> int:
+    """The sweep written out request by request: the reference for the columnar one."""
+    from collections import defaultdict
+
+    spans = intervals[intervals["kind"].isin(("stage", "branch"))]
+    best = 0
+    for _, group in spans.groupby(["replicate", "request"]):
+        fanned = set(group.loc[group["kind"] == "branch", "stage"])
+        leaves = group[(group["kind"] == "branch") | ~group["stage"].isin(fanned)]
+        rows = list(zip(leaves["start_ns"], leaves["end_ns"], leaves["thread"], strict=True))
+        edges = sorted([(s, 1, th) for s, _, th in rows] + [(e, -1, th) for _, e, th in rows])
+        open_per_thread: dict[int, int] = defaultdict(int)
+        for _, step, thread in edges:
+            open_per_thread[thread] += step
+            best = max(best, sum(1 for n in open_per_thread.values() if n > 0))
+    return best
+
+
+def test_concurrency_in_columns_matches_the_sweep_by_hand():
+    from test_columns import CHAIN, DIAMOND, generated, tables
+
+    for seed in range(4):
+        for stages in (DIAMOND, CHAIN):
+            intervals, _ = tables(generated(seed, stages))
+            assert max_concurrency(intervals) == _widest_by_hand(intervals)
+    assert max_concurrency(intervals.iloc[:0]) == 0
+
+
+def test_replicates_that_disagree_are_a_problem_and_agreeing_ones_are_not():
+    from conftest import RAG_SET
+
+    from harness.archive.store import load
+
+    result = load(str(RAG_SET))  # two replicates of the same work
+    e2e = Percentiles.of(result.requests["latency_s"].to_numpy())
+    assert not any("disagree" in p for p in verdict(result, e2e, 1.0).problems)
+    slow = result.requests.copy()
+    slow.loc[slow["replicate"] == 1, "latency_s"] *= 40  # a job beside it took its cores
+    judged = verdict(ResultSet(result.manifest, result.intervals, slow), e2e, 1.0)
+    (said,) = [p for p in judged.problems if "disagree" in p]
+    assert "replicate 1" in said or "replicate 0" in said
+    assert not judged.valid
+
+
+def test_noise_far_above_the_threshold_is_a_problem_and_a_costly_probe_a_note():
+    noisy = Percentiles.of(pd.Series([1.0, 1.0, 3.0, 9.0] * 200).to_numpy())
+    judged = verdict(result_set(diamond(c_end=30)), noisy, 1.0)
+    assert any(p.startswith("very noisy") for p in judged.problems)
+    costly = result_set(diamond(c_end=30))
+    facts = replace(costly.manifest.replicates[0], probe_cost_ns=1e8)  # 0.1 s a probe
+    costly = ResultSet(
+        replace(costly.manifest, replicates=(facts,)), costly.intervals, costly.requests
+    )
+    assert any("probing costs" in n for n in verdict(costly, E2E, 1.0).notes)
+    assert not any(
+        "probing costs" in n for n in verdict(result_set(diamond(c_end=30)), E2E, 1.0).notes
+    )

@@ -15,7 +15,7 @@ from harness.analysis.invariants import Invariants, set_invariants
 from harness.analysis.overhead import Overhead, overhead
 from harness.analysis.stats import Percentiles
 from harness.analysis.telemetry import telemetry_summary
-from harness.analysis.validity import Verdict, verdict
+from harness.analysis.validity import Verdict, replicate_p50s, verdict
 from harness.archive.codec import to_dict
 from harness.archive.schema import ReplicateFacts
 from harness.archive.store import ResultSet
@@ -53,6 +53,7 @@ class Summary:
     result: ResultSet
     end_to_end: Percentiles
     failed: int  # requests that failed, left out of the percentiles
+    replicate_p50_s: dict[int, float]  # each replicate's own p50, in replicate order
     stages: pd.DataFrame
     coverage: float  # share of end-to-end time the probes explain
     overlap_ms: float  # median per request: time that ran beside the critical path
@@ -78,6 +79,7 @@ class Summary:
             "requests": len(self.result.requests),
             "errors": self.failed,
             "end_to_end_s": _clean(to_dict(self.end_to_end)),
+            "replicate_p50_s": {str(r): v for r, v in self.replicate_p50_s.items()},
             "probe_coverage": self.coverage,
             "overlap_ms": _finite(self.overlap_ms),
             "stages": [_clean(row) for row in self.stages.to_dict(orient="records")],
@@ -104,6 +106,7 @@ def summarize(result: ResultSet) -> Summary:
         result=result,
         end_to_end=e2e,
         failed=int((~result.requests["ok"]).sum()),
+        replicate_p50_s=replicate_p50s(result),
         stages=stages,
         coverage=coverage,
         overlap_ms=overlap_ms,

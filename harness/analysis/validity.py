@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from harness.analysis.invariants import Invariants, set_invariants
-from harness.analysis.stats import PERCENTILE_FLOORS, Percentiles
+from harness.analysis.overhead import overhead
+from harness.analysis.stats import NOISE_THRESHOLD, PERCENTILE_FLOORS, Percentiles
 from harness.analysis.telemetry import frequency_drop
 from harness.archive.schema import Agreement
 from harness.archive.store import ResultSet
@@ -21,6 +22,19 @@ MIN_COVERAGE = 0.9
 OFF_CPU_RATIO = 0.5
 THROTTLE_DROP = 0.05  # a median core frequency this far below the run's start
 MAX_ERROR_RATE = 0.01
+# Other processes' share of the CPUs the run could use. Past a tenth they share its caches,
+# memory bandwidth and scheduler: a note. Past a quarter while those CPUs were saturated
+# (others and the run together at 90% or more), the run's threads queued for a CPU and its
+# latencies measure that queue, not the pipeline: a problem.
+OTHERS_NOISY = 0.10
+OTHERS_INVALID = 0.25
+SATURATED = 0.90
+# A replicate whose p50 is this many times the requests' own spread (IQR/median) away from the
+# replicates' median p50, and at least DISAGREE_FLOOR, differs by more than sampling noise.
+DISAGREE_SPREADS = 3.0
+DISAGREE_FLOOR = 0.10
+VERY_NOISY = 1.0  # IQR/median of end-to-end latency ten times the noise threshold
+PROBE_COST_WARN = 0.05  # probing this share of p50 is a visible part of what is measured
 
 
 @dataclass(frozen=True)
@@ -32,6 +46,14 @@ class Verdict:
     problems: tuple[str, ...]
     notes: tuple[str, ...]
     sampling: tuple[str, ...] = ()
+    # The problems a busy machine causes (other processes, noise, replicates that disagree):
+    # the set is as invalid, but a quiet machine is the remedy, not a fix to the workload.
+    busy: tuple[str, ...] = ()
+
+    @property
+    def own_problems(self) -> tuple[str, ...]:
+        """The problems that are the set's own, not the machine's load."""
+        return tuple(p for p in self.problems if p not in self.busy)
 
 
 def _disagreement(agreement: Agreement | None, notes: list[str]) -> list[str]:
@@ -95,6 +117,12 @@ def verdict(
     replicates = manifest.replicates
     if any(r.hit_max_duration for r in replicates):
         notes.append("stopped at the maximum duration before the minimum request count")
+    if any(r.hit_max_requests for r in replicates):
+        length = manifest.execution.measurement
+        notes.append(
+            f"stopped at its cap of {length.max_requests:,} requests before "
+            f"{length.min_duration_s:g} s had passed (--min-requests measures more)"
+        )
     steal = max((r.cpu_steal_fraction or 0.0 for r in replicates), default=0.0)
     if steal > STEAL_WARN_FRACTION:
         notes.append(f"CPU steal took {steal:.1%} of the machine's time during the run")
@@ -117,8 +145,21 @@ def verdict(
                 f"p{pct} is indicative: {e2e.n} samples, {PERCENTILE_FLOORS[pct]} needed"
             )
             notes.append(sampling[-1])
-    if e2e.noisy:
+    busy: list[str] = []
+    if e2e.iqr_over_median >= VERY_NOISY:
+        busy.append(
+            f"very noisy: IQR/median of end-to-end latency is {e2e.iqr_over_median:.2f}, "
+            f"{e2e.iqr_over_median / NOISE_THRESHOLD:.0f}x the {NOISE_THRESHOLD:g} threshold"
+        )
+    elif e2e.noisy:
         notes.append(f"noisy: IQR/median of end-to-end latency is {e2e.iqr_over_median:.2f}")
+    busy += _replicates_disagree(result)
+    cost = overhead(manifest, result.intervals, e2e.p50)
+    if cost is not None and cost.share_of_p50 >= PROBE_COST_WARN:
+        notes.append(
+            f"probing costs {cost.share_of_p50:.0%} of p50 ({cost.probes_per_request:g} "
+            f"intervals a request): the probes are a visible part of what is measured"
+        )
     if coverage < MIN_COVERAGE:
         notes.append(f"probe coverage is {coverage:.0%}: much of the time is unattributed")
     movement = result.intervals[
@@ -135,10 +176,63 @@ def verdict(
         drop = frequency_drop(result.telemetry)
         if drop is not None and drop >= THROTTLE_DROP:
             notes.append(f"CPU frequency fell {drop:.0%} during the run: throttling")
+    said, trouble = other_processes(result.telemetry)
+    notes += said
+    busy += trouble
+    problems += busy
     if stages is not None:
         notes += _off_cpu(result, stages)
     notes += _oversubscribed(result)
-    return Verdict(not problems, tuple(problems), tuple(notes), tuple(sampling))
+    return Verdict(not problems, tuple(problems), tuple(notes), tuple(sampling), tuple(busy))
+
+
+def replicate_p50s(result: ResultSet) -> dict[int, float]:
+    """Each replicate's p50 end-to-end latency in seconds, over its successful requests."""
+    ok = result.requests.loc[result.requests["ok"], ["replicate", "latency_s"]]
+    return {int(r): float(v) for r, v in ok.groupby("replicate")["latency_s"].median().items()}
+
+
+def _replicates_disagree(result: ResultSet) -> list[str]:
+    """A problem where one replicate's p50 is off the others' by more than noise explains."""
+    ok = result.requests.loc[result.requests["ok"], ["replicate", "latency_s"]]
+    per = ok.groupby("replicate")["latency_s"]
+    if per.ngroups < 2:
+        return []
+    p50 = per.median()
+    spread = (per.quantile(0.75) - per.quantile(0.25)) / p50
+    allowed = max(DISAGREE_SPREADS * float(spread.median()), DISAGREE_FLOOR)
+    off = np.abs(np.log(p50 / float(p50.median())))
+    worst = int(off.idxmax())
+    if float(off.max()) <= math.log1p(allowed):
+        return []
+    shown = ", ".join(f"{v * 1e3:.4g}" for v in p50)
+    return [
+        f"replicates disagree: p50 per replicate {shown} ms; replicate {worst} is "
+        f"{float(np.exp(off.max())):.2f}x off their median, beyond the {allowed:.0%} their "
+        "requests' spread allows (another job, a throttle or a placement changed the machine)"
+    ]
+
+
+def other_processes(telemetry: pd.DataFrame | None) -> tuple[list[str], list[str]]:
+    """(notes, problems) on other processes' use of the run's CPUs, per replicate's mean."""
+    if telemetry is None or telemetry.empty or "load" not in set(telemetry["source"]):
+        return [], []
+    load = telemetry[(telemetry["source"] == "load") & (telemetry["metric"] == "cpu_share")]
+    by = ["replicate", "device"] if "replicate" in load else ["device"]
+    means = load.groupby(by)["value"].mean().unstack("device")
+    if "others" not in means:
+        return [], []
+    worst = means.loc[means["others"].idxmax()]
+    others, run = float(worst["others"]), float(worst.get("run", 0.0))
+    said = (
+        f"other processes used {others:.0%} of the CPUs this run could use "
+        f"(the run itself {run:.0%})"
+    )
+    if others >= OTHERS_INVALID and others + run >= SATURATED:
+        return [], [f"{said}: those CPUs were saturated, so its threads queued for them"]
+    if others >= OTHERS_NOISY:
+        return [f"noisy: {said}"], []
+    return [], []
 
 
 def _first_error(requests: pd.DataFrame) -> str:
@@ -193,17 +287,38 @@ def max_concurrency(intervals: pd.DataFrame) -> int:
     and tasks sharing one thread take turns, so it is threads that are counted.
     """
     spans = intervals[intervals["kind"].isin((Kind.STAGE.value, Kind.BRANCH.value))]
-    best = 0
-    for _, group in spans.groupby(["replicate", "request"]):
-        fanned = set(group.loc[group["kind"] == Kind.BRANCH.value, "stage"])
-        leaves = group[(group["kind"] == Kind.BRANCH.value) | ~group["stage"].isin(fanned)]
-        threads = leaves["thread"].tolist()
-        edges = sorted(
-            [(t, 1, th) for t, th in zip(leaves["start_ns"].tolist(), threads, strict=True)]
-            + [(t, -1, th) for t, th in zip(leaves["end_ns"].tolist(), threads, strict=True)]
-        )
-        open_per_thread: dict[int, int] = defaultdict(int)
-        for _, step, thread in edges:  # an end sorts before a start at the same instant
-            open_per_thread[thread] += step
-            best = max(best, sum(1 for n in open_per_thread.values() if n > 0))
-    return best
+    keys = ["replicate", "request", "stage"]
+    branch = spans["kind"] == Kind.BRANCH.value
+    fanned = spans.loc[branch, keys].drop_duplicates().assign(_fanned=True)
+    marked = spans.merge(fanned, on=keys, how="left")
+    leaves = marked[branch.to_numpy() | marked["_fanned"].isna().to_numpy()]
+    if leaves.empty:
+        return 0
+    # First each thread's busy stretches (overlapping leaves on one thread merged), then how
+    # many threads were busy at once: two sweeps, ends before starts at the same instant.
+    request = leaves.groupby(["replicate", "request"], sort=False).ngroup().to_numpy()
+    thread = leaves["thread"].to_numpy(np.int64)
+    busy = _sweep(
+        np.concatenate([request, request]),
+        np.concatenate([thread, thread]),
+        np.concatenate(
+            [leaves["start_ns"].to_numpy(np.int64), leaves["end_ns"].to_numpy(np.int64)]
+        ),
+        np.repeat([1, -1], len(leaves)),
+    )
+    group, _, time, step, count = busy
+    rises = (step == 1) & (count == 1)
+    falls = (step == -1) & (count == 0)
+    edges = rises | falls
+    threads = _sweep(group[edges], np.zeros(int(edges.sum()), np.int64), time[edges], step[edges])
+    return int(threads[4].max(initial=0))
+
+
+def _sweep(
+    group: np.ndarray, lane: np.ndarray, time: np.ndarray, step: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Events sorted by (group, lane, time, step), with the running count of each (group,
+    lane) after each event: every lane's steps add up to zero, so one cumsum serves them all."""
+    order = np.lexsort((step, time, lane, group))
+    group, lane, time, step = group[order], lane[order], time[order], step[order]
+    return group, lane, time, step, np.cumsum(step)

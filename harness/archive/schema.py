@@ -20,7 +20,7 @@ from harness.machine.fingerprint import Fingerprint
 from harness.words import Layer
 from harness.workload import Stage
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 HISTORY = {
     1: "the first archived sets",
     2: "intervals gain cpu_ns, the thread CPU time read at stage and branch edges",
@@ -32,6 +32,10 @@ HISTORY = {
         "(the set's agreement, its attachments, a profile's tool and its checks' layers too); "
         "from now on a movement's byte count of 0 says nothing was copied and -1 that the size "
         "is unknown (older sets' zeros stand as written)"
+    ),
+    5: (
+        "a run length may cap its requests (max_requests), and a replicate's facts say whether "
+        "it stopped there (hit_max_requests); older sets read with no cap"
     ),
 }
 PROJECTION_VERSION = 1
@@ -53,6 +57,16 @@ class RunLength:
     min_duration_s: float = 60.0
     # A safety stop so a slow machine still finishes; a run that stops here says so.
     max_duration_s: float = 1800.0
+    # Past min_requests, the most requests min_duration_s may ask for (None: no cap). A quick
+    # run of a fast workload would otherwise measure tens of thousands of them.
+    max_requests: int | None = None
+
+    @property
+    def request_cap(self) -> float:
+        """The most requests this run measures: never below min_requests."""
+        if self.max_requests is None:
+            return float("inf")
+        return max(self.max_requests, self.min_requests)
 
 
 @dataclass(frozen=True)
@@ -207,6 +221,7 @@ class ReplicateFacts:
     # Unset when the run was interrupted before measuring.
     first_request_s: float | None = None
     hit_max_duration: bool = False
+    hit_max_requests: bool = False  # stopped at the request cap before min_duration_s
     measured_s: float = 0.0
     progress_s: float | None = None  # the progress bar's own time (None: not recorded)
     cpu_steal_fraction: float | None = None

@@ -9,6 +9,7 @@ import sys
 from harness import __version__
 from harness.cli.options import add_archive, add_verb, console, err
 from harness.machine.devices import DEVICES
+from harness.measure.config import QUICK_CAP
 from harness.record.gpu_timing import MODES, SYNC
 from harness.workload import BACKENDS
 
@@ -18,7 +19,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.archive.codec import to_dict
     from harness.archive.store import Archive
     from harness.machine.fingerprint import detect
-    from harness.measure.config import RunConfig, exit_status, parse_providers, plan, run_length
+    from harness.measure.config import (
+        RunConfig,
+        exit_status,
+        parse_providers,
+        plan,
+        run_length,
+    )
     from harness.measure.replicates import run
     from harness.projection.answer import answer
     from harness.report import terminal
@@ -75,7 +82,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "every registered workload that is a pipeline a buyer runs: of the built-in ones, rag; "
         "calibration and branches check gapbench itself and run only when named)",
     )
-    run.add_argument("--quick", action="store_true", help="small sizes and short measurement")
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help=(
+            "small sizes and short measurement: 3 s, at least 64 and at most "
+            f"{QUICK_CAP:,} requests (more only if --min-requests asks)"
+        ),
+    )
     run.add_argument(
         "--device",
         choices=DEVICES,

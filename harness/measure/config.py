@@ -25,6 +25,7 @@ MIN_REQUESTS = (1, 10_000_000)
 MIN_DURATION_S = (0.0, 86_400.0)
 PROFILE = (0, 10_000)
 SEED = (0, 2**32 - 1)
+QUICK_CAP = 1_000  # a quick run's most requests, unless --min-requests asks for more
 
 
 @dataclass(frozen=True)
@@ -77,15 +78,16 @@ def run_length(
     min_duration_s: float | None = None,
 ) -> RunLength:
     """The size's run length, with what the user gave in its place."""
-    # quick: enough for p90 (64 samples), not for p99 (662): its p99 is indicative.
-    base = (
-        RunLength(warmup=5, min_requests=64, min_duration_s=3.0) if size == "quick" else RunLength()
-    )
+    # quick: enough for p90 (64 samples), not for p99 (662): its p99 is indicative; and a
+    # few seconds, but never more than QUICK_CAP requests however fast each one is.
+    quick = RunLength(warmup=5, min_requests=64, min_duration_s=3.0, max_requests=QUICK_CAP)
+    base = quick if size == "quick" else RunLength()
     return RunLength(
         warmup=base.warmup if warmup is None else warmup,
         min_requests=base.min_requests if min_requests is None else min_requests,
         min_duration_s=base.min_duration_s if min_duration_s is None else min_duration_s,
         max_duration_s=base.max_duration_s,
+        max_requests=base.max_requests,
     )
 
 

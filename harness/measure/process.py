@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ import pandas as pd
 from harness import plugins
 from harness.archive.codec import DecodeError, from_dict
 from harness.archive.schema import Agreement, ClockAnchor, ReplicateFacts, RunLength
-from harness.archive.tables import REQUEST_COLUMNS, intervals_frame
+from harness.archive.tables import REQUEST_COLUMNS
 from harness.errors import UserError
 from harness.machine.sysfs import CpuTimes, cpu_times
 from harness.measure.config import RunConfig
@@ -26,8 +27,9 @@ from harness.measure.probe_cost import probe_cost_ns
 from harness.measure.profiling import Profile, profile_requests
 from harness.measure.progress import ProgressBar
 from harness.measure.sampler import Sampler
+from harness.measure.spool import IntervalSpool
 from harness.record.gpu_timing import SYNC, device_timer
-from harness.record.probes import Clock, DeviceTimer, Interval
+from harness.record.probes import Clock, DeviceTimer
 from harness.record.virtual import Spinner, Virtual
 from harness.workload import SetupContext, Workload
 
@@ -147,7 +149,7 @@ def measure(
         timer = Spinner(virtual, timer)  # everything but one stage stretched (record.virtual)
     driver = RequestDriver(workload, setup, clock, timer)
     rows: list[dict[str, Any]] = []
-    intervals: list[Interval] = []
+    spool = IntervalSpool()
     interrupted = False
     profiled = None
     measured: dict[str, Any] = {}  # facts known only once measuring got that far
@@ -161,6 +163,10 @@ def measure(
                 measured["first_request_s"] = (outcome.response_ns - outcome.arrival_ns) / 1e9
         if setup.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        # What setup and warm-up built stays for the run: out of the collector's passes, so a
+        # pass costs the same at the last request as at the first.
+        gc.collect()
+        gc.freeze()
         announce("measuring")
         sampler.start()
         ticks_before = cpu_times()
@@ -168,15 +174,18 @@ def measure(
         elapsed = 0.0
         progress_ns = 0
         n = 0
+        cap = length.request_cap
         while (
-            n < length.min_requests or elapsed < length.min_duration_s
-        ) and elapsed < length.max_duration_s:
+            (n < length.min_requests or elapsed < length.min_duration_s)
+            and elapsed < length.max_duration_s
+            and n < cap
+        ):
             payload = stream[n % len(stream)]
             outcome = driver(n, payload)
             if n == 0 and length.warmup == 0:
                 measured["first_request_s"] = (outcome.response_ns - outcome.arrival_ns) / 1e9
             rows.append(_request_row(workload, n, payload, outcome))
-            intervals.extend(outcome.recorder.intervals)
+            spool.add(outcome.recorder)
             n += 1
             elapsed = (clock() - begin) / 1e9
             if progress is not None:
@@ -185,6 +194,7 @@ def measure(
                 progress(n, elapsed)
                 progress_ns += time.perf_counter_ns() - drawn
         measured["hit_max_duration"] = elapsed >= length.max_duration_s
+        measured["hit_max_requests"] = n >= cap and elapsed < length.min_duration_s
         measured["measured_s"] = elapsed
         measured["progress_s"] = progress_ns / 1e9
         measured["cpu_steal_fraction"] = _steal(ticks_before, cpu_times())
@@ -198,6 +208,7 @@ def measure(
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        gc.unfreeze()
         sampler.stop()
         driver.close()
     if setup.device == "cuda":
@@ -229,9 +240,7 @@ def measure(
     except (Exception, SystemExit) as exc:  # what was measured is kept; the verdict says so
         facts = replace(facts, teardown_error=describe("teardown", exc))
     requests = pd.DataFrame(rows, columns=REQUEST_COLUMNS)
-    return ProcessResult(
-        intervals_frame(intervals), requests, facts, interrupted, profiled, sampler.samples()
-    )
+    return ProcessResult(spool.frame(), requests, facts, interrupted, profiled, sampler.samples())
 
 
 def measure_config(config: RunConfig, device: str, label: str, replicate: int) -> ProcessResult:

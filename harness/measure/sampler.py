@@ -85,6 +85,73 @@ def psutil_sources(psutil: Any, notes: list[str]) -> list[Source]:
     return sources
 
 
+def load_sources(
+    root: str | os.PathLike[str],
+    notes: list[str],
+    *,
+    cpus: Sequence[int] | None = None,
+    wall: Callable[[], float] = time.monotonic,
+    own: Callable[[], int] = time.process_time_ns,
+) -> list[Source]:
+    """How busy the CPUs this process may run on were with other processes' work, and with
+    this run's: per sample, each as a share of those CPUs' time since the sample before.
+
+    The kernel's busy time on those CPUs (user, nice, system, irq, softirq from ``/proc/stat``;
+    steal is the hypervisor's and counted apart) less this process's own CPU time is what
+    other processes took from them.
+    """
+    cpus = list(cpus) if cpus is not None else _allowed_cpus()
+    hertz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    if _busy_ticks(root, cpus) is None:
+        notes.append("other processes' CPU use: unknown (no readable /proc/stat)")
+        return []
+    last: list[tuple[int, float, int]] = []  # (busy ticks, wall s, own CPU ns)
+
+    def read() -> list[Reading]:
+        busy = _busy_ticks(root, cpus)
+        if busy is None:
+            raise OSError("/proc/stat became unreadable")
+        now = (busy, wall(), own())
+        if not last:
+            last.append(now)
+            return []
+        (b0, w0, o0), last[0] = last[0], now
+        capacity = (now[1] - w0) * len(cpus)
+        if capacity <= 0:
+            return []
+        everyone = (busy - b0) / hertz
+        ours = (now[2] - o0) / 1e9
+        others = min(max(everyone - ours, 0.0), capacity) / capacity
+        return [
+            ("load", "others", "cpu_share", "fraction", others),
+            ("load", "run", "cpu_share", "fraction", min(ours / capacity, 1.0)),
+        ]
+
+    return [Source("other processes", read)]
+
+
+def _allowed_cpus() -> list[int]:
+    """The CPUs this process may run on (all of them where the platform cannot say)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def _busy_ticks(root: str | os.PathLike[str], cpus: Sequence[int]) -> int | None:
+    """Busy clock ticks so far summed over ``cpus``, from ``<root>/proc/stat``."""
+    text = read_text(root, "proc/stat")
+    if text is None:
+        return None
+    wanted, total, seen = {f"cpu{c}" for c in cpus}, 0, 0
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] in wanted:
+            user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+            total += user + nice + system + irq + softirq
+            seen += 1
+    return total if seen else None
+
+
 def nvml_sources(nvml: Any, notes: list[str]) -> list[Source]:
     """Every GPU NVML sees; a reading a device refuses is dropped for that device and noted."""
     nvml = nvml or optional_import("pynvml")
@@ -173,7 +240,8 @@ def default_sources(
     """The sources this machine offers, and a note for each one it does not (so it is unknown).
 
     ``psutil`` and ``nvml`` are the modules or stand-ins with their API; ``rapl_root`` is ``/``
-    or a canned copy of it. Sources add later notes (a GPU counter refused) to ``notes``.
+    or a canned copy of it (its ``sys/class/powercap`` and ``proc/stat``). Sources add later
+    notes (a GPU counter refused) to ``notes``.
     """
     sources: list[Source] = []
     notes = [] if notes is None else notes
@@ -181,6 +249,7 @@ def default_sources(
         ("cpu, memory", lambda: psutil_sources(psutil, notes)),
         ("gpu", lambda: nvml_sources(nvml, notes)),
         ("cpu package energy", lambda: rapl_sources(rapl_root, notes)),
+        ("other processes", lambda: load_sources(rapl_root, notes)),
     )
     for name, build in builders:
         try:

@@ -170,10 +170,11 @@ class Recorder:
     @property
     def intervals(self) -> list[Interval]:
         """What was recorded so far, as Interval objects."""
-        return [
-            Interval(*row) if isinstance(row, tuple) else Interval(*row._row())
-            for row in list(self.rows)
-        ]
+        return [Interval(*row) for row in self.tuples()]
+
+    def tuples(self) -> list[tuple]:
+        """What was recorded so far, each interval as a tuple in Interval's field order."""
+        return [row if isinstance(row, tuple) else row._row() for row in list(self.rows)]
 
     def span(
         self,

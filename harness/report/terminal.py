@@ -30,6 +30,8 @@ def summary(s: Summary, answer: Answer | None = None) -> Group:
     m = s.result.manifest
     parts: list[Any] = [header(s)]
     parts += [Text(f"  ! {p}", style="red") for p in s.verdict.problems]
+    if s.verdict.busy:
+        parts.append(Text("  ! the machine was busy: measure again when it is quiet", style="red"))
     parts += [Text(f"  - {n}", style="yellow") for n in s.verdict.notes]
     e = s.end_to_end
     parts.append(
@@ -41,6 +43,9 @@ def summary(s: Summary, answer: Answer | None = None) -> Group:
             f"overlap {_ms(s.overlap_ms)} ms"
         )
     )
+    if len(s.replicate_p50_s) > 1:
+        each = ", ".join(f"{v * 1e3:.4g}" for v in s.replicate_p50_s.values())
+        parts.append(Text(f"p50 per replicate: {each} ms"))
     parts.append(Text(_facts(s.facts), style="dim"))
     if m.agreement is not None:
         parts.append(Text(agreement(m.agreement), style="dim"))
@@ -142,6 +147,8 @@ def _telemetry(t: dict[str, dict[str, Any]], notes: tuple[str, ...]) -> str:
     if (freq := med("cpu.frequency", 1e-9, "{:.2f}")) is not None:
         drop = t["cpu.frequency"].get("largest_drop")
         parts.append(f"{freq} GHz" + (f", largest drop {drop:.0%}" if drop is not None else ""))
+    if (others := med("load.cpu_share[others]", 100)) is not None:
+        parts.append(f"other processes {others}% of the run's CPUs (median)")
     if (rss := med("memory.rss[process]", 2**-20)) is not None:
         parts.append(f"RSS {rss} MiB")
     gpus = [k for k in t if k.startswith("gpu.utilization[")]
