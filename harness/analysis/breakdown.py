@@ -93,7 +93,7 @@ def end_to_end(result: ResultSet) -> Percentiles:
 def category_shares(result: ResultSet) -> dict[tuple[str, str], float]:
     """Share of all end-to-end time per (category, resource), along each critical path."""
     table = split_table(result)
-    totals = table.path_totals().sum()
+    totals = table.totals.sum()
     whole = int(table.requests["latency_ns"].sum()) or 1
     keys = cast(list[tuple[str, str]], list(totals.index))
     shares = {(str(c), str(r)): int(ns) / whole for (c, r), ns in zip(keys, totals, strict=True)}

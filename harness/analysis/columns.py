@@ -11,8 +11,10 @@ request, by those same checks, breaks none of DESIGN.md's invariants.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -101,6 +103,11 @@ class SplitTable:
         on = np.bincount(self.stages["row"], weights=self.stages["critical"], minlength=len(self))
         return self.requests["clean"].to_numpy() & (ran == on)
 
+    @functools.cached_property
+    def totals(self) -> pd.DataFrame:
+        """:meth:`path_totals`, computed once (the shares, the answer and project share it)."""
+        return self.path_totals()
+
     def path_totals(self) -> pd.DataFrame:
         """Per request (index ``row``), ns along the critical path per (category, resource)
         column, the runner's waits included as (scheduling, wait) and (harness lag, "")."""
@@ -130,12 +137,22 @@ class SplitTable:
 
     def _wide(self, frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         """Critical rows of ``frame`` summed per request (one row each) and per ``by``."""
-        summed = frame[frame["critical"]].groupby(["row", *by], sort=True)["ns"].sum()
-        if len(summed):
-            wide = summed.unstack(by if len(by) > 1 else by[0])
-        else:
-            wide = pd.DataFrame(index=pd.Index([], name="row"))
-        return wide.reindex(index=range(len(self.requests)), fill_value=0).fillna(0)
+        on = frame[frame["critical"]]
+        # One integer code per column of the result, then one bincount per column: a groupby
+        # and unstack over hundreds of thousands of rows cost ten times more.
+        keys = pd.MultiIndex.from_frame(on[by]) if len(by) > 1 else pd.Index(on[by[0]])
+        code, columns = pd.factorize(keys, sort=True)
+        n, rows, ns = len(self.requests), on["row"].to_numpy(), on["ns"].to_numpy()
+        sums = {
+            column: np.bincount(rows[code == i], weights=ns[code == i], minlength=n)
+            for i, column in enumerate(columns)
+        }
+        wide = pd.DataFrame(sums, index=pd.RangeIndex(n, name="row"))
+        if len(by) > 1:
+            wide.columns = (
+                pd.MultiIndex.from_tuples(list(columns)) if len(columns) else wide.columns
+            )
+        return wide
 
 
 _KEPT: weakref.WeakKeyDictionary[ResultSet, SplitTable] = weakref.WeakKeyDictionary()
@@ -156,23 +173,21 @@ def split_frame(
     """Split every successful request of these stored tables (see :class:`SplitTable`)."""
     ok = requests.loc[requests["ok"].astype(bool), ["replicate", "request"]]
     keys = np.unique(_key(ok["replicate"], ok["request"]))
-    rows = intervals.assign(
-        _row=np.searchsorted(keys, _key(intervals["replicate"], intervals["request"]))
-    )
-    found = rows["_row"].to_numpy() < len(keys)
-    found[found] &= keys[rows["_row"].to_numpy()[found]] == _key(
-        rows["replicate"][found], rows["request"][found]
-    )
-    rows = rows[found]
+    every = _key(intervals["replicate"], intervals["request"])
+    at = np.searchsorted(keys, every)
+    found = at < len(keys)
+    found[found] &= keys[at[found]] == every[found]
+    taken = np.flatnonzero(found)
     # A stable sort keeps each request's rows in recorded order, which the reference reads.
-    rows = rows.iloc[np.argsort(rows["_row"].to_numpy(), kind="stable")]
-    n = len(keys)
-    clean = _Clean(rows, n, stages)
+    taken = taken[np.argsort(at[taken], kind="stable")]
+    clean = _Clean(_Rows(intervals, taken, at[taken]), len(keys), stages)
     parts = [clean.tables()]
     odd: list[tuple[list[Interval], RequestSplit]] = []
     dirty = np.flatnonzero(~clean.ok)
     if len(dirty):
-        parts.append(_reference(rows, dirty, stages, odd))
+        chosen = np.isin(clean.row, dirty)
+        rows = intervals.iloc[taken[chosen]].assign(_row=clean.row[chosen])
+        parts.append(_reference(rows, stages, odd))
     replicate, request = keys >> 32, (keys & 0xFFFFFFFF) - (1 << 31)
     return _assemble(parts, replicate, request, clean.ok, tuple(odd))
 
@@ -181,27 +196,58 @@ def _key(replicate: pd.Series, request: pd.Series) -> np.ndarray:
     return (replicate.to_numpy(np.int64) << 32) | (request.to_numpy(np.int64) + (1 << 31))
 
 
+class _Rows:
+    """The intervals of the successful requests as numpy columns, strings as integer codes
+    (read once: comparing codes is what makes a million rows cheap)."""
+
+    def __init__(self, intervals: pd.DataFrame, taken: np.ndarray, row: np.ndarray) -> None:
+        self.row = row
+        self._codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name in ("kind", "stage", "category", "resource", "label"):
+            codes, uniques = pd.factorize(intervals[name])
+            self._codes[name] = (codes[taken], np.asarray(uniques, object))
+        self._ints = {
+            name: intervals[name].to_numpy(np.int64)[taken]
+            for name in ("span", "parent", "start_ns", "end_ns", "nbytes", "thread", "cpu_ns")
+        }
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._ints[name]
+
+    def eq(self, name: str, value: str) -> np.ndarray:
+        """Where string column ``name`` holds ``value``."""
+        codes, uniques = self._codes[name]
+        hits = np.flatnonzero(uniques == value)
+        return codes == hits[0] if len(hits) else np.zeros(len(codes), bool)
+
+    def isin(self, name: str, values: tuple[str, ...]) -> np.ndarray:
+        codes, uniques = self._codes[name]
+        return np.isin(codes, np.flatnonzero(np.isin(uniques, values)))
+
+    def codes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The codes of string column ``name``, and the strings they stand for."""
+        return self._codes[name]
+
+
 class _Clean:
     """The clean requests' split, and which requests are clean (``ok``)."""
 
-    def __init__(self, rows: pd.DataFrame, n: int, stages: tuple[Stage, ...]) -> None:
+    def __init__(self, rows: _Rows, n: int, stages: tuple[Stage, ...]) -> None:
         self.n, self.stages = n, stages
-        self.row = rows["_row"].to_numpy()
-        kind = rows["kind"].to_numpy(object)
-        self.is_probe, self.is_stage = kind == _PROBE, kind == _STAGE
-        self.start = rows["start_ns"].to_numpy(np.int64)
-        self.end = rows["end_ns"].to_numpy(np.int64)
+        self.row = rows.row
+        self.is_probe, self.is_stage = rows.eq("kind", _PROBE), rows.eq("kind", _STAGE)
+        self.start, self.end = rows["start_ns"], rows["end_ns"]
         self.rows = rows
         bad = np.zeros(n, bool)
-        _mark(bad, self.row, np.isin(kind, _ODD_KINDS) | (self.end < self.start))
-        self._request_edges(kind, bad)
+        _mark(bad, self.row, rows.isin("kind", _ODD_KINDS) | (self.end < self.start))
+        self._request_edges(bad)
         self._stage_matrix(bad)
         self._nesting(bad)
         self.ok = ~bad
         self._path()
 
-    def _request_edges(self, kind: np.ndarray, bad: np.ndarray) -> None:
-        is_request = kind == _REQUEST
+    def _request_edges(self, bad: np.ndarray) -> None:
+        is_request = self.rows.eq("kind", _REQUEST)
         count = np.bincount(self.row[is_request], minlength=self.n)
         bad |= count != 1
         arrival = np.zeros(self.n, np.int64)
@@ -212,19 +258,20 @@ class _Clean:
         # Every interval but the request's own lies inside the request's window.
         inside = (self.start >= arrival[self.row]) & (self.end <= response[self.row])
         _mark(bad, self.row, ~inside & ~is_request)
-        is_lag = (kind == _WAIT) & (self.rows["label"].to_numpy(object) == HARNESS_LAG)
+        self.is_wait = self.rows.eq("kind", _WAIT)
+        is_lag = self.is_wait & self.rows.eq("label", HARNESS_LAG)
         lags = np.bincount(self.row[is_lag], minlength=self.n)
         bad |= lags > 1
         sent = arrival.copy()
         sent[self.row[is_lag]] = self.end[is_lag]
         self.sent = sent
-        self.is_wait = kind == _WAIT
 
     def _stage_matrix(self, bad: np.ndarray) -> None:
         names = [s.name for s in self.stages]
+        codes, uniques = self.rows.codes("stage")
         index = {name: i for i, name in enumerate(names)}
-        stage_col = self.rows["stage"].to_numpy(object)
-        self.stage_of = np.array([index.get(s, -1) for s in stage_col], np.int64)
+        mapped = np.array([index.get(u, -1) for u in uniques] + [-1], np.int64)
+        self.stage_of = mapped[codes]  # -1: not a stage of the set (code -1 reads the last)
         S = len(names)
         _mark(bad, self.row, self.is_stage & (self.stage_of < 0))
         st = self.is_stage & (self.stage_of >= 0)
@@ -238,8 +285,8 @@ class _Clean:
         self.s_thread = np.zeros((self.n, S), np.int64)
         self.s_cpu = np.full((self.n, S), -1, np.int64)
         self.s_start[r, s], self.s_end[r, s] = self.start[st], self.end[st]
-        self.s_thread[r, s] = self.rows["thread"].to_numpy(np.int64)[st]
-        cpu = self.rows["cpu_ns"].to_numpy(np.int64)[st]
+        self.s_thread[r, s] = self.rows["thread"][st]
+        cpu = self.rows["cpu_ns"][st]
         self.s_cpu[r, s] = np.where(cpu >= 0, cpu, -1)
         # A probe lies inside the stage interval its stage column names.
         p = self.is_probe
@@ -251,8 +298,7 @@ class _Clean:
 
     def _nesting(self, bad: np.ndarray) -> None:
         """Each probe's parent row and root stage; bad where a probe does not nest."""
-        span = self.rows["span"].to_numpy(np.int64)
-        parent = self.rows["parent"].to_numpy(np.int64)
+        span, parent = self.rows["span"], self.rows["parent"]
         width = int(max(span.max(initial=0), parent.max(initial=0))) + 2
         code = self.row * width + span
         order = np.argsort(code, kind="stable")
@@ -345,10 +391,9 @@ class _Clean:
     def _covered(self, bad: np.ndarray) -> None:
         """Bad where a wait on the path lies in no wait the runner recorded for it."""
         w = self.is_wait
-        label = self.rows["label"].to_numpy(object)[w]
+        lag = self.rows.eq("label", HARNESS_LAG)[w]
         r, s = self.row[w], self.stage_of[w]
         lo, hi = self.start[w], self.end[w]
-        lag = label == HARNESS_LAG
         ok_lag = np.zeros(self.n, bool)
         np.logical_or.at(
             ok_lag, r[lag], (lo[lag] <= self.arrival[r[lag]]) & (self.sent[r[lag]] <= hi[lag])
@@ -389,38 +434,40 @@ class _Clean:
         covered = np.bincount(self.up[child], weights=duration[child], minlength=len(self.row))
         own = duration - covered.astype(np.int64)
         stage_rows = np.flatnonzero(self.is_stage & ok_row)
-        cat = self.rows["category"].to_numpy(object)
-        res = self.rows["resource"].to_numpy(object)
-        probe_stage = self.stage_of[self.root[child]]
+        # A stage's own time is glue: unattributed. Strings stay codes until the sums are made.
+        cat, cats = self.rows.codes("category")
+        res, ress = self.rows.codes("resource")
+        cats, ress = np.append(cats, UNATTRIBUTED), np.append(ress, "")
+        glue = np.full(len(stage_rows), len(cats) - 1), np.full(len(stage_rows), len(ress) - 1)
         charges = pd.DataFrame(
             {
                 "row": np.concatenate([self.row[child], self.row[stage_rows]]),
-                "s": np.concatenate([probe_stage, self.stage_of[stage_rows]]),
-                "category": np.concatenate(
-                    [cat[child], np.full(len(stage_rows), UNATTRIBUTED, object)]
-                ),
-                "resource": np.concatenate([res[child], np.full(len(stage_rows), "", object)]),
+                "s": np.concatenate([self.stage_of[self.root[child]], self.stage_of[stage_rows]]),
+                "c": np.concatenate([cat[child], glue[0]]),
+                "r": np.concatenate([res[child], glue[1]]),
                 "ns": np.concatenate([own[child], own[stage_rows]]),
             }
         )
         charges = charges[charges["ns"] > 0]
-        charges = charges.groupby(["row", "s", "category", "resource"], as_index=False, sort=True)[
-            "ns"
-        ].sum()
-        scheduled = child[(cat[child] == _SCHEDULING) & (own[child] > 0)]
-        labels = self.rows["label"].to_numpy(object)[scheduled]
+        charges = charges.groupby(["row", "s", "c", "r"], as_index=False, sort=True)["ns"].sum()
+        charges["category"] = cats[charges.pop("c").to_numpy()]
+        charges["resource"] = ress[charges.pop("r").to_numpy()]
+        scheduled = child[self.rows.eq("category", _SCHEDULING)[child] & (own[child] > 0)]
+        label, labels = self.rows.codes("label")
+        labels = np.where(labels == "", "wait", labels)
         waits = (
             pd.DataFrame(
                 {
                     "row": self.row[scheduled],
                     "s": self.stage_of[self.root[scheduled]],
-                    "label": np.where(labels == "", "wait", labels),
+                    "l": label[scheduled],
                     "ns": own[scheduled],
                 }
             )
-            .groupby(["row", "s", "label"], as_index=False, sort=True)["ns"]
+            .groupby(["row", "s", "l"], as_index=False, sort=True)["ns"]
             .sum()
         )
+        waits["label"] = labels[waits.pop("l").to_numpy()]
         r, s = np.nonzero(self.present & self.ok[:, None])
         by_cat = charges.pivot_table(
             index=["row", "s"], columns="category", values="ns", aggfunc="sum"
@@ -428,7 +475,7 @@ class _Clean:
         by_cat = by_cat.reindex(pd.MultiIndex.from_arrays([r, s]), fill_value=0).fillna(0)
         probes = np.flatnonzero(self.is_probe & ok_row & (self.stage_of >= 0))
         moved = np.zeros((self.n, len(self.stages)), np.int64)
-        nbytes = self.rows["nbytes"].to_numpy(np.int64)
+        nbytes = self.rows["nbytes"]
         np.add.at(moved, (self.row[probes], self.stage_of[probes]), np.maximum(nbytes[probes], 0))
 
         def column(category: str) -> np.ndarray:
@@ -457,15 +504,18 @@ class _Clean:
             }
         )
         for frame in (stages, charges, waits):
-            frame.insert(1, "stage", names[frame.pop("s").to_numpy()])
+            index = frame.pop("s").to_numpy()
             if frame is not stages:
-                frame["critical"] = self.on_path[
-                    frame["row"].to_numpy(), _index(self.stages, frame["stage"])
-                ]
+                frame["critical"] = self.on_path[frame["row"].to_numpy(), index]
+            frame.insert(1, "stage", names[index])
         rows = np.flatnonzero(self.ok)
-        order = np.argsort(-self.step_of[rows], axis=1, kind="stable")
-        walked = np.take_along_axis(self.step_of[rows], order, axis=1) >= 0
-        paths = [" > ".join(names[o[w]]) for o, w in zip(order, walked, strict=True)]
+        # Requests share a few paths: each distinct one is spelled once.
+        patterns, which = np.unique(self.step_of[rows], axis=0, return_inverse=True)
+        spelled = []
+        for steps in patterns:
+            walked = np.argsort(-steps, kind="stable")
+            spelled.append(" > ".join(names[walked[steps[walked] >= 0]]))
+        paths = np.array(spelled, object)[which.reshape(-1)] if len(rows) else np.array([], object)
         on = self.on_path[rows]
         wall = self.s_end[rows] - self.s_start[rows]
         off = np.where(self.present[rows] & ~on, wall, 0).sum(axis=1)
@@ -484,26 +534,19 @@ class _Clean:
         return requests, stages, charges, waits
 
 
-def _index(stages: tuple[Stage, ...], names: pd.Series) -> np.ndarray:
-    index = {s.name: i for i, s in enumerate(stages)}
-    return np.array([index[n] for n in names], np.int64)
-
-
 def _mark(bad: np.ndarray, row: np.ndarray, where: np.ndarray) -> None:
     """Mark bad every request that has a row where ``where`` holds."""
     bad[row[where]] = True
 
 
 def _reference(
-    rows: pd.DataFrame,
-    dirty: np.ndarray,
-    stages: tuple[Stage, ...],
-    odd: list[tuple[list[Interval], RequestSplit]],
+    rows: pd.DataFrame, stages: tuple[Stage, ...], odd: list[tuple[list[Interval], RequestSplit]]
 ) -> tuple[pd.DataFrame, ...]:
-    """The rows of the requests not clean, from the reference walk (kept in ``odd``)."""
-    taken = rows[np.isin(rows["_row"].to_numpy(), dirty)]
+    """The rows of the requests not clean (``rows``, with their ``_row``), from the reference
+    walk; each request's intervals and split are kept in ``odd``."""
     req_rows, stage_rows, charge_rows, wait_rows = [], [], [], []
-    for row, group in taken.groupby("_row", sort=True):
+    for key, group in rows.groupby("_row", sort=True):
+        row = int(cast(int, key))
         intervals = frame_intervals(group)
         split = split_request(intervals, stages, int(group["replicate"].iloc[0]))
         odd.append((intervals, split))
@@ -582,17 +625,23 @@ def _assemble(
     requests, stages, charges, waits = (
         pd.concat([p[i] for p in parts], ignore_index=True) for i in range(4)
     )
-    requests = requests.sort_values("_row", kind="stable").reset_index(drop=True)
+
+    def by_row(frame: pd.DataFrame) -> pd.DataFrame:
+        # The clean part comes in row order; only the reference's rows need placing among it.
+        if len(parts) == 1:
+            return frame
+        return frame.iloc[np.argsort(frame["row"].to_numpy(), kind="stable")].reset_index(drop=True)
+
+    requests = by_row(requests.rename(columns={"_row": "row"})).rename(columns={"row": "_row"})
     requests.insert(0, "replicate", replicate[requests["_row"].to_numpy()])
     requests.insert(1, "request", request[requests["_row"].to_numpy()])
     requests["latency_ns"] = requests["response_ns"] - requests["arrival_ns"]
     requests["clean"] = clean[requests.pop("_row").to_numpy()].astype(bool)
     requests["path"] = requests["path"].astype(object)
-    order = lambda f, by: f.sort_values(by, kind="stable").reset_index(drop=True)  # noqa: E731
     return SplitTable(
         requests[REQUEST_COLUMNS].astype({c: "int64" for c in REQUEST_COLUMNS[:9]}),
-        order(stages, ["row"])[STAGE_COLUMNS],
-        order(charges, ["row", "stage", "category", "resource"])[CHARGE_COLUMNS].astype(_TYPES),
-        order(waits, ["row", "stage", "label"])[WAIT_COLUMNS].astype(_TYPES),
+        by_row(stages)[STAGE_COLUMNS],
+        by_row(charges)[CHARGE_COLUMNS].astype(_TYPES),
+        by_row(waits)[WAIT_COLUMNS].astype(_TYPES),
         odd,
     )

@@ -151,16 +151,15 @@ def naive(table: SplitTable, claim: Claim, layers: dict[str, str]) -> Naive:
     segments = table.requests[["lag_ns", "queue_ns", "handoff_ns"]].sum(axis=1).to_numpy()
     hit = on[on["key"] != ""]
     matched = {str(k): float(ns) for k, ns in hit.groupby("key")["ns"].sum().items()}
+    named = kinds[kinds["key"] != ""]
     where = {
-        str(k): tuple(
+        str(key): tuple(
             sorted(
-                {
-                    f"{st} ({c}, {r})"
-                    for st, c, r in g[["stage", "category", "resource"]].itertuples(index=False)
-                }
+                f"{st} ({c}, {r})"
+                for st, c, r in zip(g["stage"], g["category"], g["resource"], strict=True)
             )
         )
-        for k, g in hit.groupby("key")
+        for key, g in named.groupby("key")
     }
     return Naive(scaled + segments, matched, where)
 
