@@ -21,12 +21,13 @@ from harness.words import HARNESS_LAG, QUEUE_WAIT, Kind
 
 _REQUEST_WAITS = (QUEUE_WAIT, HARNESS_LAG)  # waits of the whole request, before any stage runs
 COMPACT = (",", ":")
+_CHUNK = 65_536  # events joined and written at once
 # One complete event; %-formatting a row tuple is the fastest way Python has to lay out a
-# million of them (the strings come quoted already, see _quoted).
+# million of them (the strings come quoted already, see _event_lines). Times are µs with
+# three decimals: exactly the ns recorded.
 _EVENT = (
-    '{"name":%s,"cat":%s,"ph":"X","pid":%d,"tid":%d,"ts":%r,"dur":%r,"args":{"request":%d,'
-    '"replicate":%d,"kind":%s,"stage":%s,"layer":%s,"category":%s,"resource":%s,'
-    '"bytes":%d,"task":%s}}'
+    '{"name":%s,"cat":%s,"ph":"X","pid":%d,"tid":%d,"ts":%.3f,"dur":%.3f,"args":{"request":%d,'
+    '"replicate":%d,%s,"bytes":%d,"task":%s}}'
 )
 
 
@@ -65,7 +66,7 @@ def write_chrome(result: ResultSet, path: str | os.PathLike, overwrite: bool = F
     layers = {stage.name: stage.layer for stage in result.manifest.stages}
     offsets = clock_offsets(result)
     frame = result.intervals
-    shift = frame["replicate"].map(lambda r: offsets.get(int(r), 0)).to_numpy(np.int64)
+    shift = frame["replicate"].map(offsets).fillna(0).to_numpy(np.int64)
     starts = frame["start_ns"].to_numpy(np.int64) + shift
     origin = int(starts.min()) if len(frame) else 0
     metadata: list[dict[str, Any]] = []
@@ -75,69 +76,78 @@ def write_chrome(result: ResultSet, path: str | os.PathLike, overwrite: bool = F
         name = f"{result.manifest.workload} · replicate {replicate}"
         metadata += [_meta("process_name", pid, 0, name), _meta("process_sort_index", pid, 0, pid)]
         ordered = group.iloc[np.argsort(group["start_ns"].to_numpy(), kind="stable")]
-        tracks = _tracks(ordered, stages)
+        track, names = _tracks(ordered, stages)
+        begins, ends = ordered["start_ns"].to_numpy(), ordered["end_ns"].to_numpy()
         tid = np.zeros(len(ordered), np.int64)
         last = 0
-        for (_, track), rows in tracks.groupby(["order", "name"], sort=True):
-            at = rows.index.to_numpy()
-            lanes = _lanes(ordered["start_ns"].to_numpy()[at], ordered["end_ns"].to_numpy()[at])
+        members = np.argsort(track, kind="stable")
+        bounds = np.searchsorted(track[members], np.arange(len(names) + 1))
+        for t, label in enumerate(names):
+            at = members[bounds[t] : bounds[t + 1]]
+            lanes = _lanes(begins[at], ends[at])
             for lane in range(int(lanes.max()) + 1):
                 last += 1
-                label = str(track) if lane == 0 else f"{track} ({lane + 1})"
-                metadata += [_meta("thread_name", pid, last, label)]
+                shown = label if lane == 0 else f"{label} ({lane + 1})"
+                metadata += [_meta("thread_name", pid, last, shown)]
                 metadata += [_meta("thread_sort_index", pid, last, last)]
             tid[at] = last - int(lanes.max()) + lanes
         parts.append(ordered.assign(_pid=pid, _tid=tid, _shift=offsets.get(replicate, 0) - origin))
     events = pd.concat(parts, ignore_index=True) if parts else frame.iloc[:0]
     other: dict[str, Any] = {"result_set": result.id, "workload": result.manifest.workload}
     other |= {"gapbench_version": __version__, "origin_unix_ns": origin}
-    head = json.dumps(metadata, separators=COMPACT)[1:-1]
-    body = _event_lines(events, layers)
-    text = (
-        '{"traceEvents":['
-        + ",".join(p for p in (head, body) if p)
-        + '],"displayTimeUnit":"ms","otherData":'
-        + json.dumps(other, separators=COMPACT)
-        + "}"
-    )
-    write_text(path, text)
+    lines = [json.dumps(m, separators=COMPACT) for m in metadata] + _event_lines(events, layers)
+    tail = '],"displayTimeUnit":"ms","otherData":' + json.dumps(other, separators=COMPACT) + "}"
+    try:
+        with Path(path).open("w") as out:  # a piece at a time: the text is never whole in memory
+            out.write('{"traceEvents":[')
+            for done in range(0, len(lines), _CHUNK):
+                out.write(("," if done else "") + ",".join(lines[done : done + _CHUNK]))
+            out.write(tail)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc}") from exc
     return len(events)
 
 
-def _tracks(ordered: pd.DataFrame, stages: list[str]) -> pd.DataFrame:
-    """Each interval's track, as a sort key and a name; threads and streams are numbered by
-    first use (``ordered`` is by start time)."""
-    kind = ordered["kind"].to_numpy(object)
-    label = ordered["label"].to_numpy(object)
-    stream = (kind == Kind.DEVICE.value) & (ordered["parent"].to_numpy() >= 0)
-    thread = ordered["thread"].to_numpy(np.int64)
-    pairs = pd.DataFrame({"stream": stream, "thread": thread})
-    first = pairs.drop_duplicates()
-    number = first.groupby("stream").cumcount().to_numpy()
-    n = pairs.merge(first.assign(n=number), on=["stream", "thread"], how="left")["n"].to_numpy()
+def _tracks(ordered: pd.DataFrame, stages: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Each interval's track (0, 1, ... in drawing order) and the tracks' names; threads and
+    streams are numbered by first use (``ordered`` is by start time)."""
+    kind, kinds = _codes(ordered["kind"])
+    stage, stage_names = _codes(ordered["stage"])
+    label, labels = _codes(ordered["label"])
+    is_ = {k: np.isin(kind, np.flatnonzero(kinds == k.value)) for k in Kind}
+    stream = is_[Kind.DEVICE] & (ordered["parent"].to_numpy() >= 0)
+    # Threads and streams numbered by first use, each kind of lane counting on its own.
+    lane_key = ordered["thread"].to_numpy(np.int64) * 2 + stream
+    first, uniques = pd.factorize(lane_key)
+    n = pd.Series(uniques % 2).groupby(uniques % 2).cumcount().to_numpy()[first]
     known = {name: i for i, name in enumerate(stages)}
-    order = np.array([known.get(s, len(stages)) for s in ordered["stage"].to_numpy(object)])
-    requests = (kind == Kind.REQUEST.value) | (
-        (kind == Kind.WAIT.value) & np.isin(label, _REQUEST_WAITS)
-    )
-    device = kind == Kind.DEVICE.value
-    steps = kind == Kind.SLICE.value
+    order = np.array([known.get(str(u), len(stages)) for u in stage_names] + [len(stages)])[stage]
+    waits = is_[Kind.WAIT] & np.isin(label, np.flatnonzero(np.isin(labels, _REQUEST_WAITS)))
+    requests = is_[Kind.REQUEST] | waits
+    device, steps = is_[Kind.DEVICE], is_[Kind.SLICE]
     klass = np.select([requests, device, steps], [0, 2, 3], 1)
     second = np.select([requests, device & ~stream, device | steps], [0, -1, n], order)
     third = np.where(klass == 1, n, 0)
-    stage = ordered["stage"].to_numpy(object)
-    names = np.select(
-        [requests, device & stream, device, steps],
-        [
-            "requests",
-            "device stream " + n.astype(str),
-            "device anchors",
-            "asyncio steps · thread " + n.astype(str),
-        ],
-        stage + " · thread " + n.astype(str),
-    )
     key = klass * 10**12 + (second + 1) * 10**6 + third
-    return pd.DataFrame({"order": key, "name": names}, index=np.arange(len(ordered)))
+    keys, track = np.unique(key, return_inverse=True)
+    first_row = np.full(len(keys), len(key))
+    np.minimum.at(first_row, track, np.arange(len(key)))
+    names = []
+    for row in first_row.tolist():
+        if requests[row]:
+            names.append("requests")
+        elif device[row]:
+            names.append(f"device stream {n[row]}" if stream[row] else "device anchors")
+        elif steps[row]:
+            names.append(f"asyncio steps · thread {n[row]}")
+        else:
+            names.append(f"{stage_names[stage[row]] if stage[row] >= 0 else ''} · thread {n[row]}")
+    return track.reshape(-1), names
+
+
+def _codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(column)
+    return codes, np.asarray(uniques, object)
 
 
 def _lanes(start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -148,80 +158,92 @@ def _lanes(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     inside the span before it: Perfetto misdraws complete events that partially overlap, so
     those go to a further lane of the same track.
     """
-    stacks: list[list[int]] = []  # per lane, the end times of its open events
-    lanes = np.zeros(len(start), np.int64)
+    stacks: list[list[int]] = [[]]  # per lane, the end times of its open events
+    first = stacks[0]
+    lanes = [0] * len(start)
     begins, ends = start.tolist(), end.tolist()
     for i in np.lexsort((-end, start)).tolist():
         lo, hi = begins[i], ends[i]
-        for lane, stack in enumerate([*stacks, []]):
+        while first and first[-1] <= lo:
+            first.pop()
+        if not first or hi <= first[-1]:
+            first.append(hi)  # the common case, kept short: most events nest in lane 0
+            continue
+        lane = 1
+        while True:
+            if lane == len(stacks):
+                stacks.append([])
+            stack = stacks[lane]
             while stack and stack[-1] <= lo:
                 stack.pop()
             if not stack or hi <= stack[-1]:
-                stacks += [stack] if lane == len(stacks) else []
                 stack.append(hi)
                 lanes[i] = lane
                 break
-    return lanes
+            lane += 1
+    return np.array(lanes, np.int64)
 
 
-def _event_lines(events: pd.DataFrame, layers: dict[str, str]) -> str:
-    """The complete events as JSON text, in (pid, ts, -dur) order, built a column at a time."""
+def _event_lines(events: pd.DataFrame, layers: dict[str, str]) -> list[str]:
+    """The complete events as JSON text, in (pid, ts, -dur) order, built a column at a time:
+    the strings of an event come from a few distinct combinations, each spelled once."""
     if events.empty:
-        return ""
+        return []
     start = events["start_ns"].to_numpy(np.int64) + events["_shift"].to_numpy(np.int64)
     dur = events["end_ns"].to_numpy(np.int64) - events["start_ns"].to_numpy(np.int64)
     pid = events["_pid"].to_numpy(np.int64)
     order = np.lexsort((-dur, start, pid))
-    kind = events["kind"].to_numpy(object)
-    category = events["category"].to_numpy(object)
-    stage = events["stage"].to_numpy(object)
-    label = events["label"].to_numpy(object)
+    columns = ("kind", "stage", "category", "resource", "label", "task")
+    codes = {c: _codes(events[c]) for c in columns}
+    combo = np.zeros(len(events), np.int64)
+    for c in columns:  # one dense integer per combination of the six strings
+        combo = pd.factorize(combo * (len(codes[c][1]) + 1) + codes[c][0] + 1)[0]
+    _, first = np.unique(combo, return_index=True)
     request = events["request"].to_numpy(np.int64)
-    task = events["task"].to_numpy(object)
-    name = np.where(kind == Kind.REQUEST.value, "request " + request.astype(str), label)
-    name = np.where(kind == Kind.STAGE.value, stage, name)
-    name = np.where(
-        kind == Kind.SLICE.value, np.char.strip(("step " + task.astype(str)).astype(str)), name
-    )
-    name = np.where(name == "", np.where(category == "", kind, category), name)
-    cat = np.where(category == "", kind, category)
-    layer = np.array([layers.get(s, "") for s in stage], object)
-    text = {
-        "name": _quoted(name),
-        "cat": _quoted(cat),
-        "kind": _quoted(kind),
-        "stage": _quoted(stage),
-        "layer": _quoted(layer),
-        "category": _quoted(category),
-        "resource": _quoted(events["resource"].to_numpy(object)),
-        "task": _quoted(task),
-    }
-    columns = [
-        text["name"],
-        text["cat"],
+    names, cats, args, tasks = [], [], [], []
+    for row in first.tolist():
+        values = {c: str(codes[c][1][codes[c][0][row]]) for c in columns}
+        kind, stage, category = values["kind"], values["stage"], values["category"]
+        iv = Interval(
+            request=0,
+            span=0,
+            parent=0,
+            kind=kind,
+            stage=stage,
+            category=category,
+            resource=values["resource"],
+            label=values["label"],
+            start_ns=0,
+            end_ns=0,
+            nbytes=0,
+            thread=0,
+            task=values["task"],
+        )
+        names.append(json.dumps(name_of(iv)) if kind != Kind.REQUEST.value else "")
+        cats.append(json.dumps(category or kind))
+        fields = {"kind": kind, "stage": stage, "layer": layers.get(stage, "")}
+        fields |= {"category": category, "resource": values["resource"]}
+        args.append(json.dumps(fields, separators=COMPACT)[1:-1])
+        tasks.append(json.dumps(values["task"]))
+    name = np.array(names, object)[combo]
+    asked = name == ""
+    name[asked] = ['"request %d"' % r for r in request[asked].tolist()]  # noqa: UP031
+    rows = zip(
+        name.tolist(),
+        np.array(cats, object)[combo].tolist(),
         pid.tolist(),
         events["_tid"].to_numpy(np.int64).tolist(),
         (start / 1000).tolist(),
         (dur / 1000).tolist(),
         request.tolist(),
         events["replicate"].to_numpy(np.int64).tolist(),
-        text["kind"],
-        text["stage"],
-        text["layer"],
-        text["category"],
-        text["resource"],
+        np.array(args, object)[combo].tolist(),
         events["nbytes"].to_numpy(np.int64).tolist(),
-        text["task"],
-    ]
-    rows = list(zip(*columns, strict=True))
-    return ",".join(_EVENT % rows[i] for i in order.tolist())
-
-
-def _quoted(values: np.ndarray) -> list[str]:
-    """Each value as a JSON string, escaped once per distinct value."""
-    codes, uniques = pd.factorize(pd.Series(values, dtype=object))
-    quoted = np.array([json.dumps(str(u)) for u in uniques] + ['""'], dtype=object)
-    return quoted[codes].tolist()
+        np.array(tasks, object)[combo].tolist(),
+        strict=True,
+    )
+    lines = [_EVENT % row for row in rows]
+    return [lines[i] for i in order.tolist()]
 
 
 def _meta(name: str, pid: int, tid: int, value: str | int) -> dict[str, Any]:
