@@ -296,3 +296,33 @@ def test_a_sequential_request_replays_as_its_naive_sum(folder):
             assert replayed == pytest.approx(summed[row], rel=1e-9)
             assert identity == pytest.approx(table.requests["latency_ns"][row], rel=1e-9)
     assert seen == sequential.sum()
+
+
+def test_a_skipped_stage_and_a_request_without_intervals():
+    """A stage that did not run is nothing to wait for, in the split and in the replay; a
+    successful request that recorded nothing is left out rather than breaking the table."""
+    from conftest import make_manifest
+
+    from harness.archive.store import ResultSet
+    from harness.projection.claims import from_arguments
+    from harness.projection.project import naive
+    from harness.projection.replay import replay
+    from harness.projection.request_model import request_models
+
+    frames = [[iv for iv in rows if iv.stage != "c"] for rows in generated(3, DIAMOND, 12)]
+    intervals, requests = tables(frames)
+    requests = pd.concat(
+        [requests, pd.DataFrame({"request": [99], "ok": [True], "replicate": [0]})]
+    )
+    *got, table = columnar(intervals, requests, DIAMOND)
+    assert got == list(reference(frames, DIAMOND)) and len(table) == len(frames)
+    result = ResultSet(make_manifest(DIAMOND), intervals, requests.assign(latency_s=0.0))
+    claim = from_arguments(["compute=2"])
+    layers = {s.name: s.layer for s in DIAMOND}
+    summed = naive(split_table(result), claim, layers).ns
+    sequential = split_table(result).sequential()
+    assert sequential.any()
+    for row, model in request_models(result):
+        if sequential[row]:
+            f = lambda st, label, c, r: claim.factor(st, layers[st], c, r)[0]  # noqa: E731
+            assert replay(model, f)[0] == pytest.approx(summed[row], rel=1e-9)

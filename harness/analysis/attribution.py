@@ -210,7 +210,11 @@ def critical_path(
     sink = max(splits.values(), key=lambda s: s.end_ns)
     segments: list[Segment] = []
     current: StageSplit | None = sink
-    while current is not None:
+    walked: set[str] = set()
+    # Corrupt data (zero-length stages at one instant on one thread) could enable each other
+    # in a circle: a stage is walked once.
+    while current is not None and current.stage not in walked:
+        walked.add(current.stage)
         segments.append(Segment(_STAGE, current.stage, current.start_ns, current.end_ns))
         candidates = [splits[name] for name in after[current.stage] if name in splits]
         candidates += [

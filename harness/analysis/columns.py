@@ -42,7 +42,7 @@ _SCHEDULING = Category.SCHEDULING.value
 _LOW = np.iinfo(np.int64).min
 _MAX_DEPTH = 64  # deeper probe nesting than this is split by the reference walk
 
-REQUEST_COLUMNS = [
+SPLIT_COLUMNS = [
     "replicate",
     "request",
     "arrival_ns",
@@ -105,7 +105,7 @@ class SplitTable:
 
     @functools.cached_property
     def totals(self) -> pd.DataFrame:
-        """:meth:`path_totals`, computed once (the shares, the answer and project share it)."""
+        """:meth:`path_totals`, computed once (the shares and the answer both read it)."""
         return self.path_totals()
 
     def path_totals(self) -> pd.DataFrame:
@@ -172,8 +172,9 @@ def split_frame(
 ) -> SplitTable:
     """Split every successful request of these stored tables (see :class:`SplitTable`)."""
     ok = requests.loc[requests["ok"].astype(bool), ["replicate", "request"]]
-    keys = np.unique(_key(ok["replicate"], ok["request"]))
     every = _key(intervals["replicate"], intervals["request"])
+    # A successful request with no interval at all has nothing to split: it is left out.
+    keys = np.intersect1d(_key(ok["replicate"], ok["request"]), every)
     at = np.searchsorted(keys, every)
     found = at < len(keys)
     found[found] &= keys[at[found]] == every[found]
@@ -639,7 +640,7 @@ def _assemble(
     requests["clean"] = clean[requests.pop("_row").to_numpy()].astype(bool)
     requests["path"] = requests["path"].astype(object)
     return SplitTable(
-        requests[REQUEST_COLUMNS].astype({c: "int64" for c in REQUEST_COLUMNS[:9]}),
+        requests[SPLIT_COLUMNS].astype({c: "int64" for c in SPLIT_COLUMNS[:9]}),
         by_row(stages)[STAGE_COLUMNS],
         by_row(charges)[CHARGE_COLUMNS].astype(_TYPES),
         by_row(waits)[WAIT_COLUMNS].astype(_TYPES),

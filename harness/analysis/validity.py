@@ -120,7 +120,7 @@ def verdict(
     if any(r.hit_max_requests for r in replicates):
         length = manifest.execution.measurement
         notes.append(
-            f"stopped at its cap of {length.max_requests:,} requests before "
+            f"stopped at its cap of {length.request_cap:,.0f} requests before "
             f"{length.min_duration_s:g} s had passed (--min-requests measures more)"
         )
     steal = max((r.cpu_steal_fraction or 0.0 for r in replicates), default=0.0)

@@ -164,7 +164,8 @@ def measure(
         if setup.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         # What setup and warm-up built stays for the run: out of the collector's passes, so a
-        # pass costs the same at the last request as at the first.
+        # pass costs the same at the last request as at the first. (Process-wide: the
+        # unfreeze below also thaws what an embedding program froze itself.)
         gc.collect()
         gc.freeze()
         announce("measuring")
@@ -194,7 +195,10 @@ def measure(
                 progress(n, elapsed)
                 progress_ns += time.perf_counter_ns() - drawn
         measured["hit_max_duration"] = elapsed >= length.max_duration_s
-        measured["hit_max_requests"] = n >= cap and elapsed < length.min_duration_s
+        # Stopped by the cap, not by --min-requests asking for exactly that many.
+        measured["hit_max_requests"] = (
+            n >= cap and n > length.min_requests and elapsed < length.min_duration_s
+        )
         measured["measured_s"] = elapsed
         measured["progress_s"] = progress_ns / 1e9
         measured["cpu_steal_fraction"] = _steal(ticks_before, cpu_times())
@@ -207,6 +211,9 @@ def measure(
                 measured["profile_error"] = describe("profiling", exc)
     except KeyboardInterrupt:
         interrupted = True
+    except BaseException:
+        spool.close()
+        raise
     finally:
         gc.unfreeze()
         sampler.stop()

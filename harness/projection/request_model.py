@@ -124,7 +124,8 @@ def build(
         if span is None:
             continue
         timeline = _timeline(span, span.start_ns, span.end_ns, tree, demand)
-        before = set(stage.after) | {
+        # A parent that did not run (a skipped stage) is nothing to wait for.
+        before = {a for a in stage.after if a in spans} | {
             name
             for name, other in spans.items()
             if other.thread == span.thread and name != stage.name and other.end_ns <= span.start_ns

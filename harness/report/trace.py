@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +28,6 @@ _EVENT = (
     '{"name":%s,"cat":%s,"ph":"X","pid":%d,"tid":%d,"ts":%.3f,"dur":%.3f,"args":{"request":%d,'
     '"replicate":%d,%s,"bytes":%d,"task":%s}}'
 )
-
-
-@dataclass(frozen=True)
-class Track:
-    """A Perfetto track of one replicate: where it sorts and what it is called."""
-
-    order: tuple[int, ...]
-    name: str
 
 
 def replicate_intervals(result: ResultSet) -> Iterator[tuple[int, list[Interval]]]:
@@ -98,7 +89,7 @@ def write_chrome(result: ResultSet, path: str | os.PathLike, overwrite: bool = F
     lines = [json.dumps(m, separators=COMPACT) for m in metadata] + _event_lines(events, layers)
     tail = '],"displayTimeUnit":"ms","otherData":' + json.dumps(other, separators=COMPACT) + "}"
     try:
-        with Path(path).open("w") as out:  # a piece at a time: the text is never whole in memory
+        with Path(path).open("w") as out:  # joined a piece at a time, not as one string
             out.write('{"traceEvents":[')
             for done in range(0, len(lines), _CHUNK):
                 out.write(("," if done else "") + ",".join(lines[done : done + _CHUNK]))
@@ -249,17 +240,6 @@ def _event_lines(events: pd.DataFrame, layers: dict[str, str]) -> list[str]:
 def _meta(name: str, pid: int, tid: int, value: str | int) -> dict[str, Any]:
     key = "sort_index" if name.endswith("sort_index") else "name"
     return {"name": name, "ph": "M", "pid": pid, "tid": tid, "args": {key: value}}
-
-
-def _event(
-    iv: Interval, pid: int, tid: int, shift: int, replicate: int, layers: dict[str, str]
-) -> dict[str, Any]:
-    args = {"request": iv.request, "replicate": replicate, "kind": iv.kind, "stage": iv.stage}
-    args |= {"layer": layers.get(iv.stage, ""), "category": iv.category}
-    args |= {"resource": iv.resource, "bytes": iv.nbytes, "task": iv.task}
-    # `cat` is what Perfetto filters on: compute, movement, scheduling (else the kind).
-    event = {"name": name_of(iv), "cat": iv.category or iv.kind, "ph": "X", "pid": pid, "tid": tid}
-    return event | {"ts": (iv.start_ns + shift) / 1000, "dur": iv.duration_ns / 1000, "args": args}
 
 
 def name_of(iv: Interval, workload: str = "") -> str:
