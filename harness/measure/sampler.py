@@ -85,6 +85,9 @@ def psutil_sources(psutil: Any, notes: list[str]) -> list[Source]:
     return sources
 
 
+MIN_LOAD_SAMPLE_S = 0.2  # 20 kernel ticks at 100 Hz: a share to 5% on one CPU
+
+
 def load_sources(
     root: str | os.PathLike[str],
     notes: list[str],
@@ -115,10 +118,13 @@ def load_sources(
         if not last:
             last.append(now)
             return []
-        (b0, w0, o0), last[0] = last[0], now
-        capacity = (now[1] - w0) * len(cpus)
-        if capacity <= 0:
+        b0, w0, o0 = last[0]
+        # A sample a few ticks long (the last one, taken at stop) would swing between 0 and
+        # 100%: it waits to be part of a longer one.
+        if now[1] - w0 < MIN_LOAD_SAMPLE_S:
             return []
+        last[0] = now
+        capacity = (now[1] - w0) * len(cpus)
         everyone = (busy - b0) / hertz
         ours = (now[2] - o0) / 1e9
         others = min(max(everyone - ours, 0.0), capacity) / capacity
