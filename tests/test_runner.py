@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from conftest import FakeClock
 
@@ -106,7 +107,8 @@ def test_failed_request_keeps_its_error_and_the_run_goes_on(clock: FakeClock):
     assert failed["error"].str.startswith("parse: ValueError: bad payload").all()
     assert result.facts.requests_failed == 2
     # the failed request's later stages never ran
-    stages = set(result.intervals.loc[result.intervals["request"] == 2, "stage"])
+    intervals = result.interval_frame()
+    stages = set(intervals.loc[intervals["request"] == 2, "stage"])
     assert "infer" not in stages
 
 
@@ -142,19 +144,21 @@ def test_a_request_cap_stops_a_fast_run_and_says_so(clock: FakeClock):
     assert run_length("default").request_cap == float("inf")
 
 
-def test_the_spool_gives_back_what_it_took_block_by_block(clock: FakeClock):
+def test_the_spool_gives_back_what_it_took_block_by_block(clock: FakeClock, tmp_path):
     driver = RequestDriver(Timed(clock), SetupContext(), clock=clock)
-    spool = IntervalSpool(block_rows=7)
+    spool = IntervalSpool(tmp_path / "spool.parquet", block_rows=7)
     recorded = []
     for i in range(12):
         outcome = driver(i, 1)
         spool.add(outcome.recorder)
         recorded += outcome.recorder.intervals
     assert spool.blocks >= 2  # written as it went, not held to the end
-    frame = spool.frame()
+    frame = pd.read_parquet(spool.finish())
+    assert pq.ParquetFile(spool.path).num_row_groups == spool.blocks
     pd.testing.assert_frame_equal(frame, intervals_frame(recorded))
     assert frame_intervals(frame) == recorded
-    assert IntervalSpool().frame().empty
+    empty = IntervalSpool(tmp_path / "empty.parquet").finish()
+    assert pd.read_parquet(empty).empty
 
 
 def test_interval_table_round_trips(clock: FakeClock):

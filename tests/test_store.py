@@ -8,13 +8,23 @@ from dataclasses import replace
 from datetime import datetime, timezone
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from conftest import interval, make_manifest
 
 from harness.archive.store import MANIFEST, SCHEMA_VERSION, Archive, load, new_id
-from harness.archive.tables import REQUEST_COLUMNS, intervals_frame
+from harness.archive.tables import (
+    INTERVAL_STRINGS,
+    REQUEST_COLUMNS,
+    Spooled,
+    frame_intervals,
+    intervals_frame,
+)
 from harness.errors import UserError
+from harness.measure.spool import IntervalSpool
+from harness.record.probes import Recorder
 from harness.words import Kind
+from harness.workload import Stage
 
 
 def tables():
@@ -44,8 +54,38 @@ def test_round_trip_as_dataframes(archive: Archive):
     loaded = archive.load("20260101T000000Z-h-w-0001")
     assert loaded.manifest.schema_version == SCHEMA_VERSION
     assert loaded.complete
-    pd.testing.assert_frame_equal(loaded.intervals, tables()["intervals"])
+    # The intervals' few distinct strings come back as categories, the values as written.
+    assert all(isinstance(loaded.intervals[c].dtype, pd.CategoricalDtype) for c in INTERVAL_STRINGS)
+    pd.testing.assert_frame_equal(
+        loaded.intervals, tables()["intervals"], check_categorical=False, check_dtype=False
+    )
+    assert frame_intervals(loaded.intervals) == frame_intervals(tables()["intervals"])
     pd.testing.assert_frame_equal(loaded.requests, tables()["requests"])
+
+
+def test_a_spooled_table_is_copied_a_row_group_at_a_time(archive: Archive, tmp_path):
+    parts, recorded, blocks = [], [], 0
+    for replicate, count in ((0, 5), (3, 2)):
+        spool = IntervalSpool(tmp_path / f"spool-{replicate}.parquet", block_rows=2)
+        for i in range(count):
+            recorder = Recorder(i, clock=iter(range(100 * i, 100 * i + 4)).__next__)
+            recorder.add(Kind.REQUEST, 100 * i, 100 * i + 10)
+            recorder.add(Kind.WAIT, 100 * i, 100 * i + 1, stage="s", label="queue wait")
+            spool.add(recorder)
+            recorded += [(replicate, iv) for iv in recorder.intervals]
+        parts.append((spool.finish(), replicate))
+        blocks += spool.blocks
+    set_id = "20260101T000000Z-h-w-0002"
+    manifest = make_manifest((Stage("s", "ingress"),), set_id=set_id, replicates=4)
+    archive.write(manifest, {**tables(), "intervals": Spooled(tuple(parts))})
+    manifest = archive.load(set_id).manifest
+    with archive.fs.open(archive._path(set_id, manifest.tables["intervals"]), "rb") as handle:
+        stored = pq.ParquetFile(handle)
+        assert stored.num_row_groups == blocks == 7  # each spool's blocks, as they were written
+        assert stored.schema_arrow.metadata[b"gapbench_schema_version"] == b"%d" % SCHEMA_VERSION
+    loaded = archive.load(set_id).intervals
+    assert list(loaded["replicate"]) == [r for r, _ in recorded]
+    assert frame_intervals(loaded) == [iv for _, iv in recorded]
 
 
 def test_ids_resolve_newest_first_by_prefix_and_latest(archive: Archive):

@@ -13,12 +13,14 @@ import os
 import re
 import secrets
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import fsspec
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -27,7 +29,7 @@ from fsspec.implementations.local import LocalFileSystem
 from harness.archive.codec import DecodeError, from_dict, to_dict
 from harness.archive.migrations import Tables, check_projection, migrate_manifest, migrate_tables
 from harness.archive.schema import SCHEMA_VERSION, KeptProjection, Manifest
-from harness.archive.tables import problem
+from harness.archive.tables import INTERVAL_STRINGS, Spooled, problem
 from harness.errors import UserError
 from harness.workload import topological_order
 
@@ -120,20 +122,24 @@ class Archive:
     def write(
         self,
         manifest: Manifest,
-        tables: dict[str, pd.DataFrame],
+        tables: Mapping[str, pd.DataFrame | Spooled],
         attachments: dict[str, bytes] | None = None,
     ) -> str:
-        """Write the tables and attachments (a profiler trace), then the manifest; returns the
-        set's id. Refuses to overwrite."""
+        """Write the tables (a spooled one a row group at a time) and attachments (a profiler
+        trace), then the manifest; returns the set's id. Refuses to overwrite."""
         set_id = manifest.id
         folder = self._path(set_id)
         if self.fs.exists(self._path(set_id, MANIFEST)):
             raise UserError(f"result set {set_id} already exists in {self.location}")
         self.fs.makedirs(folder, exist_ok=True)
         files = {}
-        for name, frame in tables.items():
+        for name, table in tables.items():
             filename = f"{name}-{secrets.token_hex(4)}.parquet"
-            self.fs.pipe_file(self._path(set_id, filename), _parquet(frame))
+            if isinstance(table, Spooled):
+                with self.fs.open(self._path(set_id, filename), "wb") as handle:
+                    _copy_spooled(table, handle)
+            else:
+                self.fs.pipe_file(self._path(set_id, filename), _parquet(table))
             files[name] = filename
         attached = {}
         for name, body in (attachments or {}).items():
@@ -209,7 +215,7 @@ class Archive:
         for name, filename in manifest.tables.items():
             try:
                 with self.fs.open(self._path(set_id, filename), "rb") as handle:
-                    tables[name] = pd.read_parquet(handle)
+                    tables[name] = _read(handle, INTERVAL_STRINGS if name == "intervals" else ())
             except FileNotFoundError:
                 raise UserError(f"result set {set_id}: table {filename} is missing") from None
             except Exception as exc:
@@ -320,13 +326,84 @@ def _check(set_id: str, manifest: Manifest, tables: Tables) -> None:
         raise UserError(f"{corrupt}: intervals of a stage it does not have: {min(strangers)!r}")
 
 
+def _versioned(schema: pa.Schema) -> pa.Schema:
+    """``schema`` whose metadata carries the schema version the table is written with."""
+    return schema.with_metadata(
+        {**(schema.metadata or {}), b"gapbench_schema_version": b"%d" % SCHEMA_VERSION}
+    )
+
+
 def _parquet(frame: pd.DataFrame) -> bytes:
-    """A table as Parquet bytes whose metadata carries the schema version it was written with."""
+    """A table as Parquet bytes (see :func:`_versioned`)."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    metadata = {**(table.schema.metadata or {}), b"gapbench_schema_version": b"%d" % SCHEMA_VERSION}
     buffer = io.BytesIO()
-    pq.write_table(table.replace_schema_metadata(metadata), buffer)
+    pq.write_table(table.replace_schema_metadata(_versioned(table.schema).metadata), buffer)
     return buffer.getvalue()
+
+
+def _copy_spooled(spooled: Spooled, handle: IO[bytes]) -> None:
+    """Every part's row groups, each given its ``replicate``, written one at a time."""
+    writer = None
+    for file, replicate in spooled.parts:
+        source = pq.ParquetFile(file)
+        if writer is None:
+            tagged = source.schema_arrow.append(pa.field("replicate", pa.int64()))
+            writer = pq.ParquetWriter(handle, _versioned(tagged))
+        for i in range(source.num_row_groups):
+            group = source.read_row_group(i)
+            column = pa.array(np.full(group.num_rows, replicate, np.int64))
+            writer.write_table(group.append_column("replicate", column))
+    if writer is not None:
+        writer.close()
+
+
+def _read(handle: IO[bytes], strings: tuple[str, ...]) -> pd.DataFrame:
+    """A stored table as a DataFrame, the columns ``strings`` as categories (a code a row, each
+    distinct string once).
+
+    Read a row group at a time into columns allocated once: reading the whole Arrow table and
+    converting it holds three copies of a big set at the peak, this about one."""
+    present = pq.ParquetFile(handle).schema_arrow.names
+    strings = tuple(name for name in strings if name in present)
+    source = pq.ParquetFile(handle, read_dictionary=list(strings) or None)
+    schema = source.schema_arrow
+    plain = all(
+        pa.types.is_dictionary(f.type) or pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)
+        for f in schema
+    )
+    if not strings or not plain or source.metadata.num_rows == 0:
+        return source.read().to_pandas()
+    n = source.metadata.num_rows
+    columns = {
+        f.name: np.empty(n, np.int32 if f.name in strings else f.type.to_pandas_dtype())
+        for f in schema
+    }
+    categories: dict[str, dict[str, int]] = {name: {} for name in strings if name in columns}
+    at = 0
+    for group in range(source.num_row_groups):
+        batch = source.read_row_group(group)
+        rows = batch.num_rows
+        for name, values in zip(batch.column_names, batch.columns, strict=True):
+            if values.null_count:  # only a corrupt table: read it plainly, checks will say
+                return source.read().to_pandas()
+            if name in categories:
+                values = values.unify_dictionaries().combine_chunks()
+                seen = categories[name]
+                remap = np.array(
+                    [seen.setdefault(v, len(seen)) for v in values.dictionary.to_pylist()],
+                    np.int32,
+                )
+                columns[name][at : at + rows] = remap[values.indices.to_numpy()]
+            else:
+                columns[name][at : at + rows] = values.to_numpy()
+        at += rows
+    frame = {
+        name: pd.Categorical.from_codes(columns[name], pd.Index(list(categories[name])))
+        if name in categories
+        else values
+        for name, values in columns.items()
+    }
+    return pd.DataFrame(frame, copy=False)
 
 
 def locate(ref: str, location: str | os.PathLike | None = None) -> tuple[Archive, str]:

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import pandas as pd
+import pyarrow as pa
 
 from harness.record.probes import Interval
 
 INTERVAL_COLUMNS = list(Interval.__dataclass_fields__)
+# A few distinct values each, over every interval: read back as categories, not one string a row.
+INTERVAL_STRINGS = ("kind", "stage", "category", "resource", "label", "task")
+# The intervals as a run records them, before a set gives them their ``replicate``.
+INTERVAL_SCHEMA = pa.schema(
+    [(name, pa.string() if name in INTERVAL_STRINGS else pa.int64()) for name in INTERVAL_COLUMNS]
+)
 REQUEST_COLUMNS = [
     "request",
     "ok",
@@ -24,6 +33,18 @@ REQUEST_COLUMNS = [
 
 # The columns each stored table must hold, beside its ``replicate``.
 REQUIRED = {"intervals": INTERVAL_COLUMNS, "requests": REQUEST_COLUMNS}
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """A table still on disk as Parquet files, one per replicate (``(file, replicate)``): the
+    archive copies it into a set a row group at a time, so it is never held whole."""
+
+    parts: tuple[tuple[Path, int], ...]
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            raise ValueError("a spooled table needs at least one part")
 
 
 def problem(name: str, frame: pd.DataFrame) -> str:

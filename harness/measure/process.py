@@ -8,9 +8,11 @@ import json
 import os
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -38,14 +40,21 @@ TELEMETRY_INTERVAL_S = 0.5
 
 @dataclass(frozen=True)
 class ProcessResult:
-    """What one process measured: raw intervals and per-request rows, plus its facts."""
+    """What one process measured: its raw intervals (a Parquet file, never held whole) and
+    per-request rows, plus its facts."""
 
-    intervals: pd.DataFrame
+    intervals: Path
     requests: pd.DataFrame
     facts: ReplicateFacts
     interrupted: bool = False
     profile: Profile | None = None
     telemetry: pd.DataFrame | None = None
+    # The folder ``intervals`` lies in when no caller gave one: removed with this result.
+    scratch: tempfile.TemporaryDirectory | None = field(default=None, repr=False, compare=False)
+
+    def interval_frame(self) -> pd.DataFrame:
+        """The intervals read whole, as the stored table is but without ``replicate``."""
+        return pd.read_parquet(self.intervals)
 
 
 def _steal(before: CpuTimes | None, after: CpuTimes | None) -> float | None:
@@ -116,6 +125,7 @@ def measure(
     profile: int = 0,
     virtual: Virtual | None = None,
     replicate: int = 0,
+    scratch: Path | None = None,
 ) -> ProcessResult:
     """Set up, warm up (discarded), then measure until both minimums are met.
 
@@ -124,7 +134,8 @@ def measure(
     error, is counted, and the run goes on. Ctrl-C stops measuring and returns what finished.
     ``timing`` says how probes time an asynchronous device (harness.record.gpu_timing).
     ``profile`` requests more run afterwards under a profiler (torch's, or the backend's own),
-    apart from the timed ones.
+    apart from the timed ones. The intervals are spooled to ``scratch`` (a folder the caller
+    removes; by default one removed with the result).
     """
     import torch
 
@@ -149,7 +160,11 @@ def measure(
         timer = Spinner(virtual, timer)  # everything but one stage stretched (record.virtual)
     driver = RequestDriver(workload, setup, clock, timer)
     rows: list[dict[str, Any]] = []
-    spool = IntervalSpool()
+    owned = None
+    if scratch is None:
+        owned = tempfile.TemporaryDirectory(prefix="gapbench-")
+        scratch = Path(owned.name)
+    spool = IntervalSpool(scratch / "intervals.parquet")
     interrupted = False
     profiled = None
     measured: dict[str, Any] = {}  # facts known only once measuring got that far
@@ -247,12 +262,16 @@ def measure(
     except (Exception, SystemExit) as exc:  # what was measured is kept; the verdict says so
         facts = replace(facts, teardown_error=describe("teardown", exc))
     requests = pd.DataFrame(rows, columns=REQUEST_COLUMNS)
-    return ProcessResult(spool.frame(), requests, facts, interrupted, profiled, sampler.samples())
+    return ProcessResult(
+        spool.finish(), requests, facts, interrupted, profiled, sampler.samples(), owned
+    )
 
 
-def measure_config(config: RunConfig, device: str, label: str, replicate: int) -> ProcessResult:
+def measure_config(
+    config: RunConfig, device: str, label: str, replicate: int, scratch: Path | None = None
+) -> ProcessResult:
     """Measure ``config`` in this process on ``device``, with a progress bar on stderr when
-    asked."""
+    asked; its intervals are spooled to ``scratch`` (see :func:`measure`)."""
     cls = plugins.load(config.workload)
     setup = SetupContext(
         device=device,
@@ -268,6 +287,7 @@ def measure_config(config: RunConfig, device: str, label: str, replicate: int) -
         "profile": config.profile,
         "virtual": virtual,
         "replicate": replicate,
+        "scratch": scratch,
     }
     if not config.show_progress:
         return measure(cls(), setup, length, **options)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +28,7 @@ from harness.archive.schema import (
     Work,
 )
 from harness.archive.store import Archive, ResultSet, new_id
+from harness.archive.tables import Spooled
 from harness.errors import UserError
 from harness.machine.devices import resolve_device
 from harness.machine.fingerprint import Fingerprint
@@ -45,6 +47,15 @@ def run(config: RunConfig, archive: Archive, fingerprint: Fingerprint) -> Result
     archived with what finished and marked incomplete. With nothing finished, nothing is written
     (KeyboardInterrupt or the worker's error propagates).
     """
+    # Each replicate's intervals stay on disk here until the archive copies them into the set.
+    with tempfile.TemporaryDirectory(prefix="gapbench-run-") as scratch:
+        set_id = _measure_and_write(config, archive, fingerprint, Path(scratch))
+    return archive.load(set_id)
+
+
+def _measure_and_write(
+    config: RunConfig, archive: Archive, fingerprint: Fingerprint, scratch: Path
+) -> str:
     cls = plugins.load(config.workload)
     check_backend(cls, config.backend)
     device = resolve_device(config.device)
@@ -55,11 +66,13 @@ def run(config: RunConfig, archive: Archive, fingerprint: Fingerprint) -> Result
         label = f"{cls.name} {replicate + 1}/{config.repeat}" if config.repeat > 1 else cls.name
         # Only the first replicate profiles: one profile is the cross-check; more only cost time.
         this = config if replicate == 0 else replace(config, profile=0)
+        folder = scratch / f"replicate-{replicate}"
+        folder.mkdir()
         try:
             if config.repeat == 1 or not config.separate_processes:
-                result = measure_config(this, device, label, replicate)
+                result = measure_config(this, device, label, replicate, folder)
             else:
-                result = measure_in_child(this, device, label, replicate)
+                result = measure_in_child(this, device, label, replicate, folder)
         except (KeyboardInterrupt, UserError) as exc:
             if not results:
                 raise
@@ -92,11 +105,10 @@ def run(config: RunConfig, archive: Archive, fingerprint: Fingerprint) -> Result
         profile=ProfileRecord(profile.tool, config.profile, profile.checks) if profile else None,
     )
     attachments = {"profile.json": profile.trace_json} if profile is not None else {}
-    set_id = archive.write(manifest, _tables(results), attachments)
-    return archive.load(set_id)
+    return archive.write(manifest, _tables(results), attachments)
 
 
-def _tables(results: list[ProcessResult]) -> dict[str, pd.DataFrame]:
+def _tables(results: list[ProcessResult]) -> dict[str, pd.DataFrame | Spooled]:
     def stacked(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
         tagged = zip(frames, (r.facts.replicate for r in results), strict=True)
         return pd.concat(
@@ -104,7 +116,7 @@ def _tables(results: list[ProcessResult]) -> dict[str, pd.DataFrame]:
         )
 
     return {
-        "intervals": stacked([r.intervals for r in results]),
+        "intervals": Spooled(tuple((r.intervals, r.facts.replicate) for r in results)),
         "requests": stacked([r.requests for r in results]),
         "telemetry": stacked([r.telemetry for r in results]),
     }

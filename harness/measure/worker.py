@@ -1,8 +1,9 @@
 """One replicate in a worker process of its own: how it is started, and what it runs.
 
-The parent passes the config as JSON and a folder; the worker measures, then writes its raw
-tables, its facts and a status to that folder, even when Ctrl-C stopped it partway, so that
-what finished is never lost. ``python -m harness.measure.worker SPEC FOLDER`` is its entry.
+The parent passes the config as JSON and a folder; the worker spools its intervals there as it
+measures, then writes its other tables, its facts and a status to that folder, even when Ctrl-C
+stopped it partway, so that what finished is never lost. ``python -m harness.measure.worker SPEC
+FOLDER`` is its entry.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -25,47 +25,47 @@ from harness.measure.profiling import Profile
 STATUS = "status.json"
 
 
-def measure_in_child(config: RunConfig, device: str, label: str, replicate: int) -> ProcessResult:
-    """Measure ``config`` in a fresh worker process; Ctrl-C reaches it too and it saves what
-    it has."""
-    with tempfile.TemporaryDirectory(prefix="gapbench-") as out:
-        spec = {"config": to_dict(config), "device": device, "label": label}
-        spec["replicate"] = replicate
-        command = [sys.executable, "-m", "harness.measure.worker", json.dumps(spec), out]
-        process = subprocess.Popen(command)
-        interrupted = False
-        while True:
-            try:
-                process.wait()
-                break
-            except KeyboardInterrupt:
-                interrupted = True  # keep waiting: the worker is writing what finished
-        folder = Path(out)
-        status = folder / STATUS
-        report = json.loads(status.read_text()) if status.exists() else {}
-        if report.get("error"):
-            raise UserError(report["error"])
-        if not report.get("measured"):
-            if interrupted or process.returncode == EXIT_INTERRUPTED:
-                raise KeyboardInterrupt
-            raise UserError(f"a worker process died (exit status {process.returncode})")
+def measure_in_child(
+    config: RunConfig, device: str, label: str, replicate: int, scratch: Path
+) -> ProcessResult:
+    """Measure ``config`` in a fresh worker process that writes into the folder ``scratch``
+    (which the caller removes); Ctrl-C reaches it too and it saves what it has."""
+    spec = {"config": to_dict(config), "device": device, "label": label}
+    spec["replicate"] = replicate
+    command = [sys.executable, "-m", "harness.measure.worker", json.dumps(spec), str(scratch)]
+    process = subprocess.Popen(command)
+    interrupted = False
+    while True:
         try:
-            facts = from_dict(ReplicateFacts, report["facts"], "facts")
-            checks = [from_dict(ScopeCheck, c, "profile") for c in report.get("profile", [])]
-        except DecodeError as exc:
-            raise UserError(f"a worker process reported garbled facts: {exc}") from None
-        profile = None
-        if "profile" in report:
-            trace = (folder / "profile.json").read_bytes()
-            profile = Profile([], tuple(checks), trace, report["profile_tool"])
-        return ProcessResult(
-            pd.read_parquet(folder / "intervals.parquet"),
-            pd.read_parquet(folder / "requests.parquet"),
-            facts,
-            report["interrupted"] or interrupted,
-            profile,
-            pd.read_parquet(folder / "telemetry.parquet"),
-        )
+            process.wait()
+            break
+        except KeyboardInterrupt:
+            interrupted = True  # keep waiting: the worker is writing what finished
+    status = scratch / STATUS
+    report = json.loads(status.read_text()) if status.exists() else {}
+    if report.get("error"):
+        raise UserError(report["error"])
+    if not report.get("measured"):
+        if interrupted or process.returncode == EXIT_INTERRUPTED:
+            raise KeyboardInterrupt
+        raise UserError(f"a worker process died (exit status {process.returncode})")
+    try:
+        facts = from_dict(ReplicateFacts, report["facts"], "facts")
+        checks = [from_dict(ScopeCheck, c, "profile") for c in report.get("profile", [])]
+    except DecodeError as exc:
+        raise UserError(f"a worker process reported garbled facts: {exc}") from None
+    profile = None
+    if "profile" in report:
+        trace = (scratch / "profile.json").read_bytes()
+        profile = Profile([], tuple(checks), trace, report["profile_tool"])
+    return ProcessResult(
+        scratch / "intervals.parquet",  # the worker's spool
+        pd.read_parquet(scratch / "requests.parquet"),
+        facts,
+        report["interrupted"] or interrupted,
+        profile,
+        pd.read_parquet(scratch / "telemetry.parquet"),
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -74,14 +74,13 @@ def main(argv: list[str]) -> int:
     status = out / STATUS
     try:
         config = from_dict(RunConfig, spec["config"], "config")
-        result = measure_config(config, spec["device"], spec["label"], spec["replicate"])
+        result = measure_config(config, spec["device"], spec["label"], spec["replicate"], out)
     except KeyboardInterrupt:
         status.write_text(json.dumps({"measured": False}))
         return EXIT_INTERRUPTED
     except (UserError, DecodeError) as exc:
         status.write_text(json.dumps({"measured": False, "error": str(exc)}))
         return EXIT_BAD_INPUT
-    result.intervals.to_parquet(out / "intervals.parquet", index=False)
     result.requests.to_parquet(out / "requests.parquet", index=False)
     if result.telemetry is not None:
         result.telemetry.to_parquet(out / "telemetry.parquet", index=False)
