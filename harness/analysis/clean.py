@@ -28,11 +28,12 @@ class Rows:
 
     def __init__(self, intervals: pd.DataFrame, taken: np.ndarray, row: np.ndarray) -> None:
         self.row = row
-        # Usually every row is taken, in stored order: then the columns are views, not copies.
-        every = len(taken) == len(intervals) and bool((taken == np.arange(len(taken))).all())
+        # Usually the rows taken are a run of the stored order: then the columns are views.
+        first = int(taken[0]) if len(taken) else 0
+        run = bool((taken == np.arange(first, first + len(taken))).all())
 
         def pick(values: np.ndarray) -> np.ndarray:
-            return values if every else values[taken]
+            return values[first : first + len(taken)] if run else values[taken]
 
         self._codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name in _STRINGS:
@@ -289,8 +290,8 @@ class Clean:
             (np.concatenate([cat[child], glue[0]]), len(cats)),
             (np.concatenate([res[child], glue[1]]), len(ress)),
         )
-        charges["category"] = cats[c_code]
-        charges["resource"] = ress[r_code]
+        charges["category"] = _strings(cats[c_code])
+        charges["resource"] = _strings(ress[r_code])
         scheduled = child[self.rows.eq("category", _SCHEDULING)[child] & (own[child] > 0)]
         label, labels = self.rows.codes("label")
         labels = np.where(labels == "", "wait", labels)
@@ -301,7 +302,7 @@ class Clean:
             S,
             (label[scheduled], len(labels)),
         )
-        waits["label"] = labels[l_code]
+        waits["label"] = _strings(labels[l_code])
         r, s = np.nonzero(self.present & self.ok[:, None])
         # Per stage row, the ns of each category: one bincount per category over row * S + s.
         flat = charges["row"].to_numpy() * S + charges["s"].to_numpy()
@@ -338,7 +339,7 @@ class Clean:
             index = frame.pop("s").to_numpy()
             if frame is not stages:
                 frame["critical"] = self.on_path[frame["row"].to_numpy(), index]
-            frame.insert(1, "stage", names[index])
+            frame.insert(1, "stage", _strings(names[index]))
         rows = np.flatnonzero(self.ok)
         # Requests share a few paths: each distinct one is spelled once.
         patterns, which = np.unique(self.step_of[rows], axis=0, return_inverse=True)
@@ -386,6 +387,12 @@ def _summed(
         keys = keys // size
     frame = pd.DataFrame({"row": keys // stages, "s": keys % stages, "ns": total.astype(np.int64)})
     return frame, decoded[::-1]
+
+
+def _strings(values: np.ndarray) -> pd.Series:
+    """Strings kept as Python objects: a pointer a row to a few shared strings, where pandas
+    would otherwise copy every row into an Arrow string buffer."""
+    return pd.Series(values, dtype=object, copy=False)
 
 
 def _mark(bad: np.ndarray, row: np.ndarray, where: np.ndarray) -> None:

@@ -12,6 +12,7 @@ request, by those same checks, breaks none of DESIGN.md's invariants.
 from __future__ import annotations
 
 import functools
+import itertools
 import weakref
 from dataclasses import dataclass
 from typing import cast
@@ -65,6 +66,7 @@ STAGE_COLUMNS = [
 ]
 CHARGE_COLUMNS = ["row", "stage", "category", "resource", "ns", "critical"]
 WAIT_COLUMNS = ["row", "stage", "label", "ns", "critical"]
+BLOCK_REQUESTS = 8192  # requests split together: a few MB of temporaries
 
 
 @dataclass(frozen=True)
@@ -173,16 +175,34 @@ def split_frame(
     taken = np.flatnonzero(found)
     # A stable sort keeps each request's rows in recorded order, which the reference reads.
     taken = taken[np.argsort(at[taken], kind="stable")]
-    clean = Clean(Rows(intervals, taken, at[taken]), len(keys), stages)
-    parts = [clean.tables()]
+    # A block of requests at a time: the checks' temporaries grow with the block, not the set.
+    firsts = np.arange(0, max(len(keys), 1), BLOCK_REQUESTS)
+    edges = np.searchsorted(at[taken], np.append(firsts, len(keys)))
+    parts: list[tuple[pd.DataFrame, ...]] = []
+    cleaned: list[np.ndarray] = []
     odd: list[tuple[list[Interval], RequestSplit]] = []
-    dirty = np.flatnonzero(~clean.ok)
-    if len(dirty):
-        chosen = np.isin(clean.row, dirty)
-        rows = intervals.iloc[taken[chosen]].assign(_row=clean.row[chosen])
-        parts.append(_reference(rows, stages, odd))
+    for base, (lo, hi) in zip(firsts.tolist(), itertools.pairwise(edges.tolist()), strict=True):
+        mine = taken[lo:hi]
+        n = min(len(keys) - base, BLOCK_REQUESTS)
+        clean = Clean(Rows(intervals, mine, at[mine] - base), n, stages)
+        parts.append(_shifted(clean.tables(), base))
+        cleaned.append(clean.ok)
+        dirty = np.flatnonzero(~clean.ok)
+        if len(dirty):
+            chosen = np.isin(clean.row, dirty)
+            rows = intervals.iloc[mine[chosen]].assign(_row=clean.row[chosen] + base)
+            parts.append(_reference(rows, stages, odd))
     replicate, request = keys >> 32, (keys & 0xFFFFFFFF) - (1 << 31)
-    return _assemble(parts, replicate, request, clean.ok, tuple(odd))
+    clean_ok = np.concatenate(cleaned) if cleaned else np.zeros(0, bool)
+    return _assemble(parts, replicate, request, clean_ok, tuple(odd))
+
+
+def _shifted(tables: tuple[pd.DataFrame, ...], base: int) -> tuple[pd.DataFrame, ...]:
+    """A block's tables with their rows counted from the set's first request."""
+    for frame in tables:
+        key = "_row" if "_row" in frame else "row"
+        frame[key] += base
+    return tables
 
 
 def _key(replicate: pd.Series, request: pd.Series) -> np.ndarray:

@@ -162,11 +162,14 @@ def verdict(
         )
     if coverage < MIN_COVERAGE:
         notes.append(f"probe coverage is {coverage:.0%}: much of the time is unattributed")
-    movement = result.intervals[
-        (result.intervals["kind"] == Kind.PROBE.value)
-        & (result.intervals["category"] == Category.MOVEMENT.value)
-    ]
-    unsized = int((movement["nbytes"] < 0).sum())
+    intervals = result.intervals
+    unsized = int(
+        (
+            (intervals["kind"] == Kind.PROBE.value)
+            & (intervals["category"] == Category.MOVEMENT.value)
+            & (intervals["nbytes"] < 0)
+        ).sum()
+    )
     if unsized:
         notes.append(
             f"{unsized} movement intervals carry no byte count (a copy of unknown size): "
@@ -286,8 +289,11 @@ def max_concurrency(intervals: pd.DataFrame) -> int:
     A stage that fanned out is blocked in its join meanwhile, so its branches count, not it;
     and tasks sharing one thread take turns, so it is threads that are counted.
     """
-    spans = intervals[intervals["kind"].isin((Kind.STAGE.value, Kind.BRANCH.value))]
     keys = ["replicate", "request", "stage"]
+    spans = intervals.loc[
+        intervals["kind"].isin((Kind.STAGE.value, Kind.BRANCH.value)),
+        [*keys, "kind", "thread", "start_ns", "end_ns"],
+    ]
     branch = spans["kind"] == Kind.BRANCH.value
     fanned = spans.loc[branch, keys].drop_duplicates().assign(_fanned=True)
     marked = spans.merge(fanned, on=keys, how="left")
