@@ -316,7 +316,7 @@ def test_a_skipped_stage_and_a_request_without_intervals():
     )
     *got, table = columnar(intervals, requests, DIAMOND)
     assert got == list(reference(frames, DIAMOND)) and len(table) == len(frames)
-    result = ResultSet(make_manifest(DIAMOND), intervals, requests.assign(latency_s=0.0))
+    result = ResultSet.of(make_manifest(DIAMOND), intervals, requests.assign(latency_s=0.0))
     claim = from_arguments(["compute=2"])
     layers = {s.name: s.layer for s in DIAMOND}
     summed = naive(split_table(result), claim, layers).ns

@@ -38,7 +38,7 @@ def result_set(intervals, stages, cores=4, stage_threads=None) -> ResultSet:
         {"request": [0], "ok": [True], "latency_s": [latency / 1e9], "replicate": [0]}
     )
     manifest = make_manifest(stages, cores=cores, stage_threads=stage_threads)
-    return ResultSet(manifest, frame, requests)
+    return ResultSet.of(manifest, frame, requests)
 
 
 def branch_iv(start, end, span, parent, thread):
@@ -319,6 +319,6 @@ def test_a_set_without_a_successful_request_is_one_line():
 def test_a_set_run_with_a_virtual_speedup_is_no_baseline():
     plain = result_set(fan_out(10, 10), ONE)
     manifest = make_manifest(ONE, execution={"virtual_speedup": "s=1.5"})
-    result = ResultSet(manifest, plain.intervals, plain.requests)
+    result = ResultSet.of(manifest, plain.intervals, plain.requests)
     with pytest.raises(UserError, match="virtual speedup"):
         project(result, from_arguments(["compute=2"]))

@@ -73,7 +73,7 @@ def test_a_projection_kept_by_an_earlier_gapbench_reads_back():
     assert kept.claim_name == "host-cpu.compute=1.5" and kept.set_id == RAG_SET.name
     assert kept.speedup["replay"]["p50"] == pytest.approx(1.493, abs=0.001)
     result, again = load(str(RAG_SET)), load(str(RAG_SET))
-    other = ResultSet(replace(again.manifest, id="again"), again.intervals, again.requests)
+    other = ResultSet.of(replace(again.manifest, id="again"), again.intervals, again.requests)
     done = compare(summarize(result), summarize(other), kept=(kept,))
     assert done.kept[0].error("replay") == pytest.approx(0.493, abs=0.001)
 
@@ -204,7 +204,7 @@ def test_a_set_is_split_once_per_load_however_many_readers_ask(monkeypatch):
 
     monkeypatch.setattr(columns, "split_frame", counted)
     base, again = load(str(RAG_SET)), load(str(RAG_SET))
-    candidate = ResultSet(replace(again.manifest, id="again"), again.intervals, again.requests)
+    candidate = ResultSet.of(replace(again.manifest, id="again"), again.intervals, again.requests)
     made = (project(base, from_arguments(["compute=2"])),)
     done = compare(summarize(base), summarize(candidate), made)
     assert columns.split_table(base).requests["replicate"].tolist()[:1] == [0]

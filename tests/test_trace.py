@@ -390,7 +390,7 @@ def _device_set() -> ResultSet:
             replace(facts, replicate=i, clock_anchor=a) for i, a in enumerate(anchors)
         ),
     )
-    return ResultSet(manifest, intervals.reset_index(drop=True), requests)
+    return ResultSet.of(manifest, intervals.reset_index(drop=True), requests)
 
 
 def test_device_work_gets_stream_tracks_and_hangs_under_its_probe(tmp_path):

@@ -30,7 +30,7 @@ def result_set(
         work={"request_stream": stream, "size": "default"},
         **fields,
     )
-    return ResultSet(manifest, frame, requests)
+    return ResultSet.of(manifest, frame, requests)
 
 
 E2E = Percentiles.of(pd.Series([1.0] * 700).to_numpy())
@@ -100,10 +100,10 @@ def test_a_falling_cpu_frequency_is_noted_as_throttling():
     ]
     telemetry = pd.DataFrame(rows, columns=["t_ns", "source", "device", "metric", "value", "unit"])
     throttled = result_set(diamond(30))
-    throttled = ResultSet(throttled.manifest, throttled.intervals, throttled.requests, telemetry)
+    throttled = ResultSet.of(throttled.manifest, throttled.intervals, throttled.requests, telemetry)
     assert "CPU frequency fell 23% during the run: throttling" in verdict(throttled, E2E, 1.0).notes
     steady = telemetry.assign(value=2.6e9)
-    calm = ResultSet(throttled.manifest, throttled.intervals, throttled.requests, steady)
+    calm = ResultSet.of(throttled.manifest, throttled.intervals, throttled.requests, steady)
     assert not any("throttling" in n for n in verdict(calm, E2E, 1.0).notes)
 
 
@@ -174,7 +174,7 @@ def test_replicates_that_disagree_are_a_problem_and_agreeing_ones_are_not():
     assert not any("disagree" in p for p in verdict(result, e2e, 1.0).problems)
     slow = result.requests.copy()
     slow.loc[slow["replicate"] == 1, "latency_s"] *= 40  # a job beside it took its cores
-    judged = verdict(ResultSet(result.manifest, result.intervals, slow), e2e, 1.0)
+    judged = verdict(ResultSet.of(result.manifest, result.intervals, slow), e2e, 1.0)
     (said,) = [p for p in judged.problems if "disagree" in p]
     assert "replicate 1" in said or "replicate 0" in said
     assert not judged.valid
@@ -186,7 +186,7 @@ def test_noise_far_above_the_threshold_is_a_problem_and_a_costly_probe_a_note():
     assert any(p.startswith("very noisy") for p in judged.problems)
     costly = result_set(diamond(c_end=30))
     facts = replace(costly.manifest.replicates[0], probe_cost_ns=1e8)  # 0.1 s a probe
-    costly = ResultSet(
+    costly = ResultSet.of(
         replace(costly.manifest, replicates=(facts,)), costly.intervals, costly.requests
     )
     assert any("probing costs" in n for n in verdict(costly, E2E, 1.0).notes)

@@ -39,10 +39,17 @@ class Rows:
         for name in _STRINGS:
             column = intervals[name]
             if isinstance(column.dtype, pd.CategoricalDtype):  # as the archive reads them
-                codes, uniques = column.cat.codes.to_numpy(), column.cat.categories
+                codes = pick(column.cat.codes.to_numpy())
+                uniques = np.asarray(column.cat.categories, object)
             else:
-                codes, uniques = pd.factorize(column)
-            self._codes[name] = (pick(codes), np.asarray(uniques, object))
+                codes, found = pd.factorize(pick(column.to_numpy()))
+                uniques = np.asarray(found, object)
+            # Codes in the strings' order, so the tables' rows come out in one order however
+            # the set was read (whole, or a block at a time).
+            order = np.argsort(uniques)
+            rank = np.empty(len(order) + 1, np.int64)
+            rank[order], rank[-1] = np.arange(len(order)), -1
+            self._codes[name] = (rank[codes], uniques[order])
         self._ints = {
             name: pick(intervals[name].to_numpy(np.int64))
             for name in ("span", "parent", "start_ns", "end_ns", "nbytes", "thread", "cpu_ns")

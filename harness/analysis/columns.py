@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import itertools
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
 
@@ -66,7 +67,7 @@ STAGE_COLUMNS = [
 ]
 CHARGE_COLUMNS = ["row", "stage", "category", "resource", "ns", "critical"]
 WAIT_COLUMNS = ["row", "stage", "label", "ns", "critical"]
-BLOCK_REQUESTS = 8192  # requests split together: a few MB of temporaries
+CHUNK_REQUESTS = 8192  # requests split together: a few MB of temporaries
 
 
 @dataclass(frozen=True)
@@ -131,21 +132,29 @@ class SplitTable:
 
     def _wide(self, frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         """Critical rows of ``frame`` summed per request (one row each) and per ``by``."""
-        on = frame[frame["critical"]]
+        on = frame["critical"].to_numpy()
         # One integer code per column of the result, then one bincount per column: a groupby
         # and unstack over hundreds of thousands of rows cost ten times more.
-        keys = pd.MultiIndex.from_frame(on[by]) if len(by) > 1 else pd.Index(on[by[0]])
-        code, columns = pd.factorize(keys, sort=True)
-        n, rows, ns = len(self.requests), on["row"].to_numpy(), on["ns"].to_numpy()
-        sums = {
-            column: np.bincount(rows[code == i], weights=ns[code == i], minlength=n)
-            for i, column in enumerate(columns)
-        }
+        code = np.zeros(int(on.sum()), np.int64)
+        uniques = []
+        for name in by:
+            codes, values = pd.factorize(frame[name].to_numpy()[on], sort=True)
+            code = code * len(values) + codes
+            uniques.append(np.asarray(values, object))
+        present = np.unique(code)
+        n, rows, ns = len(self.requests), frame["row"].to_numpy()[on], frame["ns"].to_numpy()[on]
+        sums = {}
+        for value in present.tolist():
+            spelled, rest = [], value
+            for values in reversed(uniques):
+                spelled.append(values[rest % len(values)])
+                rest //= len(values)
+            mine = code == value
+            column = tuple(spelled[::-1]) if len(by) > 1 else spelled[0]
+            sums[column] = np.bincount(rows[mine], weights=ns[mine], minlength=n)
         wide = pd.DataFrame(sums, index=pd.RangeIndex(n, name="row"))
         if len(by) > 1:
-            wide.columns = (
-                pd.MultiIndex.from_tuples(list(columns)) if len(columns) else wide.columns
-            )
+            wide.columns = pd.MultiIndex.from_tuples(list(sums)) if sums else wide.columns
         return wide
 
 
@@ -153,48 +162,96 @@ _KEPT: weakref.WeakKeyDictionary[ResultSet, SplitTable] = weakref.WeakKeyDiction
 
 
 def split_table(result: ResultSet) -> SplitTable:
-    """The split table of ``result``, computed once per loaded set."""
+    """The split table of ``result``, computed once per loaded set, a block of its stored
+    intervals at a time."""
     kept = _KEPT.get(result)
     if kept is None:
-        kept = split_frame(result.intervals, result.requests, result.manifest.stages)
+        blocks = result.interval_table.blocks()
+        kept = split_frame(blocks, result.requests, result.manifest.stages)
         _KEPT[result] = kept
     return kept
 
 
 def split_frame(
-    intervals: pd.DataFrame, requests: pd.DataFrame, stages: tuple[Stage, ...]
+    intervals: pd.DataFrame | Iterable[pd.DataFrame],
+    requests: pd.DataFrame,
+    stages: tuple[Stage, ...],
 ) -> SplitTable:
-    """Split every successful request of these stored tables (see :class:`SplitTable`)."""
+    """Split every successful request of these stored tables (see :class:`SplitTable`).
+
+    ``intervals``: the table, or its blocks, each holding every interval of its requests."""
     ok = requests.loc[requests["ok"].astype(bool), ["replicate", "request"]]
-    every = _key(intervals["replicate"], intervals["request"])
-    # A successful request with no interval at all has nothing to split: it is left out.
-    keys = np.intersect1d(_key(ok["replicate"], ok["request"]), every)
-    at = np.searchsorted(keys, every)
-    found = at < len(keys)
-    found[found] &= keys[at[found]] == every[found]
-    taken = np.flatnonzero(found)
-    # A stable sort keeps each request's rows in recorded order, which the reference reads.
-    taken = taken[np.argsort(at[taken], kind="stable")]
-    # A block of requests at a time: the checks' temporaries grow with the block, not the set.
-    firsts = np.arange(0, max(len(keys), 1), BLOCK_REQUESTS)
-    edges = np.searchsorted(at[taken], np.append(firsts, len(keys)))
-    parts: list[tuple[pd.DataFrame, ...]] = []
-    cleaned: list[np.ndarray] = []
-    odd: list[tuple[list[Interval], RequestSplit]] = []
-    for base, (lo, hi) in zip(firsts.tolist(), itertools.pairwise(edges.tolist()), strict=True):
-        mine = taken[lo:hi]
-        n = min(len(keys) - base, BLOCK_REQUESTS)
-        clean = Clean(Rows(intervals, mine, at[mine] - base), n, stages)
-        parts.append(_shifted(clean.tables(), base))
-        cleaned.append(clean.ok)
-        dirty = np.flatnonzero(~clean.ok)
-        if len(dirty):
-            chosen = np.isin(clean.row, dirty)
-            rows = intervals.iloc[mine[chosen]].assign(_row=clean.row[chosen] + base)
-            parts.append(_reference(rows, stages, odd))
-    replicate, request = keys >> 32, (keys & 0xFFFFFFFF) - (1 << 31)
-    clean_ok = np.concatenate(cleaned) if cleaned else np.zeros(0, bool)
-    return _assemble(parts, replicate, request, clean_ok, tuple(odd))
+    wanted = np.unique(_key(ok["replicate"], ok["request"]))
+    blocks = [intervals] if isinstance(intervals, pd.DataFrame) else intervals
+    split = _Split(stages)
+    for block in blocks:
+        split.add(block, wanted)
+    return split.table()
+
+
+class _Split:
+    """The split table's parts, gathered a block of stored intervals at a time."""
+
+    def __init__(self, stages: tuple[Stage, ...]) -> None:
+        self.stages = stages
+        self.keys: list[np.ndarray] = []
+        self.parts: list[tuple[pd.DataFrame, ...]] = []
+        self.cleaned: list[np.ndarray] = []
+        self.odd: list[tuple[int, list[Interval], RequestSplit]] = []
+        self.count = 0  # requests so far: the next block's rows count from here
+
+    def add(self, intervals: pd.DataFrame, wanted: np.ndarray) -> None:
+        """Split the wanted requests (keys) of one block of intervals."""
+        every = _key(intervals["replicate"], intervals["request"])
+        # A successful request with no interval at all has nothing to split: it is left out.
+        keys = np.intersect1d(wanted, every)
+        at = np.searchsorted(keys, every)
+        found = at < len(keys)
+        found[found] &= keys[at[found]] == every[found]
+        taken = np.flatnonzero(found)
+        # A stable sort keeps each request's rows in recorded order, which the reference reads.
+        taken = taken[np.argsort(at[taken], kind="stable")]
+        # A few requests at a time: the checks' temporaries grow with the chunk, not the set.
+        # (An empty block still gives its empty tables: a set may have nothing to split.)
+        firsts = np.arange(0, max(len(keys), 1), CHUNK_REQUESTS).tolist()
+        edges = np.searchsorted(at[taken], np.append(firsts, len(keys))).tolist()
+        for first, (lo, hi) in zip(firsts, itertools.pairwise(edges), strict=True):
+            mine = taken[lo:hi]
+            n = min(len(keys) - first, CHUNK_REQUESTS)
+            clean = Clean(Rows(intervals, mine, at[mine] - first), n, self.stages)
+            base = self.count + first
+            self.parts.append(_shifted(clean.tables(), base))
+            self.cleaned.append(clean.ok)
+            dirty = np.flatnonzero(~clean.ok)
+            if len(dirty):
+                chosen = np.isin(clean.row, dirty)
+                rows = intervals.iloc[mine[chosen]].assign(_row=clean.row[chosen] + base)
+                self.parts.append(_reference(rows, self.stages, self.odd))
+        self.keys.append(keys)
+        self.count += len(keys)
+
+    def table(self) -> SplitTable:
+        keys = np.concatenate(self.keys) if self.keys else np.zeros(0, np.int64)
+        clean = np.concatenate(self.cleaned) if self.cleaned else np.zeros(0, bool)
+        odd, parts = self.odd, self.parts
+        if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
+            # Blocks came out of (replicate, request) order: every row is renumbered.
+            order = np.argsort(keys, kind="stable")
+            rank = np.empty_like(order)
+            rank[order] = np.arange(len(order))
+            for part in parts:
+                for frame in part:
+                    key = "_row" if "_row" in frame else "row"
+                    frame[key] = rank[frame[key].to_numpy()]
+            keys, clean = keys[order], clean[order]
+            odd = [(int(rank[row]), intervals, split) for row, intervals, split in odd]
+        kept = tuple((intervals, split) for _, intervals, split in sorted(odd, key=_first))
+        replicate, request = keys >> 32, (keys & 0xFFFFFFFF) - (1 << 31)
+        return _assemble(parts, replicate, request, clean, kept)
+
+
+def _first(item: tuple) -> int:
+    return item[0]
 
 
 def _shifted(tables: tuple[pd.DataFrame, ...], base: int) -> tuple[pd.DataFrame, ...]:
@@ -210,16 +267,18 @@ def _key(replicate: pd.Series, request: pd.Series) -> np.ndarray:
 
 
 def _reference(
-    rows: pd.DataFrame, stages: tuple[Stage, ...], odd: list[tuple[list[Interval], RequestSplit]]
+    rows: pd.DataFrame,
+    stages: tuple[Stage, ...],
+    odd: list[tuple[int, list[Interval], RequestSplit]],
 ) -> tuple[pd.DataFrame, ...]:
     """The rows of the requests not clean (``rows``, with their ``_row``), from the reference
-    walk; each request's intervals and split are kept in ``odd``."""
+    walk; each request's row, intervals and split are kept in ``odd``."""
     req_rows, stage_rows, charge_rows, wait_rows = [], [], [], []
     for key, group in rows.groupby("_row", sort=True):
         row = int(cast(int, key))
         intervals = frame_intervals(group)
         split = split_request(intervals, stages, int(group["replicate"].iloc[0]))
-        odd.append((intervals, split))
+        odd.append((row, intervals, split))
         req_rows.append(_request_row(int(row), split))
         critical = set(split.critical_stages)
         for s in split.stages:
@@ -292,17 +351,23 @@ def _assemble(
     clean: np.ndarray,
     odd: tuple[tuple[list[Interval], RequestSplit], ...],
 ) -> SplitTable:
-    requests, stages, charges, waits = (
-        pd.concat([p[i] for p in parts], ignore_index=True) for i in range(4)
-    )
+    # Each table's parts, let go of as soon as they are joined (the caller's list too).
+    pieces = [[p[i] for p in parts] for i in range(4)]
+    parts.clear()
 
-    def by_row(frame: pd.DataFrame) -> pd.DataFrame:
-        # The clean part comes in row order; only the reference's rows need placing among it.
-        if len(parts) == 1:
+    def joined(i: int) -> pd.DataFrame:
+        """Table ``i`` of every part in one frame, in row order."""
+        frame = pd.concat(pieces[i], ignore_index=True)
+        pieces[i] = []
+        key = "_row" if "_row" in frame else "row"
+        rows = frame[key].to_numpy()
+        # The clean chunks come in row order; only the reference's rows need placing.
+        if (rows[1:] >= rows[:-1]).all():
             return frame
-        return frame.iloc[np.argsort(frame["row"].to_numpy(), kind="stable")].reset_index(drop=True)
+        return frame.iloc[np.argsort(rows, kind="stable")].reset_index(drop=True)
 
-    requests = by_row(requests.rename(columns={"_row": "row"})).rename(columns={"row": "_row"})
+    requests, stages, charges, waits = (joined(i) for i in range(4))
+
     requests.insert(0, "replicate", replicate[requests["_row"].to_numpy()])
     requests.insert(1, "request", request[requests["_row"].to_numpy()])
     requests["latency_ns"] = requests["response_ns"] - requests["arrival_ns"]
@@ -310,8 +375,8 @@ def _assemble(
     requests["path"] = requests["path"].astype(object)
     return SplitTable(
         requests[SPLIT_COLUMNS].astype({c: "int64" for c in SPLIT_COLUMNS[:9]}),
-        by_row(stages)[STAGE_COLUMNS],
-        by_row(charges)[CHARGE_COLUMNS].astype(_TYPES),
-        by_row(waits)[WAIT_COLUMNS].astype(_TYPES),
+        stages[STAGE_COLUMNS],
+        charges[CHARGE_COLUMNS].astype(_TYPES),
+        waits[WAIT_COLUMNS].astype(_TYPES),
         odd,
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.archive.schema import Manifest
+from harness.archive.store import ResultSet
 from harness.words import Kind
 
 
@@ -37,12 +37,13 @@ def probes_per_request(intervals: pd.DataFrame) -> float:
     return float(np.median(per)) if len(per) else 0.0
 
 
-def overhead(manifest: Manifest, intervals: pd.DataFrame, p50_s: float) -> Overhead | None:
+def overhead(result: ResultSet, p50_s: float) -> Overhead | None:
     """The set's cost of measuring; None without a probe cost or a p50 to weigh it against."""
+    manifest = result.manifest
     costs = [r.probe_cost_ns for r in manifest.replicates if r.probe_cost_ns]
     if not costs or not p50_s or math.isnan(p50_s):
         return None
-    per_request = probes_per_request(intervals)
+    per_request = probes_per_request(result.interval_table.frame(["kind", "replicate", "request"]))
     cost_ns = float(np.median(costs))
     replicates = manifest.replicates
     measured = sum(r.measured_s for r in replicates)

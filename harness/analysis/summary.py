@@ -111,7 +111,7 @@ def summarize(result: ResultSet) -> Summary:
         coverage=coverage,
         overlap_ms=overlap_ms,
         waits=wait_table(result),
-        overhead=overhead(result.manifest, result.intervals, e2e.p50),
+        overhead=overhead(result, e2e.p50),
         telemetry=telemetry_summary(samples) if samples is not None and not samples.empty else {},
         telemetry_notes=notes,
         facts=run_facts(replicates),

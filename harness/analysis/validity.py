@@ -154,7 +154,7 @@ def verdict(
     elif e2e.noisy:
         notes.append(f"noisy: IQR/median of end-to-end latency is {e2e.iqr_over_median:.2f}")
     busy += _replicates_disagree(result)
-    cost = overhead(manifest, result.intervals, e2e.p50)
+    cost = overhead(result, e2e.p50)
     if cost is not None and cost.share_of_p50 >= PROBE_COST_WARN:
         notes.append(
             f"probing costs {cost.share_of_p50:.0%} of p50 ({cost.probes_per_request:g} "
@@ -162,14 +162,8 @@ def verdict(
         )
     if coverage < MIN_COVERAGE:
         notes.append(f"probe coverage is {coverage:.0%}: much of the time is unattributed")
-    intervals = result.intervals
-    unsized = int(
-        (
-            (intervals["kind"] == Kind.PROBE.value)
-            & (intervals["category"] == Category.MOVEMENT.value)
-            & (intervals["nbytes"] < 0)
-        ).sum()
-    )
+    probes = result.interval_table.of_kinds([Kind.PROBE.value], ["category", "nbytes"])
+    unsized = int(((probes["category"] == Category.MOVEMENT.value) & (probes["nbytes"] < 0)).sum())
     if unsized:
         notes.append(
             f"{unsized} movement intervals carry no byte count (a copy of unknown size): "
@@ -267,6 +261,10 @@ def _off_cpu(result: ResultSet, stages: pd.DataFrame) -> list[str]:
     return notes
 
 
+CONCURRENCY_COLUMNS = ("replicate", "request", "stage", "kind", "thread", "start_ns", "end_ns")
+_SPANS = (Kind.STAGE.value, Kind.BRANCH.value)
+
+
 def _oversubscribed(result: ResultSet) -> list[str]:
     """Parallel stages or branches times their intra-op threads, against the cores available."""
     cores = whole(result.manifest.fingerprint.cores)
@@ -274,7 +272,8 @@ def _oversubscribed(result: ResultSet) -> list[str]:
         (max(r.stage_threads.values(), default=1) for r in result.manifest.replicates),
         default=1,
     )
-    width = max_concurrency(result.intervals)
+    spans = result.interval_table.of_kinds(_SPANS, CONCURRENCY_COLUMNS)
+    width = max_concurrency(spans)
     if width > 1 and width * threads > cores:
         return [
             f"{width} stages or branches ran at once, each allowed {threads} intra-op threads, "
@@ -290,10 +289,7 @@ def max_concurrency(intervals: pd.DataFrame) -> int:
     and tasks sharing one thread take turns, so it is threads that are counted.
     """
     keys = ["replicate", "request", "stage"]
-    spans = intervals.loc[
-        intervals["kind"].isin((Kind.STAGE.value, Kind.BRANCH.value)),
-        [*keys, "kind", "thread", "start_ns", "end_ns"],
-    ]
+    spans = intervals.loc[intervals["kind"].isin(_SPANS), list(CONCURRENCY_COLUMNS)]
     branch = spans["kind"] == Kind.BRANCH.value
     fanned = spans.loc[branch, keys].drop_duplicates().assign(_fanned=True)
     marked = spans.merge(fanned, on=keys, how="left")

@@ -40,6 +40,8 @@ def _same_tables(tables: Tables) -> Tables:
 
 def _cpu_ns(tables: Tables) -> Tables:
     # Version 2 reads thread CPU time at stage and branch edges; version 1 never did.
+    if "intervals" not in tables:  # read apart from the others (harness.archive.intervals)
+        return tables
     return {**tables, "intervals": tables["intervals"].assign(cpu_ns=-1)}
 
 

@@ -7,6 +7,7 @@ write never clobbers a table another manifest points at. Sets are immutable once
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -27,9 +28,10 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from harness.archive.codec import DecodeError, from_dict, to_dict
+from harness.archive.intervals import Intervals, StoredIntervals, read_parquet
 from harness.archive.migrations import Tables, check_projection, migrate_manifest, migrate_tables
 from harness.archive.schema import SCHEMA_VERSION, KeptProjection, Manifest
-from harness.archive.tables import INTERVAL_STRINGS, Spooled, problem
+from harness.archive.tables import Spooled, problem
 from harness.errors import UserError
 from harness.workload import topological_order
 
@@ -45,9 +47,25 @@ class ResultSet:
     Compared by identity: statistics computed from a loaded set are kept per object."""
 
     manifest: Manifest
-    intervals: pd.DataFrame
+    interval_table: Intervals  # read in parts as asked (``intervals`` reads it whole)
     requests: pd.DataFrame
     telemetry: pd.DataFrame | None = None  # samples taken while requests were timed
+
+    @classmethod
+    def of(
+        cls,
+        manifest: Manifest,
+        intervals: pd.DataFrame,
+        requests: pd.DataFrame,
+        telemetry: pd.DataFrame | None = None,
+    ) -> ResultSet:
+        """A set held in memory (built by a test, or sliced from another set)."""
+        return cls(manifest, Intervals(intervals), requests, telemetry)
+
+    @property
+    def intervals(self) -> pd.DataFrame:
+        """Every interval, read whole once; readers that need less ask ``interval_table``."""
+        return self.interval_table.frame()
 
     @property
     def id(self) -> str:
@@ -211,18 +229,32 @@ class Archive:
         """Load a committed set as DataFrames; an incomplete or newer set is refused."""
         set_id = self.resolve(ref)
         manifest = self._read_manifest(set_id)
-        tables = {}
+        written = manifest.migrated_from or SCHEMA_VERSION
+        tables: Tables = {}
+        intervals = None
         for name, filename in manifest.tables.items():
+            path = self._path(set_id, filename)
+            where = f"result set {set_id}: table {filename}"
             try:
-                with self.fs.open(self._path(set_id, filename), "rb") as handle:
-                    tables[name] = _read(handle, INTERVAL_STRINGS if name == "intervals" else ())
+                if name == "intervals":  # read in parts, as readers ask
+                    intervals = StoredIntervals(
+                        functools.partial(self.fs.open, path, "rb"),
+                        functools.partial(_migrated_intervals, written=written),
+                        where,
+                    )
+                else:
+                    with self.fs.open(path, "rb") as handle:
+                        tables[name] = read_parquet(handle)
             except FileNotFoundError:
-                raise UserError(f"result set {set_id}: table {filename} is missing") from None
+                raise UserError(f"{where} is missing") from None
+            except UserError:
+                raise
             except Exception as exc:
-                raise UserError(f"result set {set_id}: table {filename} is unreadable") from exc
-        tables = migrate_tables(tables, manifest.migrated_from or SCHEMA_VERSION)
-        _check(set_id, manifest, tables)
-        return ResultSet(manifest, tables["intervals"], tables["requests"], tables.get("telemetry"))
+                raise UserError(f"{where} is unreadable") from exc
+        tables = migrate_tables(tables, written)
+        _check(set_id, manifest, tables, intervals)
+        assert intervals is not None  # _check refuses a set without one
+        return ResultSet(manifest, intervals, tables["requests"], tables.get("telemetry"))
 
     def add_projection(self, set_id: str, body: dict[str, Any]) -> str:
         """Keep a projection beside its set, never overwritten: one file per projection, named
@@ -290,7 +322,11 @@ class Archive:
             raise UserError(f"{what}: manifest.json is corrupt: {exc}") from None
 
 
-def _check(set_id: str, manifest: Manifest, tables: Tables) -> None:
+def _migrated_intervals(frame: pd.DataFrame, written: int) -> pd.DataFrame:
+    return migrate_tables({"intervals": frame}, written)["intervals"]
+
+
+def _check(set_id: str, manifest: Manifest, tables: Tables, intervals: Intervals | None) -> None:
     """Refuse a set whose parts do not fit together: a folder renamed from its id, a table
     missing or lacking columns, a replicate with no facts, a stage DAG that is not one,
     intervals of stages it does not have."""
@@ -300,18 +336,24 @@ def _check(set_id: str, manifest: Manifest, tables: Tables) -> None:
             f"folder {set_id} holds result set {manifest.id}: give the folder its id back"
         )
     corrupt = f"{where}: manifest.json is corrupt"
+    found = {name: list(frame.columns) for name, frame in tables.items()}
+    if intervals is not None:
+        found["intervals"] = intervals.columns
     for name in ("intervals", "requests"):
-        if name not in tables:
+        if name not in found:
             raise UserError(f"{corrupt}: tables: no {name!r}")
-        if found := problem(name, tables[name]):
-            raise UserError(f"{where}: {found}: its tables do not match its manifest")
+        if wrong := problem(name, found[name]):
+            raise UserError(f"{where}: {wrong}: its tables do not match its manifest")
+    assert intervals is not None
     ok = tables["requests"]["ok"]
     if len(ok) and not pd.api.types.is_bool_dtype(ok):  # an empty table has no dtype to say
         raise UserError(f"{where}: table requests: its 'ok' column is not true/false")
+    # Two columns of the intervals, and distinct values first: a list of every row's value
+    # costs more than the table.
+    keys = intervals.frame(["replicate", "stage"])
     known = {r.replicate for r in manifest.replicates}
-    # Distinct values first: a list of every row's value costs more than the table.
     stored = set(tables["requests"]["replicate"].unique().tolist())
-    stored |= set(tables["intervals"]["replicate"].unique().tolist())
+    stored |= set(keys["replicate"].unique().tolist())
     if stored - known:
         missing = ", ".join(str(r) for r in sorted(stored - known))
         raise UserError(f"{corrupt}: no facts of replicate {missing}")
@@ -321,9 +363,7 @@ def _check(set_id: str, manifest: Manifest, tables: Tables) -> None:
         topological_order(manifest.stages)
     except UserError as exc:
         raise UserError(f"{corrupt}: stages: {exc}") from None
-    strangers = set(tables["intervals"]["stage"].unique().tolist()) - {
-        s.name for s in manifest.stages
-    }
+    strangers = set(keys["stage"].unique().tolist()) - {s.name for s in manifest.stages}
     strangers.discard("")  # the request interval, the clock anchors
     if strangers:
         raise UserError(f"{corrupt}: intervals of a stage it does not have: {min(strangers)!r}")
@@ -358,55 +398,6 @@ def _copy_spooled(spooled: Spooled, handle: IO[bytes]) -> None:
             writer.write_table(group.append_column("replicate", column))
     if writer is not None:
         writer.close()
-
-
-def _read(handle: IO[bytes], strings: tuple[str, ...]) -> pd.DataFrame:
-    """A stored table as a DataFrame, the columns ``strings`` as categories (a code a row, each
-    distinct string once).
-
-    Read a row group at a time into columns allocated once: reading the whole Arrow table and
-    converting it holds three copies of a big set at the peak, this about one."""
-    present = pq.ParquetFile(handle).schema_arrow.names
-    strings = tuple(name for name in strings if name in present)
-    source = pq.ParquetFile(handle, read_dictionary=list(strings) or None)
-    schema = source.schema_arrow
-    plain = all(
-        pa.types.is_dictionary(f.type) or pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)
-        for f in schema
-    )
-    if not strings or not plain or source.metadata.num_rows == 0:
-        return source.read().to_pandas()
-    n = source.metadata.num_rows
-    columns = {
-        f.name: np.empty(n, np.int32 if f.name in strings else f.type.to_pandas_dtype())
-        for f in schema
-    }
-    categories: dict[str, dict[str, int]] = {name: {} for name in strings if name in columns}
-    at = 0
-    for group in range(source.num_row_groups):
-        batch = source.read_row_group(group, use_threads=False)  # threads keep arenas
-        rows = batch.num_rows
-        for name, values in zip(batch.column_names, batch.columns, strict=True):
-            if values.null_count:  # only a corrupt table: read it plainly, checks will say
-                return source.read().to_pandas()
-            if name in categories:
-                values = values.unify_dictionaries().combine_chunks()
-                seen = categories[name]
-                remap = np.array(
-                    [seen.setdefault(v, len(seen)) for v in values.dictionary.to_pylist()],
-                    np.int32,
-                )
-                columns[name][at : at + rows] = remap[values.indices.to_numpy()]
-            else:
-                columns[name][at : at + rows] = values.to_numpy()
-        at += rows
-    frame = {
-        name: pd.Categorical.from_codes(columns[name], pd.Index(list(categories[name])))
-        if name in categories
-        else values
-        for name, values in columns.items()
-    }
-    return pd.DataFrame(frame, copy=False)
 
 
 def locate(ref: str, location: str | os.PathLike | None = None) -> tuple[Archive, str]:

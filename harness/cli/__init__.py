@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from harness import __version__
+from harness.archive.tables import arrow_on_the_system_allocator
 from harness.cli import archive, experiments, machine, projection, run
 from harness.cli.options import Parser
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
@@ -44,6 +45,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one verb; bad input is one line on stderr and exit status 2."""
+    arrow_on_the_system_allocator()
     try:
         args = parse(argv)
         return args.handler(args)

@@ -173,7 +173,7 @@ class Outcome:
 def _replicate(result: ResultSet, replicate: int) -> ResultSet:
     keep = result.intervals["replicate"] == replicate
     requests = result.requests[result.requests["replicate"] == replicate]
-    return ResultSet(result.manifest, result.intervals[keep], requests, result.telemetry)
+    return ResultSet.of(result.manifest, result.intervals[keep], requests, result.telemetry)
 
 
 def _p50s(result: ResultSet) -> dict[int, float]:

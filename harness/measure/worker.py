@@ -17,6 +17,7 @@ import pandas as pd
 
 from harness.archive.codec import DecodeError, from_dict, to_dict
 from harness.archive.schema import ReplicateFacts, ScopeCheck
+from harness.archive.tables import arrow_on_the_system_allocator
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
 from harness.measure.config import RunConfig
 from harness.measure.process import ProcessResult, measure_config
@@ -70,6 +71,7 @@ def measure_in_child(
 
 def main(argv: list[str]) -> int:
     """Entry of a replicate's worker process: measure, then write raw tables to a folder."""
+    arrow_on_the_system_allocator()
     spec, out = json.loads(argv[0]), Path(argv[1])
     status = out / STATUS
     try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.analysis.splits import request_intervals
+from harness.analysis.request_intervals import request_intervals
 from harness.archive.store import ResultSet
 from harness.record.probes import Interval
 from harness.record.spans import SpanTree, charged, walk

@@ -80,7 +80,7 @@ def grown(requests: int) -> ResultSet:
             "replicate": 0,
         }
     )
-    return ResultSet(make_manifest(Service.stages), tiled.assign(replicate=0), rows)
+    return ResultSet.of(make_manifest(Service.stages), tiled.assign(replicate=0), rows)
 
 
 @pytest.mark.parametrize("requests", SIZES)
@@ -91,12 +91,12 @@ def test_analysis_cost_per_interval(benchmark, requests):
     claim = from_arguments(["compute=2"])
 
     def analyse() -> None:
-        fresh = ResultSet(result.manifest, result.intervals, result.requests)
+        fresh = ResultSet.of(result.manifest, result.intervals, result.requests)
         summarize(fresh)
         project(fresh, claim)
 
     benchmark.pedantic(analyse, rounds=3 if not benchmark.disabled else 1)
-    table = split_table(ResultSet(result.manifest, result.intervals, result.requests))
+    table = split_table(ResultSet.of(result.manifest, result.intervals, result.requests))
     assert len(table) == requests and table.requests["clean"].all()
     if not benchmark.disabled:
         per = benchmark.stats.stats.median / len(result.intervals)

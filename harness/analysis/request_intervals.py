@@ -27,14 +27,12 @@ def request_intervals(
         return
     keys = table[["replicate", "request"]].iloc[wanted]
     row_of = {(int(a), int(b)): int(r) for r, a, b in zip(wanted, *keys.to_numpy().T, strict=True)}
-    intervals = result.intervals
-    mine = intervals["request"].isin(keys["request"].unique()) & intervals["replicate"].isin(
-        keys["replicate"].unique()
-    )
-    groups = intervals[mine].groupby(["replicate", "request"], sort=True)
+    requests, replicates = keys["request"].unique(), keys["replicate"].unique()
     found = []
-    for (replicate, request), group in groups:
-        row = row_of.get((int(replicate), int(request)))
-        if row is not None:
-            found.append((row, int(replicate), frame_intervals(group)))
+    for block in result.interval_table.blocks():  # never the whole table at once
+        mine = block["request"].isin(requests) & block["replicate"].isin(replicates)
+        for (replicate, request), group in block[mine].groupby(["replicate", "request"]):
+            row = row_of.get((int(replicate), int(request)))
+            if row is not None:
+                found.append((row, int(replicate), frame_intervals(group)))
     yield from sorted(found, key=lambda item: item[0])

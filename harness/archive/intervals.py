@@ -1,0 +1,229 @@
+"""A set's intervals as its readers ask for them: whole, a few columns, or whole requests a block
+at a time.
+
+A 50,000-request set holds half a million intervals. Most readers want a few columns (the
+overhead figure: kinds and request keys) or can work through the set a block at a time (the
+split table), so a verb holds what it reads, not the whole table. A set built in memory (a
+test, one replicate's slice) answers the same questions from its DataFrame.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from harness.archive.tables import INTERVAL_STRINGS
+from harness.errors import UserError
+
+BLOCK_ROWS = 131_072  # intervals a block holds at least (about 10 MB), unless the set is smaller
+Columns = Sequence[str] | None  # None: every column
+
+
+class Intervals:
+    """The intervals of one set (the stored table, ``replicate`` included)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self._frame = frame
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._frame.columns)
+
+    def __len__(self) -> int:
+        return len(self._frame)
+
+    def frame(self, columns: Columns = None) -> pd.DataFrame:
+        """The table, or only ``columns`` of it."""
+        return self._frame if columns is None else self._frame[list(columns)]
+
+    def of_kinds(self, kinds: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
+        """``columns`` of the intervals of these ``kind`` values only."""
+        frame = self.frame(_with_kind(columns))
+        return frame.loc[frame["kind"].isin(kinds), list(columns)].reset_index(drop=True)
+
+    def blocks(self, columns: Columns = None, rows: int = BLOCK_ROWS) -> Iterator[pd.DataFrame]:
+        """The table in blocks of at least ``rows`` intervals (the last may hold fewer), each
+        holding every interval of the requests it has: a request is never cut in two."""
+        yield self.frame(columns)
+
+
+class StoredIntervals(Intervals):
+    """The intervals table of an archived set, read from its Parquet file when asked.
+
+    ``open_file`` opens the file for reading; ``migrate`` brings what is read from the version
+    the set was written with up to date (it may only add or rewrite columns, row by row);
+    ``where`` names the table in errors: a part that will not read is a ``UserError``.
+    """
+
+    def __init__(
+        self,
+        open_file: Callable[[], IO[bytes]],
+        migrate: Callable[[pd.DataFrame], pd.DataFrame],
+        where: str,
+    ) -> None:
+        self._open, self._migrate, self._where = open_file, migrate, where
+        with self._open() as handle:
+            meta = pq.ParquetFile(handle).metadata
+        self._stored = list(meta.schema.to_arrow_schema().names)
+        self._rows = meta.num_rows
+        ends = np.cumsum([meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+        self._group_ends = ends.astype(np.int64)
+
+    @functools.cached_property
+    def columns(self) -> list[str]:
+        return list(self._migrate(pd.DataFrame(columns=self._stored)).columns)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    @functools.cached_property
+    def _whole(self) -> pd.DataFrame:
+        return self._read(None, None)
+
+    def frame(self, columns: Columns = None) -> pd.DataFrame:
+        """The table (read once and kept), or only ``columns`` of it (read each time asked)."""
+        if columns is None:
+            return self._whole
+        if "_whole" in self.__dict__:
+            return self._whole[list(columns)]
+        return self._read(columns, None)
+
+    def of_kinds(self, kinds: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
+        if "_whole" in self.__dict__:
+            return super().of_kinds(kinds, columns)
+        # A few row groups at a time, each filtered before the next is read.
+        kept, groups, rows = [], [], 0
+        sizes = np.diff(self._group_ends, prepend=0).tolist()
+        for group, size in enumerate(sizes):
+            groups.append(group)
+            rows += size
+            if rows >= BLOCK_ROWS:
+                kept.append(self._kinds(kinds, columns, groups))
+                groups, rows = [], 0
+        if groups or not kept:
+            kept.append(self._kinds(kinds, columns, groups))
+        return pd.concat(kept, ignore_index=True)
+
+    def _kinds(
+        self, kinds: Sequence[str], columns: Sequence[str], groups: list[int]
+    ) -> pd.DataFrame:
+        frame = self._read(_with_kind(columns), groups)
+        return frame.loc[frame["kind"].isin(kinds), list(columns)]
+
+    def blocks(self, columns: Columns = None, rows: int = BLOCK_ROWS) -> Iterator[pd.DataFrame]:
+        cuts = self._cuts(rows)
+        if cuts is None:  # small, or a request's rows not together: the table is one block
+            yield self.frame(columns)
+            return
+        starts = np.concatenate([[0], self._group_ends[:-1]])
+        for lo, hi in itertools.pairwise(cuts.tolist()):
+            groups = np.flatnonzero((starts < hi) & (self._group_ends > lo))
+            block = self._read(columns, groups.tolist())
+            first = int(starts[groups[0]])
+            yield block.iloc[lo - first : hi - first].reset_index(drop=True)
+
+    def _cuts(self, rows: int) -> np.ndarray | None:
+        """Where blocks begin and end (row positions), each at least ``rows`` long and cut
+        between requests, preferring the ends of row groups (each row group is read whole)."""
+        if self._rows <= rows:
+            return None
+        keys = self._read(["replicate", "request"], None)
+        key = (keys["replicate"].to_numpy(np.int64) << 32) | (
+            keys["request"].to_numpy(np.int64) + (1 << 31)
+        )
+        changes = np.flatnonzero(key[1:] != key[:-1]) + 1
+        if len(changes) + 1 != len(np.unique(key)):
+            return None
+        between = np.append(changes, self._rows)
+        cuts = [0]
+        while cuts[-1] < self._rows:
+            # The first request boundary past ``rows``; if its row group ends on one too, the
+            # rest of that group comes along (it is read whole either way).
+            at = min(int(np.searchsorted(between, cuts[-1] + rows)), len(between) - 1)
+            cut = int(between[at])
+            group_end = int(self._group_ends[np.searchsorted(self._group_ends, cut)])
+            ends_a_request = between[np.searchsorted(between, group_end)] == group_end
+            cuts.append(group_end if ends_a_request else cut)
+        return np.array(cuts, np.int64)
+
+    def _read(self, columns: Columns, groups: list[int] | None) -> pd.DataFrame:
+        wanted = None if columns is None else [c for c in columns if c in self._stored]
+        try:
+            with self._open() as handle:
+                frame = read_parquet(handle, INTERVAL_STRINGS, wanted, groups)
+        except Exception as exc:  # read when asked, long after load: still one clear line
+            raise UserError(f"{self._where} is unreadable") from exc
+        frame = self._migrate(frame)
+        return frame if columns is None else frame[list(columns)]
+
+
+def _with_kind(columns: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys([*columns, "kind"]))
+
+
+def read_parquet(
+    handle: IO[bytes],
+    strings: Sequence[str] = (),
+    columns: Columns = None,
+    groups: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """A stored table (only ``columns`` and row ``groups`` when given) as a DataFrame, the
+    columns ``strings`` as categories (a code a row, each distinct string once).
+
+    Read a row group at a time into columns allocated once: reading the whole Arrow table and
+    converting it holds three copies of a big set at the peak, this about one."""
+    present = pq.ParquetFile(handle).schema_arrow.names
+    names = present if columns is None else [c for c in present if c in columns]
+    strings = [name for name in strings if name in names]
+    source = pq.ParquetFile(handle, read_dictionary=strings or None)
+    chosen = list(range(source.num_row_groups)) if groups is None else list(groups)
+    fields = [source.schema_arrow.field(name) for name in names]
+    plain = all(
+        pa.types.is_dictionary(f.type) or pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)
+        for f in fields
+    )
+    n = sum(source.metadata.row_group(g).num_rows for g in chosen)
+
+    def whole() -> pd.DataFrame:
+        return source.read_row_groups(chosen, columns=names, use_threads=False).to_pandas()
+
+    if not strings or not plain or n == 0:
+        return whole()
+    out = {
+        f.name: np.empty(n, np.int32 if f.name in strings else f.type.to_pandas_dtype())
+        for f in fields
+    }
+    categories: dict[str, dict[str, int]] = {name: {} for name in strings}
+    at = 0
+    for group in chosen:
+        # On one thread: reader threads each keep an allocator arena of their own.
+        batch = source.read_row_group(group, columns=names, use_threads=False)
+        rows = batch.num_rows
+        for name, values in zip(batch.column_names, batch.columns, strict=True):
+            if values.null_count:  # only a corrupt table: read it plainly, checks will say
+                return whole()
+            if name in categories:
+                values = values.unify_dictionaries().combine_chunks()
+                seen = categories[name]
+                remap = np.array(
+                    [seen.setdefault(v, len(seen)) for v in values.dictionary.to_pylist()],
+                    np.int32,
+                )
+                out[name][at : at + rows] = remap[values.indices.to_numpy()]
+            else:
+                out[name][at : at + rows] = values.to_numpy()
+        at += rows
+    frame = {
+        name: pd.Categorical.from_codes(out[name], pd.Index(list(categories[name])))
+        if name in categories
+        else values
+        for name, values in out.items()
+    }
+    return pd.DataFrame(frame, copy=False)

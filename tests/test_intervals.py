@@ -1,0 +1,113 @@
+"""A set's intervals read in parts: blocks of whole requests, a few columns, a few kinds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import LAST_V1_SET, RAG_SET, SETS
+
+from harness.analysis.columns import split_frame, split_table
+from harness.archive.store import MANIFEST, load
+from harness.archive.tables import frame_intervals
+from harness.errors import UserError
+from harness.words import Kind
+
+FOLDERS = sorted(p.name for p in SETS.iterdir() if p.is_dir())
+
+
+def regrouped(tmp_path: Path, source: Path, group_rows: int, order=None) -> Path:
+    """A copy of the set at ``source`` whose intervals file holds row groups of ``group_rows``
+    (its rows put in ``order`` when given)."""
+    folder = tmp_path / source.name
+    shutil.copytree(source, folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    path = folder / manifest["tables"]["intervals"]
+    table = pq.read_table(path)
+    if order is not None:
+        table = table.take(pa.array(order))
+    pq.write_table(table, path, row_group_size=group_rows)
+    return folder
+
+
+def keys(frame: pd.DataFrame) -> set[tuple[int, int]]:
+    return set(zip(frame["replicate"].tolist(), frame["request"].tolist(), strict=True))
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_blocks_hold_whole_requests_and_give_back_the_table(tmp_path, folder):
+    whole = load(str(SETS / folder)).intervals
+    result = load(str(regrouped(tmp_path, SETS / folder, group_rows=13)))
+    rows = len(whole) // 6
+    blocks = list(result.interval_table.blocks(rows=rows))
+    assert len(blocks) > 2
+    assert all(len(b) >= rows for b in blocks[:-1])
+    assert frame_intervals(pd.concat(blocks)) == frame_intervals(whole)
+    seen: set[tuple[int, int]] = set()
+    for block in blocks:
+        assert not keys(block) & seen  # no request in two blocks
+        seen |= keys(block)
+
+
+def test_blocks_are_cut_where_row_groups_end_when_requests_do(tmp_path):
+    # Each of these requests records 21 intervals: groups of 42 end between requests.
+    result = load(str(regrouped(tmp_path, RAG_SET, group_rows=42)))
+    sizes = [len(b) for b in result.interval_table.blocks(rows=100)]
+    assert sizes[:-1] == [126] * (len(sizes) - 1)  # three whole groups, never a fourth read
+
+
+def test_requests_whose_rows_interleave_are_one_block(tmp_path):
+    n = len(load(str(RAG_SET)).intervals)
+    order = np.arange(n)
+    order[[5, 30]] = order[[30, 5]]  # one row of the first request among the second's
+    result = load(str(regrouped(tmp_path, RAG_SET, group_rows=37, order=order)))
+    blocks = list(result.interval_table.blocks(rows=100))
+    assert [len(b) for b in blocks] == [n]
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_a_set_split_a_block_at_a_time_is_split_as_whole(tmp_path, folder):
+    result = load(str(regrouped(tmp_path, SETS / folder, group_rows=13)))
+    stages, requests = result.manifest.stages, result.requests
+    whole = split_frame(result.intervals, requests, stages)
+    blocks = list(result.interval_table.blocks(rows=len(result.intervals) // 6))
+    assert len(blocks) > 2
+    for given in (blocks, blocks[::-1]):  # in stored order, and out of it
+        table = split_frame([b.copy() for b in given], requests, stages)
+        for name in ("requests", "stages", "charges", "waits"):
+            pd.testing.assert_frame_equal(getattr(table, name), getattr(whole, name))
+        assert [(rows, split) for rows, split in table.odd] == list(whole.odd)
+
+
+def test_columns_and_kinds_are_read_alone(tmp_path):
+    whole = load(str(RAG_SET)).intervals
+    table = load(str(regrouped(tmp_path, RAG_SET, group_rows=37))).interval_table
+    pd.testing.assert_frame_equal(
+        table.frame(["request", "kind"]), whole[["request", "kind"]], check_categorical=False
+    )
+    stages = table.of_kinds([Kind.STAGE.value], ["stage", "start_ns"])
+    want = whole.loc[whole["kind"] == Kind.STAGE.value, ["stage", "start_ns"]]
+    assert stages["stage"].tolist() == want["stage"].tolist()
+    assert stages["start_ns"].tolist() == want["start_ns"].tolist()
+
+
+def test_an_older_set_is_brought_up_to_date_in_every_part(tmp_path):
+    table = load(str(regrouped(tmp_path, LAST_V1_SET, group_rows=37))).interval_table
+    assert "cpu_ns" in table.columns  # version 1 never read thread CPU time
+    assert (table.frame(["cpu_ns"])["cpu_ns"] == -1).all()
+    assert all((b["cpu_ns"] == -1).all() for b in table.blocks(rows=100))
+
+
+def test_intervals_that_will_not_read_when_asked_are_one_line(tmp_path):
+    folder = regrouped(tmp_path, RAG_SET, group_rows=37)
+    result = load(str(folder))
+    manifest = json.loads((folder / MANIFEST).read_text())
+    (folder / manifest["tables"]["intervals"]).unlink()  # gone after the set was loaded
+    with pytest.raises(UserError, match=r"table intervals-\w+\.parquet is unreadable"):
+        split_table(result)
