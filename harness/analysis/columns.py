@@ -24,7 +24,7 @@ import pandas as pd
 from harness.analysis.attribution import RequestSplit, split_request
 from harness.analysis.clean import Clean, Rows
 from harness.archive.store import ResultSet
-from harness.archive.tables import frame_intervals
+from harness.archive.tables import frame_intervals, request_keys
 from harness.record.probes import Interval
 from harness.words import (
     HARNESS_LAG,
@@ -181,7 +181,7 @@ def split_frame(
 
     ``intervals``: the table, or its blocks, each holding every interval of its requests."""
     ok = requests.loc[requests["ok"].astype(bool), ["replicate", "request"]]
-    wanted = np.unique(_key(ok["replicate"], ok["request"]))
+    wanted = np.unique(request_keys(ok["replicate"], ok["request"]))
     blocks = [intervals] if isinstance(intervals, pd.DataFrame) else intervals
     split = _Split(stages)
     for block in blocks:
@@ -202,7 +202,7 @@ class _Split:
 
     def add(self, intervals: pd.DataFrame, wanted: np.ndarray) -> None:
         """Split the wanted requests (keys) of one block of intervals."""
-        every = _key(intervals["replicate"], intervals["request"])
+        every = request_keys(intervals["replicate"], intervals["request"])
         # A successful request with no interval at all has nothing to split: it is left out.
         keys = np.intersect1d(wanted, every)
         at = np.searchsorted(keys, every)
@@ -260,10 +260,6 @@ def _shifted(tables: tuple[pd.DataFrame, ...], base: int) -> tuple[pd.DataFrame,
         key = "_row" if "_row" in frame else "row"
         frame[key] += base
     return tables
-
-
-def _key(replicate: pd.Series, request: pd.Series) -> np.ndarray:
-    return (replicate.to_numpy(np.int64) << 32) | (request.to_numpy(np.int64) + (1 << 31))
 
 
 def _reference(

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.archive.store import ResultSet
+from harness.archive.tables import request_keys
 from harness.words import Kind
 
 
@@ -31,9 +32,8 @@ def probes_per_request(intervals: pd.DataFrame) -> float:
     """
     counted = ~intervals["kind"].isin((Kind.DEVICE.value, Kind.SLICE.value)).to_numpy()
     # One int64 key a row, not a copy of the table and a groupby over it.
-    replicate = intervals["replicate"].to_numpy(np.int64)[counted]
-    request = intervals["request"].to_numpy(np.int64)[counted]
-    _, per = np.unique((replicate << 32) | (request + (1 << 31)), return_counts=True)
+    keys = request_keys(intervals["replicate"], intervals["request"])[counted]
+    _, per = np.unique(keys, return_counts=True)
     return float(np.median(per)) if len(per) else 0.0
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from harness.analysis.columns import split_table
 from harness.archive.store import ResultSet
-from harness.archive.tables import frame_intervals
+from harness.archive.tables import frame_intervals, request_keys
 from harness.record.probes import Interval
 
 
@@ -25,14 +25,24 @@ def request_intervals(
     wanted = np.arange(len(table)) if rows is None else np.unique(np.asarray(rows, np.int64))
     if not len(wanted):
         return
-    keys = table[["replicate", "request"]].iloc[wanted]
-    row_of = {(int(a), int(b)): int(r) for r, a, b in zip(wanted, *keys.to_numpy().T, strict=True)}
-    requests, replicates = keys["request"].unique(), keys["replicate"].unique()
+    key_of_row = request_keys(
+        table["replicate"].to_numpy()[wanted], table["request"].to_numpy()[wanted]
+    )
     found = []
     for block in result.interval_table.blocks():  # never the whole table at once
-        mine = block["request"].isin(requests) & block["replicate"].isin(replicates)
-        for (replicate, request), group in block[mine].groupby(["replicate", "request"]):
-            row = row_of.get((int(replicate), int(request)))
-            if row is not None:
-                found.append((row, int(replicate), frame_intervals(group)))
+        key = request_keys(block["replicate"].to_numpy(), block["request"].to_numpy())
+        mine = np.flatnonzero(np.isin(key, key_of_row))
+        if not len(mine):
+            continue
+        # Each request's rows together, in recorded order; objects made in one pass.
+        mine = mine[np.argsort(key[mine], kind="stable")]
+        objects, mine_keys = frame_intervals(block.iloc[mine]), key[mine]
+        edges = np.flatnonzero(np.diff(mine_keys)) + 1
+        starts, ends = np.append(0, edges), np.append(edges, len(mine))
+        rows = wanted[np.searchsorted(key_of_row, mine_keys[starts])].tolist()
+        replicates = (mine_keys[starts] >> 32).tolist()
+        for lo, hi, row, replicate in zip(
+            starts.tolist(), ends.tolist(), rows, replicates, strict=True
+        ):
+            found.append((row, replicate, objects[lo:hi]))
     yield from sorted(found, key=lambda item: item[0])

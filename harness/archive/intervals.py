@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.archive.tables import INTERVAL_STRINGS
+from harness.archive.tables import INTERVAL_STRINGS, request_keys
 from harness.errors import UserError
 
 BLOCK_ROWS = 131_072  # intervals a block holds at least (about 10 MB), unless the set is smaller
@@ -135,9 +135,7 @@ class StoredIntervals(Intervals):
         if self._rows <= rows:
             return None
         keys = self._read(["replicate", "request"], None)
-        key = (keys["replicate"].to_numpy(np.int64) << 32) | (
-            keys["request"].to_numpy(np.int64) + (1 << 31)
-        )
+        key = request_keys(keys["replicate"], keys["request"])
         changes = np.flatnonzero(key[1:] != key[:-1]) + 1
         if len(changes) + 1 != len(np.unique(key)):
             return None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -68,6 +69,12 @@ def intervals_frame(intervals: Sequence[Interval]) -> pd.DataFrame:
     rows = [tuple(getattr(i, name) for name in INTERVAL_COLUMNS) for i in intervals]
     frame = pd.DataFrame(rows, columns=INTERVAL_COLUMNS)
     return frame.astype({"thread": "int64", "start_ns": "int64", "end_ns": "int64"})
+
+
+def request_keys(replicate: pd.Series | np.ndarray, request: pd.Series | np.ndarray) -> np.ndarray:
+    """One int64 per (replicate, request), ordered as they are."""
+    replicate, request = np.asarray(replicate, np.int64), np.asarray(request, np.int64)
+    return (replicate << 32) | (request + (1 << 31))
 
 
 def by_replicate(frame: pd.DataFrame) -> Iterator[tuple[int, pd.DataFrame]]:

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from rich.console import Console
 
-from harness.errors import UserError
+from harness.errors import UserError, in_range
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -82,6 +82,25 @@ def add_claims(sub: argparse.ArgumentParser) -> None:
         help="with --speedup: the speedup comes from N intra-op threads (1 to 4096), which the "
         "replay asks of the cores",
     )
+    sub.add_argument(
+        "--replay-sample",
+        type=int,
+        metavar="N",
+        default=None,
+        help="replay at most N of the requests whose stages ran side by side, a seeded sample "
+        "standing for the rest, its error measured and shown (default 4,000; 0: every one; "
+        "up to 10^7)",
+    )
+
+
+def replay_sample_of(args: argparse.Namespace) -> int:
+    """The ``--replay-sample`` size, checked (the library's default when not given)."""
+    from harness.projection.replay_sample import REPLAY_SAMPLE
+
+    if args.replay_sample is None:
+        return REPLAY_SAMPLE
+    in_range("--replay-sample", args.replay_sample, 0, 10**7)
+    return int(args.replay_sample)
 
 
 def claims_of(args: argparse.Namespace, required: bool) -> list[Any]:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.options import add_archive, add_claims, add_verb, claims_of, output
+from harness.cli.options import (
+    add_archive,
+    add_claims,
+    add_verb,
+    claims_of,
+    output,
+    replay_sample_of,
+)
 
 
 def cmd_project(args: argparse.Namespace) -> int:
@@ -14,9 +21,10 @@ def cmd_project(args: argparse.Namespace) -> int:
     from harness.report import projection
 
     made_claims = claims_of(args, required=True)
+    size = replay_sample_of(args)
     archive, set_id = locate(args.result, args.results)
     result = archive.load(set_id)
-    made = [project(result, claim) for claim in made_claims]
+    made = [project(result, claim, size) for claim in made_claims]
     kept = [] if args.no_keep else [archive.add_projection(result.id, p.kept()) for p in made]
     summary = summarize(result)
     payload = [p.to_dict() for p in made]
@@ -33,10 +41,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.report import projection
 
     made_claims = claims_of(args, required=False)
+    size = replay_sample_of(args)
     archive, base_id = locate(args.base, args.results)
     base, candidate = archive.load(base_id), load(args.candidate, args.results)
     comparable(base, candidate)  # refuse before any work
-    made = tuple(project(base, claim) for claim in made_claims)
+    made = tuple(project(base, claim, size) for claim in made_claims)
     kept = tuple(archive.projections(base.id))
     result = compare(summarize(base), summarize(candidate), made, kept)
     output(args, result.to_dict(), lambda: projection.comparison(result))

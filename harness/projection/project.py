@@ -10,6 +10,7 @@ overlap, contention and a critical path that moves are accounted for. The harnes
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -25,12 +26,20 @@ from harness.archive.store import ResultSet
 from harness.errors import UserError
 from harness.projection.claims import Claim
 from harness.projection.replay import replay
-from harness.projection.request_model import request_models
+from harness.projection.replay_sample import PERCENTILES as QUANTILES
+from harness.projection.replay_sample import (
+    REPLAY_SAMPLE,
+    ReplaySample,
+    choose,
+    percentile,
+    sampling_error,
+)
+from harness.projection.request_model import Model, request_models
 from harness.projection.sentences import headline
 
 MODELS = ("naive", "replay")
 IDENTITY_WARN = 0.01  # replaying a set unchanged should give back its latency
-PERCENTILES = ("p50", "p99")
+PERCENTILES = tuple(QUANTILES)  # "p50", "p99"
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,9 @@ class Projection:
     naive: dict[str, Estimate]
     replay: dict[str, Estimate]
     replay_identity_error: float  # replay without a claim against the recorded latency, median
+    side_by_side: int = 0  # requests whose stages ran side by side
+    replayed: int = 0  # of those, how many the event loop replayed (the rest: a sample)
+    sampling_error: dict[str, float] | None = None  # per percentile, what the sample moves
 
     def speedup(self, model: str, pct: str = "p50") -> float:
         projected = (self.naive if model == "naive" else self.replay)[pct].value_ms
@@ -164,8 +176,10 @@ def naive(table: SplitTable, claim: Claim, layers: dict[str, str]) -> Naive:
     return Naive(scaled + segments, matched, where)
 
 
-def project(result: ResultSet, claim: Claim) -> Projection:
-    """Project ``claim`` on every successful request of ``result``."""
+def project(result: ResultSet, claim: Claim, sample_size: int = REPLAY_SAMPLE) -> Projection:
+    """Project ``claim`` on every successful request of ``result``; of the requests whose
+    stages ran side by side, at most ``sample_size`` are replayed (0: every one), a seeded
+    sample standing for the rest (``harness.projection.replay_sample``)."""
     manifest = result.manifest
     if manifest.execution.virtual_speedup:
         raise UserError(f"{result.id} ran with a virtual speedup: it is a check, not a baseline")
@@ -185,10 +199,13 @@ def project(result: ResultSet, claim: Claim) -> Projection:
     scaled = naive(table, claim, layers)
     # A request whose stages ran one after another, each on one timeline, replays as the sum
     # of its scaled pieces and fixed waits: nothing ran beside anything to contend with it.
+    base = _replay_base(result, sample_size)
+    sample = base.sample
     replayed, identity = scaled.ns.copy(), measured.copy()
-    for row, model in request_models(result, np.flatnonzero(~table.sequential())):
-        identity[row], _ = replay(model)
+    identity[sample.rows] = base.identity
+    for row, model in zip(sample.rows.tolist(), base.models, strict=True):
         replayed[row], _ = replay(model, factor, claim.threads, claimed)
+    weights = sample.weights if sample.sampled else None
     replicate_of = table.requests["replicate"].to_numpy()
     total = float(measured.sum())
     matches = tuple(
@@ -205,17 +222,50 @@ def project(result: ResultSet, claim: Claim) -> Projection:
         matches=matches,
         measured=_estimates(measured, replicate_of),
         naive=_estimates(scaled.ns, replicate_of),
-        replay=_estimates(replayed, replicate_of),
-        replay_identity_error=float(np.median(np.abs(identity - measured) / measured)),
+        replay=_estimates(replayed, replicate_of, weights),
+        replay_identity_error=percentile(np.abs(identity - measured) / measured, weights, 50),
+        side_by_side=sample.side_by_side,
+        replayed=len(sample.rows),
+        sampling_error=sampling_error(sample, measured, scaled.ns) if sample.sampled else None,
     )
 
 
-def _estimates(ns: np.ndarray, replicate_of: np.ndarray) -> dict[str, Estimate]:
-    """p50 and p99 over all requests, with their range over replicates when there are several."""
+@dataclass(frozen=True)
+class _ReplayBase:
+    """What every claim on a set replays: the chosen requests' models, and their latency
+    replayed without a claim (the model's check against what was recorded)."""
+
+    sample: ReplaySample
+    models: list[Model]
+    identity: np.ndarray  # per replayed row, ns
+
+
+_BASES: weakref.WeakKeyDictionary[ResultSet, dict[int, _ReplayBase]] = weakref.WeakKeyDictionary()
+
+
+def _replay_base(result: ResultSet, size: int) -> _ReplayBase:
+    kept = _BASES.setdefault(result, {})
+    if size not in kept:
+        table = split_table(result)
+        sample = choose(np.flatnonzero(~table.sequential()), len(table), size)
+        models = [model for _, model in request_models(result, sample.rows)]
+        identity = np.array([replay(model)[0] for model in models], float)
+        kept[size] = _ReplayBase(sample, models, identity)
+    return kept[size]
+
+
+def _estimates(
+    ns: np.ndarray, replicate_of: np.ndarray, weights: np.ndarray | None = None
+) -> dict[str, Estimate]:
+    """p50 and p99 over all requests (each counted ``weights`` times when a sample stands for
+    the rest), with their range over replicates when there are several."""
     out = {}
-    for name, q in (("p50", 50), ("p99", 99)):
-        value = float(np.percentile(ns, q)) / 1e6
-        per = [float(np.percentile(ns[replicate_of == r], q)) / 1e6 for r in set(replicate_of)]
+    for name, q in QUANTILES.items():
+        value = percentile(ns, weights, q) / 1e6
+        per = []
+        for r in sorted(set(replicate_of.tolist())):
+            mine = replicate_of == r
+            per.append(percentile(ns[mine], None if weights is None else weights[mine], q) / 1e6)
         low, high = (min(per), max(per)) if len(per) > 1 else (None, None)
         out[name] = Estimate(value, low, high)
     return out

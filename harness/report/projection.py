@@ -64,6 +64,7 @@ def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str
                 "" if model == "measured" else f"{p.speedup(model, 'p99'):.3f}",
             )
     parts.append(table)
+    parts += _sample_note(first)
     keys = Table(title="which key applied to what (share of end-to-end time, critical path)")
     for name in ("claim", "key", "factor", "share", "applied to"):
         keys.add_column(name, justify="right" if name in ("factor", "share") else "left")
@@ -85,6 +86,23 @@ def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str
     if kept:
         parts.append(Text(f"kept beside {summary.result.id}: {', '.join(kept)}", style="dim"))
     return Group(*parts)
+
+
+def _sample_note(p: Projection) -> list[Text]:
+    """Say how the replay covered the set's side-by-side requests, and what sampling moved."""
+    if p.sampling_error is None:
+        return []
+    error = p.sampling_error
+    return [
+        Text(
+            f"replay: a seeded sample of {p.replayed:,} of the {p.side_by_side:,} requests whose "
+            f"stages ran side by side, each standing for {p.side_by_side / p.replayed:.1f} "
+            f"(the other {p.requests - p.side_by_side:,} replay exactly as their scaled sum); "
+            f"the same sample puts the measured and naive p50 within {error['p50']:.2%} and p99 "
+            f"within {error['p99']:.2%} of all requests' (--replay-sample 0 replays every one)",
+            style="dim",
+        )
+    ]
 
 
 def comparison(c: Comparison) -> Group:
@@ -122,6 +140,7 @@ def comparison(c: Comparison) -> Group:
                 f"{k.error('replay'):+.1%}",
             )
         parts.append(proj)
+        parts += _sample_note(c.projections[0])
     if c.kept:
         kept = Table(title="projections kept beside BASE earlier, against what was delivered")
         for name in ("made", "claim", "naive", "replay", "delivered", "replay err"):
