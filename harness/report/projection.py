@@ -92,14 +92,15 @@ def _sample_note(p: Projection) -> list[Text]:
     """Say how the replay covered the set's side-by-side requests, and what sampling moved."""
     if p.sampling_error is None:
         return []
-    error = p.sampling_error
+    error, rest = p.sampling_error, p.requests - p.side_by_side
+    exact = f" (the other {rest:,} replay exactly as their scaled sum)" if rest else ""
     return [
         Text(
             f"replay: a seeded sample of {p.replayed:,} of the {p.side_by_side:,} requests whose "
-            f"stages ran side by side, each standing for {p.side_by_side / p.replayed:.1f} "
-            f"(the other {p.requests - p.side_by_side:,} replay exactly as their scaled sum); "
-            f"the same sample puts the measured and naive p50 within {error['p50']:.2%} and p99 "
-            f"within {error['p99']:.2%} of all requests' (--replay-sample 0 replays every one)",
+            f"stages ran side by side, each standing for {p.side_by_side / p.replayed:.1f}"
+            f"{exact}; the same sample puts the measured and naive p50 within "
+            f"{error['p50']:.2%} and p99 within {error['p99']:.2%} of all requests' "
+            "(--replay-sample 0 replays every one)",
             style="dim",
         )
     ]
