@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 from conftest import make_manifest
 from test_attribution import DIAMOND, diamond
@@ -176,14 +177,32 @@ def test_replicates_that_disagree_are_a_problem_and_agreeing_ones_are_not():
     slow.loc[slow["replicate"] == 1, "latency_s"] *= 40  # a job beside it took its cores
     judged = verdict(ResultSet.of(result.manifest, result.intervals, slow), e2e, 1.0)
     (said,) = [p for p in judged.problems if "disagree" in p]
-    assert "replicate 1" in said or "replicate 0" in said
+    assert "replicate 1 is 3" in said and "x slower" in said  # of two, the slower is named
     assert not judged.valid
+    fast = result.requests.copy()
+    fast.loc[fast["replicate"] == 0, "latency_s"] *= 1.05  # within the floor: noise
+    judged = verdict(ResultSet.of(result.manifest, result.intervals, fast), e2e, 1.0)
+    assert not any("disagree" in p for p in judged.problems)
+
+
+def test_of_three_replicates_the_one_off_the_others_is_named():
+    rng = np.random.default_rng(0)
+    latency = rng.lognormal(np.log(0.05), 0.1, 300)
+    replicate = np.repeat([0, 1, 2], 100)
+    latency[replicate == 2] *= 1.5
+    requests = pd.DataFrame({"request": np.tile(np.arange(100), 3), "ok": True})
+    result = result_set(diamond(c_end=30))
+    requests = requests.assign(latency_s=latency, replicate=replicate)
+    judged = verdict(ResultSet.of(result.manifest, result.intervals, requests), E2E, 1.0)
+    (said,) = [p for p in judged.problems if "disagree" in p]
+    assert "replicate 2 is 1.4" in said and "the other replicates' p50" in said
 
 
 def test_noise_far_above_the_threshold_is_a_problem_and_a_costly_probe_a_note():
     noisy = Percentiles.of(pd.Series([1.0, 1.0, 3.0, 9.0] * 200).to_numpy())
     judged = verdict(result_set(diamond(c_end=30)), noisy, 1.0)
-    assert any(p.startswith("very noisy") for p in judged.problems)
+    (said,) = [p for p in judged.problems if p.startswith("very noisy")]
+    assert "no other load was seen" in said and said not in judged.busy  # not blamed on load
     costly = result_set(diamond(c_end=30))
     facts = replace(costly.manifest.replicates[0], probe_cost_ns=1e8)  # 0.1 s a probe
     costly = ResultSet.of(

@@ -29,9 +29,7 @@ MAX_ERROR_RATE = 0.01
 OTHERS_NOISY = 0.10
 OTHERS_INVALID = 0.25
 SATURATED = 0.90
-# A replicate whose p50 is this many times the requests' own spread (IQR/median) away from the
-# replicates' median p50, and at least DISAGREE_FLOOR, differs by more than sampling noise.
-DISAGREE_SPREADS = 3.0
+# Replicates' p50s this far apart differ by more than the run-to-run noise of a quiet machine.
 DISAGREE_FLOOR = 0.10
 VERY_NOISY = 1.0  # IQR/median of end-to-end latency ten times the noise threshold
 PROBE_COST_WARN = 0.05  # probing this share of p50 is a visible part of what is measured
@@ -146,11 +144,17 @@ def verdict(
             )
             notes.append(sampling[-1])
     busy: list[str] = []
+    said, trouble = other_processes(result.telemetry)
     if e2e.iqr_over_median >= VERY_NOISY:
-        busy.append(
+        noise = (
             f"very noisy: IQR/median of end-to-end latency is {e2e.iqr_over_median:.2f}, "
             f"{e2e.iqr_over_median / NOISE_THRESHOLD:.0f}x the {NOISE_THRESHOLD:g} threshold"
         )
+        # Blamed on the machine's load only where its telemetry saw load.
+        if said or trouble or steal > STEAL_WARN_FRACTION:
+            busy.append(noise)
+        else:
+            problems.append(f"{noise}; no other load was seen: the spread is the run's own")
     elif e2e.noisy:
         notes.append(f"noisy: IQR/median of end-to-end latency is {e2e.iqr_over_median:.2f}")
     busy += _replicates_disagree(result)
@@ -173,7 +177,6 @@ def verdict(
         drop = frequency_drop(result.telemetry)
         if drop is not None and drop >= THROTTLE_DROP:
             notes.append(f"CPU frequency fell {drop:.0%} during the run: throttling")
-    said, trouble = other_processes(result.telemetry)
     notes += said
     busy += trouble
     problems += busy
@@ -190,24 +193,46 @@ def replicate_p50s(result: ResultSet) -> dict[int, float]:
 
 
 def _replicates_disagree(result: ResultSet) -> list[str]:
-    """A problem where one replicate's p50 is off the others' by more than noise explains."""
+    """A problem where one replicate's p50 is off the other replicates' by more than noise:
+    the 95% intervals of the two medians apart, and by at least ``DISAGREE_FLOOR`` (requests
+    of one process are not independent samples, so their intervals alone are too narrow)."""
     ok = result.requests.loc[result.requests["ok"], ["replicate", "latency_s"]]
-    per = ok.groupby("replicate")["latency_s"]
-    if per.ngroups < 2:
+    groups = {int(r): g.to_numpy(float) for r, g in ok.groupby("replicate")["latency_s"]}
+    if len(groups) < 2:
         return []
-    p50 = per.median()
-    spread = (per.quantile(0.75) - per.quantile(0.25)) / p50
-    allowed = max(DISAGREE_SPREADS * float(spread.median()), DISAGREE_FLOOR)
-    off = np.abs(np.log(p50 / float(p50.median())))
-    worst = int(off.idxmax())
-    if float(off.max()) <= math.log1p(allowed):
+    found = []
+    for r, mine in groups.items():
+        others = np.concatenate([v for o, v in groups.items() if o != r])
+        ratio = float(np.median(mine) / np.median(others))
+        (low, high), (o_low, o_high) = _median_interval(mine), _median_interval(others)
+        if (low > o_high or high < o_low) and abs(math.log(ratio)) > math.log1p(DISAGREE_FLOOR):
+            found.append((abs(math.log(ratio)), ratio, r))
+    if not found:
         return []
-    shown = ", ".join(f"{v * 1e3:.4g}" for v in p50)
+    shown = ", ".join(f"{float(np.median(v)) * 1e3:.4g}" for v in groups.values())
+    if len(groups) == 2:
+        # Each is as far off the other: a busy machine slows a process and seldom speeds one,
+        # so the slower is named.
+        _, ratio, r = max(found, key=lambda f: f[1])
+        off = f"replicate {r} is {ratio:.2f}x slower than the other"
+    else:
+        _, ratio, r = max(found)
+        off = f"replicate {r} is {ratio:.2f}x the other replicates' p50"
     return [
-        f"replicates disagree: p50 per replicate {shown} ms; replicate {worst} is "
-        f"{float(np.exp(off.max())):.2f}x off their median, beyond the {allowed:.0%} their "
-        "requests' spread allows (another job, a throttle or a placement changed the machine)"
+        f"replicates disagree: p50 per replicate {shown} ms; {off}, beyond their 95% intervals "
+        f"and the {DISAGREE_FLOOR:.0%} floor (another job, a throttle or a placement changed "
+        "the machine)"
     ]
+
+
+def _median_interval(values: np.ndarray) -> tuple[float, float]:
+    """A distribution-free 95% interval of the median: order statistics around the middle
+    (the binomial's normal approximation)."""
+    ranked = np.sort(values)
+    n = len(ranked)
+    half = 1.96 * math.sqrt(n) / 2
+    low, high = max(math.floor(n / 2 - half), 0), min(math.ceil(n / 2 + half), n - 1)
+    return float(ranked[low]), float(ranked[high])
 
 
 def other_processes(telemetry: pd.DataFrame | None) -> tuple[list[str], list[str]]:
