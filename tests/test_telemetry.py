@@ -395,6 +395,7 @@ def test_other_processes_are_the_cpus_busy_time_less_the_runs_own(tmp_path):
     readings = dict(((d, m), v) for _, d, m, _, v in source.read())
     assert readings[("others", "cpu_share")] == pytest.approx(0.5)
     assert readings[("run", "cpu_share")] == pytest.approx(0.25)
+    assert readings[("window", "wall_time")] == pytest.approx(2.0)
     assert notes == []
     assert load_sources(tmp_path / "nowhere", notes) == [] and "unknown" in notes[0]
 
@@ -426,6 +427,7 @@ class Burner:
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="needs affinity")
 def test_a_competing_busy_process_is_flagged_and_a_quiet_control_is_not():
     import os
+    import signal
     import subprocess
     import sys
 
@@ -440,19 +442,23 @@ def test_a_competing_busy_process_is_flagged_and_a_quiet_control_is_not():
     try:
         length = RunLength(warmup=0, min_requests=1, min_duration_s=1.6)
         quiet = measure(Burner.make(), SetupContext(), length).telemetry
-        rival = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import time\nend = time.time() + 30\nwhile time.time() < end: pass",
-            ],
-            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+        # Another job, not a child of this one (the run's children are the run's): started
+        # by a shell that exits, so it belongs to no one here.
+        spin = (
+            f"import os, time\nos.sched_setaffinity(0, {{{cpu}}})\n"
+            "end = time.time() + 30\nwhile time.time() < end: pass"
         )
+        launched = subprocess.run(
+            ["sh", "-c", '"$0" -c "$1" >/dev/null 2>&1 & echo $!', sys.executable, spin],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rival = int(launched.stdout.split()[0])
         try:
             busy = measure(Burner.make(), SetupContext(), length).telemetry
         finally:
-            rival.kill()
-            rival.wait()
+            os.kill(rival, signal.SIGKILL)
     finally:
         os.sched_setaffinity(0, before)
 
@@ -466,3 +472,49 @@ def test_a_competing_busy_process_is_flagged_and_a_quiet_control_is_not():
     # the run's own burning must not be taken for another process's.
     assert share(busy) > share(quiet) + 0.2
     assert share(quiet, "run") > 0.3
+
+
+def test_the_run_s_own_children_are_the_run_s_load_not_others():
+    import itertools
+    import subprocess
+    import sys
+
+    from harness.measure.sampler import run_cpu_ns
+
+    before = run_cpu_ns()
+    spin = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    child = subprocess.Popen([sys.executable, "-c", spin])
+    readings = [before]
+    try:
+        deadline = time.monotonic() + 20
+        while child.poll() is None and time.monotonic() < deadline:
+            readings.append(run_cpu_ns())  # counted while it runs
+            time.sleep(0.02)
+        child.wait(timeout=20)
+    finally:
+        child.kill()
+    readings.append(run_cpu_ns())
+    # Once it ended and was waited for, its time stays counted (the kernel keeps it), and
+    # the count never drops as the child moves from live to ended (1 ms of rounding aside).
+    assert readings[-1] - before >= 0.3e9
+    assert min(b - a for a, b in itertools.pairwise(readings)) > -1e6
+
+
+def test_other_processes_share_weighs_each_sample_by_the_time_it_covers():
+    from harness.analysis.validity import other_processes
+
+    def sample(t, others, window):
+        return [
+            (t, "load", "others", "cpu_share", others, "fraction"),
+            (t, "load", "run", "cpu_share", 0.5, "fraction"),
+            (t, "load", "window", "wall_time", window, "s"),
+        ]
+
+    columns = ["t_ns", "source", "device", "metric", "value", "unit"]
+    rows = sample(1, 0.0, 9.0) + sample(2, 1.0, 1.0)  # busy for one second of ten
+    telemetry = pd.DataFrame(rows, columns=columns).assign(replicate=0)
+    notes, problems = other_processes(telemetry)
+    assert problems == [] and "other processes used 10%" in notes[0]
+    # A set kept before windows were: every sample alike, 50% and saturated.
+    older = telemetry[telemetry["device"] != "window"]
+    assert "used 50%" in other_processes(older)[1][0]

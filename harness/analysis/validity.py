@@ -239,11 +239,18 @@ def other_processes(telemetry: pd.DataFrame | None) -> tuple[list[str], list[str
     """(notes, problems) on other processes' use of the run's CPUs, per replicate's mean."""
     if telemetry is None or telemetry.empty or "load" not in set(telemetry["source"]):
         return [], []
-    load = telemetry[(telemetry["source"] == "load") & (telemetry["metric"] == "cpu_share")]
-    by = ["replicate", "device"] if "replicate" in load else ["device"]
-    means = load.groupby(by)["value"].mean().unstack("device")
-    if "others" not in means:
+    load = telemetry[telemetry["source"] == "load"]
+    by = ["replicate", "t_ns"] if "replicate" in load else ["t_ns"]
+    wide = load.pivot_table(index=by, columns="device", values="value", aggfunc="first")
+    if "others" not in wide:
         return [], []
+    # Each sample weighed by the time it covers (sets from before windows were kept: alike).
+    window = wide["window"] if "window" in wide else pd.Series(1.0, index=wide.index)
+    weighed = wide[["others", "run"] if "run" in wide else ["others"]].mul(window, axis=0)
+    group = weighed.index.get_level_values("replicate") if "replicate" in load else None
+    totals = weighed.groupby(group).sum() if group is not None else weighed.sum().to_frame().T
+    spans = window.groupby(group).sum() if group is not None else pd.Series([window.sum()])
+    means = totals.div(spans.to_numpy(), axis=0)
     worst = means.loc[means["others"].idxmax()]
     others, run = float(worst["others"]), float(worst.get("run", 0.0))
     said = (

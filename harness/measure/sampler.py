@@ -94,15 +94,17 @@ def load_sources(
     *,
     cpus: Sequence[int] | None = None,
     wall: Callable[[], float] = time.monotonic,
-    own: Callable[[], int] = time.process_time_ns,
+    own: Callable[[], int] | None = None,
 ) -> list[Source]:
     """How busy the CPUs this process may run on were with other processes' work, and with
-    this run's: per sample, each as a share of those CPUs' time since the sample before.
+    this run's: per sample, each as a share of those CPUs' time since the sample before, and
+    how long that was (``window``, so a reader weighs samples by the time they cover).
 
     The kernel's busy time on those CPUs (user, nice, system, irq, softirq from ``/proc/stat``;
-    steal is the hypervisor's and counted apart) less this process's own CPU time is what
-    other processes took from them.
+    steal is the hypervisor's and counted apart) less the run's own CPU time (``own``: this
+    process's and its children's, see :func:`run_cpu_ns`) is what other processes took.
     """
+    own = own or run_cpu_ns
     cpus = list(cpus) if cpus is not None else _allowed_cpus()
     hertz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     if _busy_ticks(root, cpus) is None:
@@ -131,9 +133,31 @@ def load_sources(
         return [
             ("load", "others", "cpu_share", "fraction", others),
             ("load", "run", "cpu_share", "fraction", min(ours / capacity, 1.0)),
+            ("load", "window", "wall_time", "s", now[1] - w0),
         ]
 
     return [Source("other processes", read)]
+
+
+def run_cpu_ns() -> int:
+    """CPU time used so far by this process and its children (a tool server a workload
+    started, a worker), live or ended: none of it is another process's load."""
+    import psutil
+
+    total = time.process_time_ns()
+    ended = os.times()  # children waited for: the kernel keeps their time
+    total += int((ended.children_user + ended.children_system) * 1e9)
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return total
+    for child in children:
+        try:
+            used = child.cpu_times()
+        except psutil.Error:  # ended since it was listed
+            continue
+        total += int((used.user + used.system) * 1e9)
+    return total
 
 
 def _allowed_cpus() -> list[int]:
