@@ -202,7 +202,20 @@ def test_noise_far_above_the_threshold_is_a_problem_and_a_costly_probe_a_note():
     noisy = Percentiles.of(pd.Series([1.0, 1.0, 3.0, 9.0] * 200).to_numpy())
     judged = verdict(result_set(diamond(c_end=30)), noisy, 1.0)
     (said,) = [p for p in judged.problems if p.startswith("very noisy")]
-    assert "no other load was seen" in said and said not in judged.busy  # not blamed on load
+    assert "load was not recorded" in said and said not in judged.busy  # not blamed on load
+    quiet = pd.DataFrame(
+        [(1, "load", "others", "cpu_share", 0.01, "fraction", 0)],
+        columns=["t_ns", "source", "device", "metric", "value", "unit", "replicate"],
+    )
+    calm = result_set(diamond(c_end=30))
+    calm = ResultSet.of(calm.manifest, calm.intervals, calm.requests, quiet)
+    (said,) = [p for p in verdict(calm, noisy, 1.0).problems if p.startswith("very noisy")]
+    assert "no other load was seen" in said
+    busy = quiet.assign(value=0.5)
+    loaded = ResultSet.of(calm.manifest, calm.intervals, calm.requests, busy)
+    assert any(p.startswith("very noisy") for p in verdict(loaded, noisy, 1.0).busy)
+    few = Percentiles.of(np.array([1.0, 1.0, 3.0, 9.0] * 4))  # 16 requests: a note
+    assert not any(p.startswith("very noisy") for p in verdict(calm, few, 1.0).problems)
     costly = result_set(diamond(c_end=30))
     facts = replace(costly.manifest.replicates[0], probe_cost_ns=1e8)  # 0.1 s a probe
     costly = ResultSet.of(

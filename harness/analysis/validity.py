@@ -150,11 +150,16 @@ def verdict(
             f"very noisy: IQR/median of end-to-end latency is {e2e.iqr_over_median:.2f}, "
             f"{e2e.iqr_over_median / NOISE_THRESHOLD:.0f}x the {NOISE_THRESHOLD:g} threshold"
         )
-        # Blamed on the machine's load only where its telemetry saw load.
-        if said or trouble or steal > STEAL_WARN_FRACTION:
+        # Blamed on the machine's load only where its telemetry saw load; over a handful of
+        # requests the spread itself is too rough to judge a set by.
+        if e2e.n < PERCENTILE_FLOORS[90]:
+            notes.append(f"{noise}, over only {e2e.n} requests")
+        elif said or trouble or steal > STEAL_WARN_FRACTION:
             busy.append(noise)
-        else:
+        elif _load_known(result.telemetry):
             problems.append(f"{noise}; no other load was seen: the spread is the run's own")
+        else:
+            problems.append(f"{noise}; the machine's load was not recorded")
     elif e2e.noisy:
         notes.append(f"noisy: IQR/median of end-to-end latency is {e2e.iqr_over_median:.2f}")
     busy += _replicates_disagree(result)
@@ -235,9 +240,13 @@ def _median_interval(values: np.ndarray) -> tuple[float, float]:
     return float(ranked[low]), float(ranked[high])
 
 
+def _load_known(telemetry: pd.DataFrame | None) -> bool:
+    return telemetry is not None and not telemetry.empty and "load" in set(telemetry["source"])
+
+
 def other_processes(telemetry: pd.DataFrame | None) -> tuple[list[str], list[str]]:
     """(notes, problems) on other processes' use of the run's CPUs, per replicate's mean."""
-    if telemetry is None or telemetry.empty or "load" not in set(telemetry["source"]):
+    if telemetry is None or not _load_known(telemetry):
         return [], []
     load = telemetry[telemetry["source"] == "load"]
     by = ["replicate", "t_ns"] if "replicate" in load else ["t_ns"]
