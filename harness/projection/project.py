@@ -226,7 +226,9 @@ def project(result: ResultSet, claim: Claim, sample_size: int = REPLAY_SAMPLE) -
         replay_identity_error=percentile(np.abs(identity - measured) / measured, weights, 50),
         side_by_side=sample.side_by_side,
         replayed=len(sample.rows),
-        sampling_error=sampling_error(sample, measured, scaled.ns) if sample.sampled else None,
+        sampling_error=(
+            sampling_error(sample, replayed, measured, scaled.ns) if sample.sampled else None
+        ),
     )
 
 

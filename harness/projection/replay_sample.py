@@ -5,7 +5,8 @@ whose stages ran side by side goes through the event loop, about a quarter of a 
 each: past a few thousand of them, a seeded random sample is replayed instead, each sampled
 request standing for its share of the rest. The error this makes is measured, not assumed: the
 same weights applied to the measured latency and the naive projection, both known for every
-request, say how far the sample moves p50 and p99 from the whole set's.
+request, say how far the sample moves p50 and p99 from the whole set's, and redrawing the
+sample (a bootstrap) says how far the replayed ones may move; the larger is given.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 REPLAY_SAMPLE = 4_000  # side-by-side requests replayed at most by default (0: every one)
 SEED = 0  # one fixed sample: projecting a set twice gives the same figures
 PERCENTILES = {"p50": 50.0, "p99": 99.0}
+ROUNDS = 100  # bootstrap redraws of the sample
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,27 @@ def percentile(values: np.ndarray, weights: np.ndarray | None, q: float) -> floa
     return float(np.interp(at, positions, np.repeat(ranked, 2)))
 
 
-def sampling_error(sample: ReplaySample, *known: np.ndarray) -> dict[str, float]:
-    """Per percentile, the most the sample's weights move it from the whole set's, over
-    quantities ``known`` for every request (relative)."""
+def sampling_error(
+    sample: ReplaySample, replayed: np.ndarray, *known: np.ndarray, rounds: int = ROUNDS
+) -> dict[str, float]:
+    """Per percentile, how far the sample may put it from every request's (relative): the
+    larger of what its weights do to quantities ``known`` for every request, and the 95%
+    bootstrap spread of the ``replayed`` percentile over redrawn samples."""
+    rng = np.random.default_rng(SEED)
+    base = sample.weights.copy()
+    base[sample.rows] = 0.0
+    each = sample.side_by_side / max(len(sample.rows), 1)
+    redrawn = []
+    for _ in range(rounds):
+        drawn = rng.choice(sample.rows, len(sample.rows), replace=True)
+        redrawn.append(base + np.bincount(drawn, minlength=len(base)) * each)
     out = {}
     for name, q in PERCENTILES.items():
         errors = [
             abs(percentile(v, sample.weights, q) / percentile(v, None, q) - 1.0) for v in known
         ]
-        out[name] = max(errors, default=0.0)
+        estimate = percentile(replayed, sample.weights, q)
+        spread = [abs(percentile(replayed, w, q) / estimate - 1.0) for w in redrawn]
+        errors.append(float(np.percentile(spread, 95)) if spread else 0.0)
+        out[name] = max(errors)
     return out

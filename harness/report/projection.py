@@ -98,9 +98,8 @@ def _sample_note(p: Projection) -> list[Text]:
         Text(
             f"replay: a seeded sample of {p.replayed:,} of the {p.side_by_side:,} requests whose "
             f"stages ran side by side, each standing for {p.side_by_side / p.replayed:.1f}"
-            f"{exact}; the same sample puts the measured and naive p50 within "
-            f"{error['p50']:.2%} and p99 within {error['p99']:.2%} of all requests' "
-            "(--replay-sample 0 replays every one)",
+            f"{exact}; measured on this set, sampling moves p50 by up to {error['p50']:.2%} "
+            f"and p99 by up to {error['p99']:.2%} (--replay-sample 0 replays every one)",
             style="dim",
         )
     ]
