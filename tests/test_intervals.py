@@ -14,6 +14,7 @@ import pytest
 from conftest import LAST_V1_SET, RAG_SET, SETS
 
 from harness.analysis.columns import split_frame, split_table
+from harness.archive import intervals
 from harness.archive.store import MANIFEST, load
 from harness.archive.tables import frame_intervals
 from harness.errors import UserError
@@ -41,7 +42,8 @@ def keys(frame: pd.DataFrame) -> set[tuple[int, int]]:
 
 
 @pytest.mark.parametrize("folder", FOLDERS)
-def test_blocks_hold_whole_requests_and_give_back_the_table(tmp_path, folder):
+def test_blocks_hold_whole_requests_and_give_back_the_table(tmp_path, folder, monkeypatch):
+    monkeypatch.setattr(intervals, "BATCH_ROWS", 7)  # batches that straddle requests and blocks
     whole = load(str(SETS / folder)).intervals
     result = load(str(regrouped(tmp_path, SETS / folder, group_rows=13)))
     rows = len(whole) // 6
@@ -55,11 +57,13 @@ def test_blocks_hold_whole_requests_and_give_back_the_table(tmp_path, folder):
         seen |= keys(block)
 
 
-def test_blocks_are_cut_where_row_groups_end_when_requests_do(tmp_path):
-    # Each of these requests records 21 intervals: groups of 42 end between requests.
-    result = load(str(regrouped(tmp_path, RAG_SET, group_rows=42)))
-    sizes = [len(b) for b in result.interval_table.blocks(rows=100)]
-    assert sizes[:-1] == [126] * (len(sizes) - 1)  # three whole groups, never a fourth read
+def test_a_table_stored_as_one_row_group_is_still_read_a_block_at_a_time(tmp_path):
+    # Sets written before the spool kept a table as one row group: it streams all the same.
+    whole = load(str(RAG_SET)).intervals
+    result = load(str(regrouped(tmp_path, RAG_SET, group_rows=10**6)))
+    blocks = list(result.interval_table.blocks(rows=50))
+    assert len(blocks) >= 4 and all(len(b) >= 50 for b in blocks[:-1])
+    assert frame_intervals(pd.concat(blocks)) == frame_intervals(whole)
 
 
 def test_requests_whose_rows_interleave_are_one_block(tmp_path):
@@ -111,3 +115,21 @@ def test_intervals_that_will_not_read_when_asked_are_one_line(tmp_path):
     (folder / manifest["tables"]["intervals"]).unlink()  # gone after the set was loaded
     with pytest.raises(UserError, match=r"table intervals-\w+\.parquet is unreadable"):
         split_table(result)
+
+
+def test_a_request_given_in_two_blocks_is_refused():
+    result = load(str(RAG_SET))
+    whole = result.intervals
+    halves = [whole.iloc[:10], whole.iloc[10:]]  # the first request cut in two
+    with pytest.raises(RuntimeError, match="more than one block"):
+        split_frame(halves, result.requests, result.manifest.stages)
+
+
+def test_a_request_without_its_request_interval_is_left_out_not_a_crash():
+    result = load(str(RAG_SET))
+    whole = result.intervals
+    first = (whole["request"] == 0) & (whole["replicate"] == 0)
+    broken = whole[~(first & (whole["kind"] == Kind.REQUEST.value))]
+    table = split_frame(broken, result.requests, result.manifest.stages)
+    kept = set(zip(table.requests["replicate"], table.requests["request"], strict=True))
+    assert (0, 0) not in kept and len(kept) == int(result.requests["ok"].sum()) - 1

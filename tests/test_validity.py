@@ -185,6 +185,15 @@ def test_replicates_that_disagree_are_a_problem_and_agreeing_ones_are_not():
     assert not any("disagree" in p for p in judged.problems)
 
 
+def test_a_replicate_of_a_few_requests_is_too_few_to_disagree():
+    latency = np.r_[np.full(200, 0.05), [0.5, 0.5, 0.5]]  # an interrupted replicate of three
+    requests = pd.DataFrame({"request": np.arange(203), "ok": True, "latency_s": latency})
+    requests["replicate"] = np.r_[np.zeros(200, int), np.ones(3, int)]
+    result = result_set(diamond(c_end=30))
+    judged = verdict(ResultSet.of(result.manifest, result.intervals, requests), E2E, 1.0)
+    assert not any("disagree" in p for p in judged.problems)
+
+
 def test_of_three_replicates_the_one_off_the_others_is_named():
     rng = np.random.default_rng(0)
     latency = rng.lognormal(np.log(0.05), 0.1, 300)

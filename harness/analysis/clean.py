@@ -19,7 +19,6 @@ _ODD_KINDS = (Kind.BRANCH.value, Kind.SLICE.value, Kind.DEVICE.value)
 _SCHEDULING = Category.SCHEDULING.value
 _LOW = np.iinfo(np.int64).min
 _MAX_DEPTH = 64  # deeper probe nesting than this is split by the reference walk
-_STRINGS = ("kind", "stage", "category", "resource", "label")
 
 
 class Rows:
@@ -36,7 +35,7 @@ class Rows:
             return values[first : first + len(taken)] if run else values[taken]
 
         self._codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for name in _STRINGS:
+        for name in ("kind", "stage", "category", "resource", "label"):  # task: not read
             column = intervals[name]
             if isinstance(column.dtype, pd.CategoricalDtype):  # as the archive reads them
                 codes = pick(column.cat.codes.to_numpy())

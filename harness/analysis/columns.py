@@ -195,6 +195,7 @@ class _Split:
     def __init__(self, stages: tuple[Stage, ...]) -> None:
         self.stages = stages
         self.keys: list[np.ndarray] = []
+        self.seen: list[np.ndarray] = []  # every request key of the blocks so far
         self.parts: list[tuple[pd.DataFrame, ...]] = []
         self.cleaned: list[np.ndarray] = []
         self.odd: list[tuple[int, list[Interval], RequestSplit]] = []
@@ -203,8 +204,15 @@ class _Split:
     def add(self, intervals: pd.DataFrame, wanted: np.ndarray) -> None:
         """Split the wanted requests (keys) of one block of intervals."""
         every = request_keys(intervals["replicate"], intervals["request"])
-        # A successful request with no interval at all has nothing to split: it is left out.
-        keys = np.intersect1d(wanted, every)
+        here = np.unique(every)
+        if self.seen and np.isin(here, np.concatenate(self.seen)).any():
+            # Blocks hold whole requests: half of one would be split as if it were all.
+            raise RuntimeError("a request's intervals came in more than one block")
+        self.seen.append(here)
+        # A successful request with no request interval (none at all, or a corrupt table) has
+        # nothing to split from: it is left out.
+        recorded = every[(intervals["kind"] == Kind.REQUEST.value).to_numpy()]
+        keys = np.intersect1d(wanted, recorded)
         at = np.searchsorted(keys, every)
         found = at < len(keys)
         found[found] &= keys[at[found]] == every[found]

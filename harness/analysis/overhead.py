@@ -4,6 +4,7 @@ of p50, and the progress bar's and the telemetry sampler's own time."""
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,13 +38,24 @@ def probes_per_request(intervals: pd.DataFrame) -> float:
     return float(np.median(per)) if len(per) else 0.0
 
 
+_COUNTED: weakref.WeakKeyDictionary[ResultSet, float] = weakref.WeakKeyDictionary()
+
+
+def _probes_per_request(result: ResultSet) -> float:
+    """:func:`probes_per_request` of a set, read once (the summary and the verdict both ask)."""
+    if result not in _COUNTED:
+        columns = result.interval_table.frame(["kind", "replicate", "request"])
+        _COUNTED[result] = probes_per_request(columns)
+    return _COUNTED[result]
+
+
 def overhead(result: ResultSet, p50_s: float) -> Overhead | None:
     """The set's cost of measuring; None without a probe cost or a p50 to weigh it against."""
     manifest = result.manifest
     costs = [r.probe_cost_ns for r in manifest.replicates if r.probe_cost_ns]
     if not costs or not p50_s or math.isnan(p50_s):
         return None
-    per_request = probes_per_request(result.interval_table.frame(["kind", "replicate", "request"]))
+    per_request = _probes_per_request(result)
     cost_ns = float(np.median(costs))
     replicates = manifest.replicates
     measured = sum(r.measured_s for r in replicates)

@@ -39,10 +39,10 @@ def request_intervals(
         objects, mine_keys = frame_intervals(block.iloc[mine]), key[mine]
         edges = np.flatnonzero(np.diff(mine_keys)) + 1
         starts, ends = np.append(0, edges), np.append(edges, len(mine))
-        rows = wanted[np.searchsorted(key_of_row, mine_keys[starts])].tolist()
+        at_rows = wanted[np.searchsorted(key_of_row, mine_keys[starts])].tolist()
         replicates = (mine_keys[starts] >> 32).tolist()
         for lo, hi, row, replicate in zip(
-            starts.tolist(), ends.tolist(), rows, replicates, strict=True
+            starts.tolist(), ends.tolist(), at_rows, replicates, strict=True
         ):
             found.append((row, replicate, objects[lo:hi]))
     yield from sorted(found, key=lambda item: item[0])

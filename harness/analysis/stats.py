@@ -1,8 +1,9 @@
-"""The statistics every reader uses: latency percentiles with their sample floors, and one
-bootstrap of a ratio of medians."""
+"""The statistics every reader uses: latency percentiles with their sample floors, and the
+bootstrap (of a ratio of medians, and its draws for other statistics)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,14 @@ def median_ratio(numerator: np.ndarray, denominator: np.ndarray) -> float:
     if len(numerator) == 0 or len(denominator) == 0:
         return float("nan")
     return float(np.median(numerator) / np.median(denominator))
+
+
+def redraws(n: int, rounds: int = MIN_ROUNDS, seed: int = 0) -> Iterator[np.ndarray]:
+    """The bootstrap's draws, a round at a time: ``n`` indices of ``n`` things, with
+    replacement, for a statistic that cannot be taken over many rounds at once."""
+    rng = np.random.default_rng(seed)
+    for _ in range(rounds if n else 0):
+        yield rng.integers(0, n, size=n)
 
 
 def bootstrap_ratio(

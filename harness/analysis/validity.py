@@ -235,6 +235,8 @@ def _median_interval(values: np.ndarray) -> tuple[float, float]:
     (the binomial's normal approximation)."""
     ranked = np.sort(values)
     n = len(ranked)
+    if n < 6:  # the chance all of five fall on one side of the median is over 5%: no interval
+        return -math.inf, math.inf
     half = 1.96 * math.sqrt(n) / 2
     low, high = max(math.floor(n / 2 - half), 0), min(math.ceil(n / 2 + half), n - 1)
     return float(ranked[low]), float(ranked[high])

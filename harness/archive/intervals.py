@@ -10,7 +10,6 @@ test, one replicate's slice) answers the same questions from its DataFrame.
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO
 
@@ -23,6 +22,7 @@ from harness.archive.tables import INTERVAL_STRINGS, request_keys
 from harness.errors import UserError
 
 BLOCK_ROWS = 131_072  # intervals a block holds at least (about 10 MB), unless the set is smaller
+BATCH_ROWS = 32_768  # intervals read from the file at once
 Columns = Sequence[str] | None  # None: every column
 
 
@@ -73,8 +73,6 @@ class StoredIntervals(Intervals):
             meta = pq.ParquetFile(handle).metadata
         self._stored = list(meta.schema.to_arrow_schema().names)
         self._rows = meta.num_rows
-        ends = np.cumsum([meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
-        self._group_ends = ends.astype(np.int64)
 
     @functools.cached_property
     def columns(self) -> list[str]:
@@ -98,40 +96,36 @@ class StoredIntervals(Intervals):
     def of_kinds(self, kinds: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
         if "_whole" in self.__dict__:
             return super().of_kinds(kinds, columns)
-        # A few row groups at a time, each filtered before the next is read.
-        kept, groups, rows = [], [], 0
-        sizes = np.diff(self._group_ends, prepend=0).tolist()
-        for group, size in enumerate(sizes):
-            groups.append(group)
-            rows += size
-            if rows >= BLOCK_ROWS:
-                kept.append(self._kinds(kinds, columns, groups))
-                groups, rows = [], 0
-        if groups or not kept:
-            kept.append(self._kinds(kinds, columns, groups))
+        # A batch at a time, each filtered before the next is read.
+        kept = [
+            batch.loc[batch["kind"].isin(kinds), list(columns)]
+            for batch in self._batches(_with_kind(columns))
+        ]
         return pd.concat(kept, ignore_index=True)
-
-    def _kinds(
-        self, kinds: Sequence[str], columns: Sequence[str], groups: list[int]
-    ) -> pd.DataFrame:
-        frame = self._read(_with_kind(columns), groups)
-        return frame.loc[frame["kind"].isin(kinds), list(columns)]
 
     def blocks(self, columns: Columns = None, rows: int = BLOCK_ROWS) -> Iterator[pd.DataFrame]:
         cuts = self._cuts(rows)
         if cuts is None:  # small, or a request's rows not together: the table is one block
             yield self.frame(columns)
             return
-        starts = np.concatenate([[0], self._group_ends[:-1]])
-        for lo, hi in itertools.pairwise(cuts.tolist()):
-            groups = np.flatnonzero((starts < hi) & (self._group_ends > lo))
-            block = self._read(columns, groups.tolist())
-            first = int(starts[groups[0]])
-            yield block.iloc[lo - first : hi - first].reset_index(drop=True)
+        # The file streamed in batches (a row group of any size is read a batch at a time);
+        # rows past a cut wait for the next block.
+        pending: list[pd.DataFrame] = []
+        held, at = 0, 0  # rows pending; where the pending rows begin in the table
+        batches = self._batches(columns)
+        for cut in cuts[1:].tolist():
+            while held < cut - at:
+                batch = next(batches)
+                pending.append(batch)
+                held += len(batch)
+            joined = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+            yield joined.iloc[: cut - at].reset_index(drop=True)
+            rest = joined.iloc[cut - at :].reset_index(drop=True)
+            pending, held, at = ([rest] if len(rest) else []), len(rest), cut
 
     def _cuts(self, rows: int) -> np.ndarray | None:
         """Where blocks begin and end (row positions), each at least ``rows`` long and cut
-        between requests, preferring the ends of row groups (each row group is read whole)."""
+        between requests; None when the table is one block."""
         if self._rows <= rows:
             return None
         keys = self._read(["replicate", "request"], None)
@@ -142,14 +136,22 @@ class StoredIntervals(Intervals):
         between = np.append(changes, self._rows)
         cuts = [0]
         while cuts[-1] < self._rows:
-            # The first request boundary past ``rows``; if its row group ends on one too, the
-            # rest of that group comes along (it is read whole either way).
             at = min(int(np.searchsorted(between, cuts[-1] + rows)), len(between) - 1)
-            cut = int(between[at])
-            group_end = int(self._group_ends[np.searchsorted(self._group_ends, cut)])
-            ends_a_request = between[np.searchsorted(between, group_end)] == group_end
-            cuts.append(group_end if ends_a_request else cut)
+            cuts.append(int(between[at]))
         return np.array(cuts, np.int64)
+
+    def _batches(self, columns: Columns) -> Iterator[pd.DataFrame]:
+        """The table in order, a batch of rows at a time, strings as categories, migrated."""
+        wanted = None if columns is None else [c for c in columns if c in self._stored]
+        strings = [c for c in INTERVAL_STRINGS if wanted is None or c in wanted]
+        try:
+            with self._open() as handle:
+                source = pq.ParquetFile(handle, read_dictionary=strings or None)
+                for batch in source.iter_batches(BATCH_ROWS, columns=wanted, use_threads=False):
+                    frame = self._migrate(batch.to_pandas())
+                    yield frame if columns is None else frame[list(columns)]
+        except Exception as exc:  # read when asked, long after load: still one clear line
+            raise UserError(f"{self._where} is unreadable") from exc
 
     def _read(self, columns: Columns, groups: list[int] | None) -> pd.DataFrame:
         wanted = None if columns is None else [c for c in columns if c in self._stored]

@@ -31,7 +31,7 @@ from harness.archive.codec import DecodeError, from_dict, to_dict
 from harness.archive.intervals import Intervals, StoredIntervals, read_parquet
 from harness.archive.migrations import Tables, check_projection, migrate_manifest, migrate_tables
 from harness.archive.schema import SCHEMA_VERSION, KeptProjection, Manifest
-from harness.archive.tables import Spooled, problem
+from harness.archive.tables import ROW_GROUP_ROWS, Spooled, problem
 from harness.errors import UserError
 from harness.workload import topological_order
 
@@ -42,7 +42,8 @@ ENV_VAR = "GAPBENCH_RESULTS"
 
 @dataclass(frozen=True, eq=False)
 class ResultSet:
-    """An archived result set as a library user gets it: the manifest and pandas DataFrames.
+    """An archived result set as a library user gets it: the manifest, its intervals (read in
+    parts as readers ask) and its other tables as pandas DataFrames.
 
     Compared by identity: statistics computed from a loaded set are kept per object."""
 
@@ -50,6 +51,10 @@ class ResultSet:
     interval_table: Intervals  # read in parts as asked (``intervals`` reads it whole)
     requests: pd.DataFrame
     telemetry: pd.DataFrame | None = None  # samples taken while requests were timed
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.interval_table, Intervals):  # a DataFrame: ResultSet.of wraps it
+            raise TypeError("a ResultSet's intervals are an Intervals; build one with .of()")
 
     @classmethod
     def of(
@@ -380,7 +385,8 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     """A table as Parquet bytes (see :func:`_versioned`)."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     buffer = io.BytesIO()
-    pq.write_table(table.replace_schema_metadata(_versioned(table.schema).metadata), buffer)
+    versioned = table.replace_schema_metadata(_versioned(table.schema).metadata)
+    pq.write_table(versioned, buffer, row_group_size=ROW_GROUP_ROWS)
     return buffer.getvalue()
 
 

@@ -21,6 +21,9 @@ INTERVAL_STRINGS = ("kind", "stage", "category", "resource", "label", "task")
 INTERVAL_SCHEMA = pa.schema(
     [(name, pa.string() if name in INTERVAL_STRINGS else pa.int64()) for name in INTERVAL_COLUMNS]
 )
+# Rows a stored table's row group holds (about 1 MB of Arrow buffers): the spool writes a block
+# this big every few thousand requests, and a reader can take a table a group at a time.
+ROW_GROUP_ROWS = 16_384
 REQUEST_COLUMNS = [
     "request",
     "ok",

@@ -52,10 +52,6 @@ class ProcessResult:
     # The folder ``intervals`` lies in when no caller gave one: removed with this result.
     scratch: tempfile.TemporaryDirectory | None = field(default=None, repr=False, compare=False)
 
-    def interval_frame(self) -> pd.DataFrame:
-        """The intervals read whole, as the stored table is but without ``replicate``."""
-        return pd.read_parquet(self.intervals)
-
 
 def _steal(before: CpuTimes | None, after: CpuTimes | None) -> float | None:
     """Share of the machine's CPU time the hypervisor gave to others while we measured."""

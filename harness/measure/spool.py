@@ -14,17 +14,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.archive.tables import INTERVAL_SCHEMA
+from harness.archive.tables import INTERVAL_SCHEMA, ROW_GROUP_ROWS
 from harness.record.probes import Recorder
-
-BLOCK_ROWS = 16_384  # about 1 MB of Arrow buffers: a write every few thousand requests
 
 
 class IntervalSpool:
     """Collects the intervals of many requests, a block at a time, in the Parquet file ``path``
     (which its caller removes)."""
 
-    def __init__(self, path: Path, block_rows: int = BLOCK_ROWS) -> None:
+    def __init__(self, path: Path, block_rows: int = ROW_GROUP_ROWS) -> None:
         self.path, self.block_rows = path, block_rows
         self._pending: list[tuple] = []
         # Opened at once: a run that recorded nothing still leaves a readable, empty table.

@@ -26,8 +26,8 @@ from harness.archive.store import ResultSet
 from harness.errors import UserError
 from harness.projection.claims import Claim
 from harness.projection.replay import replay
-from harness.projection.replay_sample import PERCENTILES as QUANTILES
 from harness.projection.replay_sample import (
+    PERCENTILES,
     REPLAY_SAMPLE,
     ReplaySample,
     choose,
@@ -39,7 +39,6 @@ from harness.projection.sentences import headline
 
 MODELS = ("naive", "replay")
 IDENTITY_WARN = 0.01  # replaying a set unchanged should give back its latency
-PERCENTILES = tuple(QUANTILES)  # "p50", "p99"
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ class Projection:
     replay: dict[str, Estimate]
     replay_identity_error: float  # replay without a claim against the recorded latency, median
     side_by_side: int = 0  # requests whose stages ran side by side
-    replayed: int = 0  # of those, how many the event loop replayed (the rest: a sample)
+    replayed: int = 0  # of those, how many the event loop replayed (all, or a sample)
     sampling_error: dict[str, float] | None = None  # per percentile, what the sample moves
 
     def speedup(self, model: str, pct: str = "p50") -> float:
@@ -202,8 +201,8 @@ def project(result: ResultSet, claim: Claim, sample_size: int = REPLAY_SAMPLE) -
     base = _replay_base(result, sample_size)
     sample = base.sample
     replayed, identity = scaled.ns.copy(), measured.copy()
-    identity[sample.rows] = base.identity
-    for row, model in zip(sample.rows.tolist(), base.models, strict=True):
+    identity[base.rows] = base.identity
+    for row, model in zip(base.rows.tolist(), base.models, strict=True):
         replayed[row], _ = replay(model, factor, claim.threads, claimed)
     weights = sample.weights if sample.sampled else None
     replicate_of = table.requests["replicate"].to_numpy()
@@ -238,6 +237,7 @@ class _ReplayBase:
     replayed without a claim (the model's check against what was recorded)."""
 
     sample: ReplaySample
+    rows: np.ndarray  # the rows replayed, each with its model
     models: list[Model]
     identity: np.ndarray  # per replayed row, ns
 
@@ -249,10 +249,13 @@ def _replay_base(result: ResultSet, size: int) -> _ReplayBase:
     kept = _BASES.setdefault(result, {})
     if size not in kept:
         table = split_table(result)
-        sample = choose(np.flatnonzero(~table.sequential()), len(table), size)
-        models = [model for _, model in request_models(result, sample.rows)]
+        replicate_of = table.requests["replicate"].to_numpy()
+        sample = choose(np.flatnonzero(~table.sequential()), len(table), size, replicate_of)
+        built = list(request_models(result, sample.rows))
+        rows = np.array([row for row, _ in built], np.int64)
+        models = [model for _, model in built]
         identity = np.array([replay(model)[0] for model in models], float)
-        kept[size] = _ReplayBase(sample, models, identity)
+        kept[size] = _ReplayBase(sample, rows, models, identity)
     return kept[size]
 
 
@@ -262,7 +265,7 @@ def _estimates(
     """p50 and p99 over all requests (each counted ``weights`` times when a sample stands for
     the rest), with their range over replicates when there are several."""
     out = {}
-    for name, q in QUANTILES.items():
+    for name, q in PERCENTILES.items():
         value = percentile(ns, weights, q) / 1e6
         per = []
         for r in sorted(set(replicate_of.tolist())):

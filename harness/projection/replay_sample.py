@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.analysis.stats import MIN_ROUNDS, redraws
+
 REPLAY_SAMPLE = 4_000  # side-by-side requests replayed at most by default (0: every one)
 SEED = 0  # one fixed sample: projecting a set twice gives the same figures
 PERCENTILES = {"p50": 50.0, "p99": 99.0}
-ROUNDS = 100  # bootstrap redraws of the sample
 
 
 @dataclass(frozen=True)
@@ -34,16 +35,31 @@ class ReplaySample:
         return len(self.rows) < self.side_by_side
 
 
-def choose(side_by_side: np.ndarray, rows: int, size: int = REPLAY_SAMPLE) -> ReplaySample:
-    """Every row of ``side_by_side`` (of a table of ``rows``), or a seeded sample of ``size``
-    of them when there are more (``size`` 0: every one)."""
+def choose(
+    side_by_side: np.ndarray,
+    rows: int,
+    size: int = REPLAY_SAMPLE,
+    replicate_of: np.ndarray | None = None,
+) -> ReplaySample:
+    """Every row of ``side_by_side`` (of a table of ``rows``), or a seeded sample of about
+    ``size`` of them when there are more (``size`` 0: every one): drawn from each replicate
+    (``replicate_of``, per row) in proportion, at least one from each, so every replicate's
+    own percentiles stay defined."""
     weights = np.ones(rows)
+    side_by_side = np.sort(side_by_side)
     if size <= 0 or len(side_by_side) <= size:
-        return ReplaySample(np.sort(side_by_side), weights, len(side_by_side))
-    picked = np.sort(np.random.default_rng(SEED).choice(side_by_side, size, replace=False))
+        return ReplaySample(side_by_side, weights, len(side_by_side))
+    rng = np.random.default_rng(SEED)
+    groups = replicate_of[side_by_side] if replicate_of is not None else np.zeros(len(side_by_side))
+    picked = []
     weights[side_by_side] = 0.0
-    weights[picked] = len(side_by_side) / size
-    return ReplaySample(picked, weights, len(side_by_side))
+    for group in np.unique(groups):
+        mine = side_by_side[groups == group]
+        take = min(max(round(size * len(mine) / len(side_by_side)), 1), len(mine))
+        drawn = rng.choice(mine, take, replace=False)
+        weights[drawn] = len(mine) / take
+        picked.append(drawn)
+    return ReplaySample(np.sort(np.concatenate(picked)), weights, len(side_by_side))
 
 
 def percentile(values: np.ndarray, weights: np.ndarray | None, q: float) -> float:
@@ -51,9 +67,15 @@ def percentile(values: np.ndarray, weights: np.ndarray | None, q: float) -> floa
     (linear) percentile of the values repeated so, for any weights, whole or not."""
     if weights is None:
         return float(np.percentile(values, q))
+    order = np.argsort(values, kind="stable")
+    return _sorted_percentile(values[order], weights[order], q)
+
+
+def _sorted_percentile(ranked: np.ndarray, weights: np.ndarray, q: float) -> float:
     keep = weights > 0
-    order = np.argsort(values[keep], kind="stable")
-    ranked, w = values[keep][order], weights[keep][order]
+    if not keep.any():
+        raise ValueError("a percentile of nothing: every weight is 0")
+    ranked, w = ranked[keep], weights[keep]
     # A value of weight w fills the positions [S - w, S - 1] of the repeated array (S: the
     # weights so far); between them, the linear interpolation numpy makes.
     ends = np.cumsum(w)
@@ -64,26 +86,29 @@ def percentile(values: np.ndarray, weights: np.ndarray | None, q: float) -> floa
 
 
 def sampling_error(
-    sample: ReplaySample, replayed: np.ndarray, *known: np.ndarray, rounds: int = ROUNDS
+    sample: ReplaySample, replayed: np.ndarray, *known: np.ndarray, rounds: int = MIN_ROUNDS
 ) -> dict[str, float]:
     """Per percentile, how far the sample may put it from every request's (relative): the
     larger of what its weights do to quantities ``known`` for every request, and the 95%
-    bootstrap spread of the ``replayed`` percentile over redrawn samples."""
-    rng = np.random.default_rng(SEED)
+    bootstrap spread of the ``replayed`` percentile over redrawn samples (the sampled requests
+    drawn again with replacement, each keeping its weight)."""
+    order = np.argsort(replayed, kind="stable")
+    ranked, rank = replayed[order], np.empty_like(order)
+    rank[order] = np.arange(len(order))
     base = sample.weights.copy()
     base[sample.rows] = 0.0
-    each = sample.side_by_side / max(len(sample.rows), 1)
     redrawn = []
-    for _ in range(rounds):
-        drawn = rng.choice(sample.rows, len(sample.rows), replace=True)
-        redrawn.append(base + np.bincount(drawn, minlength=len(base)) * each)
+    for drawn in redraws(len(sample.rows), rounds, SEED):
+        rows = sample.rows[drawn]
+        weights = base + np.bincount(rows, weights=sample.weights[rows], minlength=len(base))
+        redrawn.append(weights[order])
     out = {}
     for name, q in PERCENTILES.items():
         errors = [
             abs(percentile(v, sample.weights, q) / percentile(v, None, q) - 1.0) for v in known
         ]
-        estimate = percentile(replayed, sample.weights, q)
-        spread = [abs(percentile(replayed, w, q) / estimate - 1.0) for w in redrawn]
+        estimate = _sorted_percentile(ranked, sample.weights[order], q)
+        spread = [abs(_sorted_percentile(ranked, w, q) / estimate - 1.0) for w in redrawn]
         errors.append(float(np.percentile(spread, 95)) if spread else 0.0)
         out[name] = max(errors)
     return out

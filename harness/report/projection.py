@@ -64,7 +64,7 @@ def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str
                 "" if model == "measured" else f"{p.speedup(model, 'p99'):.3f}",
             )
     parts.append(table)
-    parts += _sample_note(first)
+    parts += _sample_note(made)
     keys = Table(title="which key applied to what (share of end-to-end time, critical path)")
     for name in ("claim", "key", "factor", "share", "applied to"):
         keys.add_column(name, justify="right" if name in ("factor", "share") else "left")
@@ -88,18 +88,32 @@ def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str
     return Group(*parts)
 
 
-def _sample_note(p: Projection) -> list[Text]:
-    """Say how the replay covered the set's side-by-side requests, and what sampling moved."""
-    if p.sampling_error is None:
+def _sample_note(made: Sequence[Projection]) -> list[Text]:
+    """Say how the replay covered the set's side-by-side requests, and, per claim, how far
+    sampling may have moved its replayed percentiles."""
+    sampled = [p for p in made if p.sampling_error is not None]
+    if not sampled:
         return []
-    error, rest = p.sampling_error, p.requests - p.side_by_side
+    p = sampled[0]
+    rest = p.requests - p.side_by_side
     exact = f" (the other {rest:,} replay exactly as their scaled sum)" if rest else ""
+
+    def moved(q: Projection) -> str:
+        error = q.sampling_error or {}
+        return f"p50 by up to {error['p50']:.2%} and p99 by up to {error['p99']:.2%}"
+
+    if len(sampled) == 1:
+        said = f"measured on this set, sampling moves {moved(p)}"
+    else:
+        said = "measured on this set, sampling moves " + "; ".join(
+            f"{q.claim.name}: {moved(q)}" for q in sampled
+        )
     return [
         Text(
             f"replay: a seeded sample of {p.replayed:,} of the {p.side_by_side:,} requests whose "
-            f"stages ran side by side, each standing for {p.side_by_side / p.replayed:.1f}"
-            f"{exact}; measured on this set, sampling moves p50 by up to {error['p50']:.2%} "
-            f"and p99 by up to {error['p99']:.2%} (--replay-sample 0 replays every one)",
+            f"stages ran side by side, each standing for about "
+            f"{p.side_by_side / p.replayed:.1f}{exact}; {said} (--replay-sample 0 replays every "
+            "one)",
             style="dim",
         )
     ]
@@ -140,7 +154,7 @@ def comparison(c: Comparison) -> Group:
                 f"{k.error('replay'):+.1%}",
             )
         parts.append(proj)
-        parts += _sample_note(c.projections[0])
+        parts += _sample_note(c.projections)
     if c.kept:
         kept = Table(title="projections kept beside BASE earlier, against what was delivered")
         for name in ("made", "claim", "naive", "replay", "delivered", "replay err"):
