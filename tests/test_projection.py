@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import replace
 
 import pandas as pd
@@ -19,10 +20,12 @@ from harness.projection.claims import from_arguments
 from harness.projection.project import project
 from harness.projection.replay import replay
 from harness.projection.request_model import build, steps
+from harness.record.probes import Interval
 from harness.words import QUEUE_WAIT, Kind
 from harness.workload import Stage
 
 ONE = (Stage("s", "inference"),)
+LATE = 86_400 * 10**9 + 7  # a day and 7 ns, in ns
 DIAMOND = (
     Stage("a", "ingress"),
     Stage("b", "retrieval", after=("a",)),
@@ -218,6 +221,36 @@ def test_fan_out_replay_without_a_claim_is_the_recording(a_end, b_end, cores, fa
     faster, _ = replay(model, lambda stage, label, category, resource: max(factor, 1.0))
     assert faster <= latency + 1e-6
     assert faster >= latency / max(factor, 1.0) - 1e-6
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 2000), st.integers(1, 2000), st.integers(1, 3), FACTORS)
+def test_a_replay_is_the_same_whenever_the_request_arrived(a_end, b_end, threads, factor):
+    # A day of uptime puts perf_counter near 1e14 ns, where a float steps in 0.016 ns: a
+    # replay on that clock could never finish a step's last fraction of a nanosecond.
+    def shifted(iv: Interval) -> Interval:
+        return replace(iv, start_ns=iv.start_ns + LATE, end_ns=iv.end_ns + LATE)
+
+    def stalled(signum, frame):
+        raise TimeoutError("the replay's clock stopped advancing")
+
+    signal.signal(signal.SIGALRM, stalled)
+    signal.alarm(10)  # a stall is a failure, not a hang
+    try:
+        _same_replay_early_and_late(a_end, b_end, threads, factor, shifted)
+    finally:
+        signal.alarm(0)
+
+
+def _same_replay_early_and_late(a_end, b_end, threads, factor, shifted):
+    ivs = fan_out(a_end, b_end)
+    scale = lambda stage, label, category, resource: factor  # noqa: E731
+    early = replay(build(ivs, ONE, cores=1, stage_threads={"s": threads}), scale)
+    model = build([shifted(iv) for iv in ivs], ONE, cores=1, stage_threads={"s": threads})
+    late = replay(model, scale)
+    assert late[0] == early[0]  # to the last bit: the clock runs from the arrival
+    for stage, end in late[1].items():  # stage ends are given on the recording's clock
+        assert end - LATE == pytest.approx(early[1][stage], abs=0.05)
 
 
 def test_gathered_asyncio_tasks_on_one_thread_are_lanes_of_their_own():

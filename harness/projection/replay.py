@@ -56,7 +56,9 @@ def replay(
             return float(min(max(threads, 1), cores))
         return step.demand
 
-    now = float(model.arrival_ns)
+    # A clock from the request's arrival: an absolute one (1e13 ns after a day of uptime)
+    # steps in 0.002 ns, too coarse to finish a step's last fraction of a nanosecond.
+    now, arrival = 0.0, model.arrival_ns
     ends: dict[str, float] = {}
     fixed: list[tuple[float, Callable[[float], None]]] = []  # (when, then)
     active: dict[int, tuple[Step, float, _Run]] = {}  # id -> (step, work left, its run)
@@ -142,7 +144,7 @@ def replay(
             if node.name in started or any(a not in ends for a in node.after):
                 continue
             started.add(node.name)
-            ready = max((ends[a] for a in node.after), default=float(model.arrival_ns))
+            ready = max((ends[a] for a in node.after), default=0.0)
             run = _Run(node.timeline, stage_done(node.name))
             fixed.append((max(ready, at) + node.delay_ns, partial(advance, run)))
 
@@ -160,7 +162,10 @@ def replay(
         finished = []
         for key, (step, left, run) in list(active.items()):
             left -= elapsed * rates[key]
-            if left <= 1e-6 * max(step.work, 1.0):
+            # Done, or what is left is below what the clock can still add (rounding).
+            if left <= 1e-6 * max(step.work, 1.0) or (
+                rates[key] > 0 and now + left / rates[key] <= now
+            ):
                 finished.append(key)
             else:
                 active[key] = (step, left, run)
@@ -172,8 +177,7 @@ def replay(
             advance(run, now)
         for _, then in due:
             then(now)
-    sink = max(ends.values(), default=float(model.arrival_ns))
-    return sink - model.arrival_ns, ends
+    return max(ends.values(), default=0.0), {name: arrival + t for name, t in ends.items()}
 
 
 def _rates(
