@@ -120,7 +120,7 @@ def test_a_sample_at_least_as_big_as_the_set_projects_as_every_request():
     assert project(result, claim, sample_size=160) == project(result, claim, sample_size=0)
 
 
-@pytest.mark.parametrize("value", ["-1", "10000001", "two"])
+@pytest.mark.parametrize("value", ["-1", "5", "10000001", "two"])
 def test_a_replay_sample_out_of_range_is_one_line(tmp_path, capsys, value):
     given = ["nothing", "--speedup", "compute=2", "--replay-sample", value]
     code = main(["project", *given, "--results", str(tmp_path)])

@@ -115,6 +115,18 @@ def _broken(tmp_path: Path, change) -> str:
         (lambda m: m.update(id="20260101T000000Z-x-rag-0"), "holds result set 20260101T000000Z"),
         (lambda m: m.update(schema_version=99), "newer than this gapbench understands"),
         (lambda m: m.pop("schema_version"), "has no integer schema_version"),
+        (
+            lambda m: m["fingerprint"].update(schema_version=2, usable_cores=float("nan")),
+            "fingerprint.usable_cores: nan is not a positive count",
+        ),
+        (
+            lambda m: m["fingerprint"].update(schema_version=2, usable_cores=-2),
+            "fingerprint.usable_cores: -2",
+        ),
+        (
+            lambda m: m["config"]["execution"].update(threads=0),
+            "config.execution.threads: 0 is not a positive count",
+        ),
     ],
 )
 def test_a_broken_manifest_is_one_line_and_exit_2(tmp_path, capsys, change, message):

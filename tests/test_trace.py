@@ -428,3 +428,26 @@ def test_device_work_gets_stream_tracks_and_hangs_under_its_probe(tmp_path):
 def _spans_of(result: ResultSet, path) -> list[dict]:
     write_otel(result, path)
     return _spans(path)
+
+
+@pytest.mark.parametrize("target", ["manifest.json", "intervals", "new.json"])
+def test_a_trace_is_never_written_inside_the_archive(tmp_path, capsys, target):
+    import shutil
+
+    from conftest import RAG_SET
+
+    from harness.cli import main
+
+    archive = tmp_path / "results"
+    folder = archive / RAG_SET.name
+    shutil.copytree(RAG_SET, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    if target == "intervals":
+        target = next(name for name in before if name.startswith("intervals-"))
+    code = main(
+        ["trace", RAG_SET.name, "-o", str(folder / target), "--force", "--results", str(archive)]
+    )
+    assert code == 2 and "inside the archive" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    assert main(["trace", RAG_SET.name, "-o", str(tmp_path), "--results", str(archive)]) == 2
+    assert "is a folder" in capsys.readouterr().err

@@ -145,6 +145,7 @@ def verdict(
             notes.append(sampling[-1])
     busy: list[str] = []
     said, trouble = other_processes(result.telemetry)
+    loaded = bool(said or trouble or steal > STEAL_WARN_FRACTION)  # the telemetry saw load
     if e2e.iqr_over_median >= VERY_NOISY:
         noise = (
             f"very noisy: IQR/median of end-to-end latency is {e2e.iqr_over_median:.2f}, "
@@ -154,7 +155,7 @@ def verdict(
         # requests the spread itself is too rough to judge a set by.
         if e2e.n < PERCENTILE_FLOORS[90]:
             notes.append(f"{noise}, over only {e2e.n} requests")
-        elif said or trouble or steal > STEAL_WARN_FRACTION:
+        elif loaded:
             busy.append(noise)
         elif _load_known(result.telemetry):
             problems.append(f"{noise}; no other load was seen: the spread is the run's own")
@@ -162,7 +163,8 @@ def verdict(
             problems.append(f"{noise}; the machine's load was not recorded")
     elif e2e.noisy:
         notes.append(f"noisy: IQR/median of end-to-end latency is {e2e.iqr_over_median:.2f}")
-    busy += _replicates_disagree(result)
+    # Blamed on the machine's load, again, only where the telemetry saw some.
+    (busy if loaded else problems).extend(_replicates_disagree(result))
     cost = overhead(result, e2e.p50)
     if cost is not None and cost.share_of_p50 >= PROBE_COST_WARN:
         notes.append(
@@ -214,17 +216,17 @@ def _replicates_disagree(result: ResultSet) -> list[str]:
             found.append((abs(math.log(ratio)), ratio, r))
     if not found:
         return []
-    shown = ", ".join(f"{float(np.median(v)) * 1e3:.4g}" for v in groups.values())
+    shown = ", ".join(f"{r}: {float(np.median(v)) * 1e3:.4g}" for r, v in groups.items())
     if len(groups) == 2:
         # Each is as far off the other: a busy machine slows a process and seldom speeds one,
         # so the slower is named.
         _, ratio, r = max(found, key=lambda f: f[1])
-        off = f"replicate {r} is {ratio:.2f}x slower than the other"
+        off = f"replicate {r} is {ratio:.3f}x slower than the other"
     else:
         _, ratio, r = max(found)
-        off = f"replicate {r} is {ratio:.2f}x the other replicates' p50"
+        off = f"replicate {r} is {ratio:.3f}x the other replicates' p50"
     return [
-        f"replicates disagree: p50 per replicate {shown} ms; {off}, beyond their 95% intervals "
+        f"replicates disagree: p50 ms by replicate {shown}; {off}, beyond their 95% intervals "
         f"and the {DISAGREE_FLOOR:.0%} floor (another job, a throttle or a placement changed "
         "the machine)"
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -138,6 +139,13 @@ class Archive:
             why = exc.strerror or type(exc).__name__
             raise UserError(f"cannot write the archive {self.location!r}: {why}") from None
         return self
+
+    def holds(self, path: str | os.PathLike) -> bool:
+        """Whether a local ``path`` lies inside this archive (where no export may write)."""
+        if not isinstance(self.fs, LocalFileSystem):
+            return False
+        root = Path(self.root).resolve()
+        return Path(path).resolve().is_relative_to(root)
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
@@ -327,6 +335,22 @@ class Archive:
             raise UserError(f"{what}: manifest.json is corrupt: {exc}") from None
 
 
+def _check_counts(corrupt: str, manifest: Manifest) -> None:
+    """Refuse cores and threads a machine cannot have: the replay divides by them."""
+    counts: list[tuple[str, float | None]] = [
+        ("fingerprint.usable_cores", manifest.fingerprint.usable_cores),
+        ("config.execution.threads", manifest.execution.threads),
+        ("config.execution.interop_threads", manifest.execution.interop_threads),
+    ]
+    for r in manifest.replicates:
+        where = f"replicates[{r.replicate}]"
+        counts += [(f"{where}.threads", r.threads), (f"{where}.interop_threads", r.interop_threads)]
+        counts += [(f"{where}.stage_threads.{k}", v) for k, v in r.stage_threads.items()]
+    for name, value in counts:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UserError(f"{corrupt}: {name}: {value} is not a positive count")
+
+
 def _migrated_intervals(frame: pd.DataFrame, written: int) -> pd.DataFrame:
     return migrate_tables({"intervals": frame}, written)["intervals"]
 
@@ -362,6 +386,7 @@ def _check(set_id: str, manifest: Manifest, tables: Tables, intervals: Intervals
     if stored - known:
         missing = ", ".join(str(r) for r in sorted(stored - known))
         raise UserError(f"{corrupt}: no facts of replicate {missing}")
+    _check_counts(corrupt, manifest)
     if not manifest.stages:
         raise UserError(f"{corrupt}: stages: none")
     try:

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from rich.console import Console
 
-from harness.errors import UserError, in_range
+from harness.errors import UserError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -88,8 +88,8 @@ def add_claims(sub: argparse.ArgumentParser) -> None:
         metavar="N",
         default=None,
         help="replay at most N of the requests whose stages ran side by side, a seeded sample "
-        "standing for the rest, its error measured and shown (default 4,000; 0: every one; "
-        "up to 10^7)",
+        "standing for the rest, its error measured and shown (default 4,000; 100 to 10^7, or "
+        "0 for every one)",
     )
 
 
@@ -99,7 +99,11 @@ def replay_sample_of(args: argparse.Namespace) -> int:
 
     if args.replay_sample is None:
         return REPLAY_SAMPLE
-    in_range("--replay-sample", args.replay_sample, 0, 10**7)
+    size = args.replay_sample
+    if size != 0 and not 100 <= size <= 10**7:  # a sample of a few would say little
+        raise UserError(
+            f"--replay-sample must be 0 (every request) or from 100 to 10^7, not {size}"
+        )
     return int(args.replay_sample)
 
 

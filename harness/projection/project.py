@@ -38,6 +38,7 @@ from harness.projection.request_model import Model, request_models
 from harness.projection.sentences import headline
 
 MODELS = ("naive", "replay")
+SAMPLING_ROUGH = 0.05  # a replayed percentile the sample may move further is marked ~
 IDENTITY_WARN = 0.01  # replaying a set unchanged should give back its latency
 
 
@@ -95,6 +96,14 @@ class Projection:
     def p99_indicative(self) -> bool:
         """Too few requests for p99 to mean much (MLPerf's floor): its figures are marked."""
         return self.requests < PERCENTILE_FLOORS[99]
+
+    def indicative(self, model: str, pct: str) -> bool:
+        """A figure to read as approximate: p99 from too few requests, or a replayed one the
+        replay's sample may have moved by more than ``SAMPLING_ROUGH``."""
+        if pct == "p99" and self.p99_indicative:
+            return True
+        moved = (self.sampling_error or {}).get(pct, 0.0)
+        return model == "replay" and moved > SAMPLING_ROUGH
 
     @property
     def model_off(self) -> bool:

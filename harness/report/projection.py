@@ -9,6 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from harness.projection.project import SAMPLING_ROUGH
 from harness.projection.sentences import headline, interval_text
 
 if TYPE_CHECKING:
@@ -52,15 +53,14 @@ def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str
         table.add_column(name, justify="left" if name in ("claim", "model") else "right")
     for p in made:
         rows = (("measured", p.measured), ("naive", p.naive), ("replay", p.replay))
-        rough = p.p99_indicative
         for i, (model, est) in enumerate(rows):
             table.add_row(
                 p.claim.name if i == 0 else "",
                 f"{p.matched_share:.1%}" if i == 0 else "",
                 model,
-                _estimate(est["p50"]),
+                _estimate(est["p50"], p.indicative(model, "p50")),
                 "" if model == "measured" else f"{p.speedup(model, 'p50'):.3f}",
-                _estimate(est["p99"], rough),
+                _estimate(est["p99"], p.indicative(model, "p99")),
                 "" if model == "measured" else f"{p.speedup(model, 'p99'):.3f}",
             )
     parts.append(table)
@@ -112,8 +112,8 @@ def _sample_note(made: Sequence[Projection]) -> list[Text]:
         Text(
             f"replay: a seeded sample of {p.replayed:,} of the {p.side_by_side:,} requests whose "
             f"stages ran side by side, each standing for about "
-            f"{p.side_by_side / p.replayed:.1f}{exact}; {said} (--replay-sample 0 replays every "
-            "one)",
+            f"{p.side_by_side / p.replayed:.1f}{exact}; {said} (~ where more than "
+            f"{SAMPLING_ROUGH:.0%}; --replay-sample 0 replays every one)",
             style="dim",
         )
     ]

@@ -257,6 +257,8 @@ def name_of(iv: Interval, workload: str = "") -> str:
 def refuse_overwrite(path: str | os.PathLike | None, overwrite: bool) -> None:
     """Refuse to replace a file that exists (a set's own manifest, an earlier trace) unless
     told to: an export must never cost what is already archived."""
+    if path is not None and Path(path).is_dir():
+        raise UserError(f"{path} is a folder: name a file")
     if path is not None and not overwrite and Path(path).exists():
         raise UserError(f"{path} exists: name another file (or --force to replace it)")
 
