@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from harness.archive.tables import INTERVAL_STRINGS, request_keys
 from harness.errors import UserError
 
-BLOCK_ROWS = 131_072  # intervals a block holds at least (about 10 MB), unless the set is smaller
+BLOCK_ROWS = 65_536  # intervals a block holds at least (about 5 MB), unless the set is smaller
 BATCH_ROWS = 32_768  # intervals read from the file at once
 Columns = Sequence[str] | None  # None: every column
 
