@@ -10,6 +10,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.params import Param
 from harness.workload import Stage, Workload, check_contract
 
 ENTRY_POINT_GROUP = "gapbench.workloads"
@@ -30,6 +31,7 @@ class Entry:
     description: str
     stages: tuple[Stage, ...]
     problem: str = ""
+    params: tuple[Param, ...] = ()
 
 
 def catalogue() -> list[Entry]:
@@ -42,7 +44,7 @@ def catalogue() -> list[Entry]:
         except UserError as exc:
             entries.append(Entry(name, ref, "", (), str(exc)))
             continue
-        entries.append(Entry(name, ref, cls.description, cls.stages))
+        entries.append(Entry(name, ref, cls.description, cls.stages, params=cls.params))
     return entries
 
 

@@ -21,6 +21,8 @@ from harness.conditions import ONE_THREAD as ONE_THREAD
 from harness.conditions import Condition as Condition
 from harness.conditions import Setting as Setting
 from harness.errors import UserError
+from harness.params import Param as Param
+from harness.params import check_declared
 from harness.record.probes import Probe, Recorder
 from harness.record.virtual import Virtual
 from harness.words import (
@@ -77,6 +79,8 @@ class SetupContext:
     seed: int = 0
     backend: str = "torch"  # what runs the model stages (a workload lists those it supports)
     providers: tuple[str, ...] = ()  # onnxruntime execution providers; () picks by device
+    # The workload's parameters (Workload.params), every one: given by the user, or its default.
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -121,6 +125,11 @@ class StageContext:
     @property
     def seed(self) -> int:
         return self.setup.seed
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """The workload's parameters, every one set (see ``Workload.params``)."""
+        return self.setup.params
 
     @property
     def on_device(self) -> bool:
@@ -253,6 +262,10 @@ class Workload:
     # made virtually faster (COZ-style) to check the projection against.
     conditions: ClassVar[tuple[Condition, ...]] = ()
     virtual_check: ClassVar[Virtual | None] = None
+    # What a user may set (`run --set NAME=VALUE`, `--params FILE.toml`); the values reach
+    # ``setup`` and every stage as ``ctx.params``, and are archived with the set, under its work
+    # or its execution as each parameter declares.
+    params: ClassVar[tuple[Param, ...]] = ()
 
     def setup(self, ctx: SetupContext) -> None:
         """Build models and data for ``ctx.device`` and ``ctx.size`` (timed as load time)."""
@@ -360,6 +373,7 @@ def check_contract(cls: type) -> type[Workload]:
                     f"workload {cls.name!r}: condition {condition.name!r} runs on "
                     f"{side.backend}, which it does not support"
                 )
+    check_declared(cls.name, cls.params)
     names = [c.name for c in cls.conditions]
     if len(set(names)) != len(names):
         raise UserError(f"workload {cls.name!r} declares a condition twice")

@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[1] / "harness"
 # lower rank only.
 RANKS = {
     "errors": 0,
-    "words": 0,  # errors, words and conditions import nothing of gapbench's
+    "words": 0,  # errors, words, conditions and params import no more than errors
     "conditions": 0,
+    "params": 0,  # a workload's parameters: errors only
     "record": 1,
     "machine": 2,
     "backends": 3,

@@ -111,6 +111,7 @@ MIGRATIONS: dict[int, Migration] = {
     2: Migration(_drop_invariants, _same_tables),
     3: Migration(_v2_settled, _same_tables),
     4: Migration(_same, _same_tables),  # new keys only, each with a default
+    5: Migration(_same, _same_tables),  # new keys only, each with a default
 }
 
 

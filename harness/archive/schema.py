@@ -20,7 +20,7 @@ from harness.machine.fingerprint import Fingerprint
 from harness.words import Layer
 from harness.workload import Stage
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 HISTORY = {
     1: "the first archived sets",
     2: "intervals gain cpu_ns, the thread CPU time read at stage and branch edges",
@@ -36,6 +36,10 @@ HISTORY = {
     5: (
         "a run length may cap its requests (max_requests), and a replicate's facts say whether "
         "it stopped there (hit_max_requests); older sets read with no cap"
+    ),
+    6: (
+        "the work and the execution config keep the values of the workload's parameters "
+        "(params), each under what it changes; older sets read with none"
     ),
 }
 PROJECTION_VERSION = 1
@@ -89,7 +93,8 @@ class Work:
     seed: int
     workload_config: dict[str, Any]
     request_stream: RequestStream
-    work_sha256: str  # the digest of all the above
+    work_sha256: str  # the digest of all the above and of params
+    params: dict[str, Any] = field(default_factory=dict)  # the values of work parameters
 
     @staticmethod
     def digest(
@@ -99,6 +104,7 @@ class Work:
         seed: int,
         workload_config: dict[str, Any],
         request_stream: RequestStream,
+        params: dict[str, Any] | None = None,
     ) -> str:
         """The digest two sets compare by: sha256 of the work's fields as sorted JSON."""
         fields = {
@@ -113,6 +119,8 @@ class Work:
                 "arrival": request_stream.arrival,
             },
         }
+        if params:  # absent rather than empty: the digests of sets without parameters hold
+            fields["params"] = params
         canonical = json.dumps(fields, sort_keys=True, default=str).encode()
         return hashlib.sha256(canonical).hexdigest()
 
@@ -126,6 +134,7 @@ class Work:
             self.seed,
             self.workload_config,
             self.request_stream,
+            self.params,
         )
 
 
@@ -145,6 +154,7 @@ class Execution:
     replicates_in: str
     measurement: RunLength
     thread_variables: dict[str, str]
+    params: dict[str, Any] = field(default_factory=dict)  # the values of execution parameters
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ def cmd_workloads(args: argparse.Namespace) -> int:
             "ref": e.ref,
             "description": f"broken: {e.problem}" if e.problem else e.description,
             "stages": to_dict(e.stages),
+            "params": [p.to_dict() for p in e.params],
         }
         for e in entries
     }
@@ -44,4 +45,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     add_verb(
         verbs, "detect", cmd_detect, "Show the hardware fingerprint and the environment checks."
     )
-    add_verb(verbs, "workloads", cmd_workloads, "List the workloads found, with their stages.")
+    add_verb(
+        verbs,
+        "workloads",
+        cmd_workloads,
+        "List the workloads found, with their stages and parameters.",
+    )

@@ -9,7 +9,7 @@ import sys
 from harness import __version__
 from harness.cli.options import add_archive, add_verb, console, err
 from harness.machine.devices import DEVICES
-from harness.measure.config import QUICK_CAP
+from harness.measure.config import QUICK_CAP, THREADS
 from harness.record.gpu_timing import MODES, SYNC
 from harness.workload import BACKENDS
 
@@ -27,6 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_length,
     )
     from harness.measure.replicates import run
+    from harness.params import Given
     from harness.projection.answer import answer
     from harness.report import terminal
 
@@ -43,8 +44,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         profile=args.profile,
         backend=args.backend,
         providers=parse_providers(args.providers),
+        threads=args.threads,
     )
-    configs = plan(args.workloads, template)  # every name and option checked before any work
+    given = Given.read(args.set, args.params)
+    # Every name, option and parameter checked before any work.
+    configs = plan(args.workloads, template, given)
     archive = Archive(args.results).ensure()
     fingerprint = detect()
     cpu = fingerprint.host.host_processor_model_name
@@ -145,5 +149,27 @@ def register(verbs: argparse._SubParsersAction) -> None:
         metavar="LIST",
         help="onnxruntime execution providers, comma-separated, in order of preference "
         "(default: the best this onnxruntime offers for --device)",
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help=f"intra-op threads of the model stages ({THREADS[0]} to {THREADS[1]}; default: "
+        "what torch and the OMP_NUM_THREADS family of variables give, usually one per core); "
+        "sets those variables for the run's processes too",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a workload parameter (`gapbench workloads` lists them); WORKLOAD.NAME=VALUE for "
+        "one workload of several; repeatable, and over --params",
+    )
+    run.add_argument(
+        "--params",
+        metavar="FILE.toml",
+        help="workload parameters from a TOML file: top-level keys for every workload that "
+        "takes them, a [WORKLOAD] table for one",
     )
     add_archive(run)

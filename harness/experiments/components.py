@@ -3,44 +3,17 @@ settings, on the same inputs, outside any end-to-end run."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import statistics
-from collections.abc import Iterator
 from typing import Any
 
 from harness import plugins
-from harness.machine.threads import THREAD_COUNT_VARIABLES
+from harness.machine.threads import threads
 from harness.measure.profiling import compute_times
+from harness.params import resolve
 from harness.record.probes import Recorder
 from harness.workload import Condition, SetupContext, StageContext, topological_order
 
 MIN_STAGE_MS = 0.2  # stages with less compute a call are left out of the claim: noise only
-
-
-@contextlib.contextmanager
-def threads(count: int | None) -> Iterator[None]:
-    """Intra-op threads for this process and the worker processes it starts."""
-    import torch
-
-    saved_env = {k: os.environ.get(k) for k in THREAD_COUNT_VARIABLES}
-    saved = torch.get_num_threads()
-    try:
-        for key in THREAD_COUNT_VARIABLES:
-            if count is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = str(count)
-        if count is not None:
-            torch.set_num_threads(count)
-        yield
-    finally:
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        torch.set_num_threads(saved)
 
 
 def components(
@@ -52,7 +25,7 @@ def components(
     cls = plugins.load(workload)
     order = topological_order(cls.stages)
     contexts = {
-        s: SetupContext(device=device, size=size, backend=s.backend)
+        s: SetupContext(device, size, backend=s.backend, params=resolve(cls.params, {}))
         for s in (condition.a, condition.b)
     }
     instances = {}

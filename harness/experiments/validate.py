@@ -22,9 +22,10 @@ from harness.archive.schema import RunLength
 from harness.archive.store import Archive, ResultSet
 from harness.archive.tables import by_replicate
 from harness.errors import UserError
-from harness.experiments.components import components, threads
+from harness.experiments.components import components
 from harness.machine.cores import whole
 from harness.machine.fingerprint import Fingerprint
+from harness.machine.threads import threads
 from harness.measure.config import RunConfig
 from harness.measure.replicates import run
 from harness.projection.claims import Claim, parse_key

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
 
 THREAD_VARIABLE_PREFIXES = (
     "OMP_",
@@ -42,3 +44,28 @@ every one, and a count above the cores warns."""
 def thread_variables(environ: Mapping[str, str]) -> dict[str, str]:
     """The variables of ``environ`` that change threads or devices, sorted by name."""
     return {k: v for k, v in sorted(environ.items()) if k.startswith(THREAD_VARIABLE_PREFIXES)}
+
+
+@contextlib.contextmanager
+def threads(count: int | None) -> Iterator[None]:
+    """Intra-op threads for this process and the worker processes it starts."""
+    import torch
+
+    saved_env = {k: os.environ.get(k) for k in THREAD_COUNT_VARIABLES}
+    saved = torch.get_num_threads()
+    try:
+        for key in THREAD_COUNT_VARIABLES:
+            if count is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = str(count)
+        if count is not None:
+            torch.set_num_threads(count)
+        yield
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        torch.set_num_threads(saved)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from harness import plugins
 from harness.archive.schema import RunLength
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError, in_range
 from harness.machine.devices import resolve_device
+from harness.params import Given
 from harness.record.gpu_timing import MODES, SYNC
 from harness.record.virtual import Virtual
 from harness.workload import BACKENDS, SIZES, Workload
@@ -25,6 +27,7 @@ MIN_REQUESTS = (1, 10_000_000)
 MIN_DURATION_S = (0.0, 86_400.0)
 PROFILE = (0, 10_000)
 SEED = (0, 2**32 - 1)
+THREADS = (1, 1024)
 QUICK_CAP = 1_000  # a quick run's most requests, unless --min-requests asks for more
 
 
@@ -48,6 +51,9 @@ class RunConfig:
     # Replicates in their own processes (independent: pyperf's rule), or one after another in
     # this one (faster; caches and allocator state carry over).
     separate_processes: bool = True
+    # The workload's parameters, every one (harness.params): given, or its default.
+    params: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # intra-op threads of the model stages; None: the machine's
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -66,6 +72,8 @@ class RunConfig:
         in_range("--repeat", self.repeat, *REPEAT)
         in_range("--profile", self.profile, *PROFILE)
         in_range("--seed", self.seed, *SEED)
+        if self.threads is not None:
+            in_range("--threads", self.threads, *THREADS)
         in_range("--warmup", self.measurement.warmup, *WARMUP)
         in_range("--min-requests", self.measurement.min_requests, *MIN_REQUESTS)
         in_range("--min-duration", self.measurement.min_duration_s, *MIN_DURATION_S)
@@ -104,16 +112,24 @@ def check_backend(cls: type[Workload], backend: str) -> None:
         )
 
 
-def plan(workloads: Sequence[str], template: RunConfig) -> list[RunConfig]:
-    """One config per workload (the suite when none is named), each like ``template``, and
-    all of them checked: the workloads load, run on the backend, and the device and the
-    execution providers exist here."""
+def plan(
+    workloads: Sequence[str], template: RunConfig, given: Given | None = None
+) -> list[RunConfig]:
+    """One config per workload (the suite when none is named), each like ``template`` with
+    the parameters ``given`` for it, and all of them checked: the workloads load, run on the
+    backend, take the parameters given, and the device and the execution providers exist here."""
     names = list(workloads) or plugins.suite()
     if not names:
         raise UserError("no workload is installed: name one as module:Class or file.py:Class")
-    configs = [replace(template, workload=name) for name in names]
-    for config in configs:
-        check_backend(plugins.load(config.workload), config.backend)
+    classes = [plugins.load(name) for name in names]
+    given = given or Given({}, {})
+    given.check_names({cls.name: cls.params for cls in classes})
+    configs = [
+        replace(template, workload=name, params=given.values(cls.name, cls.params))
+        for name, cls in zip(names, classes, strict=True)
+    ]
+    for cls in classes:
+        check_backend(cls, template.backend)
     device = resolve_device(template.device)
     if template.backend == "onnxruntime":
         from harness.backends.ort import choose_providers

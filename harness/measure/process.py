@@ -30,6 +30,7 @@ from harness.measure.profiling import Profile, profile_requests
 from harness.measure.progress import ProgressBar
 from harness.measure.sampler import Sampler
 from harness.measure.spool import IntervalSpool
+from harness.params import resolve
 from harness.record.gpu_timing import SYNC, device_timer
 from harness.record.probes import Clock, DeviceTimer
 from harness.record.virtual import Spinner, Virtual
@@ -275,6 +276,7 @@ def measure_config(
         seed=config.seed,
         backend=config.backend,
         providers=config.providers,
+        params=resolve(cls.params, config.params),
     )
     virtual = Virtual.parse(config.virtual) if config.virtual else None
     length = config.measurement

@@ -32,10 +32,11 @@ from harness.archive.tables import Spooled
 from harness.errors import UserError
 from harness.machine.devices import resolve_device
 from harness.machine.fingerprint import Fingerprint
-from harness.machine.threads import thread_variables
+from harness.machine.threads import thread_variables, threads
 from harness.measure.config import RunConfig, check_backend
 from harness.measure.process import ProcessResult, measure_config
 from harness.measure.worker import measure_in_child
+from harness.params import resolve, split
 from harness.record.gpu_timing import HOST
 from harness.workload import Workload, code_hash
 
@@ -47,8 +48,9 @@ def run(config: RunConfig, archive: Archive, fingerprint: Fingerprint) -> Result
     archived with what finished and marked incomplete. With nothing finished, nothing is written
     (KeyboardInterrupt or the worker's error propagates).
     """
-    # Each replicate's intervals stay on disk here until the archive copies them into the set.
-    with tempfile.TemporaryDirectory(prefix="gapbench-run-") as scratch:
+    # Each replicate's intervals stay on disk here until the archive copies them into the set;
+    # the thread count reaches worker processes through the pools' variables.
+    with tempfile.TemporaryDirectory(prefix="gapbench-run-") as scratch, threads(config.threads):
         set_id = _measure_and_write(config, archive, fingerprint, Path(scratch))
     return archive.load(set_id)
 
@@ -96,7 +98,7 @@ def _measure_and_write(
         fingerprint=fingerprint,
         workload=cls.name,
         stages=cls.stages,
-        config=Config(_work(config, cls, facts), _execution(config, device, facts)),
+        config=Config(_work(config, cls, facts), _execution(config, cls, device, facts)),
         replicates=facts,
         # Outputs of this backend beside the reference backend's on a fixed input set.
         agreement=facts[0].agreement,
@@ -131,11 +133,15 @@ def _work(config: RunConfig, cls: type[Workload], facts: tuple[ReplicateFacts, .
         inputs_sha256=digests[0] if len(digests) == 1 else tuple(digests),
         arrival="closed loop, one request at a time",
     )
+    work_params, _ = split(cls.params, resolve(cls.params, config.params))
     fields = (cls.name, code_hash(cls), config.size, config.seed, facts[0].work, stream)
-    return Work(*fields, work_sha256=Work.digest(*fields))
+    return Work(*fields, Work.digest(*fields, work_params), work_params)
 
 
-def _execution(config: RunConfig, device: str, facts: tuple[ReplicateFacts, ...]) -> Execution:
+def _execution(
+    config: RunConfig, cls: type[Workload], device: str, facts: tuple[ReplicateFacts, ...]
+) -> Execution:
+    _, params = split(cls.params, resolve(cls.params, config.params))
     return Execution(
         device=device,
         backend=config.backend,
@@ -152,6 +158,7 @@ def _execution(config: RunConfig, device: str, facts: tuple[ReplicateFacts, ...]
         replicates_in="separate processes" if config.separate_processes else "one process",
         measurement=config.measurement,
         thread_variables=thread_variables(os.environ),
+        params=params,
     )
 
 

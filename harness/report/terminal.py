@@ -279,15 +279,17 @@ def results(listings: list[Listing], location: str) -> Table:
 
 def workloads(entries: Iterable[Entry]) -> Table:
     table = Table(title="workloads")
-    for name in ("name", "from", "description", "stages (layer, after)"):
+    for name in ("name", "from", "description", "stages (layer, after)", "parameters"):
         table.add_column(name)
     for e in entries:
         stages = ", ".join(
             f"{s.name} ({s.layer}{', after ' + '+'.join(s.after) if s.after else ''})"
             for s in e.stages
         )
+        # NAME=DEFAULT (allowed; what it changes): the line a user copies into --set.
+        params = "\n".join(f"{p.name}={p.default} ({p.allowed()}; {p.changes})" for p in e.params)
         description = Text(f"broken: {e.problem}", "red") if e.problem else Text(e.description)
-        table.add_row(Text(e.name), Text(e.ref), description, Text(stages))
+        table.add_row(Text(e.name), Text(e.ref), description, Text(stages), Text(params or "-"))
     return table
 
 
