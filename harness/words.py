@@ -76,6 +76,10 @@ HARNESS_LAG = "harness lag"
 AWAIT = "await"  # an asyncio task suspended at an await while another task held its thread
 FAN_OUT_JOIN = "fan-out join"  # the default label of ctx.fan_out's wait
 GATHER_JOIN = "gather join"  # the default label of ctx.gather's wait
+# Part of a host compute probe's own time in which its thread was off the CPU though it had
+# work: waiting for the interpreter lock, or preempted. Measured (wall less thread CPU time),
+# so it is scheduling, never compute (see harness.record.spans.SpanTree.off_cpu).
+OFF_CPU = "off-CPU"
 SEGMENT_WAITS = {
     SegmentKind.LAG.value: HARNESS_LAG,
     SegmentKind.QUEUE.value: QUEUE_WAIT,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.words import HARNESS_LAG, UNATTRIBUTED, Category, Kind
+from harness.words import HARNESS_LAG, OFF_CPU, UNATTRIBUTED, Category, Kind, Resource
 from harness.workload import Stage
 
 _PROBE, _STAGE, _REQUEST, _WAIT = (
@@ -17,6 +17,7 @@ _PROBE, _STAGE, _REQUEST, _WAIT = (
 )
 _ODD_KINDS = (Kind.BRANCH.value, Kind.SLICE.value, Kind.DEVICE.value)
 _SCHEDULING = Category.SCHEDULING.value
+_WAIT = Resource.WAIT.value
 _LOW = np.iinfo(np.int64).min
 _MAX_DEPTH = 64  # deeper probe nesting than this is split by the reference walk
 
@@ -35,7 +36,7 @@ class Rows:
             return values[first : first + len(taken)] if run else values[taken]
 
         self._codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for name in ("kind", "stage", "category", "resource", "label"):  # task: not read
+        for name in ("kind", "stage", "category", "resource", "label", "task"):
             column = intervals[name]
             if isinstance(column.dtype, pd.CategoricalDtype):  # as the archive reads them
                 codes = pick(column.cat.codes.to_numpy())
@@ -272,6 +273,25 @@ class Clean:
             previous[live] = self.s_end[rows[live], s[live]]
         return starts
 
+    def _off_cpu(self, child: np.ndarray, duration: np.ndarray, own: np.ndarray) -> np.ndarray:
+        """Each row's own off-CPU time: a host compute probe's wall less its thread's CPU time,
+        less its nested probes' (``harness.record.spans.SpanTree.off_cpu`` says the rules)."""
+        cpu = self.rows["cpu_ns"]
+        outside = np.maximum(duration - cpu, 0)
+        n = len(self.row)
+        nested = np.bincount(self.up[child], weights=outside[child], minlength=n)
+        blind = np.bincount(self.up[child], weights=cpu[child] < 0, minlength=n) > 0
+        eligible = (
+            self.is_probe
+            & self.rows.eq("category", Category.COMPUTE.value)
+            & self.rows.eq("resource", Resource.HOST_CPU.value)
+            & self.rows.eq("task", "")
+            & (cpu >= 0)
+            & ~blind
+        )
+        off = (duration - cpu) - nested.astype(np.int64)
+        return np.where(eligible, np.clip(off, 0, np.maximum(own, 0)), 0)
+
     def tables(self) -> tuple[pd.DataFrame, ...]:
         """The clean requests' rows of the four tables."""
         names = np.array([s.name for s in self.stages], object)
@@ -281,32 +301,48 @@ class Clean:
         duration = self.end - self.start
         covered = np.bincount(self.up[child], weights=duration[child], minlength=len(self.row))
         own = duration - covered.astype(np.int64)
+        off = self._off_cpu(child, duration, own)[child]
         stage_rows = np.flatnonzero(self.is_stage & ok_row)
         # A stage's own time is glue: unattributed. Strings stay codes until the sums are made.
         cat, cats = self.rows.codes("category")
         res, ress = self.rows.codes("resource")
-        cats, ress = np.append(cats, UNATTRIBUTED), np.append(ress, "")
-        glue = np.full(len(stage_rows), len(cats) - 1), np.full(len(stage_rows), len(ress) - 1)
+        cats, glue_cat = _with(cats, UNATTRIBUTED)
+        ress, glue_res = _with(ress, "")
+        cats, waiting = _with(cats, _SCHEDULING)
+        ress, wait = _with(ress, _WAIT)
         S = len(self.stages)
+        spent = np.flatnonzero(off > 0)  # the probes whose thread was off the CPU a while
+        at_stage = self.stage_of[self.root[child]]
         charges, (c_code, r_code) = _summed(
-            np.concatenate([self.row[child], self.row[stage_rows]]),
-            np.concatenate([self.stage_of[self.root[child]], self.stage_of[stage_rows]]),
-            np.concatenate([own[child], own[stage_rows]]),
+            np.concatenate([self.row[child], self.row[stage_rows], self.row[child[spent]]]),
+            np.concatenate([at_stage, self.stage_of[stage_rows], at_stage[spent]]),
+            np.concatenate([own[child] - off, own[stage_rows], off[spent]]),
             S,
-            (np.concatenate([cat[child], glue[0]]), len(cats)),
-            (np.concatenate([res[child], glue[1]]), len(ress)),
+            (
+                np.concatenate(
+                    [cat[child], np.full(len(stage_rows), glue_cat), np.full(len(spent), waiting)]
+                ),
+                len(cats),
+            ),
+            (
+                np.concatenate(
+                    [res[child], np.full(len(stage_rows), glue_res), np.full(len(spent), wait)]
+                ),
+                len(ress),
+            ),
         )
         charges["category"] = _strings(cats[c_code])
         charges["resource"] = _strings(ress[r_code])
         scheduled = child[self.rows.eq("category", _SCHEDULING)[child] & (own[child] > 0)]
         label, labels = self.rows.codes("label")
         labels = np.where(labels == "", "wait", labels)
+        labels, off_cpu = _with(labels, OFF_CPU)
         waits, (l_code,) = _summed(
-            self.row[scheduled],
-            self.stage_of[self.root[scheduled]],
-            own[scheduled],
+            np.concatenate([self.row[scheduled], self.row[child[spent]]]),
+            np.concatenate([self.stage_of[self.root[scheduled]], at_stage[spent]]),
+            np.concatenate([own[scheduled], off[spent]]),
             S,
-            (label[scheduled], len(labels)),
+            (np.concatenate([label[scheduled], np.full(len(spent), off_cpu)]), len(labels)),
         )
         waits["label"] = _strings(labels[l_code])
         r, s = np.nonzero(self.present & self.ok[:, None])
@@ -370,6 +406,15 @@ class Clean:
             }
         )
         return requests, stages, charges, waits
+
+
+def _with(uniques: np.ndarray, value: str) -> tuple[np.ndarray, int]:
+    """``uniques`` holding ``value``, and its code: one code a string, so a sum per string is
+    one row."""
+    hits = np.flatnonzero(uniques == value)
+    if len(hits):
+        return uniques, int(hits[0])
+    return np.append(uniques, value), len(uniques)
 
 
 def _summed(

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from harness.record.probes import Interval
-from harness.record.spans import SpanTree, charged, walk
+from harness.record.spans import SpanTree, charged, charges, walk
 from harness.words import AWAIT, Category, Resource
 
 
@@ -96,7 +96,8 @@ def _suspended(node: Interval, start: int, end: int, tree: SpanTree) -> Iterator
         return
     own = _piece(node, start, end)
     if not node.task or node.task not in tree.slices or own.category == Category.SCHEDULING.value:
-        yield own
+        for charge in charges(node, start, end, tree):
+            yield Piece(*charge)
         return
     cursor = start
     for lo, hi in tree.others_running(node.task, node.thread, start, end):

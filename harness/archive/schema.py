@@ -39,7 +39,9 @@ HISTORY = {
     ),
     6: (
         "the work and the execution config keep the values of the workload's parameters "
-        "(params), each under what it changes; older sets read with none"
+        "(params), each under what it changes; older sets read with none; probes read their "
+        "thread's CPU time too (cpu_ns), and a host compute probe's time off the CPU is a wait "
+        "(older sets' probes, with -1, are read unsplit)"
     ),
 }
 PROJECTION_VERSION = 1

@@ -15,7 +15,7 @@ from harness.archive.store import ResultSet
 from harness.projection.claims import Claim, parse_key
 from harness.projection.project import naive
 from harness.projection.sentences import answer_sentence
-from harness.words import UNATTRIBUTED, Category, Resource
+from harness.words import OFF_CPU, UNATTRIBUTED, Category, Resource
 
 DEFAULT_FACTOR = 1.5
 
@@ -34,6 +34,8 @@ class Answer:
     movement_share: float
     waiting_share: float
     unattributed_share: float
+    # Of the waiting, the host compute probes' threads off the CPU (the lock, preemption).
+    off_cpu_share: float = 0.0
     sentence: str = field(default="", compare=False)
 
 
@@ -69,6 +71,8 @@ def answer(result: ResultSet, factor: float = DEFAULT_FACTOR) -> Answer:
         interval = bootstrap_ratio(latency, projected, paired=True)
         basis = "95% bootstrap over requests"
     buckets = bucket_shares(result)
+    waits = table.waits
+    off_cpu = int(waits.loc[waits["critical"] & (waits["label"] == OFF_CPU), "ns"].sum())
     return _said(
         Answer(
             target="device compute" if on_device else "host compute",
@@ -81,6 +85,7 @@ def answer(result: ResultSet, factor: float = DEFAULT_FACTOR) -> Answer:
             movement_share=buckets[Category.MOVEMENT.value],
             waiting_share=buckets[Category.SCHEDULING.value],
             unattributed_share=buckets[UNATTRIBUTED],
+            off_cpu_share=off_cpu / float(latency.sum()),
         )
     )
 

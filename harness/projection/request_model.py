@@ -20,7 +20,7 @@ import numpy as np
 from harness.analysis.request_intervals import request_intervals
 from harness.archive.store import ResultSet
 from harness.record.probes import Interval
-from harness.record.spans import SpanTree, charged, walk
+from harness.record.spans import SpanTree, charges, walk
 from harness.words import Category, Kind, Resource
 from harness.workload import Stage
 
@@ -157,20 +157,20 @@ def _timeline(
         if branches:
             steps.append(_join(owner, lo, hi, branches, tree, demand))
             continue
-        category, resource, label = charged(owner)
-        pool = FIXED if category == Category.SCHEDULING.value else POOLS.get(resource, FIXED)
-        step = Step(
-            lo,
-            hi,
-            owner.stage,
-            category,
-            resource,
-            label,
-            pool,
-            demand(owner.stage, pool, category),
-        )
-        step.slot = slot if pool == CPU else None
-        steps.append(step)
+        for c_lo, c_hi, category, resource, label in charges(owner, lo, hi, tree):
+            pool = FIXED if category == Category.SCHEDULING.value else POOLS.get(resource, FIXED)
+            step = Step(
+                c_lo,
+                c_hi,
+                owner.stage,
+                category,
+                resource,
+                label,
+                pool,
+                demand(owner.stage, pool, category),
+            )
+            step.slot = slot if pool == CPU else None
+            steps.append(step)
     return Timeline(steps, start, end)
 
 

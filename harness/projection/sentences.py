@@ -21,12 +21,18 @@ def answer_sentence(a: Answer) -> str:
     if not a.target:
         return "no request succeeded: there is nothing to project."
     low, high = a.interval
+    waiting = f"{percent(a.waiting_share)} waiting"
+    if a.off_cpu_share >= 0.005:
+        waiting += (
+            f" ({percent(a.off_cpu_share)} off the CPU in compute: the interpreter lock or "
+            "preemption)"
+        )
     return (
         f"{a.target} is {percent(a.target_share)} of end-to-end time here: a {a.chip} "
         f"{a.factor:g}x faster at compute would make this pipeline about {a.speedup:.2f}x "
         f"faster at p50 ({low:.2f}-{high:.2f}, {a.interval_basis}); "
-        f"{percent(a.movement_share)} is data movement and {percent(a.waiting_share)} "
-        f"waiting, which it does not shorten; {percent(a.unattributed_share)} unattributed."
+        f"{percent(a.movement_share)} is data movement and {waiting}, which it does not "
+        f"shorten; {percent(a.unattributed_share)} unattributed."
     )
 
 

@@ -34,8 +34,9 @@ class Interval:
     nbytes: int
     thread: int
     task: str
-    # Thread CPU time used during the interval, read at stage and branch edges only (a probe
-    # must stay cheap); -1 where not read.
+    # Thread CPU time used during the interval, read inside its wall-clock edges (so it never
+    # falls short of the wall time by the cost of reading it); -1 where not read (requests,
+    # waits, and the probes of sets from before probes read it).
     cpu_ns: int = -1
 
     @property
@@ -197,7 +198,9 @@ class Probe:
 
     # Class-level for a probe, per instance for other spans (`_Span`): no work per probe.
     kind = Kind.PROBE
-    _cpu = False  # read the thread's CPU time too
+    # Read the thread's CPU time too: wall less CPU is time the thread was off the CPU, which
+    # a compute probe must not call compute (harness.record.spans.SpanTree.off_cpu).
+    _cpu = True
 
     __slots__ = (
         "_cpu_ns",
@@ -310,8 +313,7 @@ class Probe:
 
 
 class _Span(Probe):
-    """A span other than a probe; stages and branches also read the thread's CPU time, which a
-    probe must not pay for."""
+    """A span other than a probe; of those, stages and branches read the thread's CPU time."""
 
     __slots__ = ("_cpu", "kind")
 

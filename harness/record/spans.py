@@ -15,7 +15,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from harness.record.probes import Interval
-from harness.words import UNATTRIBUTED, Kind
+from harness.words import OFF_CPU, UNATTRIBUTED, Category, Kind, Resource
+
+_COMPUTE, _HOST_CPU = Category.COMPUTE.value, Resource.HOST_CPU.value
 
 
 class SpanTree:
@@ -46,6 +48,7 @@ class SpanTree:
         self.slices = {task: sorted(runs) for task, runs in slices.items()}
         for runs in self.thread_slices.values():
             runs.sort()
+        self._off_cpu: dict[int, tuple[int, int]] = {}  # span -> (own ns, own off-CPU ns)
 
     def nested(self, node: Interval) -> list[Interval]:
         """Probes nested in ``node`` on its own timeline (branches are timelines of their own)."""
@@ -53,6 +56,53 @@ class SpanTree:
 
     def branches(self, node: Interval) -> list[Interval]:
         return [iv for iv in self.children[node.span] if iv.kind == Kind.BRANCH.value]
+
+    def off_cpu(self, owner: Interval, start: int, end: int) -> int:
+        """How much of ``owner``'s own time within [start, end] its thread spent off the CPU
+        while it had work: the interpreter lock, preemption. Only a host compute probe has any.
+
+        A probe's own off-CPU time is its wall less its thread's CPU time, less that of the
+        probes nested in it; it is spread evenly over its own time, so the stretches of one
+        probe add up to it exactly however the walk cuts them. The rules, and why:
+
+        - device compute keeps all its time: a host thread blocked on the GPU is the device
+          computing, and the device's own timing (CUDA events) says when;
+        - an intra-op pool (OpenMP, onnxruntime's) runs on the probe's thread too, which works
+          its share and spins at the pool's barrier: its CPU time stays close to the wall time
+          while the op runs, so what it lacks is time the op could not run, a wait; the pool's
+          other threads are neither counted nor needed;
+        - inside an asyncio task the thread's CPU time is shared by the tasks on it, so it
+          says nothing of one probe's: such probes keep their category (their suspended time
+          is split out as `await` instead);
+        - a probe, or one nested in it, without a CPU reading (sets from before probes read it)
+          is not split.
+        """
+        if owner.kind != Kind.PROBE.value or owner.category != _COMPUTE:
+            return 0
+        if owner.resource != _HOST_CPU or owner.task or end <= start:
+            return 0
+        if owner.span not in self._off_cpu:
+            self._off_cpu[owner.span] = self._own_off_cpu(owner)
+        own, off = self._off_cpu[owner.span]
+        if not off:
+            return 0
+        before = self._own_before(owner, start)
+        through = before + (end - start)
+        return off * through // own - off * before // own
+
+    def _own_off_cpu(self, owner: Interval) -> tuple[int, int]:
+        kids = self.nested(owner)
+        if owner.cpu_ns < 0 or self.branches(owner) or any(k.cpu_ns < 0 for k in kids):
+            return 0, 0
+        own = owner.duration_ns - sum(_inside(k, owner.start_ns, owner.end_ns) for k in kids)
+        off = owner.duration_ns - owner.cpu_ns
+        off -= sum(max(k.duration_ns - k.cpu_ns, 0) for k in kids)
+        return own, min(max(off, 0), max(own, 0))
+
+    def _own_before(self, owner: Interval, at: int) -> int:
+        """``owner``'s own time from its start to ``at``."""
+        inside = sum(_inside(k, owner.start_ns, at) for k in self.nested(owner))
+        return at - owner.start_ns - inside
 
     def others_running(self, task: str, thread: int, start: int, end: int) -> list[tuple[int, int]]:
         """When other tasks of this request held ``thread`` within [start, end], in order."""
@@ -99,6 +149,27 @@ def walk(node: Interval, start: int, end: int, tree: SpanTree) -> Iterator[Stret
         cursor = max(cursor, hi)
     if end > cursor:
         yield Stretch(node, cursor, end)
+
+
+def _inside(iv: Interval, start: int, end: int) -> int:
+    return max(min(iv.end_ns, end) - max(iv.start_ns, start), 0)
+
+
+Charge = tuple[int, int, str, str, str]  # start, end, category, resource, label
+
+
+def charges(owner: Interval, start: int, end: int, tree: SpanTree) -> Iterator[Charge]:
+    """A stretch of ``owner``'s own time as it is charged: its category, resource and label,
+    and a host compute probe's off-CPU part after that, as a wait (``SpanTree.off_cpu``).
+    Attribution and the replay model both cut stretches here, so they agree."""
+    category, resource, label = charged(owner)
+    off = tree.off_cpu(owner, start, end)
+    if off:
+        if end - off > start:
+            yield start, end - off, category, resource, label
+        yield end - off, end, Category.SCHEDULING.value, Resource.WAIT.value, OFF_CPU
+    else:
+        yield start, end, category, resource, label
 
 
 def charged(owner: Interval) -> tuple[str, str, str]:
