@@ -16,7 +16,7 @@ from conftest import LAST_V1_SET, RAG_SET, SETS
 from harness.analysis.columns import split_frame, split_table
 from harness.archive import intervals
 from harness.archive.store import MANIFEST, load
-from harness.archive.tables import frame_intervals
+from harness.archive.tables import INTERVAL_STRINGS, frame_intervals
 from harness.errors import UserError
 from harness.words import Kind
 
@@ -101,6 +101,41 @@ def test_columns_and_kinds_are_read_alone(tmp_path):
     assert stages["start_ns"].tolist() == want["start_ns"].tolist()
 
 
+@pytest.mark.parametrize("batch", [7, intervals.BATCH_ROWS])
+def test_blocks_and_kinds_keep_their_strings_as_categories(tmp_path, monkeypatch, batch):
+    # Each row group has a dictionary of its own: a block or a filter stitched from several
+    # must still hold a code a row, not a string object a row.
+    monkeypatch.setattr(intervals, "BATCH_ROWS", batch)
+    whole = load(str(RAG_SET)).intervals
+    table = load(str(regrouped(tmp_path, RAG_SET, group_rows=13))).interval_table
+    strings = [c for c in INTERVAL_STRINGS if c in whole]
+    blocks = list(table.blocks(rows=len(whole) // 6))
+    assert len(blocks) > 2
+    kinds = [Kind.STAGE.value, Kind.PROBE.value]
+    chosen = table.of_kinds(kinds, [*strings, "start_ns"])
+    for frame in (*blocks, chosen):
+        for name in strings:
+            assert isinstance(frame[name].dtype, pd.CategoricalDtype), name
+    joined = pd.concat(blocks, ignore_index=True)
+    want = whole.loc[whole["kind"].isin(kinds)].reset_index(drop=True)
+    for name in [*strings, "start_ns"]:
+        assert joined[name].tolist() == whole[name].tolist(), name
+        assert chosen[name].tolist() == want[name].tolist(), name
+
+
+def test_a_set_that_recorded_no_interval_gives_no_interval_of_any_kind(tmp_path):
+    folder = regrouped(tmp_path, RAG_SET, group_rows=37)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    path = folder / manifest["tables"]["intervals"]
+    pq.write_table(pq.read_table(path).slice(0, 0), path)
+    table = load(str(folder)).interval_table
+    assert len(table) == 0
+    chosen = table.of_kinds([Kind.STAGE.value], ["stage", "start_ns"])
+    assert list(chosen.columns) == ["stage", "start_ns"] and len(chosen) == 0
+    (block,) = table.blocks(["request", "kind"])
+    assert list(block.columns) == ["request", "kind"] and len(block) == 0
+
+
 def test_an_older_set_is_brought_up_to_date_in_every_part(tmp_path):
     table = load(str(regrouped(tmp_path, LAST_V1_SET, group_rows=37))).interval_table
     assert "cpu_ns" in table.columns  # version 1 never read thread CPU time
@@ -123,6 +158,24 @@ def test_a_request_given_in_two_blocks_is_refused():
     halves = [whole.iloc[:10], whole.iloc[10:]]  # the first request cut in two
     with pytest.raises(RuntimeError, match="more than one block"):
         split_frame(halves, result.requests, result.manifest.stages)
+
+
+def test_a_request_given_in_two_blocks_out_of_order_is_refused():
+    result = load(str(RAG_SET))
+    whole = result.intervals
+    key = whole["replicate"] * 10**6 + whole["request"]
+    first, middle, last = np.array_split(np.unique(key), 3)
+    part = [whole[key.isin(keys)] for keys in (first, middle, last)]
+    stages = result.manifest.stages
+    # Out of order, apart: split as the whole.
+    assert len(split_frame([part[2], part[0], part[1]], result.requests, stages)) == len(
+        split_frame(whole, result.requests, stages)
+    )
+    # In order until one comes back to a request an earlier block held.
+    again = part[0][key[part[0].index] == first[-1]]
+    for given in ([part[0], part[1], again], [part[2], part[0], again], [part[1], part[1]]):
+        with pytest.raises(RuntimeError, match="more than one block"):
+            split_frame(given, result.requests, stages)
 
 
 def test_a_request_without_its_request_interval_is_left_out_not_a_crash():

@@ -18,7 +18,7 @@ from harness.archive.tables import intervals_frame
 from harness.cli import main
 from harness.projection.claims import from_arguments
 from harness.projection.project import project
-from harness.projection.replay_sample import choose, percentile
+from harness.projection.replay_sample import PERCENTILES, choose, percentile, sampling_error
 from harness.record.probes import Interval
 from harness.words import QUEUE_WAIT, Kind
 
@@ -150,6 +150,44 @@ def test_every_replicate_keeps_a_share_of_the_sample_however_small():
         assert sample.weights[mine].sum() == pytest.approx(mine.sum())
 
 
+def test_a_replicate_whose_share_rounds_to_none_still_keeps_one():
+    # 2 of 480 side-by-side rows at a sample of 40: a share of 1/6 of a row, rounded to 0.
+    replicate_of = np.r_[np.zeros(478, int), np.ones(2, int)]
+    sample = choose(np.arange(480), 480, 40, replicate_of)
+    assert sample.sampled
+    mine = replicate_of[sample.rows] == 1
+    assert mine.sum() == 1
+    assert sample.weights[replicate_of == 1].sum() == pytest.approx(2)  # it stands for both
+    assert sample.weights[replicate_of == 0].sum() == pytest.approx(478)
+
+
+def test_the_stated_error_covers_what_the_weights_do_to_what_is_known():
+    rng = np.random.default_rng(1)
+    measured = rng.lognormal(0, 0.5, 2000)
+    sample = choose(np.arange(2000), 2000, 100)
+    moved = {
+        name: abs(percentile(measured, sample.weights, q) / np.percentile(measured, q) - 1)
+        for name, q in PERCENTILES.items()
+    }
+    assert moved["p50"] > 0  # the sample does move the measured p50: the check means something
+    replayed = measured * rng.uniform(0.5, 1.0, 2000)
+    stated = sampling_error(sample, replayed, measured)
+    for name in PERCENTILES:
+        assert stated[name] >= moved[name]
+    # A replay that gives every request the same latency: no redraw moves it, and what the
+    # weights do to the measured latency is all the error there is.
+    flat = sampling_error(sample, np.full(2000, 3.0), measured)
+    assert flat == pytest.approx(moved)
+
+
+def test_an_unsampled_replay_states_no_sampling_error():
+    rng = np.random.default_rng(2)
+    measured = rng.lognormal(0, 0.5, 500)
+    every = choose(np.arange(0, 500, 2), 500, 0)
+    assert not every.sampled
+    assert sampling_error(every, measured * 0.8, measured) == {"p50": 0.0, "p99": 0.0}
+
+
 def test_the_sample_note_gives_each_claim_its_own_error():
     from rich.console import Console
 
@@ -166,3 +204,31 @@ def test_the_sample_note_gives_each_claim_its_own_error():
     text = console.export_text()
     assert "a seeded sample of 100 of the 480 requests" in text
     assert "compute=2: p50 by up to" in text and "movement=3: p50 by up to" in text
+
+
+def test_compare_marks_the_replayed_figures_the_sample_may_have_moved():
+    from rich.console import Console
+
+    from harness.analysis.summary import summarize
+    from harness.projection.compare import compare
+    from harness.report.projection import comparison
+
+    result = many(600)
+    made = project(result, from_arguments(["compute=2"]), sample_size=100)
+    assert made.sampling_error is not None
+    rough = replace(made, sampling_error={"p50": 0.08, "p99": 0.01})
+    fine = replace(made, sampling_error={"p50": 0.01, "p99": 0.01})
+
+    again = ResultSet.of(replace(result.manifest, id="again"), result.intervals, result.requests)
+
+    def shown(p) -> tuple[str, str]:
+        compared = compare(summarize(result), summarize(again), (p,))
+        console = Console(record=True, width=400)
+        console.print(comparison(compared))
+        (checked,) = compared.checked
+        return console.export_text(), f"{checked.replay:.3f}"
+
+    text, replay = shown(rough)
+    assert "(~ where more than 5%" in text and f"~{replay}" in text
+    text, replay = shown(fine)
+    assert "(~ where more than 5%" in text and replay in text and f"~{replay}" not in text

@@ -451,3 +451,31 @@ def test_a_trace_is_never_written_inside_the_archive(tmp_path, capsys, target):
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
     assert main(["trace", RAG_SET.name, "-o", str(tmp_path), "--results", str(archive)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_a_set_named_by_its_folder_keeps_only_its_folder_from_a_trace(tmp_path, capsys):
+    import shutil
+
+    from conftest import RAG_SET
+
+    from harness.cli import main
+
+    downloads = tmp_path / "downloads"  # where a set was put: no archive of sets
+    folder = downloads / RAG_SET.name
+    shutil.copytree(RAG_SET, folder)
+    archive = tmp_path / "results"  # the archive the command names, elsewhere
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    for beside in (downloads / "trace.json", downloads / "traces" / "trace.json"):
+        beside.parent.mkdir(exist_ok=True)
+        assert main(["trace", str(folder), "-o", str(beside), "--results", str(archive)]) == 0
+        assert beside.stat().st_size > 0
+    capsys.readouterr()
+    for inside in (folder / "trace.json", folder / "manifest.json"):
+        code = main(["trace", str(folder), "-o", str(inside), "--force", "--results", str(archive)])
+        err = capsys.readouterr().err
+        assert code == 2 and "inside the result set folder" in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    # The archive the command names stays kept from, whichever way the set was named.
+    archive.mkdir()
+    code = main(["trace", str(folder), "-o", str(archive / "t.json"), "--results", str(archive)])
+    assert code == 2 and "inside the archive" in capsys.readouterr().err

@@ -179,6 +179,21 @@ def test_replicates_that_disagree_are_a_problem_and_agreeing_ones_are_not():
     (said,) = [p for p in judged.problems if "disagree" in p]
     assert "replicate 1 is 3" in said and "x slower" in said  # of two, the slower is named
     assert not judged.valid
+    # The cause is put on the machine only where its telemetry saw other load.
+    assert said.endswith("; the machine's load was not recorded") and said not in judged.busy
+    load = pd.DataFrame(
+        [(1, "load", "others", "cpu_share", 0.01, "fraction", r) for r in (0, 1)],
+        columns=["t_ns", "source", "device", "metric", "value", "unit", "replicate"],
+    )
+    for seen, ends in (
+        (0.01, "no other load was seen: the difference is the run's own"),
+        (0.5, "(another job, a throttle or a placement changed the machine)"),
+    ):
+        telemetry = load.assign(value=seen)
+        judged = verdict(ResultSet.of(result.manifest, result.intervals, slow, telemetry), e2e, 1.0)
+        (said,) = [p for p in judged.problems if "disagree" in p]
+        assert said.endswith(ends)
+        assert (said in judged.busy) == (seen == 0.5)
     fast = result.requests.copy()
     fast.loc[fast["replicate"] == 0, "latency_s"] *= 1.05  # within the floor: noise
     judged = verdict(ResultSet.of(result.manifest, result.intervals, fast), e2e, 1.0)

@@ -195,7 +195,7 @@ class _Split:
     def __init__(self, stages: tuple[Stage, ...]) -> None:
         self.stages = stages
         self.keys: list[np.ndarray] = []
-        self.seen: list[np.ndarray] = []  # every request key of the blocks so far
+        self.seen = _Seen()  # every request key of the blocks so far
         self.parts: list[tuple[pd.DataFrame, ...]] = []
         self.cleaned: list[np.ndarray] = []
         self.odd: list[tuple[int, list[Interval], RequestSplit]] = []
@@ -204,11 +204,9 @@ class _Split:
     def add(self, intervals: pd.DataFrame, wanted: np.ndarray) -> None:
         """Split the wanted requests (keys) of one block of intervals."""
         every = request_keys(intervals["replicate"], intervals["request"])
-        here = np.unique(every)
-        if self.seen and np.isin(here, np.concatenate(self.seen)).any():
+        if not self.seen.add(np.unique(every)):
             # Blocks hold whole requests: half of one would be split as if it were all.
             raise RuntimeError("a request's intervals came in more than one block")
-        self.seen.append(here)
         # A successful request with no request interval (none at all, or a corrupt table) has
         # nothing to split from: it is left out.
         recorded = every[(intervals["kind"] == Kind.REQUEST.value).to_numpy()]
@@ -256,6 +254,35 @@ class _Split:
         kept = tuple((intervals, split) for _, intervals, split in sorted(odd, key=_first))
         replicate, request = keys >> 32, (keys & 0xFFFFFFFF) - (1 << 31)
         return _assemble(parts, replicate, request, clean, kept)
+
+
+class _Seen:
+    """The request keys of the blocks so far, each block checked against them at a cost that
+    grows with the block, not with the blocks before it."""
+
+    def __init__(self) -> None:
+        self.top: int | None = None  # the largest key so far
+        self.ordered: list[np.ndarray] = []  # each block's keys, while blocks come in order
+        self.hashed: set[int] | None = None  # every key, once a block came out of order
+
+    def add(self, keys: np.ndarray) -> bool:
+        """Take a block's keys (sorted, each once); False when one came in an earlier block."""
+        if not len(keys):
+            return True
+        if self.hashed is None and (self.top is None or int(keys[0]) > self.top):
+            # Blocks in key order (the usual case) are checked by their first key alone.
+            self.ordered.append(keys)
+        else:
+            if self.hashed is None:  # out of order, a range says nothing: look keys up
+                self.hashed = set(np.concatenate(self.ordered).tolist())
+                self.ordered = []
+            fresh = keys.tolist()
+            if not self.hashed.isdisjoint(fresh):
+                return False
+            self.hashed.update(fresh)
+        last = int(keys[-1])
+        self.top = last if self.top is None else max(self.top, last)
+        return True
 
 
 def _first(item: tuple) -> int:

@@ -164,7 +164,13 @@ def verdict(
     elif e2e.noisy:
         notes.append(f"noisy: IQR/median of end-to-end latency is {e2e.iqr_over_median:.2f}")
     # Blamed on the machine's load, again, only where the telemetry saw some.
-    (busy if loaded else problems).extend(_replicates_disagree(result))
+    if loaded:
+        why = " (another job, a throttle or a placement changed the machine)"
+    elif _load_known(result.telemetry):
+        why = "; no other load was seen: the difference is the run's own"
+    else:
+        why = "; the machine's load was not recorded"
+    (busy if loaded else problems).extend(_replicates_disagree(result, why))
     cost = overhead(result, e2e.p50)
     if cost is not None and cost.share_of_p50 >= PROBE_COST_WARN:
         notes.append(
@@ -199,10 +205,11 @@ def replicate_p50s(result: ResultSet) -> dict[int, float]:
     return {int(r): float(v) for r, v in ok.groupby("replicate")["latency_s"].median().items()}
 
 
-def _replicates_disagree(result: ResultSet) -> list[str]:
+def _replicates_disagree(result: ResultSet, why: str) -> list[str]:
     """A problem where one replicate's p50 is off the other replicates' by more than noise:
     the 95% intervals of the two medians apart, and by at least ``DISAGREE_FLOOR`` (requests
-    of one process are not independent samples, so their intervals alone are too narrow)."""
+    of one process are not independent samples, so their intervals alone are too narrow).
+    ``why`` ends it: what the machine's telemetry says of the cause."""
     ok = result.requests.loc[result.requests["ok"], ["replicate", "latency_s"]]
     groups = {int(r): g.to_numpy(float) for r, g in ok.groupby("replicate")["latency_s"]}
     if len(groups) < 2:
@@ -227,8 +234,7 @@ def _replicates_disagree(result: ResultSet) -> list[str]:
         off = f"replicate {r} is {ratio:.3f}x the other replicates' p50"
     return [
         f"replicates disagree: p50 ms by replicate {shown}; {off}, beyond their 95% intervals "
-        f"and the {DISAGREE_FLOOR:.0%} floor (another job, a throttle or a placement changed "
-        "the machine)"
+        f"and the {DISAGREE_FLOOR:.0%} floor{why}"
     ]
 
 

@@ -10,19 +10,23 @@ test, one replicate's slice) answers the same questions from its DataFrame.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pandas.api.types import union_categoricals
 
 from harness.archive.tables import INTERVAL_STRINGS, request_keys
 from harness.errors import UserError
 
 BLOCK_ROWS = 65_536  # intervals a block holds at least (about 5 MB), unless the set is smaller
-BATCH_ROWS = 32_768  # intervals read from the file at once
+# Intervals read from the file at once, at most: a batch never spans row groups, so a spooled
+# set (a row group every ROW_GROUP_ROWS) reads a group at a time, and only a set written as one
+# big row group, before the spool, is read in parts this long.
+BATCH_ROWS = 32_768
 Columns = Sequence[str] | None  # None: every column
 
 
@@ -83,7 +87,7 @@ class StoredIntervals(Intervals):
 
     @functools.cached_property
     def _whole(self) -> pd.DataFrame:
-        return self._read(None, None)
+        return self._read(None)
 
     def frame(self, columns: Columns = None) -> pd.DataFrame:
         """The table (read once and kept), or only ``columns`` of it (read each time asked)."""
@@ -91,7 +95,7 @@ class StoredIntervals(Intervals):
             return self._whole
         if "_whole" in self.__dict__:
             return self._whole[list(columns)]
-        return self._read(columns, None)
+        return self._read(columns)
 
     def of_kinds(self, kinds: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
         if "_whole" in self.__dict__:
@@ -101,15 +105,15 @@ class StoredIntervals(Intervals):
             batch.loc[batch["kind"].isin(kinds), list(columns)]
             for batch in self._batches(_with_kind(columns))
         ]
-        return pd.concat(kept, ignore_index=True)
+        return _joined(kept)
 
     def blocks(self, columns: Columns = None, rows: int = BLOCK_ROWS) -> Iterator[pd.DataFrame]:
         cuts = self._cuts(rows)
         if cuts is None:  # small, or a request's rows not together: the table is one block
             yield self.frame(columns)
             return
-        # The file streamed in batches (a row group of any size is read a batch at a time);
-        # rows past a cut wait for the next block.
+        # The file streamed a batch at a time (see BATCH_ROWS), so a block is stitched from
+        # several batches, and rows past a cut wait for the next block.
         pending: list[pd.DataFrame] = []
         held, at = 0, 0  # rows pending; where the pending rows begin in the table
         batches = self._batches(columns)
@@ -118,7 +122,7 @@ class StoredIntervals(Intervals):
                 batch = next(batches)
                 pending.append(batch)
                 held += len(batch)
-            joined = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+            joined = _joined(pending)
             yield joined.iloc[: cut - at].reset_index(drop=True)
             rest = joined.iloc[cut - at :].reset_index(drop=True)
             pending, held, at = ([rest] if len(rest) else []), len(rest), cut
@@ -128,7 +132,7 @@ class StoredIntervals(Intervals):
         between requests; None when the table is one block."""
         if self._rows <= rows:
             return None
-        keys = self._read(["replicate", "request"], None)
+        keys = self._read(["replicate", "request"])
         key = request_keys(keys["replicate"], keys["request"])
         changes = np.flatnonzero(key[1:] != key[:-1]) + 1
         if len(changes) + 1 != len(np.unique(key)):
@@ -141,23 +145,32 @@ class StoredIntervals(Intervals):
         return np.array(cuts, np.int64)
 
     def _batches(self, columns: Columns) -> Iterator[pd.DataFrame]:
-        """The table in order, a batch of rows at a time, strings as categories, migrated."""
+        """The table in order, at most ``BATCH_ROWS`` rows at a time (each batch within one row
+        group), strings as categories, migrated; an empty table gives one empty batch, so a
+        reader always has the columns it asked for."""
         wanted = None if columns is None else [c for c in columns if c in self._stored]
         strings = [c for c in INTERVAL_STRINGS if wanted is None or c in wanted]
         try:
             with self._open() as handle:
                 source = pq.ParquetFile(handle, read_dictionary=strings or None)
-                for batch in source.iter_batches(BATCH_ROWS, columns=wanted, use_threads=False):
-                    frame = self._migrate(batch.to_pandas())
+                if self._rows:
+                    parts: Iterable[pa.RecordBatch | pa.Table] = source.iter_batches(
+                        BATCH_ROWS, columns=wanted, use_threads=False
+                    )
+                else:
+                    empty = source.schema_arrow.empty_table()
+                    parts = [empty if wanted is None else empty.select(wanted)]
+                for part in parts:
+                    frame = self._migrate(part.to_pandas())
                     yield frame if columns is None else frame[list(columns)]
         except Exception as exc:  # read when asked, long after load: still one clear line
             raise UserError(f"{self._where} is unreadable") from exc
 
-    def _read(self, columns: Columns, groups: list[int] | None) -> pd.DataFrame:
+    def _read(self, columns: Columns) -> pd.DataFrame:
         wanted = None if columns is None else [c for c in columns if c in self._stored]
         try:
             with self._open() as handle:
-                frame = read_parquet(handle, INTERVAL_STRINGS, wanted, groups)
+                frame = read_parquet(handle, INTERVAL_STRINGS, wanted)
         except Exception as exc:  # read when asked, long after load: still one clear line
             raise UserError(f"{self._where} is unreadable") from exc
         frame = self._migrate(frame)
@@ -168,14 +181,31 @@ def _with_kind(columns: Sequence[str]) -> list[str]:
     return list(dict.fromkeys([*columns, "kind"]))
 
 
+def _joined(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """``frames`` one after another, their columns of categories still categories.
+
+    Each row group's strings come with a dictionary of their own, and pd.concat turns
+    categories that differ into plain strings, every row's text again: their categories are
+    joined instead, so a row stays a code, as read."""
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    joined = {}
+    for name in frames[0].columns:
+        parts = [frame[name] for frame in frames]
+        if all(isinstance(part.dtype, pd.CategoricalDtype) for part in parts):
+            joined[name] = pd.Series(union_categoricals(parts), name=name)
+        else:
+            joined[name] = pd.concat(parts, ignore_index=True)
+    return pd.DataFrame(joined, columns=frames[0].columns, copy=False)
+
+
 def read_parquet(
     handle: IO[bytes],
     strings: Sequence[str] = (),
     columns: Columns = None,
-    groups: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """A stored table (only ``columns`` and row ``groups`` when given) as a DataFrame, the
-    columns ``strings`` as categories (a code a row, each distinct string once).
+    """A stored table (only ``columns`` when given) as a DataFrame, the columns ``strings`` as
+    categories (a code a row, each distinct string once).
 
     Read a row group at a time into columns allocated once: reading the whole Arrow table and
     converting it holds three copies of a big set at the peak, this about one."""
@@ -183,7 +213,7 @@ def read_parquet(
     names = present if columns is None else [c for c in present if c in columns]
     strings = [name for name in strings if name in names]
     source = pq.ParquetFile(handle, read_dictionary=strings or None)
-    chosen = list(range(source.num_row_groups)) if groups is None else list(groups)
+    chosen = list(range(source.num_row_groups))
     fields = [source.schema_arrow.field(name) for name in names]
     plain = all(
         pa.types.is_dictionary(f.type) or pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)

@@ -140,11 +140,12 @@ class Archive:
             raise UserError(f"cannot write the archive {self.location!r}: {why}") from None
         return self
 
-    def holds(self, path: str | os.PathLike) -> bool:
-        """Whether a local ``path`` lies inside this archive (where no export may write)."""
+    def holds(self, path: str | os.PathLike, set_id: str | None = None) -> bool:
+        """Whether a local ``path`` lies inside this archive, or inside its set ``set_id`` when
+        given (where no export may write)."""
         if not isinstance(self.fs, LocalFileSystem):
             return False
-        root = Path(self.root).resolve()
+        root = Path(self._path(set_id) if set_id else self.root).resolve()
         return Path(path).resolve().is_relative_to(root)
 
     def _path(self, *parts: str) -> str:
@@ -433,12 +434,33 @@ def _copy_spooled(spooled: Spooled, handle: IO[bytes]) -> None:
 
 def locate(ref: str, location: str | os.PathLike | None = None) -> tuple[Archive, str]:
     """The archive and id of a set named in the archive at ``location``, or by the path of its
-    own folder."""
+    own folder (its archive is then the folder that folder lies in, which may be any folder:
+    see ``sheltered``)."""
     folder = Path(ref)
     if (folder / MANIFEST).is_file():
         return Archive(folder.resolve().parent), folder.resolve().name
     archive = Archive(location)
     return archive, archive.resolve(ref)
+
+
+def sheltered(
+    path: str | os.PathLike, archive: Archive, set_id: str, location: str | os.PathLike | None
+) -> str | None:
+    """What a local ``path`` lies inside that no export may write to, or None: the archive at
+    ``location`` (``default_location()`` when None), or the folder of the set ``set_id`` of
+    ``archive`` (as ``locate`` gave them).
+
+    A set named by its folder's path has its parent for an archive, but that parent may be any
+    folder (a download, a home): only the set's own folder is kept from, not its neighbours."""
+    try:
+        named = Archive(location)
+    except UserError:  # an archive that will not even open is no local folder to write into
+        named = None
+    if named is not None and named.holds(path):
+        return f"the archive {named.location}"
+    if archive.holds(path, set_id):
+        return f"the result set folder {archive._path(set_id)}"
+    return None
 
 
 def load(ref: str, location: str | os.PathLike | None = None) -> ResultSet:

@@ -52,14 +52,16 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from harness.archive.store import locate
+    from harness.archive.store import locate, sheltered
     from harness.errors import UserError
 
     if args.format == "chrome" and (not args.output or args.endpoint is not None):
         raise UserError("a Chrome/Perfetto trace needs -o FILE (no --endpoint)")
     archive, set_id = locate(args.result, args.results)
-    if args.output and archive.holds(args.output):  # --force or not: the archive is not scratch
-        raise UserError(f"{args.output} is inside the archive {archive.location}: write elsewhere")
+    # --force or not: an archive, or a set's folder, is not scratch.
+    inside = sheltered(args.output, archive, set_id, args.results) if args.output else None
+    if inside:
+        raise UserError(f"{args.output} is inside {inside}: write elsewhere")
     result = archive.load(set_id)
     if args.format == "chrome":
         from harness.report.trace import write_chrome

@@ -91,24 +91,30 @@ def sampling_error(
     """Per percentile, how far the sample may put it from every request's (relative): the
     larger of what its weights do to quantities ``known`` for every request, and the 95%
     bootstrap spread of the ``replayed`` percentile over redrawn samples (the sampled requests
-    drawn again with replacement, each keeping its weight)."""
+    drawn again with replacement, each keeping its weight). Every request replayed: none."""
+    if not sample.sampled:
+        return dict.fromkeys(PERCENTILES, 0.0)
     order = np.argsort(replayed, kind="stable")
-    ranked, rank = replayed[order], np.empty_like(order)
-    rank[order] = np.arange(len(order))
+    ranked = replayed[order]
+    estimate = {
+        name: _sorted_percentile(ranked, sample.weights[order], q)
+        for name, q in PERCENTILES.items()
+    }
     base = sample.weights.copy()
     base[sample.rows] = 0.0
-    redrawn = []
+    # Each round's percentiles taken as it is drawn: a round's weights are as long as the set.
+    spread: dict[str, list[float]] = {name: [] for name in PERCENTILES}
     for drawn in redraws(len(sample.rows), rounds, SEED):
         rows = sample.rows[drawn]
         weights = base + np.bincount(rows, weights=sample.weights[rows], minlength=len(base))
-        redrawn.append(weights[order])
+        weights = weights[order]
+        for name, q in PERCENTILES.items():
+            spread[name].append(abs(_sorted_percentile(ranked, weights, q) / estimate[name] - 1.0))
     out = {}
     for name, q in PERCENTILES.items():
         errors = [
             abs(percentile(v, sample.weights, q) / percentile(v, None, q) - 1.0) for v in known
         ]
-        estimate = _sorted_percentile(ranked, sample.weights[order], q)
-        spread = [abs(_sorted_percentile(ranked, w, q) / estimate - 1.0) for w in redrawn]
-        errors.append(float(np.percentile(spread, 95)) if spread else 0.0)
+        errors.append(float(np.percentile(spread[name], 95)) if spread[name] else 0.0)
         out[name] = max(errors)
     return out

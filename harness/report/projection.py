@@ -143,15 +143,18 @@ def comparison(c: Comparison) -> Group:
         proj = Table(title="projected from BASE beside what was delivered (end to end, p50)")
         for name in ("claim", "claimed", "naive", "replay", "delivered", "gap", "replay err"):
             proj.add_column(name, justify="left" if name == "claim" else "right")
-        for k in c.checked:
+        for p, k in zip(c.projections, c.checked, strict=True):
+            # As in the project table: a replayed figure the sample may have moved is marked,
+            # and so is its error against what was delivered, which moves with it.
+            mark = "~" if p.indicative("replay", "p50") else ""
             proj.add_row(
                 k.claim,
                 f"{k.claimed:.3f}",
                 f"{k.naive:.3f}",
-                f"{k.replay:.3f}",
+                f"{mark}{k.replay:.3f}",
                 f"{k.delivered:.3f}",
                 f"{k.gap:+.3f}",
-                f"{k.error('replay'):+.1%}",
+                f"{mark}{k.error('replay'):+.1%}",
             )
         parts.append(proj)
         parts += _sample_note(c.projections)
