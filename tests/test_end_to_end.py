@@ -39,7 +39,8 @@ def test_quick_rag_run_is_valid_attributed_and_repeatable(tmp_path):
     for stage in summary["stages"][:5]:
         assert stage["coverage"] > 0.5, stage
     generate = next(s for s in summary["stages"] if s["stage"] == "generate")
-    assert generate["compute_ms"] > 0.9 * generate["wall_p50_ms"]
+    # Compute, and its thread's time off the CPU when the machine is busy (a wait now).
+    assert generate["compute_ms"] + generate["scheduling_ms"] > 0.9 * generate["wall_p50_ms"]
     assert summary["probe_coverage"] > 0.9
     assert summary["config"]["execution"]["device"] == "cpu"
 
