@@ -174,6 +174,9 @@ class Maker:
             if self.flaw == "overlap" and self.rng.random() < 0.5:
                 t -= 5
             parent_of = -1 if self.flaw == "orphan" and self.rng.random() < 0.3 else parent
+            # The thread's CPU time: now and then unread, else up to the whole wall time (a
+            # host compute probe's time off the CPU is a wait, less its nested probes').
+            cpu = -1 if self.rng.random() < 0.1 else int(self.rng.integers(0, end - t + 1))
             self.add(
                 Kind.PROBE,
                 stage,
@@ -186,6 +189,7 @@ class Maker:
                 label=label,
                 nbytes=int(self.rng.integers(-1, 1000)),
                 thread=thread,
+                cpu_ns=cpu,
             )
             t = end
         return t

@@ -191,7 +191,7 @@ def _native_stage(loops: int, requests: int = 10) -> list:
 def test_a_native_branch_beside_python_waits_for_the_lock_and_is_not_charged_compute():
     with threads(1):
         alone = _native_stage(loops=0, requests=16)
-        beside = _native_stage(loops=10**8, requests=16)
+        beside = _native_stage(loops=10**6, requests=16)
 
     def total(splits, what):
         if what == OFF_CPU:
@@ -201,14 +201,14 @@ def test_a_native_branch_beside_python_waits_for_the_lock_and_is_not_charged_com
     # Beside the Python branch the native one waits for the lock after its ops: its compute
     # probe's wall time grows (how often depends on who the lock goes to: summed over
     # requests), and the growth is off-CPU time, not compute: the thread's CPU clock, read
-    # apart from the wall clock, says the work itself took what it takes alone. A busy
+    # apart from the wall clock, grows only by what handing the lock over costs. A busy
     # machine adds preemption to both sides, which is off-CPU time too.
     wall_alone = total(alone, "compute") + total(alone, OFF_CPU)
     wall_beside = total(beside, "compute") + total(beside, OFF_CPU)
     assert wall_beside > 1.3 * wall_alone
     grown = wall_beside - wall_alone
     assert total(beside, OFF_CPU) - total(alone, OFF_CPU) > 0.6 * grown
-    assert total(beside, "compute") < 1.5 * total(alone, "compute")
+    assert total(beside, "compute") - total(alone, "compute") < 0.2 * grown
     for s in alone + beside:
         # What is called compute ran on the CPU: the stage's own CPU reading, taken at its
         # edges apart from the probe's, holds it.

@@ -73,6 +73,14 @@ class RagConfig:
         raise ValueError(f"unknown size {size!r} (quick or default)")
 
 
+def corpus_embeddings(config: RagConfig, seed: int) -> Tensor:
+    """The corpus's unit embeddings [corpus_size, hidden] (float32, host): random directions,
+    since exact top-k costs the same whatever they are."""
+    rng = np.random.default_rng([seed, _CORPUS_STREAM])
+    vectors = rng.standard_normal((config.corpus_size, config.encoder.hidden), np.float32)
+    return F.normalize(torch.from_numpy(vectors), dim=-1)
+
+
 def prompt_len(top_k: int, passage_len: int, query_tokens: int) -> int:
     """Tokens in a prompt: [BOS], the passages, [SEP], the query's words."""
     return 1 + top_k * passage_len + 1 + query_tokens
@@ -169,10 +177,7 @@ class Rag(Workload):
             self.models = OrtModels(encoder, decoder, description, ctx.device, ctx.providers)
         else:
             self.models = TorchModels(encoder.to(device), decoder.to(device))
-        rng = np.random.default_rng([ctx.seed, _CORPUS_STREAM])
-        vectors = rng.standard_normal((config.corpus_size, config.encoder.hidden), np.float32)
-        corpus = F.normalize(torch.from_numpy(vectors), dim=-1)
-        self.corpus = corpus.to(device)
+        self.corpus = corpus_embeddings(config, ctx.seed).to(device)
         self.store = text.passage_store(
             self.tokenizer, config.corpus_size, config.passage_len, ctx.seed
         )

@@ -15,6 +15,7 @@ from harness.analysis.invariants import Invariants, set_invariants
 from harness.analysis.overhead import Overhead, overhead
 from harness.analysis.stats import Percentiles
 from harness.analysis.telemetry import telemetry_summary
+from harness.analysis.tool_calls import tool_table
 from harness.analysis.validity import Verdict, replicate_p50s, verdict
 from harness.archive.codec import to_dict
 from harness.archive.schema import ReplicateFacts
@@ -58,6 +59,7 @@ class Summary:
     coverage: float  # share of end-to-end time the probes explain
     overlap_ms: float  # median per request: time that ran beside the critical path
     waits: pd.DataFrame  # scheduling on the critical path by kind
+    tools: pd.DataFrame  # per tool called across a process boundary: medians per call
     overhead: Overhead | None
     telemetry: dict[str, dict[str, Any]]  # min/median/max per metric while requests ran
     telemetry_notes: tuple[str, ...]  # what the sampler could not read, over every replicate
@@ -84,6 +86,7 @@ class Summary:
             "overlap_ms": _finite(self.overlap_ms),
             "stages": [_clean(row) for row in self.stages.to_dict(orient="records")],
             "waits": [_clean(row) for row in self.waits.to_dict(orient="records")],
+            "tools": [_clean(row) for row in self.tools.to_dict(orient="records")],
             "overhead": to_dict(self.overhead),
             "telemetry": self.telemetry,
             "facts": to_dict(self.facts),
@@ -111,12 +114,13 @@ def summarize(result: ResultSet) -> Summary:
         coverage=coverage,
         overlap_ms=overlap_ms,
         waits=wait_table(result),
+        tools=tool_table(result),
         overhead=overhead(result, e2e.p50),
         telemetry=telemetry_summary(samples) if samples is not None and not samples.empty else {},
         telemetry_notes=notes,
         facts=run_facts(replicates),
         invariants=invariants,
-        verdict=verdict(result, e2e, coverage, stages, invariants),
+        verdict=verdict(result, e2e, coverage, invariants),
     )
 
 

@@ -19,7 +19,6 @@ from harness.machine.environment import STEAL_WARN_FRACTION
 from harness.words import Category, Kind
 
 MIN_COVERAGE = 0.9
-OFF_CPU_RATIO = 0.5
 THROTTLE_DROP = 0.05  # a median core frequency this far below the run's start
 MAX_ERROR_RATE = 0.01
 # Other processes' share of the CPUs the run could use. Past a tenth they share its caches,
@@ -81,12 +80,12 @@ def verdict(
     result: ResultSet,
     e2e: Percentiles,
     coverage: float,
-    stages: pd.DataFrame | None = None,
     invariants: Invariants | None = None,
 ) -> Verdict:
     """Judge a set from its raw data: completeness, invariants (checked now unless given),
-    errors, samples, noise, coverage, and (given the stage table) compute that was off-CPU and
-    threads that oversubscribe."""
+    errors, samples, noise, coverage, the machine's load, and threads that oversubscribe.
+
+    (Compute whose thread was off the CPU is no note: it is split out as a wait.)"""
     invariants = invariants if invariants is not None else set_invariants(result)
     problems: list[str] = []
     notes: list[str] = []
@@ -193,8 +192,6 @@ def verdict(
     notes += said
     busy += trouble
     problems += busy
-    if stages is not None:
-        notes += _off_cpu(result, stages)
     notes += _oversubscribed(result)
     return Verdict(not problems, tuple(problems), tuple(notes), tuple(sampling), tuple(busy))
 
@@ -289,27 +286,6 @@ def _first_error(requests: pd.DataFrame) -> str:
         return "unknown"
     order = [c for c in ("replicate", "request") if c in failed]
     return str(failed.sort_values(order)["error"].iloc[0]) or "unknown"
-
-
-def _off_cpu(result: ResultSet, stages: pd.DataFrame) -> list[str]:
-    """Compute-bound stages whose thread was on a CPU for much less than their wall time.
-
-    Wall-clock probes count GIL waits, preemption and steal as if they were the work; on an
-    accelerator the host legitimately waits, so only host runs are judged.
-    """
-    if result.manifest.execution.device != "cpu" or "on_cpu_ms" not in stages:
-        return []
-    notes = []
-    for row in stages.to_dict(orient="records"):
-        wall, compute, on_cpu = row["wall_p50_ms"], row.get("compute_ms"), row.get("on_cpu_ms")
-        if not wall or compute is None or on_cpu is None or math.isnan(on_cpu):
-            continue
-        if compute >= 0.5 * wall and on_cpu < OFF_CPU_RATIO * wall:
-            notes.append(
-                f"stage {row['stage']!r} was on a CPU for {on_cpu / wall:.0%} of its wall time: "
-                "its compute waited (GIL, preemption or steal) or ran on threads it does not own"
-            )
-    return notes
 
 
 CONCURRENCY_COLUMNS = ("replicate", "request", "stage", "kind", "thread", "start_ns", "end_ns")

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from harness.record.remote import OFFSET_FACT
+
 if TYPE_CHECKING:  # pandas-heavy; `gapbench detect` must stay fast
     from harness.analysis.overhead import Overhead
     from harness.analysis.summary import RunFacts, Spread, Summary
-    from harness.archive.schema import Agreement, Execution, ProfileRecord
+    from harness.archive.schema import Agreement, Execution, ProfileRecord, ReplicateFacts
     from harness.archive.store import Listing
     from harness.plugins import Entry
     from harness.projection.answer import Answer
@@ -56,6 +58,9 @@ def summary(s: Summary, answer: Answer | None = None) -> Group:
     parts.append(stage_table(s))
     if len(s.waits):
         parts.append(wait_table(s))
+    if len(s.tools):
+        parts.append(tool_table(s))
+        parts.append(Text(_server_clock(m.replicates), style="dim"))
     if m.profile is not None:
         parts.append(profile_table(m.profile))
     if answer is not None:
@@ -224,6 +229,47 @@ def wait_table(s: Summary) -> Table:
     for row in s.waits.to_dict(orient="records"):
         share = f"{row['share']:.1%}"
         table.add_row(Text(row["wait"]), _ms(row["median_ms"]), _ms(row["p90_ms"]), share)
+    return table
+
+
+def _server_clock(replicates: Sequence[ReplicateFacts]) -> str:
+    """What the request/reply split of a tool call is sure to: the server clock's offset."""
+    clocks = [r.setup_facts.get(OFFSET_FACT) for r in replicates]
+    known = [c for c in clocks if isinstance(c, dict)]
+    if not known:
+        return "the server's clock offset was not recorded: request and reply are not split"
+    worst = max(c["error_ns"] for c in known) / 1e6
+    offsets = ", ".join(f"{c['offset_ns'] / 1e6:+.3f}" for c in known)
+    return (
+        f"tool server clock offset {offsets} ms, each within {worst:.3f} ms: the request and "
+        "reply of a call are split to that error; their sum, the server's and the tool's "
+        "times are not"
+    )
+
+
+def tool_table(s: Summary) -> Table:
+    """Per tool, where a call's round trip went (medians per call): the JSON-RPC request and
+    reply, the server's own handling, the tool's work, and the hand-over to the client's loop."""
+    table = Table(title="tool calls across the process boundary (ms, medians per call)")
+    columns = (
+        ("tool", None),
+        ("calls", None),
+        ("round trip", "round_trip_ms"),
+        ("request", "request_ms"),
+        ("server", "server_ms"),
+        ("compute", "compute_ms"),
+        ("waiting", "waiting_ms"),
+        ("reply", "reply_ms"),
+        ("hand-over", "hand_over_ms"),
+        ("bytes out/in", None),
+    )
+    for name, _ in columns:
+        table.add_column(name, justify="left" if name == "tool" else "right")
+    for row in s.tools.to_dict(orient="records"):
+        cells: list[Any] = [Text(str(row["tool"])), str(row["calls"])]
+        cells += [_ms(row[key]) for _, key in columns[2:-1] if key is not None]
+        cells.append(f"{row['sent_bytes']:,.0f}/{row['received_bytes']:,.0f}")
+        table.add_row(*cells)
     return table
 
 

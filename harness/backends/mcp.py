@@ -1,0 +1,243 @@
+"""A tool server over MCP that gapbench starts, talks to, restarts and always stops.
+
+The server is a subprocess: over stdio (the SDK starts it and owns its pipes), or over
+streamable HTTP on a socket this process binds to 127.0.0.1 on a free port and hands to the
+child, so nothing listens beyond loopback and no port is raced for. The MCP client is async; it
+lives on an event loop thread of its own, and stage threads call it through ``call``, which
+blocks for at most the call timeout. A server that crashed or hung is restarted before the next
+call (its clock offset measured again), and the call that met it fails with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.record.remote import META_KEY, ClockOffset, estimate_offset
+
+STDIO, HTTP = "stdio", "http"
+TRANSPORTS = (STDIO, HTTP)
+CLOCK_TOOL = "gapbench_clock"  # the server's clock and pid, for the offset and for tests
+OFFSET_ROUND_TRIPS = 16
+START_TIMEOUT_S = 120.0  # a server imports torch and builds its models before it answers
+
+
+class ToolFailure(Exception):
+    """A tool call that failed in the transport: the server crashed, hung or could not start."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One tool call's reply and when the client's event loop sent it and got it back."""
+
+    is_error: bool
+    text: str  # the reply's text content (a structured result's JSON)
+    structured: Any
+    meta: Mapping[str, Any] | None
+    sent_ns: int  # when the call began on the client's loop, after the hand-over to it
+    received_ns: int  # when the reply was in, before the hand-back to the calling thread
+
+
+@dataclass
+class ToolServer:
+    """A started tool server and its client; ``start`` it, ``call`` tools, ``close`` it."""
+
+    command: Sequence[str]  # the server program and its arguments; --transport/--fd are added
+    transport: str = STDIO
+    call_timeout_s: float = 30.0
+    env: Mapping[str, str] = field(default_factory=dict)
+    log: Path | None = None  # where the server's stderr goes (None: discarded)
+    restarts: int = 0
+    offset: ClockOffset | None = None
+    pid: int | None = None
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _session: Any = field(default=None, repr=False)  # the connected mcp.Client
+    _stop: asyncio.Event | None = field(default=None, repr=False)
+    _done: concurrent.futures.Future | None = field(default=None, repr=False)
+    _process: subprocess.Popen | None = field(default=None, repr=False)  # HTTP's server
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _broken: str = ""
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"unknown transport {self.transport!r} (one of {TRANSPORTS})")
+
+    def start(self) -> None:
+        """Start the server, connect, and measure its clock offset."""
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="gapbench-mcp", daemon=True)
+        self._thread.start()
+        ready: concurrent.futures.Future = concurrent.futures.Future()
+        self._done = asyncio.run_coroutine_threadsafe(self._hold(ready), loop)
+        try:
+            ready.result(timeout=START_TIMEOUT_S)
+        except BaseException as exc:
+            self.close()
+            raise ToolFailure(f"the tool server did not start: {_said(exc)}{self._tail()}") from exc
+        self.offset = self._measure_offset()
+
+    def call(self, name: str, arguments: Mapping[str, Any]) -> Reply:
+        """Call tool ``name``; a ToolFailure when the transport failed (the server is then
+        restarted before the next call)."""
+        with self._lock:
+            if self._broken:
+                self._restart()
+        loop = self._loop
+        assert loop is not None, "start() the server first"
+        future = asyncio.run_coroutine_threadsafe(self._call(name, dict(arguments)), loop)
+        try:
+            return future.result(timeout=self.call_timeout_s + 5)
+        except ToolFailure as exc:
+            self._mark_broken(str(exc))
+            raise
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            reason = f"tool {name} gave no reply in {self.call_timeout_s:g} s"
+            self._mark_broken(reason)
+            raise ToolFailure(reason) from None
+
+    def close(self) -> None:
+        """Stop the client and the server, whatever state they are in."""
+        loop, done = self._loop, self._done
+        if loop is not None and done is not None and self._stop is not None:
+            loop.call_soon_threadsafe(self._stop.set)
+            with contextlib.suppress(BaseException):
+                done.result(timeout=10)
+        self._kill()
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not None:
+                self._thread.join(timeout=10)
+            loop.close()
+        self._loop = self._thread = self._done = self._stop = self._session = None
+
+    # --- inside ------------------------------------------------------------------------------
+
+    async def _hold(self, ready: concurrent.futures.Future) -> None:
+        """Connect and keep the client open until told to stop: one task enters and leaves
+        it, as anyio's cancel scopes require."""
+        from mcp import Client
+
+        self._stop = asyncio.Event()
+        try:
+            async with Client(self._target(), read_timeout_seconds=self.call_timeout_s) as client:
+                self._session = client
+                ready.set_result(None)
+                await self._stop.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            elif not isinstance(exc, asyncio.CancelledError):
+                self._broken = self._broken or f"the tool server's connection failed: {_said(exc)}"
+        finally:
+            self._session = None
+
+    def _target(self) -> Any:
+        from mcp import StdioServerParameters
+
+        command = [*self.command, "--transport", self.transport]
+        env = {**self.env, "PYTHONUNBUFFERED": "1"}
+        if self.transport == STDIO:
+            return StdioServerParameters(command=command[0], args=command[1:], env=env)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # Accepted connections inherit it: a reply is not held back waiting for an ACK.
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+        try:
+            self._process = subprocess.Popen(
+                [*command, "--fd", str(listener.fileno())],
+                pass_fds=(listener.fileno(),),
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._stderr(),
+                start_new_session=True,  # its own process group: stopped whole
+            )
+        finally:
+            listener.close()  # the child holds its own copy
+        return f"http://127.0.0.1:{port}/mcp"
+
+    def _stderr(self) -> Any:
+        return self.log.open("ab") if self.log is not None else subprocess.DEVNULL
+
+    async def _call(self, name: str, arguments: dict[str, Any]) -> Reply:
+        client = self._session
+        if client is None:
+            raise ToolFailure(self._broken or "the tool server is not connected")
+        sent = time.perf_counter_ns()
+        try:
+            result = await client.call_tool(name, arguments)
+        except Exception as exc:  # MCPError (closed, timed out) or a broken stream
+            raise ToolFailure(f"tool {name}: {_said(exc)}{self._tail()}") from exc
+        received = time.perf_counter_ns()
+        text = "".join(getattr(block, "text", "") for block in result.content)
+        return Reply(result.is_error, text, result.structured_content, result.meta, sent, received)
+
+    def _measure_offset(self) -> ClockOffset:
+        """Round trips to the clock tool: the client's loop's send and receipt, and the
+        server's readings as its call began and ended (its carried timing), or the clock the
+        tool read where a server carries none."""
+        samples = []
+        for _ in range(OFFSET_ROUND_TRIPS):
+            reply = self.call(CLOCK_TOOL, {})
+            body = reply.structured or {}
+            carried = (reply.meta or {}).get(META_KEY) or {}
+            began, ended = carried.get("in", body["now_ns"]), carried.get("out", body["now_ns"])
+            samples.append((reply.sent_ns, int(began), int(ended), reply.received_ns))
+            self.pid = int(body["pid"])
+        return estimate_offset(samples)
+
+    def _mark_broken(self, reason: str) -> None:
+        with self._lock:
+            self._broken = self._broken or reason
+
+    def _restart(self) -> None:
+        self.close()
+        self._broken = ""
+        self.restarts += 1
+        self.start()
+
+    def _kill(self) -> None:
+        """The server gone whatever it does: its process group for HTTP; for stdio the SDK
+        has stopped it, and a pid it reported that still lives is killed too."""
+        process, self._process = self._process, None
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+        elif self.pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    def _tail(self) -> str:
+        if self.log is None or not self.log.exists():
+            return ""
+        lines = self.log.read_text(errors="replace").strip().splitlines()
+        return f" (server: {lines[-1][:200]})" if lines else ""
+
+
+def _said(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def server_command(module: str, *args: str) -> list[str]:
+    """Run ``module`` with this interpreter: the server sees the same gapbench and torch."""
+    return [sys.executable, "-m", module, *args]
