@@ -69,7 +69,7 @@ class ToolServer:
     _done: concurrent.futures.Future | None = field(default=None, repr=False)
     _process: subprocess.Popen | None = field(default=None, repr=False)  # HTTP's server
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _broken: str = ""
+    _broken: str = ""  # why the server is down for good (a restart that failed)
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -91,24 +91,29 @@ class ToolServer:
         self.offset = self._measure_offset()
 
     def call(self, name: str, arguments: Mapping[str, Any]) -> Reply:
-        """Call tool ``name``; a ToolFailure when the transport failed (the server is then
-        restarted before the next call)."""
-        with self._lock:
-            if self._broken:
-                self._restart()
+        """Call tool ``name``; a ToolFailure when the transport failed, after the server was
+        restarted (once, however many calls in flight met the failure), so the next call
+        finds it running."""
+        generation = self.restarts
+        try:
+            return self._call_now(name, arguments)
+        except ToolFailure:
+            with self._lock:
+                # A server that would not start again is not retried: calls fail at once.
+                if self.restarts == generation and not self._broken:
+                    self._restart()
+            raise
+
+    def _call_now(self, name: str, arguments: Mapping[str, Any]) -> Reply:
         loop = self._loop
-        assert loop is not None, "start() the server first"
+        if loop is None:
+            raise ToolFailure(self._broken or "the tool server is not running")
         future = asyncio.run_coroutine_threadsafe(self._call(name, dict(arguments)), loop)
         try:
             return future.result(timeout=self.call_timeout_s + 5)
-        except ToolFailure as exc:
-            self._mark_broken(str(exc))
-            raise
         except concurrent.futures.TimeoutError:
             future.cancel()
-            reason = f"tool {name} gave no reply in {self.call_timeout_s:g} s"
-            self._mark_broken(reason)
-            raise ToolFailure(reason) from None
+            raise ToolFailure(f"tool {name} gave no reply in {self.call_timeout_s:g} s") from None
 
     def close(self) -> None:
         """Stop the client and the server, whatever state they are in."""
@@ -141,8 +146,6 @@ class ToolServer:
         except BaseException as exc:
             if not ready.done():
                 ready.set_exception(exc)
-            elif not isinstance(exc, asyncio.CancelledError):
-                self._broken = self._broken or f"the tool server's connection failed: {_said(exc)}"
         finally:
             self._session = None
 
@@ -195,7 +198,7 @@ class ToolServer:
         tool read where a server carries none."""
         samples = []
         for _ in range(OFFSET_ROUND_TRIPS):
-            reply = self.call(CLOCK_TOOL, {})
+            reply = self._call_now(CLOCK_TOOL, {})
             body = reply.structured or {}
             carried = (reply.meta or {}).get(META_KEY) or {}
             began, ended = carried.get("in", body["now_ns"]), carried.get("out", body["now_ns"])
@@ -203,15 +206,14 @@ class ToolServer:
             self.pid = int(body["pid"])
         return estimate_offset(samples)
 
-    def _mark_broken(self, reason: str) -> None:
-        with self._lock:
-            self._broken = self._broken or reason
-
     def _restart(self) -> None:
         self.close()
         self._broken = ""
         self.restarts += 1
-        self.start()
+        try:
+            self.start()
+        except ToolFailure as exc:
+            self._broken = str(exc)  # the next call says why, at once
 
     def _kill(self) -> None:
         """The server gone whatever it does: its process group for HTTP; for stdio the SDK
