@@ -167,12 +167,20 @@ class StageContext:
         """Time a blocked wait (a lock, a server, another branch): scheduling, measured."""
         return self._probe(_SCHEDULING, resource or _WAIT, label, 0)
 
-    def fan_out(self, fn: Callable[[T], R], items: Iterable[T], label: str = "") -> list[R]:
+    def fan_out(
+        self,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        label: str = "",
+        parallel: bool = True,
+    ) -> list[R]:
         """Run ``fn`` over ``items`` concurrently (run-time fan-out, e.g. a planner's tool calls).
 
         The stage blocks in a wait that joins the branches; each branch runs on a pool thread
         in a copy of this context, recorded as a branch enclosed by that wait, so the analysis
         can put the last branch to finish on the critical path and the others beside it.
+        ``parallel=False`` runs the branches in turn on this thread, recorded as branches all
+        the same: work that could overlap and did not, which `gapbench show` weighs.
         """
         items = list(items)
         pool = self._fan_out_pool
@@ -180,7 +188,7 @@ class StageContext:
         # waiting on the shared pool from one of its workers could wait forever.
         nested = threading.current_thread().name.startswith(FAN_OUT_THREADS)
         with self.wait(label or FAN_OUT_JOIN):
-            if pool is None or nested or len(items) <= 1:
+            if pool is None or nested or len(items) <= 1 or not parallel:
                 return [self._branch(fn, item, i) for i, item in enumerate(items)]
             # ThreadPoolExecutor does not carry contextvars: without a copy per branch, its
             # probes would lose the spans that enclose them.

@@ -202,10 +202,10 @@ class Agent(Workload):
         return Planned(asked, calls)
 
     def tools(self, ctx: StageContext, planned: Planned) -> list[Any]:
-        """The planned calls on the tool server: in turn, or all at once."""
-        if self.parallel:
-            return ctx.fan_out(lambda call: self._call(ctx, call), planned.calls, "tool calls")
-        return [self._call(ctx, call) for call in planned.calls]
+        """The planned calls on the tool server: all at once, or in turn (branches all the
+        same: calls that could overlap, which gapbench's serialisation finder weighs)."""
+        call = lambda c: self._call(ctx, c)  # noqa: E731
+        return ctx.fan_out(call, planned.calls, "tool calls", parallel=self.parallel)
 
     def answer(self, ctx: StageContext, results: list[Any]) -> list[int]:
         """Decode the answer over a prompt made of the tools' results."""

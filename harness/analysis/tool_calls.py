@@ -1,7 +1,7 @@
 """Tool calls across a process boundary, call by call and per tool: where a round trip went.
 
 A call is the client's wait labelled ``tool NAME`` (``harness.record.remote.record_call``):
-inside it, the JSON-RPC request and reply (movement on `link`), the server's handling
+inside it, the JSON-RPC request and reply (movement in host memory), the server's handling
 (movement on `remote`) and, nested in that, the tool's own work by category; what no carried
 interval covers is the hand-over to the client's event loop and back.
 """

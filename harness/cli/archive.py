@@ -33,14 +33,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     from harness.archive.codec import to_dict
     from harness.archive.store import load
     from harness.projection.answer import answer
+    from harness.projection.serialisation import losses
     from harness.report import terminal
 
     results = [load(ref, args.results) for ref in args.result]
     summaries = [summarize(r) for r in results]
     if len(summaries) == 1:
-        summary, said = summaries[0], answer(results[0])
-        payload = {**summary.to_dict(), "answer": to_dict(said)}
-        output(args, payload, lambda: terminal.summary(summary, said))
+        summary, said, found = summaries[0], answer(results[0]), losses(results[0])
+        payload = {**summary.to_dict(), "answer": to_dict(said), "serialisation": found.to_dict()}
+        output(args, payload, lambda: terminal.summary(summary, said, found))
     else:
         alike = same_work(*results)
         output(

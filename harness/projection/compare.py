@@ -22,6 +22,7 @@ from harness.archive.store import ResultSet
 from harness.archive.tables import by_replicate
 from harness.projection.project import Projection
 from harness.projection.sentences import comparison_sentence
+from harness.projection.serialisation import Losses
 
 MIN_REPLICATES = 3  # per side, for an interval: two medians say nothing about spread
 
@@ -86,6 +87,8 @@ class Comparison:
     checked: tuple[Checked, ...]  # each projection made now, against what was delivered
     kept: tuple[Checked, ...]  # those kept beside BASE earlier, against what was delivered
     differences: dict[str, tuple[Any, Any]]  # execution settings that differ
+    # BASE's serialisation losses, overlapped, beside CANDIDATE as measured (None: none found)
+    overlap: OverlapCheck | None = None
 
     @property
     def trustworthy(self) -> bool:
@@ -129,8 +132,52 @@ class Comparison:
                 }
                 for p, c in zip(self.projections, self.checked, strict=True)
             ],
+            "serialisation": None if self.overlap is None else self.overlap.to_dict(),
             "sentence": self.sentence,
         }
+
+
+@dataclass(frozen=True)
+class OverlapCheck:
+    """The serialisation finder's p50 from BASE, had its serialised work overlapped, beside
+    CANDIDATE's measured p50: overall, and replicate by replicate (paired in order)."""
+
+    losses: Losses
+    candidate_ms: float
+    pairs: tuple[tuple[int, float, float], ...]  # (replicate, predicted ms, measured ms)
+
+    @property
+    def error(self) -> float:
+        """The prediction's error against what CANDIDATE measured (+: it promised more)."""
+        return self.candidate_ms / self.losses.overlapped.value_ms - 1
+
+    def pair_errors(self) -> list[float]:
+        return [measured / predicted - 1 for _, predicted, measured in self.pairs]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.losses.to_dict(),
+            "candidate_p50_ms": self.candidate_ms,
+            "error": self.error,
+            "pairs": [
+                {"replicate": r, "predicted_ms": p, "measured_ms": m, "error": m / p - 1}
+                for r, p, m in self.pairs
+            ],
+        }
+
+
+def overlap_check(losses: Losses, candidate: ResultSet) -> OverlapCheck | None:
+    """BASE's losses against CANDIDATE (None when BASE serialised nothing)."""
+    if not losses.findings:
+        return None
+    measured = _latencies(candidate)
+    pairs = tuple(
+        (r, losses.by_replicate[r][1], float(np.median(measured[r])))
+        for r in sorted(losses.by_replicate)
+        if r in measured
+    )
+    whole = float(np.median(np.concatenate(list(measured.values()))))
+    return OverlapCheck(losses, whole, pairs)
 
 
 def compare(
@@ -138,6 +185,7 @@ def compare(
     candidate: Summary,
     projections: tuple[Projection, ...] = (),
     kept: tuple[KeptProjection, ...] = (),
+    losses: Losses | None = None,
 ) -> Comparison:
     """Measured speedups end to end and per stage, beside the projections made from BASE now
     and those kept beside it earlier (a pre-purchase projection, checked)."""
@@ -161,8 +209,9 @@ def compare(
         )
         for k in kept
     )
+    overlap = overlap_check(losses, candidate.result) if losses is not None else None
     return Comparison(
-        base, candidate, end_to_end, stages, projections, checked, earlier, differences
+        base, candidate, end_to_end, stages, projections, checked, earlier, differences, overlap
     )
 
 

@@ -207,7 +207,7 @@ def project(result: ResultSet, claim: Claim, sample_size: int = REPLAY_SAMPLE) -
     scaled = naive(table, claim, layers)
     # A request whose stages ran one after another, each on one timeline, replays as the sum
     # of its scaled pieces and fixed waits: nothing ran beside anything to contend with it.
-    base = _replay_base(result, sample_size)
+    base = replay_base(result, sample_size)
     sample = base.sample
     replayed, identity = scaled.ns.copy(), measured.copy()
     identity[base.rows] = base.identity
@@ -228,9 +228,9 @@ def project(result: ResultSet, claim: Claim, sample_size: int = REPLAY_SAMPLE) -
         cores=manifest.fingerprint.cores,
         matched_share=sum(scaled.matched.values()) / total,
         matches=matches,
-        measured=_estimates(measured, replicate_of),
-        naive=_estimates(scaled.ns, replicate_of),
-        replay=_estimates(replayed, replicate_of, weights),
+        measured=estimates(measured, replicate_of),
+        naive=estimates(scaled.ns, replicate_of),
+        replay=estimates(replayed, replicate_of, weights),
         replay_identity_error=percentile(np.abs(identity - measured) / measured, weights, 50),
         side_by_side=sample.side_by_side,
         replayed=len(sample.rows),
@@ -241,7 +241,7 @@ def project(result: ResultSet, claim: Claim, sample_size: int = REPLAY_SAMPLE) -
 
 
 @dataclass(frozen=True)
-class _ReplayBase:
+class ReplayBase:
     """What every claim on a set replays: the chosen requests' models, and their latency
     replayed without a claim (the model's check against what was recorded)."""
 
@@ -251,11 +251,11 @@ class _ReplayBase:
     identity: np.ndarray  # per replayed row, ns
 
 
-_BASES: weakref.WeakKeyDictionary[ResultSet, dict[int, _ReplayBase]] = weakref.WeakKeyDictionary()
+BASES: weakref.WeakKeyDictionary[ResultSet, dict[int, ReplayBase]] = weakref.WeakKeyDictionary()
 
 
-def _replay_base(result: ResultSet, size: int) -> _ReplayBase:
-    kept = _BASES.setdefault(result, {})
+def replay_base(result: ResultSet, size: int) -> ReplayBase:
+    kept = BASES.setdefault(result, {})
     if size not in kept:
         table = split_table(result)
         replicate_of = table.requests["replicate"].to_numpy()
@@ -264,11 +264,11 @@ def _replay_base(result: ResultSet, size: int) -> _ReplayBase:
         rows = np.array([row for row, _ in built], np.int64)
         models = [model for _, model in built]
         identity = np.array([replay(model)[0] for model in models], float)
-        kept[size] = _ReplayBase(sample, rows, models, identity)
+        kept[size] = ReplayBase(sample, rows, models, identity)
     return kept[size]
 
 
-def _estimates(
+def estimates(
     ns: np.ndarray, replicate_of: np.ndarray, weights: np.ndarray | None = None
 ) -> dict[str, Estimate]:
     """p50 and p99 over all requests (each counted ``weights`` times when a sample stands for

@@ -26,10 +26,12 @@ from harness.workload import Stage
 
 CPU, DEVICE, LINK = "cpu", "device", "link"
 FIXED = ""  # a wait: neither a pool nor contention
-# What a stretch of time runs on, by its resource (unattributed glue runs on the CPU).
+# What a stretch of time runs on, by its resource (unattributed glue runs on the CPU). A tool
+# server gapbench starts runs on this machine, so its work asks the same cores.
 POOLS = {
     Resource.HOST_CPU.value: CPU,
     Resource.HOST_MEMORY.value: CPU,
+    Resource.REMOTE.value: CPU,
     "": CPU,
     Resource.DEVICE.value: DEVICE,
     Resource.LINK.value: LINK,
@@ -231,19 +233,20 @@ def _task_gaps(lanes: list[list[Timeline]], join_start: int) -> None:
         task.gap_ns = max(task.start_ns - join_start - held, 0)
 
 
-def _all_steps(timeline: Timeline) -> list[Step]:
+def all_steps(timeline: Timeline) -> list[Step]:
+    """Every step of a timeline, and inside its joins, its branches'."""
     out = []
     for step in timeline.steps:
         out.append(step)
         for lane in step.branches:
             for branch in lane:
-                out.extend(_all_steps(branch))
+                out.extend(all_steps(branch))
     return out
 
 
 def steps(model: Model) -> list[Step]:
     """Every step of a model: its stages' and, inside joins, their branches'."""
-    return [step for node in model.stages for step in _all_steps(node.timeline)]
+    return [step for node in model.stages for step in all_steps(node.timeline)]
 
 
 def _take_out_contention(model: Model) -> None:

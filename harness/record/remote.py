@@ -155,7 +155,7 @@ def read_carried(
 CALL_PREFIX = "tool "  # a client's wait on one tool call is labelled "tool NAME"
 REQUEST, REPLY = "json-rpc request", "json-rpc reply"
 SERVER_SUFFIX = " server"  # the server's handling of a call, "NAME server"
-_LINK = Resource.LINK.value
+_HOST_MEMORY = Resource.HOST_MEMORY.value
 
 
 def call_label(tool: str) -> str:
@@ -177,8 +177,9 @@ def record_call(
 
     ``window`` is when the client's event loop sent the call and had its reply. From the send
     to the server's first reading is the request (serialised, through the pipe or socket,
-    parsed): movement on `link` of ``nbytes[0]`` bytes; from the server's last reading to the
-    reply's arrival, the reply likewise (``nbytes[1]``). Between, the server's handling is
+    parsed): movement in host memory, both processes being on this host, of ``nbytes[0]``
+    bytes; from the server's last reading to the reply's arrival, the reply likewise
+    (``nbytes[1]``). Between, the server's handling is
     movement on `remote` (what the SDK does around the tool: validating arguments, converting
     the result), with the tool's own probes nested in it, on `remote` too. What is left of the
     wait, the hand-over to the client's event loop and back, stays waiting.
@@ -186,8 +187,8 @@ def record_call(
     sent, received = window
     movement = Category.MOVEMENT.value
     recorder.add(
-        Kind.PROBE, sent, carried.began_ns, stage=stage, category=movement, resource=_LINK,
-        label=REQUEST, nbytes=nbytes[0], parent=parent,
+        Kind.PROBE, sent, carried.began_ns, stage=stage, category=movement,
+        resource=_HOST_MEMORY, label=REQUEST, nbytes=nbytes[0], parent=parent,
     )  # fmt: skip
     handling = next(recorder._ids)
     recorder.add(
@@ -206,6 +207,6 @@ def record_call(
         )  # fmt: skip
         cursor = end
     recorder.add(
-        Kind.PROBE, carried.ended_ns, received, stage=stage, category=movement, resource=_LINK,
-        label=REPLY, nbytes=nbytes[1], parent=parent,
+        Kind.PROBE, carried.ended_ns, received, stage=stage, category=movement,
+        resource=_HOST_MEMORY, label=REPLY, nbytes=nbytes[1], parent=parent,
     )  # fmt: skip

@@ -15,7 +15,7 @@ from harness.projection.sentences import headline, interval_text
 if TYPE_CHECKING:
     from harness.analysis.summary import Summary
     from harness.experiments.validate import Validation
-    from harness.projection.compare import Comparison
+    from harness.projection.compare import Comparison, OverlapCheck
     from harness.projection.project import Estimate, Projection
 
 
@@ -119,6 +119,28 @@ def _sample_note(made: Sequence[Projection]) -> list[Text]:
     ]
 
 
+def _overlap(check: OverlapCheck) -> list[Any]:
+    """BASE's serialised work, overlapped by the replay, beside CANDIDATE as measured."""
+    losses = check.losses
+    lines: list[Any] = [
+        Text(
+            f"BASE ran independent work in turn ({losses.findings[0].where}"
+            f"{' and more' if len(losses.findings) > 1 else ''}): overlapped, its p50 would be "
+            f"{losses.overlapped.value_ms:.2f} ms; CANDIDATE measured {check.candidate_ms:.2f} "
+            f"ms: error {check.error:+.1%}",
+            style="bold",
+        )
+    ]
+    if len(check.pairs) > 1:
+        table = Table(title="overlap predicted from BASE beside CANDIDATE, replicate by replicate")
+        for name in ("replicate", "predicted ms", "measured ms", "error"):
+            table.add_column(name, justify="right")
+        for (r, predicted, measured), error in zip(check.pairs, check.pair_errors(), strict=True):
+            table.add_row(str(r), f"{predicted:.2f}", f"{measured:.2f}", f"{error:+.1%}")
+        lines.append(table)
+    return lines
+
+
 def comparison(c: Comparison) -> Group:
     """Verdicts, what differs, measured speedups, and the projections from BASE beside them."""
     parts: list[Any] = _verdict_line("BASE ", c.base) + _verdict_line("CANDIDATE ", c.candidate)
@@ -158,6 +180,8 @@ def comparison(c: Comparison) -> Group:
             )
         parts.append(proj)
         parts += _sample_note(c.projections)
+    if c.overlap is not None:
+        parts += _overlap(c.overlap)
     if c.kept:
         kept = Table(title="projections kept beside BASE earlier, against what was delivered")
         for name in ("made", "claim", "naive", "replay", "delivered", "replay err"):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pandas-heavy; `gapbench detect` must stay fast
     from harness.archive.store import Listing
     from harness.plugins import Entry
     from harness.projection.answer import Answer
+    from harness.projection.serialisation import Losses
 
 
 def _ms(value: float | None, indicative: bool = False) -> str:
@@ -27,7 +28,7 @@ def _ms(value: float | None, indicative: bool = False) -> str:
     return f"{'~' if indicative else ''}{value:.2f}"
 
 
-def summary(s: Summary, answer: Answer | None = None) -> Group:
+def summary(s: Summary, answer: Answer | None = None, losses: Losses | None = None) -> Group:
     """Verdict first, then end to end, the run's facts, the per-stage table and the answer."""
     m = s.result.manifest
     parts: list[Any] = [header(s)]
@@ -63,6 +64,8 @@ def summary(s: Summary, answer: Answer | None = None) -> Group:
         parts.append(Text(_server_clock(m.replicates), style="dim"))
     if m.profile is not None:
         parts.append(profile_table(m.profile))
+    if losses is not None and losses.findings:
+        parts += serialisation(losses)
     if answer is not None:
         parts.append(Text(answer.sentence, style="bold"))
     return Group(*parts)
@@ -230,6 +233,26 @@ def wait_table(s: Summary) -> Table:
         share = f"{row['share']:.1%}"
         table.add_row(Text(row["wait"]), _ms(row["median_ms"]), _ms(row["p90_ms"]), share)
     return table
+
+
+def serialisation(losses: Losses) -> list[Any]:
+    """Where independent work ran in turn, and p50 had it overlapped on this machine."""
+    table = Table(title="serialisation losses: independent work that ran in turn")
+    table.add_column("where")
+    table.add_column("requests", justify="right")
+    for f in losses.findings:
+        table.add_row(Text(f.where), str(f.requests))
+    m, o, bound = losses.measured, losses.overlapped, losses.one_lock
+    return [
+        table,
+        Text(
+            f"had it overlapped on these {losses.cores:g} cores: p50 {o.value_ms:.2f} ms "
+            f"instead of {m.value_ms:.2f} ms ({losses.gain:.2f}x), replayed over "
+            f"{losses.replayed} requests; if all of its CPU work held one interpreter lock, "
+            f"{bound.value_ms:.2f} ms (this set cannot tell how much of it did)",
+            style="bold",
+        ),
+    ]
 
 
 def _server_clock(replicates: Sequence[ReplicateFacts]) -> str:
