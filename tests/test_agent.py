@@ -71,7 +71,7 @@ def test_agent_runs_over_both_transports_in_both_handoff_modes(
 
 
 @pytest.mark.slow
-def test_compare_of_stdio_and_http_answers_what_the_transport_costs(archive, capsys):
+def test_compare_of_stdio_and_http_answers_what_the_transport_costs(archive, capsys, tmp_path):
     ids = []
     for transport in ("stdio", "http"):
         status, out, err = _run(
@@ -83,6 +83,17 @@ def test_compare_of_stdio_and_http_answers_what_the_transport_costs(archive, cap
     status, out, err = _run(capsys, "compare", *ids, "--results", archive, "--json")
     assert status == 0, err
     assert "params.transport" in out
+    # Its trace carries the GenAI and MCP conventions on every tool call.
+    trace = tmp_path / "trace.json"
+    status, _, err = _run(capsys, "trace", ids[1], "--results", archive, "-o", str(trace))
+    assert status == 0, err
+    calls = [
+        e
+        for e in json.loads(trace.read_text())["traceEvents"]
+        if "gen_ai.tool.name" in e.get("args", {})
+    ]
+    assert calls and {e["args"]["gen_ai.operation.name"] for e in calls} == {"execute_tool"}
+    assert {e["args"]["mcp.method.name"] for e in calls} == {"tools/call"}
 
 
 def _agent(**params) -> tuple[Agent, SetupContext]:

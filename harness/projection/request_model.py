@@ -20,6 +20,7 @@ import numpy as np
 from harness.analysis.request_intervals import request_intervals
 from harness.archive.store import ResultSet
 from harness.record.probes import Interval
+from harness.record.remote import REPLY, REQUEST, SERVER_SUFFIX
 from harness.record.spans import SpanTree, charges, walk
 from harness.words import Category, Kind, Resource
 from harness.workload import Stage
@@ -36,6 +37,21 @@ POOLS = {
     Resource.DEVICE.value: DEVICE,
     Resource.LINK.value: LINK,
 }
+
+
+# Each side of a tool server's connection handles its messages on one event loop thread, one
+# at a time: the JSON-RPC request and reply on the client's, the server's handling on its own.
+CLIENT_LOOP, SERVER_LOOP = "client loop", "server loop"
+
+
+def _pool(category: str, resource: str, label: str) -> str:
+    if category == Category.SCHEDULING.value:
+        return FIXED
+    if label in (REQUEST, REPLY):
+        return CLIENT_LOOP
+    if resource == Resource.REMOTE.value and label.endswith(SERVER_SUFFIX):
+        return SERVER_LOOP
+    return POOLS.get(resource, FIXED)
 
 
 @dataclass
@@ -114,6 +130,7 @@ def build(
     spans = {i.stage: i for i in intervals if i.kind == Kind.STAGE.value}
     tree = SpanTree(intervals)
     capacity = {CPU: float(cores), DEVICE: float(devices), LINK: float(devices)}
+    capacity |= {CLIENT_LOOP: 1.0, SERVER_LOOP: 1.0}
 
     def demand(stage: str, pool: str, category: str) -> float:
         if pool == CPU and category == Category.COMPUTE.value:
@@ -160,7 +177,7 @@ def _timeline(
             steps.append(_join(owner, lo, hi, branches, tree, demand))
             continue
         for c_lo, c_hi, category, resource, label in charges(owner, lo, hi, tree):
-            pool = FIXED if category == Category.SCHEDULING.value else POOLS.get(resource, FIXED)
+            pool = _pool(category, resource, label)
             step = Step(
                 c_lo,
                 c_hi,

@@ -158,6 +158,24 @@ SERVER_SUFFIX = " server"  # the server's handling of a call, "NAME server"
 _HOST_MEMORY = Resource.HOST_MEMORY.value
 
 
+def conventions(kind: str, category: str, resource: str, label: str) -> dict[str, str]:
+    """The OpenTelemetry GenAI and MCP attributes of a tool call's intervals: the client's wait
+    on the call and the server's handling of it; {} for any other interval."""
+    if kind != Kind.PROBE.value or resource != _REMOTE:
+        return {}
+    if category == Category.SCHEDULING.value and label.startswith(CALL_PREFIX):
+        tool = label.removeprefix(CALL_PREFIX)
+    elif category == Category.MOVEMENT.value and label.endswith(SERVER_SUFFIX):
+        tool = label.removesuffix(SERVER_SUFFIX)
+    else:
+        return {}
+    return {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": tool,
+        "mcp.method.name": "tools/call",
+    }
+
+
 def call_label(tool: str) -> str:
     """The label of the client's wait on a call of ``tool``."""
     return f"{CALL_PREFIX}{tool}"

@@ -16,6 +16,7 @@ from harness import __version__
 from harness.archive.store import ResultSet
 from harness.errors import UserError
 from harness.record.probes import Interval
+from harness.record.remote import conventions
 from harness.report.trace import (
     COMPACT,
     clock_offsets,
@@ -229,7 +230,7 @@ def _attributes(iv: Interval, layer: str, model: str) -> dict[str, Any]:
     if iv.cpu_ns >= 0:
         attributes["gapbench.cpu_ns"] = iv.cpu_ns
     if iv.kind != Kind.STAGE.value:
-        return attributes
+        return attributes | conventions(iv.kind, iv.category, iv.resource, iv.label)
     name = iv.stage.lower()
     if layer == "tools":
         return attributes | {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": iv.stage}

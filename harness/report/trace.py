@@ -16,6 +16,7 @@ from harness.archive.store import ResultSet
 from harness.archive.tables import by_replicate, frame_intervals
 from harness.errors import UserError
 from harness.record.probes import Interval
+from harness.record.remote import conventions
 from harness.words import HARNESS_LAG, QUEUE_WAIT, Kind
 
 _REQUEST_WAITS = (QUEUE_WAIT, HARNESS_LAG)  # waits of the whole request, before any stage runs
@@ -214,6 +215,7 @@ def _event_lines(events: pd.DataFrame, layers: dict[str, str]) -> list[str]:
         cats.append(json.dumps(category or kind))
         fields = {"kind": kind, "stage": stage, "layer": layers.get(stage, "")}
         fields |= {"category": category, "resource": values["resource"]}
+        fields |= conventions(kind, category, values["resource"], values["label"])
         args.append(json.dumps(fields, separators=COMPACT)[1:-1])
         tasks.append(json.dumps(values["task"]))
     name = np.array(names, object)[combo]
