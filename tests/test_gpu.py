@@ -39,3 +39,28 @@ def test_rag_on_cuda_records_link_movement_and_device_compute(tmp_path, timing):
     assert (probes[probes["label"] == "encoder"]["resource"] == "device").all()
     assert (result.manifest.replicates[0].gpu_peak_bytes or 0) > 0
     assert not summarize(result).verdict.own_problems
+
+
+def test_device_compute_keeps_the_time_its_host_thread_waited_for_the_gpu():
+    """A host thread blocked on the device is the device computing: no off-CPU wait is split
+    out of device compute, however little CPU the thread used meanwhile."""
+    from harness.analysis.attribution import split_request
+    from harness.record.probes import Recorder
+    from harness.words import OFF_CPU, Kind
+    from harness.workload import SetupContext, Stage, StageContext
+
+    recorder = Recorder(0)
+    ctx = StageContext(SetupContext(device="cuda"), recorder, "s", 0)
+    x = torch.randn(2048, 2048, device="cuda")
+    with recorder.span(Kind.STAGE, stage="s"), ctx.compute():
+        for _ in range(20):
+            x = torch.tanh(x @ x)
+        torch.cuda.synchronize()
+    start = min(iv.start_ns for iv in recorder.intervals)
+    end = max(iv.end_ns for iv in recorder.intervals)
+    recorder.add(Kind.REQUEST, start, end)
+    split = split_request(recorder.intervals, (Stage("s", "inference"),)).stage("s")
+    assert OFF_CPU not in dict(split.waits)
+    assert (
+        split.compute_ns == next(iv for iv in recorder.intervals if iv.kind == "probe").duration_ns
+    )

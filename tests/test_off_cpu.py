@@ -213,3 +213,32 @@ def test_a_native_branch_beside_python_waits_for_the_lock_and_is_not_charged_com
         # What is called compute ran on the CPU: the stage's own CPU reading, taken at its
         # edges apart from the probe's, holds it.
         assert s.cpu_ns >= s.compute_ns
+
+
+def test_an_intra_op_pool_s_caller_works_its_share_on_a_real_run():
+    """The rule for pools, on real matmuls with two intra-op threads: the calling thread is on
+    the CPU for its share of the op's work, so what the probe calls compute is its own work
+    while the op could run, not the pool's other threads' (which the process's CPU time
+    shows, and the probe never reads)."""
+    import time
+
+    import torch
+
+    recorder = Recorder(0)
+    ctx = StageContext(SetupContext(), recorder, "s", 0)
+    weight = torch.randn(512, 512)
+    with threads(2), recorder.span(Kind.STAGE, stage="s"):
+        process_before = time.process_time_ns()
+        with ctx.compute(), torch.inference_mode():
+            x = weight
+            for _ in range(8):
+                x = torch.tanh(x @ weight)
+        process_used = time.process_time_ns() - process_before
+    start = min(iv.start_ns for iv in recorder.intervals)
+    recorder.add(Kind.REQUEST, start, max(iv.end_ns for iv in recorder.intervals))
+    s = split_request(recorder.intervals, ONE).stage("s")
+    probe = next(iv for iv in recorder.intervals if iv.kind == "probe")
+    assert s.compute_ns == min(probe.cpu_ns, probe.duration_ns)  # the caller's own CPU time
+    assert s.compute_ns <= process_used
+    # Busy or not, the caller ran for a fair part of what the process spent on the op.
+    assert s.compute_ns >= 0.25 * process_used
