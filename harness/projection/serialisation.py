@@ -117,6 +117,12 @@ def losses(result: ResultSet, sample_size: int = REPLAY_SAMPLE) -> Losses:
     )
 
 
+def serialises(result: ResultSet, sample_size: int = REPLAY_SAMPLE) -> bool:
+    """Whether any replayed request of the set ran independent work in turn (no replay)."""
+    ancestors = _ancestors(result.manifest.stages)
+    return any(_overlapped(m, ancestors)[1] for m in replay_base(result, sample_size).models)
+
+
 def _ancestors(stages: tuple[Stage, ...]) -> dict[str, set[str]]:
     after = {s.name: set(s.after) for s in stages}
     out: dict[str, set[str]] = {}
