@@ -296,7 +296,8 @@ class Workload:
         return {}
 
     def setup_facts(self) -> Mapping[str, Any]:
-        """What ``setup`` measured about itself (an export's time, a cache hit)."""
+        """What ``setup`` measured about itself (an export's time, a cache hit), read when
+        measuring is over: a part it had to build again meanwhile says so too."""
         return {}
 
     def agreement(self) -> Mapping[str, Any]:

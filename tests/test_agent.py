@@ -148,7 +148,8 @@ def test_bad_tool_traffic_fails_its_request_and_the_run_goes_on(monkeypatch):
     assert "refused the call" in errors[2] and "lookup" in errors[2]
     assert "gapbench_fault" in errors[4] and "Connection closed" in errors[4]
     assert [r for r, e in errors.items() if e] == [2, 4]  # the others went on
-    assert result.facts.setup_facts["tool_server_restarts"] == 0  # read before the crash
+    assert result.facts.setup_facts["tool_server_restarts"] == 1  # after the crash
+    assert len(result.facts.setup_facts["tool_server_clock"]) == 2  # each start's offset
     assert not result.facts.teardown_error
 
 

@@ -57,12 +57,11 @@ def test_the_offset_is_the_mean_of_the_one_way_differences_of_the_tightest_trip(
 
 def test_carried_timing_is_put_on_the_client_clock_and_inside_its_wait():
     offset = ClockOffset(offset_ns=1_000, error_ns=5, round_trips=3)
-    meta = {
-        "gapbench": {"v": 1, "in": 1_095, "out": 1_300, "rows": [["compute", "x", 1_110, 1_200, 0]]}
-    }
+    rows = [["compute", "x", 1_110, 1_200, 0, 70]]  # 70 ns of the server thread's CPU
+    meta = {"gapbench": {"v": 1, "in": 1_095, "out": 1_300, "rows": rows}}
     carried = read_carried(meta, offset, (100, 290))
     assert (carried.began_ns, carried.ended_ns) == (100, 290)  # clipped: the offset's error
-    assert carried.rows == (("compute", "x", 110, 200, 0),)
+    assert carried.rows == (("compute", "x", 110, 200, 0, 70),)
     assert read_carried({"gapbench": {"v": 99}}, offset, (0, 1)) is None
     assert read_carried(None, offset, (0, 1)) is None
 
@@ -76,11 +75,12 @@ def test_tools_answer_and_carry_their_own_timing(server):
     assert [row[1] for row in carried.rows] == ["sql query"]
     reply = server.call("fetch_remote", {"url": "https://service.example/a"})
     waited = read_carried(reply.meta, server.offset, (reply.sent_ns, reply.received_ns)).rows
-    (category, label, start, end, _) = waited[0]
+    (category, label, start, end, _, cpu) = waited[0]
     assert (category, label) == ("scheduling", "remote service")
     expected = remote_latency_s("https://service.example/a", 2.0, 0) * 1e9
     assert end - start == pytest.approx(expected, rel=0.5, abs=2e6)  # slept at least that
     assert end - start >= expected
+    assert 0 <= cpu < (end - start) / 2  # a sleep is off the CPU
 
 
 def test_arguments_that_break_the_schema_are_an_error_reply_not_a_failure(server):
@@ -93,13 +93,15 @@ def test_arguments_that_break_the_schema_are_an_error_reply_not_a_failure(server
 
 def test_the_http_server_listens_on_loopback_only(database):
     server = started(database, HTTP)
+    pid = server.pid
     try:
-        sockets = psutil.Process(server.pid).net_connections(kind="inet")
+        sockets = psutil.Process(pid).net_connections(kind="inet")
         listening = [c for c in sockets if c.status == psutil.CONN_LISTEN]
         assert listening and all(c.laddr.ip == "127.0.0.1" for c in listening)
     finally:
         server.close()
-    assert not _alive(server.pid)
+    assert not _alive(pid)
+    server.close()  # again: harmless
 
 
 def test_a_skewed_server_clock_is_measured_not_assumed(database):
@@ -119,8 +121,12 @@ def test_a_skewed_server_clock_is_measured_not_assumed(database):
 
 
 @pytest.mark.slow
-def test_a_crash_a_kill_and_a_hang_fail_one_call_each_and_the_server_comes_back(database):
-    server = started(database, STDIO, "--faults", "--remote-ms", "5000", timeout_s=2.0)
+@pytest.mark.parametrize("transport", [STDIO, HTTP])
+def test_a_crash_a_kill_and_a_hang_fail_one_call_each_and_the_server_comes_back(
+    database, transport
+):
+    server = started(database, transport, "--faults", "--remote-ms", "5000", timeout_s=2.0)
+    last = server.pid
     try:
         first = server.pid
         with pytest.raises(ToolFailure):
@@ -153,6 +159,8 @@ def test_a_crash_a_kill_and_a_hang_fail_one_call_each_and_the_server_comes_back(
         assert time.monotonic() - began < 15  # the timeout, the hung server's end, a restart
         assert server.call("lookup", {"customer_id": 3}).structured["customer_id"] == 3
         assert server.restarts == 3 and not _alive(hung)
+        last = server.pid
     finally:
         server.close()
-    assert not _alive(server.pid)
+    assert not _alive(last)
+    assert len(server.offsets) == 4  # measured again at every start

@@ -237,8 +237,6 @@ def test_an_intra_op_pool_s_caller_works_its_share_on_a_real_run():
     start = min(iv.start_ns for iv in recorder.intervals)
     recorder.add(Kind.REQUEST, start, max(iv.end_ns for iv in recorder.intervals))
     s = split_request(recorder.intervals, ONE).stage("s")
-    probe = next(iv for iv in recorder.intervals if iv.kind == "probe")
-    assert s.compute_ns == min(probe.cpu_ns, probe.duration_ns)  # the caller's own CPU time
-    assert s.compute_ns <= process_used
-    # Busy or not, the caller ran for a fair part of what the process spent on the op.
-    assert s.compute_ns >= 0.25 * process_used
+    # The pool's other thread worked too (the process spent more than the caller), and its
+    # work is not the probe's; busy machine or not, the caller ran for a fair part of it.
+    assert 0.25 * process_used <= s.compute_ns < process_used

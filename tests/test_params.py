@@ -186,3 +186,12 @@ def test_workloads_lists_parameters(plugin, capsys, monkeypatch):
     }
     status, out, _ = _run(capsys, "workloads")
     assert "rows=8 (1 to 64; work)" in out
+
+
+def test_without_threads_the_variables_the_user_set_stand(plugin, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    results = str(tmp_path / "results")
+    status, out, err = _run(capsys, "run", plugin, *FAST, "--results", results, "--json")
+    assert status == 0, err
+    execution = json.loads(out)[0]["config"]["execution"]
+    assert execution["thread_variables"]["OMP_NUM_THREADS"] == "1"

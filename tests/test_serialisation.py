@@ -99,3 +99,17 @@ def test_work_that_overlapped_already_is_no_finding():
     found = losses(result_set(fan_out(a_end=52, b_end=40), ONE))
     assert found.findings == () and found.requests == 0
     assert found.overlapped == found.measured
+
+
+def test_compare_sets_the_prediction_beside_a_candidate_that_overlapped():
+    from test_projection import fan_out
+
+    from harness.projection.compare import overlap_check
+
+    base = losses(result_set(in_turn("compute", "scheduling"), ONE, cores=2))
+    check = overlap_check(base, result_set(fan_out(a_end=40, b_end=44), ONE))
+    assert check is not None and check.pairs == ((0, 43e-6, 47e-6),)
+    assert check.error == pytest.approx(47 / 43 - 1)
+    assert check.pair_errors() == [pytest.approx(47 / 43 - 1)]
+    nothing = losses(result_set(fan_out(a_end=40, b_end=44), ONE))
+    assert overlap_check(nothing, result_set(fan_out(a_end=40, b_end=44), ONE)) is None

@@ -137,7 +137,11 @@ class Agent(Workload):
             log=Path(self._logs.name) / "server.log",
         )
         started = time.perf_counter()
-        self.server.start()
+        try:
+            self.server.start()  # stops what it started if it fails
+        except BaseException:
+            self._logs.cleanup()
+            raise
         self.server_start_s = time.perf_counter() - started
 
     def teardown(self) -> None:
@@ -169,10 +173,10 @@ class Agent(Workload):
         }
 
     def setup_facts(self) -> Mapping[str, Any]:
-        offset = self.server.offset
         return {
             "tool_server_start_s": round(self.server_start_s, 3),
-            OFFSET_FACT: offset.to_dict() if offset is not None else None,
+            # One per start: a restarted server's offset was measured again.
+            OFFSET_FACT: [offset.to_dict() for offset in self.server.offsets],
             "tool_server_restarts": self.server.restarts,
         }
 

@@ -3,7 +3,7 @@
 ``python -m workloads.tool_server --transport stdio|http [--fd N] --db FILE ...`` serves:
 
 - ``search_docs``: the query encoded by the RAG workload's encoder, then exact top-k over its
-  corpus (CPU bound, or device bound on a GPU);
+  corpus (CPU bound: the server runs on the host's CPU);
 - ``lookup``: a customer's orders from a SQLite file of 100k+ rows, by an indexed column;
 - ``fetch_remote``: a wait on a simulated remote service whose latency is drawn, seeded by the
   URL, from a log-normal distribution (wait bound);

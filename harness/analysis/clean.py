@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.record.spans import HOST_COMPUTE
 from harness.words import HARNESS_LAG, OFF_CPU, UNATTRIBUTED, Category, Kind, Resource
 from harness.workload import Stage
 
@@ -284,7 +285,7 @@ class Clean:
         eligible = (
             self.is_probe
             & self.rows.eq("category", Category.COMPUTE.value)
-            & self.rows.eq("resource", Resource.HOST_CPU.value)
+            & self.rows.isin("resource", HOST_COMPUTE)
             & self.rows.eq("task", "")
             & (cpu >= 0)
             & ~blind

@@ -60,7 +60,7 @@ class ToolServer:
     env: Mapping[str, str] = field(default_factory=dict)
     log: Path | None = None  # where the server's stderr goes (None: discarded)
     restarts: int = 0
-    offset: ClockOffset | None = None
+    offsets: list[ClockOffset] = field(default_factory=list)  # one per start, in order
     pid: int | None = None
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -68,6 +68,8 @@ class ToolServer:
     _stop: asyncio.Event | None = field(default=None, repr=False)
     _done: concurrent.futures.Future | None = field(default=None, repr=False)
     _process: subprocess.Popen | None = field(default=None, repr=False)  # HTTP's server
+    _stderr: Any = field(default=None, repr=False)  # the log file the server writes to
+    # Held through a restart: a call waits for the server rather than meet it half-started.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _broken: str = ""  # why the server is down for good (a restart that failed)
 
@@ -75,8 +77,14 @@ class ToolServer:
         if self.transport not in TRANSPORTS:
             raise ValueError(f"unknown transport {self.transport!r} (one of {TRANSPORTS})")
 
+    @property
+    def offset(self) -> ClockOffset | None:
+        """The running server's clock offset (its latest start's)."""
+        return self.offsets[-1] if self.offsets else None
+
     def start(self) -> None:
-        """Start the server, connect, and measure its clock offset."""
+        """Start the server, connect, and measure its clock offset; on any failure the server
+        is stopped before the error (a ToolFailure; Ctrl-C stays a KeyboardInterrupt)."""
         loop = asyncio.new_event_loop()
         self._loop = loop
         self._thread = threading.Thread(target=loop.run_forever, name="gapbench-mcp", daemon=True)
@@ -85,18 +93,23 @@ class ToolServer:
         self._done = asyncio.run_coroutine_threadsafe(self._hold(ready), loop)
         try:
             ready.result(timeout=START_TIMEOUT_S)
-        except BaseException as exc:
+            self.offsets.append(self._measure_offset())
+        except KeyboardInterrupt:
             self.close()
-            raise ToolFailure(f"the tool server did not start: {_said(exc)}{self._tail()}") from exc
-        self.offset = self._measure_offset()
+            raise
+        except Exception as exc:
+            tail = self._tail()
+            self.close()
+            raise ToolFailure(f"the tool server did not start: {_said(exc)}{tail}") from exc
 
     def call(self, name: str, arguments: Mapping[str, Any]) -> Reply:
         """Call tool ``name``; a ToolFailure when the transport failed, after the server was
         restarted (once, however many calls in flight met the failure), so the next call
         finds it running."""
-        generation = self.restarts
+        with self._lock:  # not while a restart is under way
+            loop, generation = self._loop, self.restarts
         try:
-            return self._call_now(name, arguments)
+            return self._call_now(loop, name, arguments)
         except ToolFailure:
             with self._lock:
                 # A server that would not start again is not retried: calls fail at once.
@@ -104,31 +117,49 @@ class ToolServer:
                     self._restart()
             raise
 
-    def _call_now(self, name: str, arguments: Mapping[str, Any]) -> Reply:
-        loop = self._loop
-        if loop is None:
+    def _call_now(
+        self, loop: asyncio.AbstractEventLoop | None, name: str, arguments: Mapping[str, Any]
+    ) -> Reply:
+        if loop is None or loop.is_closed():
             raise ToolFailure(self._broken or "the tool server is not running")
-        future = asyncio.run_coroutine_threadsafe(self._call(name, dict(arguments)), loop)
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._call(name, dict(arguments)), loop)
+        except RuntimeError:  # its loop closed between the check and the call
+            raise ToolFailure(self._broken or "the tool server stopped") from None
         try:
             return future.result(timeout=self.call_timeout_s + 5)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise ToolFailure(f"tool {name} gave no reply in {self.call_timeout_s:g} s") from None
+        except concurrent.futures.CancelledError:
+            raise ToolFailure(f"tool {name}: the client stopped") from None
 
     def close(self) -> None:
-        """Stop the client and the server, whatever state they are in."""
+        """Stop the client and the server, whatever state they are in; again is harmless."""
         loop, done = self._loop, self._done
         if loop is not None and done is not None and self._stop is not None:
             loop.call_soon_threadsafe(self._stop.set)
-            with contextlib.suppress(BaseException):
+        if loop is not None and done is not None:
+            try:
                 done.result(timeout=10)
+            except concurrent.futures.TimeoutError:
+                # Still connecting (or stuck): cancelled, the SDK stops the server it started.
+                done.cancel()
+                with contextlib.suppress(BaseException):
+                    done.result(timeout=10)
+            except BaseException:  # it ended with an error: it is over all the same
+                pass
         self._kill()
         if loop is not None:
             loop.call_soon_threadsafe(loop.stop)
             if self._thread is not None:
                 self._thread.join(timeout=10)
-            loop.close()
+            if not loop.is_running():
+                loop.close()
+        if self._stderr is not None:
+            self._stderr.close()
         self._loop = self._thread = self._done = self._stop = self._session = None
+        self._stderr = None
 
     # --- inside ------------------------------------------------------------------------------
 
@@ -151,11 +182,14 @@ class ToolServer:
 
     def _target(self) -> Any:
         from mcp import StdioServerParameters
+        from mcp.client.stdio import stdio_client
 
         command = [*self.command, "--transport", self.transport]
         env = {**self.env, "PYTHONUNBUFFERED": "1"}
+        self._stderr = self.log.open("a") if self.log is not None else open(os.devnull, "w")  # noqa: SIM115
         if self.transport == STDIO:
-            return StdioServerParameters(command=command[0], args=command[1:], env=env)
+            params = StdioServerParameters(command=command[0], args=command[1:], env=env)
+            return stdio_client(params, errlog=self._stderr)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         # Accepted connections inherit it: a reply is not held back waiting for an ACK.
         listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -169,15 +203,12 @@ class ToolServer:
                 env={**os.environ, **env},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=self._stderr(),
+                stderr=self._stderr,
                 start_new_session=True,  # its own process group: stopped whole
             )
         finally:
             listener.close()  # the child holds its own copy
         return f"http://127.0.0.1:{port}/mcp"
-
-    def _stderr(self) -> Any:
-        return self.log.open("ab") if self.log is not None else subprocess.DEVNULL
 
     async def _call(self, name: str, arguments: dict[str, Any]) -> Reply:
         client = self._session
@@ -198,11 +229,14 @@ class ToolServer:
         tool read where a server carries none."""
         samples = []
         for _ in range(OFFSET_ROUND_TRIPS):
-            reply = self._call_now(CLOCK_TOOL, {})
-            body = reply.structured or {}
-            carried = (reply.meta or {}).get(META_KEY) or {}
-            began, ended = carried.get("in", body["now_ns"]), carried.get("out", body["now_ns"])
-            samples.append((reply.sent_ns, int(began), int(ended), reply.received_ns))
+            reply = self._call_now(self._loop, CLOCK_TOOL, {})
+            body = reply.structured
+            if reply.is_error or not isinstance(body, dict) or "now_ns" not in body:
+                raise ToolFailure(f"its {CLOCK_TOOL} tool answered {reply.text[:200]!r}")
+            carried: dict[str, Any] = dict((reply.meta or {}).get(META_KEY) or {})
+            now = int(body["now_ns"])
+            began, ended = int(carried.get("in", now)), int(carried.get("out", now))
+            samples.append((reply.sent_ns, began, ended, reply.received_ns))
             self.pid = int(body["pid"])
         return estimate_offset(samples)
 
@@ -216,17 +250,16 @@ class ToolServer:
             self._broken = str(exc)  # the next call says why, at once
 
     def _kill(self) -> None:
-        """The server gone whatever it does: its process group for HTTP; for stdio the SDK
-        has stopped it, and a pid it reported that still lives is killed too."""
+        """The server gone whatever it does: its process group for HTTP (its own session, so
+        the group is its alone); for stdio the SDK has stopped and reaped it by now."""
         process, self._process = self._process, None
         if process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=10)
-        elif self.pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(self.pid, signal.SIGKILL)
+        self.pid = None  # a pid that ended may be another process's soon
 
     def _tail(self) -> str:
         if self.log is None or not self.log.exists():

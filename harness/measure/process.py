@@ -146,7 +146,6 @@ def measure(
     hook(workload, "setup", workload.setup, setup)
     model_load_s = (clock() - started) / 1e9
     execution = dict(hook(workload, "execution", workload.execution))
-    setup_facts = dict(hook(workload, "setup_facts", workload.setup_facts))
     agreement = _agreement(workload)
     stream: Sequence[Any] = hook(workload, "requests", workload.requests, setup)
     if not stream:
@@ -232,6 +231,12 @@ def measure(
         driver.close()
     if setup.device == "cuda":
         measured["gpu_peak_bytes"] = torch.cuda.max_memory_allocated()
+    # Read once measuring is over: what setup built may have had to be built again since. A
+    # hook that fails now says so in the facts rather than lose what was measured.
+    try:
+        setup_facts = dict(hook(workload, "setup_facts", workload.setup_facts))
+    except UserError as exc:
+        setup_facts = {"error": str(exc)}
     facts = ReplicateFacts(
         replicate=replicate,
         threads=threads,

@@ -7,6 +7,7 @@ stores them in one set with a ``replicate`` column.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -49,8 +50,10 @@ def run(config: RunConfig, archive: Archive, fingerprint: Fingerprint) -> Result
     (KeyboardInterrupt or the worker's error propagates).
     """
     # Each replicate's intervals stay on disk here until the archive copies them into the set;
-    # the thread count reaches worker processes through the pools' variables.
-    with tempfile.TemporaryDirectory(prefix="gapbench-run-") as scratch, threads(config.threads):
+    # a thread count given reaches worker processes through the pools' variables (none given,
+    # the variables the user set stand).
+    given = threads(config.threads) if config.threads is not None else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory(prefix="gapbench-run-") as scratch, given:
         set_id = _measure_and_write(config, archive, fingerprint, Path(scratch))
     return archive.load(set_id)
 

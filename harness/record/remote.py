@@ -22,11 +22,14 @@ from harness.record.probes import Recorder
 from harness.words import Category, Kind, Resource
 
 META_KEY = "gapbench"  # the key of the carried timing in a reply's _meta
-OFFSET_FACT = "tool_server_clock"  # a workload's setup fact: the server's ClockOffset.to_dict()
+# A workload's setup fact: its tool server's offsets (ClockOffset.to_dict()), one per start.
+OFFSET_FACT = "tool_server_clock"
 META_VERSION = 1
 _REMOTE = Resource.REMOTE.value
 
-ServerRow = list[Any]  # [category, label, start_ns, end_ns, nbytes], on the server's clock
+# [category, label, start_ns, end_ns, nbytes, cpu_ns]: times on the server's clock, cpu_ns the
+# server thread's CPU time over the probe (its time off the CPU is a wait, as on the client).
+ServerRow = list[Any]
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,13 @@ def server_probe(
     """Time a block of a tool's own work on the server; recorded only inside a timed call (the
     row is yielded so a late byte count can be set: ``row[4] = n``)."""
     rows = _calls.get()
-    row: ServerRow = [category, label, clock(), 0, nbytes]
+    cpu = time.thread_time_ns()
+    row: ServerRow = [category, label, clock(), 0, nbytes, 0]
     try:
         yield row
     finally:
         row[3] = clock()
+        row[5] = time.thread_time_ns() - cpu
         if rows is not None:
             rows.append(row)
 
@@ -124,7 +129,8 @@ class Carried:
 
     began_ns: int
     ended_ns: int
-    rows: tuple[tuple[str, str, int, int, int], ...]  # category, label, start, end, nbytes
+    rows: tuple[tuple[str, str, int, int, int, int], ...]  # category, label, start, end,
+    # nbytes, cpu_ns (-1: not carried)
 
 
 def read_carried(
@@ -144,9 +150,10 @@ def read_carried(
     try:
         began, ended = clip(body["in"]), clip(body["out"])
         rows = tuple(
-            (str(c), str(label), max(clip(s), began), min(clip(e), ended), int(n))
-            for c, label, s, e, n in body["rows"]
-        )
+            (str(r[0]), str(r[1]), max(clip(r[2]), began), min(clip(r[3]), ended), int(r[4]),
+             int(r[5]) if len(r) > 5 else -1)
+            for r in body["rows"]
+        )  # fmt: skip
     except (KeyError, TypeError, ValueError):
         return None
     return Carried(began, ended, tuple(sorted(rows, key=lambda r: (r[2], r[3]))))
@@ -214,14 +221,14 @@ def record_call(
         resource=_REMOTE, label=f"{tool}{SERVER_SUFFIX}", parent=parent, span=handling,
     )  # fmt: skip
     cursor = carried.began_ns
-    for category, label, start, end, size in carried.rows:
+    for category, label, start, end, size, cpu in carried.rows:
         # Overlapping rows (a tool's probes run in several threads) keep the first's time.
         start = max(start, cursor)
         if end <= start:
             continue
         recorder.add(
             Kind.PROBE, start, end, stage=stage, category=category, resource=_REMOTE,
-            label=label, nbytes=size, parent=handling,
+            label=label, nbytes=size, parent=handling, cpu_ns=cpu,
         )  # fmt: skip
         cursor = end
     recorder.add(

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from harness.record.probes import Interval
 from harness.words import OFF_CPU, UNATTRIBUTED, Category, Kind, Resource
 
-_COMPUTE, _HOST_CPU = Category.COMPUTE.value, Resource.HOST_CPU.value
+_COMPUTE = Category.COMPUTE.value
+# Compute on this host's CPUs: the run's own threads, and a tool server it started.
+HOST_COMPUTE = (Resource.HOST_CPU.value, Resource.REMOTE.value)
 
 
 class SpanTree:
@@ -59,7 +61,8 @@ class SpanTree:
 
     def off_cpu(self, owner: Interval, start: int, end: int) -> int:
         """How much of ``owner``'s own time within [start, end] its thread spent off the CPU
-        while it had work: the interpreter lock, preemption. Only a host compute probe has any.
+        while it had work: the interpreter lock, preemption. Only host compute has any: the
+        run's own probes, and those a tool server on this host carried back with its CPU time.
 
         A probe's own off-CPU time is its wall less its thread's CPU time, less that of the
         probes nested in it; it is spread evenly over its own time, so the stretches of one
@@ -79,7 +82,7 @@ class SpanTree:
         """
         if owner.kind != Kind.PROBE.value or owner.category != _COMPUTE:
             return 0
-        if owner.resource != _HOST_CPU or owner.task or end <= start:
+        if owner.resource not in HOST_COMPUTE or owner.task or end <= start:
             return 0
         if owner.span not in self._off_cpu:
             self._off_cpu[owner.span] = self._own_off_cpu(owner)

@@ -257,8 +257,8 @@ def serialisation(losses: Losses) -> list[Any]:
 
 def _server_clock(replicates: Sequence[ReplicateFacts]) -> str:
     """What the request/reply split of a tool call is sure to: the server clock's offset."""
-    clocks = [r.setup_facts.get(OFFSET_FACT) for r in replicates]
-    known = [c for c in clocks if isinstance(c, dict)]
+    said = [r.setup_facts.get(OFFSET_FACT) for r in replicates]
+    known = [c for each in said if isinstance(each, list) for c in each if isinstance(c, dict)]
     if not known:
         return "the server's clock offset was not recorded: request and reply are not split"
     worst = max(c["error_ns"] for c in known) / 1e6
