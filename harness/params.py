@@ -141,7 +141,7 @@ class Given:
             workload, dot, name = key.rpartition(".")
             # A typed value is parsed by the parameter it lands on; kept as text until then.
             target = scoped.setdefault(workload, {}) if dot else common
-            target[name] = _Typed(text)
+            target[name] = _Typed(text.strip())
         return cls(common, scoped)
 
     def check_names(self, workloads: Mapping[str, Sequence[Param]]) -> None:
@@ -155,7 +155,11 @@ class Given:
         taken = {p.name for params in workloads.values() for p in params}
         for name in self.common:
             if name not in taken:
-                raise UserError(_unknown(name, ", ".join(workloads), sorted(taken)))
+                each = "; ".join(
+                    f"{w} takes {', '.join(sorted(p.name for p in ps)) or 'none'}"
+                    for w, ps in workloads.items()
+                )
+                raise UserError(f"unknown parameter {name!r} ({each})")
 
     def values(self, workload: str, params: Sequence[Param]) -> dict[str, Value]:
         """Every parameter of ``workload``: given, or its default; each checked."""

@@ -113,3 +113,17 @@ def test_compare_sets_the_prediction_beside_a_candidate_that_overlapped():
     assert check.pair_errors() == [pytest.approx(47 / 43 - 1)]
     nothing = losses(result_set(fan_out(a_end=40, b_end=44), ONE))
     assert overlap_check(nothing, result_set(fan_out(a_end=40, b_end=44), ONE)) is None
+
+
+def test_a_set_without_a_successful_request_has_no_losses_and_no_error():
+    from dataclasses import replace
+
+    from harness.archive.store import ResultSet
+
+    built = result_set(in_turn("compute", "scheduling"), ONE)
+    failed = ResultSet.of(
+        built.manifest, built.intervals, built.requests.assign(ok=False), built.telemetry
+    )
+    found = losses(failed)
+    assert found.findings == () and found.replayed == 0
+    assert replace(found).to_dict()["findings"] == []

@@ -32,9 +32,14 @@ def comparable(base: ResultSet, candidate: ResultSet) -> dict[str, tuple[Any, An
         if not result.requests["ok"].any():
             raise UserError(f"{result.id} has no successful request to compare")
     if not same_work(base, candidate):
-        work_a, work_b = (to_dict(r.manifest.work) for r in (base, candidate))
+        work_a, work_b = (_flat(to_dict(r.manifest.work)) for r in (base, candidate))
         differing = sorted(k for k in set(work_a) | set(work_b) if work_a.get(k) != work_b.get(k))
-        named = ", ".join(k for k in differing if k != "work_sha256") or "the work"
+        named = ", ".join(
+            f"{k} {work_a.get(k)!r} -> {work_b.get(k)!r}" if k.startswith("params.") else k
+            for k in differing
+            if k != "work_sha256"
+        )
+        named = named or "the work"
         raise UserError(
             f"{base.id} and {candidate.id} were given different work ({named}): not comparable"
         )

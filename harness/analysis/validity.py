@@ -303,7 +303,8 @@ def _oversubscribed(result: ResultSet) -> list[str]:
     width = max_concurrency(spans)
     if width > 1 and width * threads > cores:
         return [
-            f"{width} stages or branches ran at once, each allowed {threads} intra-op threads, "
+            f"{width} stages or branches ran at once, each allowed {threads} intra-op "
+            f"thread{'s' if threads != 1 else ''}, "
             f"on {cores} cores: where they run torch ops they contend for the cores"
         ]
     return []

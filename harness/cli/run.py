@@ -29,6 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.measure.replicates import run
     from harness.params import Given
     from harness.projection.answer import answer
+    from harness.projection.serialisation import losses
     from harness.report import terminal
 
     size = "quick" if args.quick else "default"
@@ -58,10 +59,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     status = 0
     for config in configs:
         result = run(config, archive, fingerprint)
-        summary, said = summarize(result), answer(result)
-        reports.append({**summary.to_dict(), "answer": to_dict(said)})
+        summary, said, found = summarize(result), answer(result), losses(result)
+        reports.append(
+            {**summary.to_dict(), "answer": to_dict(said), "serialisation": found.to_dict()}
+        )
         if not args.json:
-            console().print(terminal.summary(summary, said))
+            console().print(terminal.summary(summary, said, found))
         stopped = result.manifest.stopped_by
         status = exit_status(stopped)
         if stopped and stopped != "interrupted":
@@ -83,8 +86,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         nargs="*",
         metavar="WORKLOAD",
         help="registered name, module:Class or path/to/file.py:Class (default: the suite, "
-        "every registered workload that is a pipeline a buyer runs: of the built-in ones, rag; "
-        "calibration and branches check gapbench itself and run only when named)",
+        "every registered workload that is a pipeline a buyer runs: of the built-in ones, "
+        "agent and rag; calibration and branches check gapbench itself and run only when named)",
     )
     run.add_argument(
         "--quick",

@@ -81,6 +81,10 @@ class Losses:
 def losses(result: ResultSet, sample_size: int = REPLAY_SAMPLE) -> Losses:
     """Find the set's serialisation losses and replay each affected request overlapped."""
     table = split_table(result)
+    cores = result.manifest.fingerprint.cores
+    if not len(table):  # no successful request: nothing ran, in turn or not
+        nothing = Estimate(float("nan"), None, None)
+        return Losses((), 0, 0, nothing, nothing, nothing, cores, {})
     measured = table.requests["latency_ns"].to_numpy(dtype=float)
     replicate_of = table.requests["replicate"].to_numpy()
     base = replay_base(result, sample_size)
@@ -112,13 +116,15 @@ def losses(result: ResultSet, sample_size: int = REPLAY_SAMPLE) -> Losses:
         measured=estimates(measured, replicate_of, weights)["p50"],
         overlapped=estimates(overlapped, replicate_of, weights)["p50"],
         one_lock=estimates(np.maximum(one_lock, overlapped), replicate_of, weights)["p50"],
-        cores=result.manifest.fingerprint.cores,
+        cores=cores,
         by_replicate=by_replicate,
     )
 
 
 def serialises(result: ResultSet, sample_size: int = REPLAY_SAMPLE) -> bool:
     """Whether any replayed request of the set ran independent work in turn (no replay)."""
+    if not len(split_table(result)):
+        return False
     ancestors = _ancestors(result.manifest.stages)
     return any(_overlapped(m, ancestors)[1] for m in replay_base(result, sample_size).models)
 

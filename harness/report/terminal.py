@@ -90,9 +90,11 @@ def header(s: Summary, tag: str = "") -> Text:
     execution = m.execution
     threads = execution.threads
     processes = execution.repeat
+    params = {**m.work.params, **execution.params}
+    given = f" [{', '.join(f'{k}={v}' for k, v in sorted(params.items()))}]" if params else ""
     return Text.assemble(
         (f"{tag}{s.result.id}", "bold"),
-        f"  {m.workload} ({m.work.size}) on {execution.device} with "
+        f"  {m.workload} ({m.work.size}){given} on {execution.device} with "
         f"{backend_name(execution)}, {_count(threads, 'thread')}, "
         f"{_count(processes, 'process', 'processes')}: ",
         ("valid", "green") if s.verdict.valid else ("INVALID", "red"),
@@ -264,22 +266,23 @@ def _server_clock(replicates: Sequence[ReplicateFacts]) -> str:
     worst = max(c["error_ns"] for c in known) / 1e6
     offsets = ", ".join(f"{c['offset_ns'] / 1e6:+.3f}" for c in known)
     return (
-        f"tool server clock offset {offsets} ms, each within {worst:.3f} ms: the request and "
-        "reply of a call are split to that error; their sum, the server's and the tool's "
-        "times are not"
+        f"the tool server's clock is {offsets} ms off this one (to within {worst:.3f} ms): a "
+        "call's request and reply are told apart to that error; their sum is exact, and so "
+        "are the server's and the tool's own times"
     )
 
 
 def tool_table(s: Summary) -> Table:
     """Per tool, where a call's round trip went (medians per call): the JSON-RPC request and
-    reply, the server's own handling, the tool's work, and the hand-over to the client's loop."""
+    reply, the server's SDK around the tool (arguments checked, result converted), the tool's
+    own compute and waiting, and the hand-over to the client's event loop and back."""
     table = Table(title="tool calls across the process boundary (ms, medians per call)")
     columns = (
         ("tool", None),
         ("calls", None),
         ("round trip", "round_trip_ms"),
         ("request", "request_ms"),
-        ("server", "server_ms"),
+        ("server SDK", "server_ms"),
         ("compute", "compute_ms"),
         ("waiting", "waiting_ms"),
         ("reply", "reply_ms"),
