@@ -60,9 +60,10 @@ def test_agent_runs_over_both_transports_in_both_handoff_modes(
         assert tools["search_docs"]["compute_ms"] > tools["search_docs"]["server_ms"]
     if "fetch_remote" in tools:
         assert tools["fetch_remote"]["waiting_ms"] > 1.0  # the simulated service, on `remote`
-    stages = {s["stage"]: s for s in summary["stages"]}
-    # The tool stage's waiting is only the hand-overs: the server's work replaced the rest.
-    assert stages["tools"]["scheduling_ms"] < stages["tools"]["wall_p50_ms"] / 2
+    for row in tools.values():
+        # What stays of the client's blocked wait is the hand-over to its event loop and back:
+        # the server's work, and the messages both ways, replaced the rest.
+        assert row["hand_over_ms"] < row["round_trip_ms"] / 2
     loaded = Archive(archive).load(summary["id"])
     calls = tool_calls(loaded)
     total = calls[["request_ns", "reply_ns", "hand_over_ns"]].sum(axis=1)
