@@ -127,3 +127,20 @@ def test_a_set_without_a_successful_request_has_no_losses_and_no_error():
     found = losses(failed)
     assert found.findings == () and found.replayed == 0
     assert replace(found).to_dict()["findings"] == []
+
+
+def test_a_pool_thread_taking_a_second_branch_is_no_finding():
+    """Branches spread over threads ran beside each other, even where one thread took two."""
+    ivs = [
+        interval(Kind.REQUEST, 0, 83),
+        wait_iv("s", 0, 0, QUEUE_WAIT),
+        stage_iv("s", 0, 83, span=1),
+        probe_iv("s", "scheduling", 0, 81, span=2, parent=1, resource="wait"),
+        interval(Kind.BRANCH, 0, 40, stage="s", span=3, parent=2, thread=2),
+        probe_iv("s", "compute", 0, 40, 4, 3, thread=2),
+        interval(Kind.BRANCH, 40, 80, stage="s", span=5, parent=2, thread=2),
+        probe_iv("s", "compute", 40, 80, 6, 5, thread=2),
+        interval(Kind.BRANCH, 0, 80, stage="s", span=7, parent=2, thread=3),
+        probe_iv("s", "scheduling", 0, 80, 8, 7, resource="wait", thread=3),
+    ]
+    assert losses(result_set(ivs, ONE)).findings == ()

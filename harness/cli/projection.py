@@ -38,7 +38,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.archive.store import load, locate
     from harness.projection.compare import compare
     from harness.projection.project import project
-    from harness.projection.serialisation import losses, serialises
+    from harness.projection.serialisation import OVERLAPPED, losses, serialised_share
     from harness.report import projection
 
     made_claims = claims_of(args, required=False)
@@ -48,8 +48,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comparable(base, candidate)  # refuse before any work
     made = tuple(project(base, claim, size) for claim in made_claims)
     kept = tuple(archive.projections(base.id))
-    # The finder's prediction is checked against a CANDIDATE that ran the same work overlapped.
-    found = None if serialises(candidate, size) else losses(base, size)
+    # The finder's prediction is checked against a CANDIDATE that ran the same work overlapped
+    # (in turn now and then, at most: a pool thread may take two branches one after another).
+    overlapped = serialised_share(candidate, size) <= OVERLAPPED
+    found = losses(base, size) if overlapped else None
     result = compare(summarize(base), summarize(candidate), made, kept, found)
     output(args, result.to_dict(), lambda: projection.comparison(result))
     return 0

@@ -1,8 +1,8 @@
 """Serialisation losses: work that ran one after another though nothing made it wait, and what
 the request would have taken had it overlapped, on this machine.
 
-Two kinds are found in each request's model: the branches of a join that ran in turn on one
-thread (``ctx.fan_out(..., parallel=False)``, or calls a stage made one after another as
+Two kinds are found in each request's model: the branches of a join that all ran in turn on
+one thread (``ctx.fan_out(..., parallel=False)``, or calls a stage made one after another as
 branches), and stages that ran in turn on one thread though neither depends on the other in
 the DAG. The overlapped request is replayed on the model of the machine
 (``harness.projection.replay``): on its cores, so two CPU-bound branches on two cores do not
@@ -33,6 +33,8 @@ from harness.projection.request_model import CPU, Model, Step, Timeline, all_ste
 from harness.workload import Stage
 
 LOCK = "lock"  # the pool of the bound: one interpreter lock
+# A set with no more of its requests in turn than this ran its work overlapped, as a whole.
+OVERLAPPED = 0.05
 
 
 @dataclass(frozen=True)
@@ -121,12 +123,15 @@ def losses(result: ResultSet, sample_size: int = REPLAY_SAMPLE) -> Losses:
     )
 
 
-def serialises(result: ResultSet, sample_size: int = REPLAY_SAMPLE) -> bool:
-    """Whether any replayed request of the set ran independent work in turn (no replay)."""
+def serialised_share(result: ResultSet, sample_size: int = REPLAY_SAMPLE) -> float:
+    """The share of the set's replayed requests that ran independent work in turn (found
+    without replaying them); 0 for a set without a successful request."""
     if not len(split_table(result)):
-        return False
+        return 0.0
+    models = replay_base(result, sample_size).models
     ancestors = _ancestors(result.manifest.stages)
-    return any(_overlapped(m, ancestors)[1] for m in replay_base(result, sample_size).models)
+    found = sum(1 for m in models if _overlapped(m, ancestors)[1])
+    return found / len(models) if models else 0.0
 
 
 def _ancestors(stages: tuple[Stage, ...]) -> dict[str, set[str]]:
@@ -167,7 +172,11 @@ def _overlapped(
                 n.timeline for n in parallel.stages if n.name in independent
             ]
     for step in steps(parallel):
-        if step.branches and any(len(lane) > 1 for lane in step.branches):
+        # All of a join's branches on one thread, one after another. (Branches spread over
+        # several threads ran beside each other; a pool thread taking a second branch once
+        # its first is done is the pool's doing, not a hand-off in turn.)
+        lanes = [lane for lane in step.branches if lane]
+        if len(lanes) == 1 and len(lanes[0]) > 1:
             count = sum(len(lane) for lane in step.branches)
             where.append(f"{step.stage}: {count} branches of {step.label!r} in turn")
             # The join waits as long after its last branch as it did: moved branches end
