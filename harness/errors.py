@@ -7,6 +7,7 @@ class UserError(Exception):
     """Bad input from the user (a name, a path, a file): said in one line, never a traceback."""
 
 
+EXIT_NOTHING_MEASURED = 1  # the set is archived, but not one of its requests succeeded
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a process stopped by SIGINT
 

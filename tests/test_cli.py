@@ -230,14 +230,17 @@ def test_a_failing_plugin_is_named_in_one_line_or_in_the_verdict(tmp_path, capsy
         ("Fails", "only: ValueError: stage broke at fails.py:"),
         ("Exits", "SystemExit"),
     ):
+        # FAST asks for 20 requests; with more asked for, the first 20 failing stop it.
         status, out, err = run_cli(
-            capsys, "run", f"{plugin}:{name}", *FAST, "--results", results, "--json"
-        )
-        assert status == 0, err
-        problem = json.loads(out)[0]["verdict"]["problems"][0]
-        assert (
-            problem.startswith("20 of 20 requests failed (100.0%), the first: ") and said in problem
-        )
+            capsys, "run", f"{plugin}:{name}", *FAST, "--min-requests", "500",
+            "--results", results, "--json",
+        )  # fmt: skip
+        assert status == 1 and "no request of" in err and "succeeded" in err
+        (summary,) = json.loads(out)
+        problem = summary["verdict"]["problems"][0]
+        assert problem.startswith("20 of 20 requests failed (100.0%); most often: ")
+        assert said in problem and "(x20)" in problem
+        assert "its first requests all failed" in " ".join(summary["verdict"]["problems"])
 
 
 def test_registered_workloads_are_found():
@@ -447,3 +450,38 @@ def test_plugins_written_against_the_earlier_contract_still_import():
     assert RunContext is SetupContext
     ctx = StageContext(RunContext(), Recorder(0), "s", 0)
     assert ctx.run is ctx.setup
+
+
+def test_results_of_an_archive_that_does_not_exist_says_so(tmp_path, capsys):
+    status, _, err = run_cli(capsys, "results", "--results", str(tmp_path / "nowhere"))
+    assert status == 2 and "there is no archive at" in err and err.count("\n") == 1
+    broken = tmp_path / "broken" / "20260101T000000Z-vm-x-00000000"
+    broken.mkdir(parents=True)
+    (broken / "manifest.json").write_text("{not json")
+    status, out, err = run_cli(capsys, "results", "--results", str(tmp_path / "broken"))
+    assert status == 2 and "can be read" in err and "00000000" in out
+
+
+def test_a_projection_that_cannot_be_kept_is_printed_and_a_broken_kept_one_is_left_out(
+    tmp_path, capsys
+):
+    from conftest import RAG_SET
+
+    folder = tmp_path / RAG_SET.name
+    shutil.copytree(RAG_SET, folder)
+    shutil.rmtree(folder / "projections")
+    (folder / "projections").write_text("not a folder")
+    argv = ["project", str(folder), "--speedup", "host-cpu.compute=2"]
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 2 and "could not be kept" in err and err.count("\n") == 1
+    assert "host-cpu.compute=2" in out  # what was projected is printed all the same
+    (folder / "projections").unlink()
+    (folder / "projections").mkdir()
+    (folder / "projections" / "broken.json").write_text("{not json")
+    (kept_before,) = (RAG_SET / "projections").glob("*.json")
+    (folder / "projections" / "ok.json").write_text(kept_before.read_text())
+    problems: list[str] = []
+    kept = Archive(tmp_path).projections(RAG_SET.name, problems)  # as compare reads them
+    assert len(kept) == 1 and len(problems) == 1 and "broken.json is unreadable" in problems[0]
+    with pytest.raises(UserError, match=r"broken\.json"):
+        Archive(tmp_path).projections(RAG_SET.name)

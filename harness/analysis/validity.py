@@ -101,8 +101,8 @@ def verdict(
         problems.append(f"{count} accounting invariant violations, e.g. {first}")
     total = len(result.requests)
     failed = int((~result.requests["ok"]).sum()) if total else 0
-    # The first failure's own words, so a broken stage is named where the run is judged.
-    first = f", the first: {_first_error(result.requests)}" if failed else ""
+    # The failures' own words, so a broken stage is named where the run is judged.
+    first = f"; most often: {_top_errors(result.requests)}" if failed else ""
     if total and failed / total > MAX_ERROR_RATE:
         problems.append(f"{failed} of {total} requests failed ({failed / total:.1%}){first}")
     elif failed:
@@ -112,6 +112,8 @@ def verdict(
     if e2e.n == 0:
         problems.append("no successful request was measured")
     replicates = manifest.replicates
+    if any(r.failed_fast for r in replicates):
+        problems.append("its first requests all failed, so measuring stopped there")
     if any(r.hit_max_duration for r in replicates):
         notes.append("stopped at the maximum duration before the minimum request count")
     if any(r.hit_max_requests for r in replicates):
@@ -280,12 +282,13 @@ def other_processes(telemetry: pd.DataFrame | None) -> tuple[list[str], list[str
     return [], []
 
 
-def _first_error(requests: pd.DataFrame) -> str:
+def _top_errors(requests: pd.DataFrame, top: int = 3) -> str:
+    """The failed requests' most frequent errors with their counts, most frequent first."""
     failed = requests.loc[~requests["ok"]]
     if "error" not in failed or failed.empty:
         return "unknown"
-    order = [c for c in ("replicate", "request") if c in failed]
-    return str(failed.sort_values(order)["error"].iloc[0]) or "unknown"
+    counts = failed["error"].fillna("").replace("", "unknown").value_counts(sort=True)
+    return "; ".join(f"{text} (x{n})" for text, n in counts.head(top).items())
 
 
 CONCURRENCY_COLUMNS = ("replicate", "request", "stage", "kind", "thread", "start_ns", "end_ns")

@@ -41,7 +41,8 @@ HISTORY = {
         "the work and the execution config keep the values of the workload's parameters "
         "(params), each under what it changes; older sets read with none; probes read their "
         "thread's CPU time too (cpu_ns), and a host compute probe's time off the CPU is a wait "
-        "(older sets' probes, with -1, are read unsplit)"
+        "(older sets' probes, with -1, are read unsplit); a replicate's facts say whether it "
+        "stopped because its first requests all failed (failed_fast)"
     ),
 }
 PROJECTION_VERSION = 1
@@ -234,6 +235,7 @@ class ReplicateFacts:
     first_request_s: float | None = None
     hit_max_duration: bool = False
     hit_max_requests: bool = False  # stopped at the request cap before min_duration_s
+    failed_fast: bool = False  # stopped because its first requests all failed
     measured_s: float = 0.0
     progress_s: float | None = None  # the progress bar's own time (None: not recorded)
     cpu_steal_fraction: float | None = None

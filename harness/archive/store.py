@@ -126,6 +126,13 @@ class Archive:
         except (ValueError, ImportError) as exc:
             raise UserError(f"cannot open the archive {self.location!r}: {exc}") from exc
 
+    def exists(self) -> bool:
+        """Whether the archive's folder exists (a set may have been written there)."""
+        try:
+            return bool(self.fs.isdir(self.root))
+        except OSError:
+            return False
+
     def ensure(self) -> Archive:
         """Make sure sets can be written here, before minutes are spent measuring one."""
         try:
@@ -282,13 +289,19 @@ class Archive:
         now = datetime.now(timezone.utc)
         name = f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}.json"
         path = self._path(set_id, PROJECTIONS, name)
-        self.fs.makedirs(self._path(set_id, PROJECTIONS), exist_ok=True)
         payload = json.dumps(body, indent=1, sort_keys=True, default=str).encode()
-        self._commit(path, payload)
+        try:
+            self.fs.makedirs(self._path(set_id, PROJECTIONS), exist_ok=True)
+            self._commit(path, payload)
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise UserError(f"the projection could not be kept beside {set_id}: {why}") from None
         return name
 
-    def projections(self, set_id: str) -> list[KeptProjection]:
-        """The projections kept beside a set, oldest first."""
+    def projections(self, set_id: str, problems: list[str] | None = None) -> list[KeptProjection]:
+        """The projections kept beside a set, oldest first. One that cannot be read is left
+        out, and said in ``problems`` when given (else it is a UserError): a broken extra
+        must not keep a set from being compared."""
         folder = self._path(self.resolve(set_id), PROJECTIONS)
         if not self.fs.exists(folder):
             return []
@@ -298,16 +311,24 @@ class Archive:
         for name in names:
             what = f"result set {set_id}: projection {name}"
             try:
-                body = json.loads(self.fs.cat_file(f"{folder}/{name}"))
-            except (ValueError, OSError) as exc:
-                raise UserError(f"{what} is unreadable: {exc}") from None
-            if not isinstance(body, dict):
-                raise UserError(f"{what} is corrupt: not an object")
-            try:
-                kept.append(from_dict(KeptProjection, check_projection(body, what)))
-            except DecodeError as exc:
-                raise UserError(f"{what} is corrupt: {exc}") from None
+                kept.append(self._projection(f"{folder}/{name}", what))
+            except UserError as exc:
+                if problems is None:
+                    raise
+                problems.append(str(exc))
         return kept
+
+    def _projection(self, path: str, what: str) -> KeptProjection:
+        try:
+            body = json.loads(self.fs.cat_file(path))
+        except (ValueError, OSError) as exc:
+            raise UserError(f"{what} is unreadable: {exc}") from None
+        if not isinstance(body, dict):
+            raise UserError(f"{what} is corrupt: not an object")
+        try:
+            return from_dict(KeptProjection, check_projection(body, what))
+        except DecodeError as exc:
+            raise UserError(f"{what} is corrupt: {exc}") from None
 
     def attachment(self, set_id: str, name: str) -> bytes:
         """An attachment of a committed set (e.g. ``profile.json``), by its name."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from harness import __version__
@@ -43,9 +45,20 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (timeout, docker stop, Slurm, Kubernetes) is taken as Ctrl-C is: what finished
+    is archived. Worker processes get it too, for only this one was sent it."""
+    worker = sys.modules.get("harness.measure.worker")
+    if worker is not None:
+        worker.forward(signum)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one verb; bad input is one line on stderr and exit status 2."""
     arrow_on_the_system_allocator()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         args = parse(argv)
         return args.handler(args)

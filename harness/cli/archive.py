@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from harness.cli.options import add_archive, add_verb, output
+from harness.errors import EXIT_BAD_INPUT, UserError
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -13,6 +15,8 @@ def cmd_results(args: argparse.Namespace) -> int:
     from harness.report import terminal
 
     archive = Archive(args.results)
+    if not archive.exists():
+        raise UserError(f"there is no archive at {archive.location!r} (nothing was archived there)")
     listings = archive.listings()
     payload = [
         {
@@ -24,6 +28,9 @@ def cmd_results(args: argparse.Namespace) -> int:
         for e in listings
     ]
     output(args, payload, lambda: terminal.results(listings, archive.location))
+    if listings and all(e.manifest is None for e in listings):
+        print(f"gapbench: error: no set in {archive.location} can be read", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
 
 

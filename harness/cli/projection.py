@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from harness.cli.options import (
     add_archive,
     add_claims,
     add_verb,
     claims_of,
+    err,
     output,
     replay_sample_of,
 )
+from harness.errors import EXIT_BAD_INPUT, UserError
 
 
 def cmd_project(args: argparse.Namespace) -> int:
@@ -25,10 +28,19 @@ def cmd_project(args: argparse.Namespace) -> int:
     archive, set_id = locate(args.result, args.results)
     result = archive.load(set_id)
     made = [project(result, claim, size) for claim in made_claims]
-    kept = [] if args.no_keep else [archive.add_projection(result.id, p.kept()) for p in made]
+    kept: list[str] = []
+    unkept = ""
+    if not args.no_keep:
+        try:
+            kept = [archive.add_projection(result.id, p.kept()) for p in made]
+        except UserError as exc:  # the projection is made: print it, and say so
+            unkept = str(exc)
     summary = summarize(result)
     payload = [p.to_dict() for p in made]
     output(args, payload, lambda: projection.projections(summary, made, kept))
+    if unkept:
+        print(f"gapbench: error: {unkept}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
 
 
@@ -47,7 +59,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     base, candidate = archive.load(base_id), load(args.candidate, args.results)
     comparable(base, candidate)  # refuse before any work
     made = tuple(project(base, claim, size) for claim in made_claims)
-    kept = tuple(archive.projections(base.id))
+    unread: list[str] = []
+    kept = tuple(archive.projections(base.id, unread))
+    for problem in unread:
+        err().print(f"gapbench: note: {problem}: left out", style="yellow")
     # The finder's prediction is checked against a CANDIDATE that ran the same work overlapped
     # (in turn now and then, at most: a pool thread may take two branches one after another).
     overlapped = serialised_share(candidate, size) <= OVERLAPPED

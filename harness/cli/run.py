@@ -8,6 +8,7 @@ import sys
 
 from harness import __version__
 from harness.cli.options import add_archive, add_verb, console, err
+from harness.errors import EXIT_NOTHING_MEASURED
 from harness.machine.devices import DEVICES
 from harness.measure.config import QUICK_CAP, THREADS
 from harness.record.gpu_timing import MODES, SYNC
@@ -56,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if sys.stderr.isatty():  # for a person watching; a script's stderr keeps only errors
         err().print(f"gapbench {__version__}: {cpu}; archive {archive.location}", style="dim")
     reports = []
-    status = 0
+    status = failing = 0
     for config in configs:
         result = run(config, archive, fingerprint)
         summary, said, found = summarize(result), answer(result), losses(result)
@@ -71,6 +72,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             err().print(f"gapbench: error: {stopped} (what finished is archived as {result.id})")
         if status:
             break
+        if summary.end_to_end.n == 0:  # archived, but nothing to show for it: say so to scripts
+            failing = EXIT_NOTHING_MEASURED
+            print(f"gapbench: error: no request of {result.id} succeeded", file=sys.stderr)
+    status = status or failing
     if args.json:
         json.dump(reports, sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")

@@ -37,6 +37,7 @@ from harness.record.virtual import Spinner, Virtual
 from harness.workload import SetupContext, Workload
 
 TELEMETRY_INTERVAL_S = 0.5
+FAIL_FAST = 20  # measuring stops when the first this many requests all failed
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,9 @@ def measure(
             rows.append(_request_row(workload, n, payload, outcome))
             spool.add(outcome.recorder)
             n += 1
+            if n == FAIL_FAST and not any(row["ok"] for row in rows):
+                measured["failed_fast"] = True  # a broken workload: no use going on
+                break
             elapsed = (clock() - begin) / 1e9
             if progress is not None:
                 # Between requests, never inside one; its cost is still the harness's to count.

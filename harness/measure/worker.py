@@ -8,9 +8,15 @@ FOLDER`` is its entry.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +30,14 @@ from harness.measure.process import ProcessResult, measure_config
 from harness.measure.profiling import Profile
 
 STATUS = "status.json"
+_RUNNING: set[subprocess.Popen] = set()  # worker processes measuring now
+
+
+def forward(signum: int) -> None:
+    """Pass a signal this process was sent on to the workers measuring for it."""
+    for process in list(_RUNNING):
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signum)
 
 
 def measure_in_child(
@@ -35,13 +49,17 @@ def measure_in_child(
     spec["replicate"] = replicate
     command = [sys.executable, "-m", "harness.measure.worker", json.dumps(spec), str(scratch)]
     process = subprocess.Popen(command)
+    _RUNNING.add(process)
     interrupted = False
-    while True:
-        try:
-            process.wait()
-            break
-        except KeyboardInterrupt:
-            interrupted = True  # keep waiting: the worker is writing what finished
+    try:
+        while True:
+            try:
+                process.wait()
+                break
+            except KeyboardInterrupt:
+                interrupted = True  # keep waiting: the worker is writing what finished
+    finally:
+        _RUNNING.discard(process)
     status = scratch / STATUS
     report = json.loads(status.read_text()) if status.exists() else {}
     if report.get("error"):
@@ -69,10 +87,30 @@ def measure_in_child(
     )
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM as Ctrl-C: what finished is written
+
+
+def _exit_with_parent(scratch: Path) -> None:
+    """A worker whose parent was killed cannot have its replicate archived: it stops, and
+    takes the parent's scratch folder (which nothing else would remove) with it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        shutil.rmtree(scratch, ignore_errors=True)
+        os._exit(EXIT_INTERRUPTED)
+
+    threading.Thread(target=watch, name="gapbench-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     """Entry of a replicate's worker process: measure, then write raw tables to a folder."""
     arrow_on_the_system_allocator()
+    signal.signal(signal.SIGTERM, _interrupted)
     spec, out = json.loads(argv[0]), Path(argv[1])
+    _exit_with_parent(out.parent)
     status = out / STATUS
     try:
         config = from_dict(RunConfig, spec["config"], "config")

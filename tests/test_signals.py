@@ -1,0 +1,77 @@
+"""SIGTERM is taken as Ctrl-C is, and a worker whose parent was killed does not run on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.archive.store import Archive
+
+SLOW = """
+import time
+
+from harness.workload import Stage, Workload
+
+
+class Slow(Workload):
+    name = "slow"
+    stages = (Stage("only", layer="inference"),)
+
+    def requests(self, ctx):
+        return [1, 2, 3]
+
+    def only(self, ctx, n):
+        with ctx.compute():
+            time.sleep(0.01)
+            return n
+"""
+
+
+def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    plugin = tmp_path / "slow.py"
+    plugin.write_text(SLOW)
+    results = str(tmp_path / "results")
+    command = [sys.executable, "-m", "harness", "run", f"{plugin}:Slow", "--warmup", "0"]
+    command += ["--min-requests", "1", "--min-duration", "60", "--no-progress"]
+    command += ["--results", results, *extra]
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True), results
+
+
+def _wait_for_measuring(process: subprocess.Popen, seconds: float) -> None:
+    time.sleep(seconds)
+    assert process.poll() is None, process.stderr.read() if process.stderr else ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("repeat", ["1", "2"])  # measured in this process, or in a worker
+def test_sigterm_archives_what_finished_as_ctrl_c_does(tmp_path, repeat):
+    process, results = _start(tmp_path, "--repeat", repeat)
+    _wait_for_measuring(process, 5.0)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    loaded = Archive(results).load("latest")
+    assert loaded.manifest.complete is False and loaded.manifest.interrupted
+    assert len(loaded.requests) > 10  # the requests measured before it
+
+
+@pytest.mark.slow
+def test_a_worker_whose_parent_was_killed_stops_and_clears_its_scratch(tmp_path):
+    process, results = _start(tmp_path, "--repeat", "2")
+    _wait_for_measuring(process, 5.0)
+    workers = psutil.Process(process.pid).children()
+    assert workers, "no worker process"
+    scratch = [Path(a) for w in workers for a in w.cmdline() if "gapbench-run-" in a]
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, "a worker ran on without its parent"
+    assert scratch and not any(p.parent.exists() for p in scratch)
+    assert not Archive(results).ids()  # nothing loads as complete: nothing was written
