@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -485,3 +486,22 @@ def test_a_projection_that_cannot_be_kept_is_printed_and_a_broken_kept_one_is_le
     assert len(kept) == 1 and len(problems) == 1 and "broken.json is unreadable" in problems[0]
     with pytest.raises(UserError, match=r"broken\.json"):
         Archive(tmp_path).projections(RAG_SET.name)
+
+
+def test_rm_removes_sets_deliberately_and_nothing_else(tmp_path, capsys, monkeypatch):
+    from conftest import ORT_SET, RAG_SET
+
+    for kept in (RAG_SET, ORT_SET):
+        shutil.copytree(kept, tmp_path / kept.name)
+    results = str(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal: rm cannot ask
+    status, _, err = run_cli(capsys, "rm", RAG_SET.name, "--results", results)
+    assert status == 2 and "--yes" in err and (tmp_path / RAG_SET.name).exists()
+    for bad in (["latest"], [RAG_SET.name, "nosuchset"]):
+        status, _, err = run_cli(capsys, "rm", *bad, "--yes", "--results", results)
+        assert status == 2 and err.count("\n") == 1
+    assert (tmp_path / RAG_SET.name).exists()  # all named, or none removed
+    status, out, err = run_cli(capsys, "rm", RAG_SET.name[:20], "--yes", "--results", results)
+    assert status == 0 and f"removed {RAG_SET.name}" in out, err
+    assert not (tmp_path / RAG_SET.name).exists()
+    assert [s.id for s in Archive(results).listings()] == [ORT_SET.name]

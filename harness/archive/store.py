@@ -246,6 +246,18 @@ class Archive:
             raise UserError(f"{ref!r} matches {len(matches)} result sets; give more of the id")
         raise UserError(f"no result set {ref!r} in {self.location}")
 
+    def remove(self, set_id: str) -> None:
+        """Remove a set, deliberately (nothing else changes a set): its manifest first, so a
+        removal cut short leaves a folder that never loads as a set, then the rest."""
+        folder = self._path(set_id)
+        try:
+            if self.fs.exists(self._path(set_id, MANIFEST)):
+                self.fs.rm_file(self._path(set_id, MANIFEST))
+            self.fs.rm(folder, recursive=True)
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise UserError(f"cannot remove result set {set_id}: {why}") from None
+
     def load(self, ref: str) -> ResultSet:
         """Load a committed set as DataFrames; an incomplete or newer set is refused."""
         set_id = self.resolve(ref)

@@ -34,6 +34,29 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rm(args: argparse.Namespace) -> int:
+    from harness.archive.store import Archive
+
+    archive = Archive(args.results)
+    if not archive.exists():
+        raise UserError(f"there is no archive at {archive.location!r}")
+    if "latest" in args.result:
+        raise UserError("rm takes ids or unique prefixes, not 'latest': name what goes")
+    chosen = list(dict.fromkeys(archive.resolve(ref) for ref in args.result))  # all, or none
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UserError("rm asks before removing: give --yes to remove without asking")
+        listed = "\n".join(f"  {set_id}" for set_id in chosen)
+        print(f"remove {len(chosen)} result set(s) from {archive.location}?\n{listed}")
+        if input("[y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing removed")
+            return 0
+    for set_id in chosen:
+        archive.remove(set_id)
+    output(args, chosen, lambda: "\n".join(f"removed {set_id}" for set_id in chosen))
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from harness.analysis.comparability import same_work
     from harness.analysis.summary import summarize
@@ -125,6 +148,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="chrome: open in ui.perfetto.dev; otel: spans with the GenAI conventions",
     )
     add_archive(trace)
+
+    rm = add_verb(verbs, "rm", cmd_rm, "Remove result sets from the archive (asks unless --yes).")
+    rm.add_argument("result", nargs="+", metavar="RESULT", help="an id or a unique prefix of one")
+    rm.add_argument("--yes", action="store_true", help="remove without asking")
+    add_archive(rm)
 
     show = add_verb(
         verbs,
