@@ -505,3 +505,27 @@ def test_rm_removes_sets_deliberately_and_nothing_else(tmp_path, capsys, monkeyp
     assert status == 0 and f"removed {RAG_SET.name}" in out, err
     assert not (tmp_path / RAG_SET.name).exists()
     assert [s.id for s in Archive(results).listings()] == [ORT_SET.name]
+
+
+def test_a_damaged_file_is_named_on_load_and_by_verify(plugin_file, tmp_path, capsys):
+    from conftest import RAG_SET
+
+    results = tmp_path / "results"
+    argv = ["run", f"{plugin_file}:MatmulService", *FAST, "--results", str(results), "--json"]
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 0, err
+    set_id = json.loads(out)[0]["id"]
+    shutil.copytree(RAG_SET, results / RAG_SET.name)  # older: no checksums, nothing to check
+    status, out, err = run_cli(capsys, "verify", "--results", str(results), "--json")
+    assert status == 0, err
+    assert [r["ok"] for r in json.loads(out)] == [True, True]
+    manifest = json.loads((results / set_id / "manifest.json").read_text())
+    assert set(manifest["checksums"]) == set(manifest["tables"].values())
+    requests = results / set_id / manifest["tables"]["requests"]
+    requests.write_bytes(requests.read_bytes()[:-10])  # truncated
+    status, _, err = run_cli(capsys, "show", set_id, "--results", str(results))
+    assert status == 2 and "is damaged" in err and requests.name in err
+    assert err.count("\n") == 1
+    status, out, err = run_cli(capsys, "verify", "--results", str(results))
+    assert status == 2 and "1 of 2 result sets are damaged" in err
+    assert f"BAD  {set_id}" in out and f"ok  {RAG_SET.name}" in out

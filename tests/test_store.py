@@ -135,6 +135,10 @@ def test_newer_schema_is_refused_and_corrupt_files_are_named(archive: Archive):
         archive.load(set_id)
     archive.fs.pipe_file(path, json.dumps(manifest).encode())
     archive.fs.pipe_file(archive._path(set_id, manifest["tables"]["requests"]), b"garbage")
+    with pytest.raises(UserError, match=r"requests-.*is damaged"):  # its checksum says so
+        archive.load(set_id)
+    # A set from before checksums were kept: the file itself is found unreadable.
+    archive.fs.pipe_file(path, json.dumps({**manifest, "checksums": {}}).encode())
     with pytest.raises(UserError, match="unreadable"):
         archive.load(set_id)
 

@@ -42,7 +42,9 @@ HISTORY = {
         "(params), each under what it changes; older sets read with none; probes read their "
         "thread's CPU time too (cpu_ns), and a host compute probe's time off the CPU is a wait "
         "(older sets' probes, with -1, are read unsplit); a replicate's facts say whether it "
-        "stopped because its first requests all failed (failed_fast)"
+        "stopped because its first requests all failed (failed_fast); the manifest keeps a "
+        "sha256 of every table and attachment (checksums), checked on load (older sets have "
+        "none)"
     ),
 }
 PROJECTION_VERSION = 1
@@ -322,6 +324,8 @@ class Manifest:
     tables: dict[str, str]  # table name -> its file (the store fills it in as it writes them)
     attachments: dict[str, str]  # e.g. profile.json -> its file (likewise)
     profile: ProfileRecord | None = None
+    # file -> "sha256:<hex>" of every table and attachment, checked when the set loads
+    checksums: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     migrated_from: int | None = None  # the version it was written with, if older
 

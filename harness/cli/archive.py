@@ -34,6 +34,32 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from harness.archive.store import Archive
+
+    archive = Archive(args.results)
+    if not archive.exists():
+        raise UserError(f"there is no archive at {archive.location!r}")
+    chosen = [archive.resolve(ref) for ref in args.result] if args.result else archive.ids()
+    found = {set_id: archive.verify(set_id) for set_id in chosen}
+    payload = [{"id": i, "ok": not problem, "problem": problem} for i, problem in found.items()]
+    output(
+        args,
+        payload,
+        lambda: (
+            "\n".join(
+                f"{'ok' if not p else 'BAD'}  {i}{f': {p}' if p else ''}" for i, p in found.items()
+            )
+            or f"no result sets in {archive.location}"
+        ),
+    )
+    bad = sum(1 for problem in found.values() if problem)
+    if bad:
+        print(f"gapbench: error: {bad} of {len(found)} result sets are damaged", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
 def cmd_rm(args: argparse.Namespace) -> int:
     from harness.archive.store import Archive
 
@@ -148,6 +174,17 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="chrome: open in ui.perfetto.dev; otel: spans with the GenAI conventions",
     )
     add_archive(trace)
+
+    verify = add_verb(
+        verbs,
+        "verify",
+        cmd_verify,
+        "Check result sets: manifests, every file's checksum, every table read whole.",
+    )
+    verify.add_argument(
+        "result", nargs="*", metavar="RESULT", help="ids or unique prefixes (default: every set)"
+    )
+    add_archive(verify)
 
     rm = add_verb(verbs, "rm", cmd_rm, "Remove result sets from the archive (asks unless --yes).")
     rm.add_argument("result", nargs="+", metavar="RESULT", help="an id or a unique prefix of one")
