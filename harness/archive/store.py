@@ -401,7 +401,11 @@ class Archive:
             raise UserError(f"{what}: manifest.json is corrupt") from exc
         if not isinstance(body, dict):
             raise UserError(f"{what}: manifest.json is corrupt: not an object")
-        body = migrate_manifest(body, what)
+        try:
+            body = migrate_manifest(body, what)
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:
+            # An older manifest whose keys hold what no gapbench wrote: not worth a traceback.
+            raise UserError(f"{what}: manifest.json is corrupt: {type(exc).__name__}") from None
         try:
             return from_dict(Manifest, body)
         except DecodeError as exc:

@@ -1,0 +1,135 @@
+"""Bad input by the hundred: the parsers a user types into either answer or refuse in one line.
+
+Whatever hypothesis makes of `--speedup`, `--set`, a claim file or a manifest, the outcome is a
+value or a UserError whose message is one line, never another exception and never a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import RAG_SET
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness.archive.store import Archive
+from harness.errors import UserError
+from harness.params import Given, Param
+from harness.projection import claims
+
+PARAMS = (
+    Param("n", 3, low=1, high=64),
+    Param("x", 0.5, low=0.0, high=1.0),
+    Param("mode", "a", changes="execution", choices=("a", "b")),
+    Param("flag", False),
+)
+TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-(10**30), 10**30).map(str),
+    st.sampled_from(["", " ", "1e-308", "1e308", "nan", "-inf", "0x10", "1_000", "١٢"]),
+)
+KEYS = st.one_of(
+    TEXT,
+    st.sampled_from(
+        ["host-cpu.compute", "compute", "device.compute", "stage:generate.compute", "layer:x"]
+    ),
+)
+
+
+def _refused_in_one_line(call) -> None:
+    try:
+        call()
+    except UserError as exc:
+        assert str(exc) and "\n" not in str(exc), repr(str(exc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(KEYS, NUMBERS).map(lambda kv: f"{kv[0]}={kv[1]}") | TEXT, max_size=4))
+def test_speedup_arguments_answer_or_refuse_in_one_line(pairs):
+    _refused_in_one_line(lambda: claims.from_arguments(pairs))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["n", "x", "mode", "flag", "w.n", "v.x", ""]) | TEXT, NUMBERS | TEXT
+        ).map(lambda kv: f"{kv[0]}={kv[1]}")
+        | TEXT,
+        max_size=4,
+    )
+)
+def test_parameters_answer_or_refuse_in_one_line(sets):
+    def parse():
+        given_ = Given.read(sets)
+        given_.check_names({"w": PARAMS})
+        given_.values("w", PARAMS)
+
+    _refused_in_one_line(parse)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.text(max_size=300))
+def test_claim_files_answer_or_refuse_in_one_line(tmp_path, body):
+    path = tmp_path / "claim.toml"
+    path.write_text(body)
+    _refused_in_one_line(lambda: claims.load(path))
+
+
+def _mutations():
+    """A real manifest's keys, each dropped or given a value of another type."""
+    manifest = json.loads((RAG_SET / "manifest.json").read_text())
+
+    def paths(body, prefix=()):
+        for key, value in body.items():
+            yield (*prefix, key)
+            if isinstance(value, dict):
+                yield from paths(value, (*prefix, key))
+
+    return manifest, list(paths(manifest))
+
+
+MANIFEST, PATHS = _mutations()
+
+
+@pytest.fixture(scope="module")
+def archive_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fuzzed")
+    shutil.copytree(RAG_SET, root / RAG_SET.name)
+    return root
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.sampled_from(PATHS),
+    st.one_of(
+        st.none(),
+        st.just("drop"),
+        st.integers(),
+        st.text(max_size=5),
+        st.lists(st.integers(), max_size=2),
+        st.floats(allow_nan=True),
+    ),
+)
+def test_a_manifest_with_any_key_dropped_or_mistyped_loads_or_is_refused_in_one_line(
+    archive_dir, path, value
+):
+    body = json.loads(json.dumps(MANIFEST))
+    node = body
+    for key in path[:-1]:
+        node = node[key]
+    if value == "drop":
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    (archive_dir / RAG_SET.name / "manifest.json").write_text(json.dumps(body))
+    archive = Archive(archive_dir)
+    _refused_in_one_line(lambda: archive.load(RAG_SET.name))
+    _refused_in_one_line(archive.listings)
