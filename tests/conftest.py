@@ -132,3 +132,13 @@ def make_manifest(
 def live_fingerprint() -> Fingerprint:
     """This machine's fingerprint, taken once per session."""
     return detect()
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small orders file for the tool server's lookup tool, built once per module."""
+    from workloads.tool_server import build_database
+
+    path = tmp_path_factory.mktemp("tools") / "orders.sqlite"
+    build_database(path, seed=0, rows=20_000)
+    return path

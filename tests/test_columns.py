@@ -307,7 +307,7 @@ def test_a_skipped_stage_and_a_request_without_intervals():
     successful request that recorded nothing is left out rather than breaking the table."""
     from conftest import make_manifest
 
-    from harness.archive.store import ResultSet
+    from harness.archive.result_set import ResultSet
     from harness.projection.claims import from_arguments
     from harness.projection.project import naive
     from harness.projection.replay import replay

@@ -13,16 +13,9 @@ import pytest
 
 from harness.backends.mcp import HTTP, STDIO, ToolFailure, ToolServer, server_command
 from harness.record.remote import ClockOffset, estimate_offset, read_carried
-from workloads.tool_server import build_database, remote_latency_s
+from workloads.tool_server import remote_latency_s
 
 pytest.importorskip("mcp")
-
-
-@pytest.fixture(scope="module")
-def database(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tools") / "orders.sqlite"
-    build_database(path, seed=0, rows=20_000)
-    return path
 
 
 def started(database, transport=STDIO, *extra: str, timeout_s: float = 30.0) -> ToolServer:
@@ -78,8 +71,7 @@ def test_tools_answer_and_carry_their_own_timing(server):
     (category, label, start, end, _, cpu) = waited[0]
     assert (category, label) == ("scheduling", "remote service")
     expected = remote_latency_s("https://service.example/a", 2.0, 0) * 1e9
-    assert end - start == pytest.approx(expected, rel=0.5, abs=2e6)  # slept at least that
-    assert end - start >= expected
+    assert end - start >= expected  # slept at least that (a busy machine may add to it)
     assert 0 <= cpu < (end - start) / 2  # a sleep is off the CPU
 
 

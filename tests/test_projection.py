@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from test_attribution import probe_iv, stage_iv, wait_iv
 
 from harness.archive.migrations import migrate_fingerprint
-from harness.archive.store import ResultSet
+from harness.archive.result_set import ResultSet
 from harness.archive.tables import intervals_frame
 from harness.errors import UserError
 from harness.projection.claims import from_arguments

@@ -14,8 +14,9 @@ from conftest import CALIBRATION_SET, FIRST_V2_SET, LAST_V1_SET, ORT_SET, RAG_SE
 from harness.analysis.summary import summarize
 from harness.archive import migrations, schema
 from harness.archive.codec import DecodeError, from_dict, to_dict
+from harness.archive.result_set import ResultSet
 from harness.archive.schema import HISTORY, SCHEMA_VERSION, Manifest, ReplicateFacts
-from harness.archive.store import MANIFEST, Archive, ResultSet, load
+from harness.archive.store import MANIFEST, Archive, load
 from harness.cli import main
 from harness.errors import UserError
 from harness.machine import fingerprint

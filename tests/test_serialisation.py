@@ -118,7 +118,7 @@ def test_compare_sets_the_prediction_beside_a_candidate_that_overlapped():
 def test_a_set_without_a_successful_request_has_no_losses_and_no_error():
     from dataclasses import replace
 
-    from harness.archive.store import ResultSet
+    from harness.archive.result_set import ResultSet
 
     built = result_set(in_turn("compute", "scheduling"), ONE)
     failed = ResultSet.of(

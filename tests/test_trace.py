@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 from conftest import live_fingerprint, make_manifest
 
+from harness.archive.result_set import ResultSet
 from harness.archive.schema import ClockAnchor, RunLength
-from harness.archive.store import Archive, ResultSet
+from harness.archive.store import Archive
 from harness.errors import UserError
 from harness.measure.config import RunConfig
 from harness.measure.replicates import run

@@ -11,8 +11,8 @@ from test_attribution import DIAMOND, diamond
 
 from harness.analysis.stats import Percentiles
 from harness.analysis.validity import max_concurrency, verdict
+from harness.archive.result_set import ResultSet
 from harness.archive.schema import Agreement
-from harness.archive.store import ResultSet
 from harness.archive.tables import intervals_frame
 from harness.words import UNKNOWN_BYTES
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from harness.analysis.columns import split_table
 from harness.analysis.stats import Percentiles
-from harness.archive.store import ResultSet
+from harness.archive.result_set import ResultSet
 from harness.words import BUCKETS, SEGMENT_WAITS, SegmentKind
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from harness.analysis.attribution import RequestSplit, split_request
 from harness.analysis.clean import Clean, Rows
-from harness.archive.store import ResultSet
+from harness.archive.result_set import ResultSet
 from harness.archive.tables import frame_intervals, request_keys
 from harness.record.probes import Interval
 from harness.words import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.archive.codec import to_dict
-from harness.archive.store import ResultSet
+from harness.archive.result_set import ResultSet
 from harness.errors import UserError
 
 # Execution settings that vary without changing what a comparison means.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from harness.analysis.attribution import RequestSplit
 from harness.analysis.columns import split_table
-from harness.archive.store import ResultSet
+from harness.archive.result_set import ResultSet
 from harness.record.gpu_timing import ANCHOR
 from harness.record.probes import Interval
 from harness.record.spans import SpanTree

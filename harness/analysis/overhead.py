@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.archive.store import ResultSet
+from harness.archive.result_set import ResultSet
 from harness.archive.tables import request_keys
 from harness.words import Kind
 

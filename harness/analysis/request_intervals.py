@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from harness.analysis.columns import split_table
-from harness.archive.store import ResultSet
+from harness.archive.result_set import ResultSet
 from harness.archive.tables import frame_intervals, request_keys
 from harness.record.probes import Interval
 

@@ -18,8 +18,8 @@ from harness.analysis.telemetry import telemetry_summary
 from harness.analysis.tool_calls import tool_table
 from harness.analysis.validity import Verdict, replicate_p50s, verdict
 from harness.archive.codec import to_dict
+from harness.archive.result_set import ResultSet
 from harness.archive.schema import ReplicateFacts
-from harness.archive.store import ResultSet
 from harness.words import UNATTRIBUTED
 
 

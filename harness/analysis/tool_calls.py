@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.archive.store import ResultSet
+from harness.archive.result_set import ResultSet
 from harness.record.remote import CALL_PREFIX, REPLY, REQUEST, SERVER_SUFFIX
 from harness.words import Category, Kind, Resource
 

@@ -12,8 +12,8 @@ from harness.analysis.invariants import Invariants, set_invariants
 from harness.analysis.overhead import overhead
 from harness.analysis.stats import NOISE_THRESHOLD, PERCENTILE_FLOORS, Percentiles
 from harness.analysis.telemetry import frequency_drop
+from harness.archive.result_set import ResultSet
 from harness.archive.schema import Agreement
-from harness.archive.store import ResultSet
 from harness.machine.cores import whole
 from harness.machine.environment import STEAL_WARN_FRACTION
 from harness.words import Category, Kind

@@ -9,94 +9,33 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
-import math
 import os
 import re
 import secrets
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import fsspec
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from harness.archive.checks import check_set
 from harness.archive.codec import DecodeError, from_dict, to_dict
-from harness.archive.intervals import Intervals, StoredIntervals, read_parquet
+from harness.archive.intervals import StoredIntervals, read_parquet
 from harness.archive.migrations import Tables, check_projection, migrate_manifest, migrate_tables
+from harness.archive.result_set import Listing, ResultSet
 from harness.archive.schema import SCHEMA_VERSION, KeptProjection, Manifest
-from harness.archive.tables import ROW_GROUP_ROWS, Spooled, problem
+from harness.archive.tables import Spooled, copy_spooled, parquet_bytes
 from harness.errors import UserError
-from harness.workload import topological_order
 
 MANIFEST = "manifest.json"
 PROJECTIONS = "projections"  # a set's sub-folder of projections made from it
 ENV_VAR = "GAPBENCH_RESULTS"
-
-
-@dataclass(frozen=True, eq=False)
-class ResultSet:
-    """An archived result set as a library user gets it: the manifest, its intervals (read in
-    parts as readers ask) and its other tables as pandas DataFrames.
-
-    Compared by identity: statistics computed from a loaded set are kept per object."""
-
-    manifest: Manifest
-    interval_table: Intervals  # read in parts as asked (``intervals`` reads it whole)
-    requests: pd.DataFrame
-    telemetry: pd.DataFrame | None = None  # samples taken while requests were timed
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.interval_table, Intervals):  # a DataFrame: ResultSet.of wraps it
-            raise TypeError("a ResultSet's intervals are an Intervals; build one with .of()")
-
-    @classmethod
-    def of(
-        cls,
-        manifest: Manifest,
-        intervals: pd.DataFrame,
-        requests: pd.DataFrame,
-        telemetry: pd.DataFrame | None = None,
-    ) -> ResultSet:
-        """A set held in memory (built by a test, or sliced from another set)."""
-        return cls(manifest, Intervals(intervals), requests, telemetry)
-
-    @property
-    def intervals(self) -> pd.DataFrame:
-        """Every interval, read whole once; readers that need less ask ``interval_table``."""
-        return self.interval_table.frame()
-
-    @property
-    def id(self) -> str:
-        return self.manifest.id
-
-    @property
-    def complete(self) -> bool:
-        return self.manifest.complete
-
-
-@dataclass(frozen=True)
-class Listing:
-    """One entry of ``gapbench results``: a committed manifest, or why there is none."""
-
-    id: str
-    manifest: Manifest | None
-    problem: str = ""  # e.g. no manifest (the run was killed), or a corrupt one
-
-    @property
-    def requests(self) -> int:
-        """Requests measured over every replicate (0 without a manifest)."""
-        if self.manifest is None:
-            return 0
-        return sum(r.requests_measured for r in self.manifest.replicates)
 
 
 def default_location() -> str:
@@ -177,9 +116,9 @@ class Archive:
             filename = f"{name}-{secrets.token_hex(4)}.parquet"
             if isinstance(table, Spooled):
                 with self.fs.open(self._path(set_id, filename), "wb") as handle:
-                    _copy_spooled(table, handle)
+                    copy_spooled(table, handle)
             else:
-                self.fs.pipe_file(self._path(set_id, filename), _parquet(table))
+                self.fs.pipe_file(self._path(set_id, filename), parquet_bytes(table))
             files[name] = filename
         attached = {}
         for name, body in (attachments or {}).items():
@@ -314,8 +253,8 @@ class Archive:
             except Exception as exc:
                 raise UserError(f"{where} is unreadable") from exc
         tables = migrate_tables(tables, written)
-        _check(set_id, manifest, tables, intervals)
-        assert intervals is not None  # _check refuses a set without one
+        check_set(set_id, manifest, tables, intervals)
+        assert intervals is not None  # check_set refuses a set without one
         return ResultSet(manifest, intervals, tables["requests"], tables.get("telemetry"))
 
     def add_projection(self, set_id: str, body: dict[str, Any]) -> str:
@@ -412,100 +351,8 @@ class Archive:
             raise UserError(f"{what}: manifest.json is corrupt: {exc}") from None
 
 
-def _check_counts(corrupt: str, manifest: Manifest) -> None:
-    """Refuse cores and threads a machine cannot have: the replay divides by them."""
-    counts: list[tuple[str, float | None]] = [
-        ("fingerprint.usable_cores", manifest.fingerprint.usable_cores),
-        ("config.execution.threads", manifest.execution.threads),
-        ("config.execution.interop_threads", manifest.execution.interop_threads),
-    ]
-    for r in manifest.replicates:
-        where = f"replicates[{r.replicate}]"
-        counts += [(f"{where}.threads", r.threads), (f"{where}.interop_threads", r.interop_threads)]
-        counts += [(f"{where}.stage_threads.{k}", v) for k, v in r.stage_threads.items()]
-    for name, value in counts:
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise UserError(f"{corrupt}: {name}: {value} is not a positive count")
-
-
 def _migrated_intervals(frame: pd.DataFrame, written: int) -> pd.DataFrame:
     return migrate_tables({"intervals": frame}, written)["intervals"]
-
-
-def _check(set_id: str, manifest: Manifest, tables: Tables, intervals: Intervals | None) -> None:
-    """Refuse a set whose parts do not fit together: a folder renamed from its id, a table
-    missing or lacking columns, a replicate with no facts, a stage DAG that is not one,
-    intervals of stages it does not have."""
-    where = f"result set {set_id}"
-    if manifest.id != set_id:
-        raise UserError(
-            f"folder {set_id} holds result set {manifest.id}: give the folder its id back"
-        )
-    corrupt = f"{where}: manifest.json is corrupt"
-    found = {name: list(frame.columns) for name, frame in tables.items()}
-    if intervals is not None:
-        found["intervals"] = intervals.columns
-    for name in ("intervals", "requests"):
-        if name not in found:
-            raise UserError(f"{corrupt}: tables: no {name!r}")
-        if wrong := problem(name, found[name]):
-            raise UserError(f"{where}: {wrong}: its tables do not match its manifest")
-    assert intervals is not None
-    ok = tables["requests"]["ok"]
-    if len(ok) and not pd.api.types.is_bool_dtype(ok):  # an empty table has no dtype to say
-        raise UserError(f"{where}: table requests: its 'ok' column is not true/false")
-    # Two columns of the intervals, and distinct values first: a list of every row's value
-    # costs more than the table.
-    keys = intervals.frame(["replicate", "stage"])
-    known = {r.replicate for r in manifest.replicates}
-    stored = set(tables["requests"]["replicate"].unique().tolist())
-    stored |= set(keys["replicate"].unique().tolist())
-    if stored - known:
-        missing = ", ".join(str(r) for r in sorted(stored - known))
-        raise UserError(f"{corrupt}: no facts of replicate {missing}")
-    _check_counts(corrupt, manifest)
-    if not manifest.stages:
-        raise UserError(f"{corrupt}: stages: none")
-    try:
-        topological_order(manifest.stages)
-    except UserError as exc:
-        raise UserError(f"{corrupt}: stages: {exc}") from None
-    strangers = set(keys["stage"].unique().tolist()) - {s.name for s in manifest.stages}
-    strangers.discard("")  # the request interval, the clock anchors
-    if strangers:
-        raise UserError(f"{corrupt}: intervals of a stage it does not have: {min(strangers)!r}")
-
-
-def _versioned(schema: pa.Schema) -> pa.Schema:
-    """``schema`` whose metadata carries the schema version the table is written with."""
-    return schema.with_metadata(
-        {**(schema.metadata or {}), b"gapbench_schema_version": b"%d" % SCHEMA_VERSION}
-    )
-
-
-def _parquet(frame: pd.DataFrame) -> bytes:
-    """A table as Parquet bytes (see :func:`_versioned`)."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    buffer = io.BytesIO()
-    versioned = table.replace_schema_metadata(_versioned(table.schema).metadata)
-    pq.write_table(versioned, buffer, row_group_size=ROW_GROUP_ROWS)
-    return buffer.getvalue()
-
-
-def _copy_spooled(spooled: Spooled, handle: IO[bytes]) -> None:
-    """Every part's row groups, each given its ``replicate``, written one at a time."""
-    writer = None
-    for file, replicate in spooled.parts:
-        source = pq.ParquetFile(file)
-        if writer is None:
-            tagged = source.schema_arrow.append(pa.field("replicate", pa.int64()))
-            writer = pq.ParquetWriter(handle, _versioned(tagged))
-        for i in range(source.num_row_groups):
-            group = source.read_row_group(i)
-            column = pa.array(np.full(group.num_rows, replicate, np.int64))
-            writer.write_table(group.append_column("replicate", column))
-    if writer is not None:
-        writer.close()
 
 
 def locate(ref: str, location: str | os.PathLike | None = None) -> tuple[Archive, str]:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import IO, cast
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from harness.archive.schema import SCHEMA_VERSION
 from harness.record.probes import Interval
 
 INTERVAL_COLUMNS = list(Interval.__dataclass_fields__)
@@ -90,3 +93,35 @@ def frame_intervals(frame: pd.DataFrame) -> list[Interval]:
     """The inverse of :func:`intervals_frame` (other columns, such as ``replicate``, ignored)."""
     columns = [frame[name].tolist() for name in INTERVAL_COLUMNS]
     return [Interval(*values) for values in zip(*columns, strict=True)]
+
+
+def _versioned(schema: pa.Schema) -> pa.Schema:
+    """``schema`` whose metadata carries the schema version the table is written with."""
+    return schema.with_metadata(
+        {**(schema.metadata or {}), b"gapbench_schema_version": b"%d" % SCHEMA_VERSION}
+    )
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """A table as Parquet bytes (see :func:`_versioned`)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    buffer = io.BytesIO()
+    versioned = table.replace_schema_metadata(_versioned(table.schema).metadata)
+    pq.write_table(versioned, buffer, row_group_size=ROW_GROUP_ROWS)
+    return buffer.getvalue()
+
+
+def copy_spooled(spooled: Spooled, handle: IO[bytes]) -> None:
+    """Every part's row groups, each given its ``replicate``, written one at a time."""
+    writer = None
+    for file, replicate in spooled.parts:
+        source = pq.ParquetFile(file)
+        if writer is None:
+            tagged = source.schema_arrow.append(pa.field("replicate", pa.int64()))
+            writer = pq.ParquetWriter(handle, _versioned(tagged))
+        for i in range(source.num_row_groups):
+            group = source.read_row_group(i)
+            column = pa.array(np.full(group.num_rows, replicate, np.int64))
+            writer.write_table(group.append_column("replicate", column))
+    if writer is not None:
+        writer.close()

@@ -1,22 +1,23 @@
-"""Verbs over the archive: `results`, `show` and `trace`."""
+"""Verbs over the archive: `results`, `verify`, `rm`, `show` and `trace`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from harness.cli.options import add_archive, add_verb, output
 from harness.errors import EXIT_BAD_INPUT, UserError
 
+if TYPE_CHECKING:  # the store pulls in pandas and pyarrow: loaded when a verb runs
+    from harness.archive.store import Archive
+
 
 def cmd_results(args: argparse.Namespace) -> int:
     from harness.archive.codec import to_dict
-    from harness.archive.store import Archive
     from harness.report import terminal
 
-    archive = Archive(args.results)
-    if not archive.exists():
-        raise UserError(f"there is no archive at {archive.location!r} (nothing was archived there)")
+    archive = _existing(args.results)
     listings = archive.listings()
     payload = [
         {
@@ -34,12 +35,18 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def _existing(results: str | None) -> Archive:
+    """The archive ``--results`` names, which must exist (a verb over sets, not one writing)."""
     from harness.archive.store import Archive
 
-    archive = Archive(args.results)
+    archive = Archive(results)
     if not archive.exists():
-        raise UserError(f"there is no archive at {archive.location!r}")
+        raise UserError(f"there is no archive at {archive.location!r} (nothing was archived there)")
+    return archive
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    archive = _existing(args.results)
     chosen = [archive.resolve(ref) for ref in args.result] if args.result else archive.ids()
     found = {set_id: archive.verify(set_id) for set_id in chosen}
     payload = [{"id": i, "ok": not problem, "problem": problem} for i, problem in found.items()]
@@ -61,11 +68,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from harness.archive.store import Archive
-
-    archive = Archive(args.results)
-    if not archive.exists():
-        raise UserError(f"there is no archive at {archive.location!r}")
+    archive = _existing(args.results)
     if "latest" in args.result:
         raise UserError("rm takes ids or unique prefixes, not 'latest': name what goes")
     chosen = list(dict.fromkeys(archive.resolve(ref) for ref in args.result))  # all, or none

@@ -18,8 +18,9 @@ from typing import Any
 
 from harness import plugins
 from harness.archive.codec import to_dict
+from harness.archive.result_set import ResultSet
 from harness.archive.schema import RunLength
-from harness.archive.store import Archive, ResultSet
+from harness.archive.store import Archive
 from harness.archive.tables import by_replicate
 from harness.errors import UserError
 from harness.experiments.components import components

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness import __version__, plugins
+from harness.archive.result_set import ResultSet
 from harness.archive.schema import (
     Config,
     Execution,
@@ -28,7 +29,7 @@ from harness.archive.schema import (
     RequestStream,
     Work,
 )
-from harness.archive.store import Archive, ResultSet, new_id
+from harness.archive.store import Archive, new_id
 from harness.archive.tables import Spooled
 from harness.errors import UserError
 from harness.machine.devices import resolve_device

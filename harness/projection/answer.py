@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from harness.analysis.breakdown import bucket_shares, category_shares
 from harness.analysis.columns import split_table
 from harness.analysis.stats import bootstrap_ratio, median_ratio
-from harness.archive.store import ResultSet
+from harness.archive.result_set import ResultSet
 from harness.projection.claims import Claim, parse_key
 from harness.projection.project import naive
 from harness.projection.sentences import answer_sentence

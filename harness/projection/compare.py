@@ -17,8 +17,8 @@ from harness.analysis.comparability import comparable
 from harness.analysis.stats import bootstrap_ratio
 from harness.analysis.summary import Summary
 from harness.archive.codec import to_dict
+from harness.archive.result_set import ResultSet
 from harness.archive.schema import KeptProjection
-from harness.archive.store import ResultSet
 from harness.archive.tables import by_replicate
 from harness.projection.project import Projection
 from harness.projection.sentences import comparison_sentence

@@ -21,8 +21,8 @@ from harness import __version__
 from harness.analysis.columns import SplitTable, split_table
 from harness.analysis.stats import PERCENTILE_FLOORS
 from harness.archive.codec import to_dict
+from harness.archive.result_set import ResultSet
 from harness.archive.schema import PROJECTION_VERSION
-from harness.archive.store import ResultSet
 from harness.errors import UserError
 from harness.projection.claims import Claim
 from harness.projection.replay import replay

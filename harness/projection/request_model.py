@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.analysis.request_intervals import request_intervals
-from harness.archive.store import ResultSet
+from harness.archive.result_set import ResultSet
 from harness.record.probes import Interval
 from harness.record.remote import REPLY, REQUEST, SERVER_SUFFIX
 from harness.record.spans import SpanTree, charges, walk

@@ -25,7 +25,7 @@ import numpy as np
 
 from harness.analysis.columns import split_table
 from harness.archive.codec import to_dict
-from harness.archive.store import ResultSet
+from harness.archive.result_set import ResultSet
 from harness.projection.project import Estimate, estimates, replay_base
 from harness.projection.replay import replay
 from harness.projection.replay_sample import REPLAY_SAMPLE, percentile

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from harness import __version__
-from harness.archive.store import ResultSet
+from harness.archive.result_set import ResultSet
 from harness.errors import UserError
 from harness.record.probes import Interval
 from harness.record.remote import conventions

@@ -11,10 +11,9 @@ from rich.text import Text
 
 from harness.projection.project import SAMPLING_ROUGH
 from harness.projection.sentences import headline, interval_text
+from harness.report import seams
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from harness.analysis.summary import Summary
     from harness.experiments.validate import Validation
     from harness.projection.compare import Comparison, OverlapCheck
@@ -121,33 +120,6 @@ def _sample_note(made: Sequence[Projection]) -> list[Text]:
     ]
 
 
-def _tools_side_by_side(base: pd.DataFrame, candidate: pd.DataFrame) -> Table:
-    """Each tool's call, BASE -> CANDIDATE (medians per call): what a transport or a server
-    changes, piece by piece."""
-    table = Table(title="tool calls, BASE -> CANDIDATE (ms, medians per call)")
-    pieces = (
-        ("round trip", "round_trip_ms"),
-        ("request", "request_ms"),
-        ("server SDK", "server_ms"),
-        ("tool", None),
-        ("reply", "reply_ms"),
-        ("hand-over", "hand_over_ms"),
-    )
-    table.add_column("tool")
-    for name, _ in pieces:
-        table.add_column(name, justify="right")
-    a, b = base.set_index("tool"), candidate.set_index("tool")
-    work = ["compute_ms", "waiting_ms", "movement_ms"]
-    for tool in sorted(set(a.index) & set(b.index)):
-        cells = [tool]
-        for _, key in pieces:
-            before = a.loc[tool, work].sum() if key is None else a.loc[tool, key]
-            after = b.loc[tool, work].sum() if key is None else b.loc[tool, key]
-            cells.append(f"{before:.2f} -> {after:.2f}")
-        table.add_row(*cells)
-    return table
-
-
 def _overlap(check: OverlapCheck) -> list[Any]:
     """BASE's serialised work, overlapped by the replay, beside CANDIDATE as measured."""
     losses = check.losses
@@ -211,7 +183,7 @@ def comparison(c: Comparison) -> Group:
         parts.append(proj)
         parts += _sample_note(c.projections)
     if len(c.base.tools) and len(c.candidate.tools):
-        parts.append(_tools_side_by_side(c.base.tools, c.candidate.tools))
+        parts.append(seams.tools_side_by_side(c.base.tools, c.candidate.tools))
     if c.overlap is not None:
         parts += _overlap(c.overlap)
     if c.kept:

@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from harness.record.remote import OFFSET_FACT
+from harness.report import seams
 
 if TYPE_CHECKING:  # pandas-heavy; `gapbench detect` must stay fast
     from harness.analysis.overhead import Overhead
     from harness.analysis.summary import RunFacts, Spread, Summary
-    from harness.archive.schema import Agreement, Execution, ProfileRecord, ReplicateFacts
-    from harness.archive.store import Listing
+    from harness.archive.result_set import Listing
+    from harness.archive.schema import Agreement, Execution, ProfileRecord
     from harness.plugins import Entry
     from harness.projection.answer import Answer
     from harness.projection.serialisation import Losses
 
 
-def _ms(value: float | None, indicative: bool = False) -> str:
+def ms(value: float | None, indicative: bool = False) -> str:
+    """Milliseconds as the tables show them: two decimals, ``-`` for none, ``~`` indicative."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{'~' if indicative else ''}{value:.2f}"
@@ -39,11 +40,11 @@ def summary(s: Summary, answer: Answer | None = None, losses: Losses | None = No
     e = s.end_to_end
     parts.append(
         Text(
-            f"end to end over {e.n} requests ({s.failed} failed): p50 {_ms(e.p50 * 1e3)} ms, "
-            f"p90 {_ms(e.p90 * 1e3, e.indicative(90))} ms, "
-            f"p99 {_ms(e.p99 * 1e3, e.indicative(99))} ms, "
-            f"p99.9 {_ms(e.p999 * 1e3, e.indicative(99.9))} ms; coverage {s.coverage:.1%}, "
-            f"overlap {_ms(s.overlap_ms)} ms"
+            f"end to end over {e.n} requests ({s.failed} failed): p50 {ms(e.p50 * 1e3)} ms, "
+            f"p90 {ms(e.p90 * 1e3, e.indicative(90))} ms, "
+            f"p99 {ms(e.p99 * 1e3, e.indicative(99))} ms, "
+            f"p99.9 {ms(e.p999 * 1e3, e.indicative(99.9))} ms; coverage {s.coverage:.1%}, "
+            f"overlap {ms(s.overlap_ms)} ms"
         )
     )
     if len(s.replicate_p50_s) > 1:
@@ -60,12 +61,11 @@ def summary(s: Summary, answer: Answer | None = None, losses: Losses | None = No
     if len(s.waits):
         parts.append(wait_table(s))
     if len(s.tools):
-        parts.append(tool_table(s))
-        parts.append(Text(_server_clock(m.replicates), style="dim"))
+        parts += seams.tool_table(s.tools, m.replicates)
     if m.profile is not None:
         parts.append(profile_table(m.profile))
     if losses is not None and losses.findings:
-        parts += serialisation(losses)
+        parts += seams.serialisation(losses)
     if answer is not None:
         parts.append(Text(answer.sentence, style="bold"))
     return Group(*parts)
@@ -190,11 +190,11 @@ def side_by_side(summaries: list[Summary], same_work: bool) -> Group:
         cells = []
         for by_stage in rows:
             row = by_stage.get(stage, {})
-            cells += [_ms(row.get(k)) for k in ("wall_p50_ms", "compute_ms", "movement_ms")]
+            cells += [ms(row.get(k)) for k in ("wall_p50_ms", "compute_ms", "movement_ms")]
         table.add_row(stage, *cells)
     end_to_end = []
     for s in summaries:
-        end_to_end += [_ms(s.end_to_end.p50 * 1e3), "", ""]
+        end_to_end += [ms(s.end_to_end.p50 * 1e3), "", ""]
     table.add_row(Text("end to end", style="bold"), *end_to_end)
     parts.append(table)
     return Group(*parts)
@@ -213,14 +213,14 @@ def stage_table(s: Summary) -> Table:
         table.add_row(
             row["stage"],
             row["layer"],
-            _ms(row["wall_p50_ms"]),
-            _ms(row.get("wall_p90_ms"), e.indicative(90)),
-            _ms(row.get("wall_p99_ms"), e.indicative(99)),
-            _ms(row.get("compute_ms")),
-            _ms(row.get("movement_ms")),
-            _ms(row.get("scheduling_ms")),
-            _ms(row.get("unattributed_ms")),
-            _ms(row.get("on_cpu_ms")),
+            ms(row["wall_p50_ms"]),
+            ms(row.get("wall_p90_ms"), e.indicative(90)),
+            ms(row.get("wall_p99_ms"), e.indicative(99)),
+            ms(row.get("compute_ms")),
+            ms(row.get("movement_ms")),
+            ms(row.get("scheduling_ms")),
+            ms(row.get("unattributed_ms")),
+            ms(row.get("on_cpu_ms")),
             f"{row['share']:.1%}",
             f"{row['coverage']:.0%}",
         )
@@ -233,69 +233,7 @@ def wait_table(s: Summary) -> Table:
         table.add_column(name, justify="left" if name == "wait" else "right")
     for row in s.waits.to_dict(orient="records"):
         share = f"{row['share']:.1%}"
-        table.add_row(Text(row["wait"]), _ms(row["median_ms"]), _ms(row["p90_ms"]), share)
-    return table
-
-
-def serialisation(losses: Losses) -> list[Any]:
-    """Where independent work ran in turn, and p50 had it overlapped on this machine."""
-    table = Table(title="serialisation losses: independent work that ran in turn")
-    table.add_column("where")
-    table.add_column("requests", justify="right")
-    for f in losses.findings:
-        table.add_row(Text(f.where), str(f.requests))
-    m, o, bound = losses.measured, losses.overlapped, losses.one_lock
-    return [
-        table,
-        Text(
-            f"had it overlapped on these {losses.cores:g} cores: p50 {o.value_ms:.2f} ms "
-            f"instead of {m.value_ms:.2f} ms ({losses.gain:.2f}x), replayed over "
-            f"{losses.replayed} requests; if all of its CPU work held one interpreter lock, "
-            f"{bound.value_ms:.2f} ms (this set cannot tell how much of it did)",
-            style="bold",
-        ),
-    ]
-
-
-def _server_clock(replicates: Sequence[ReplicateFacts]) -> str:
-    """What the request/reply split of a tool call is sure to: the server clock's offset."""
-    said = [r.setup_facts.get(OFFSET_FACT) for r in replicates]
-    known = [c for each in said if isinstance(each, list) for c in each if isinstance(c, dict)]
-    if not known:
-        return "the server's clock offset was not recorded: request and reply are not split"
-    worst = max(c["error_ns"] for c in known) / 1e6
-    offsets = ", ".join(f"{c['offset_ns'] / 1e6:+.3f}" for c in known)
-    return (
-        f"the tool server's clock is {offsets} ms off this one (to within {worst:.3f} ms): a "
-        "call's request and reply are told apart to that error; their sum is exact, and so "
-        "are the server's and the tool's own times"
-    )
-
-
-def tool_table(s: Summary) -> Table:
-    """Per tool, where a call's round trip went (medians per call): the JSON-RPC request and
-    reply, the server's SDK around the tool (arguments checked, result converted), the tool's
-    own compute and waiting, and the hand-over to the client's event loop and back."""
-    table = Table(title="tool calls across the process boundary (ms, medians per call)")
-    columns = (
-        ("tool", None),
-        ("calls", None),
-        ("round trip", "round_trip_ms"),
-        ("request", "request_ms"),
-        ("server SDK", "server_ms"),
-        ("compute", "compute_ms"),
-        ("waiting", "waiting_ms"),
-        ("reply", "reply_ms"),
-        ("hand-over", "hand_over_ms"),
-        ("bytes out/in", None),
-    )
-    for name, _ in columns:
-        table.add_column(name, justify="left" if name == "tool" else "right")
-    for row in s.tools.to_dict(orient="records"):
-        cells: list[Any] = [Text(str(row["tool"])), str(row["calls"])]
-        cells += [_ms(row[key]) for _, key in columns[2:-1] if key is not None]
-        cells.append(f"{row['sent_bytes']:,.0f}/{row['received_bytes']:,.0f}")
-        table.add_row(*cells)
+        table.add_row(Text(row["wait"]), ms(row["median_ms"]), ms(row["p90_ms"]), share)
     return table
 
 
@@ -317,10 +255,10 @@ def profile_table(profile: ProfileRecord) -> Table:
         table.add_row(
             Text(c.stage),
             Text(c.label),
-            _ms(c.gapbench_ms),
-            _ms(reference),
+            ms(c.gapbench_ms),
+            ms(reference),
             "-" if math.isnan(c.agreement) else f"{c.agreement:.1%}",
-            _ms(beside),
+            ms(beside),
             "yes" if c.judged else "",
         )
     return table

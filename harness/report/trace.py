@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from harness import __version__
-from harness.archive.store import ResultSet
+from harness.archive.result_set import ResultSet
 from harness.archive.tables import by_replicate, frame_intervals
 from harness.errors import UserError
 from harness.record.probes import Interval

@@ -15,8 +15,8 @@ from conftest import make_manifest
 
 from harness.analysis.columns import split_table
 from harness.analysis.summary import summarize
+from harness.archive.result_set import ResultSet
 from harness.archive.schema import RunLength
-from harness.archive.store import ResultSet
 from harness.archive.tables import intervals_frame
 from harness.measure.driver import RequestDriver
 from harness.measure.process import measure

@@ -10,16 +10,8 @@ from __future__ import annotations
 import pytest
 
 from harness.backends.mcp import CLOCK_TOOL, HTTP, STDIO, ToolServer, server_command
-from workloads.tool_server import build_database
 
 pytest.importorskip("mcp")
-
-
-@pytest.fixture(scope="module")
-def database(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tools") / "orders.sqlite"
-    build_database(path, seed=0, rows=1_000)
-    return path
 
 
 @pytest.mark.parametrize("transport", [STDIO, HTTP])
