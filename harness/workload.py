@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import hashlib
-import inspect
-import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +19,6 @@ from harness.conditions import Condition as Condition
 from harness.conditions import Setting as Setting
 from harness.errors import UserError
 from harness.params import Param as Param
-from harness.params import check_declared
 from harness.record.probes import Probe, Recorder
 from harness.record.virtual import Virtual
 from harness.words import (
@@ -346,67 +342,3 @@ def topological_order(stages: Sequence[Stage]) -> list[Stage]:
     for stage in stages:
         visit(stage)
     return order
-
-
-def check_contract(cls: type) -> type[Workload]:
-    """Check a class against the plugin contract; the error names what is wrong."""
-    if not (isinstance(cls, type) and issubclass(cls, Workload)):
-        raise UserError(
-            f"{getattr(cls, '__qualname__', repr(cls))} is not a gapbench Workload subclass"
-        )
-    if not cls.name:
-        raise UserError(f"workload class {cls.__qualname__} has no name")
-    if not cls.stages:
-        raise UserError(f"workload {cls.name!r} declares no stages")
-    order = topological_order(cls.stages)
-    sinks = [s for s in order if not any(s.name in other.after for other in order)]
-    if len(sinks) != 1:
-        raise UserError(f"workload {cls.name!r} must end in one stage, found {len(sinks)}")
-    for stage in order:
-        if not stage.name.isidentifier() or stage.name.startswith("_"):
-            raise UserError(
-                f"workload {cls.name!r}: stage {stage.name!r} cannot name a method "
-                "(a Python identifier not starting with _)"
-            )
-        if stage.name in RESERVED:
-            raise UserError(
-                f"workload {cls.name!r}: stage {stage.name!r} would replace Workload.{stage.name}; "
-                f"stages may not be named {', '.join(sorted(RESERVED))}"
-            )
-        if not callable(getattr(cls, stage.name, None)):
-            raise UserError(f"workload {cls.name!r} has no method for stage {stage.name!r}")
-    for condition in cls.conditions:
-        for side in (condition.a, condition.b):
-            if side.backend not in cls.backends:
-                raise UserError(
-                    f"workload {cls.name!r}: condition {condition.name!r} runs on "
-                    f"{side.backend}, which it does not support"
-                )
-    check_declared(cls.name, cls.params)
-    names = [c.name for c in cls.conditions]
-    if len(set(names)) != len(names):
-        raise UserError(f"workload {cls.name!r} declares a condition twice")
-    if cls.virtual_check is not None and cls.virtual_check.stage not in {s.name for s in order}:
-        raise UserError(
-            f"workload {cls.name!r}: virtual_check names no stage: {cls.virtual_check.stage!r}"
-        )
-    return cls
-
-
-# What the contract itself defines: a stage's method must not replace one of these.
-RESERVED = frozenset(name for name in vars(Workload) if not name.startswith("_"))
-
-
-def code_hash(cls: type[Workload]) -> str:
-    """A hash of the workload's source: a changed workload is never compared with its old self."""
-    digest = hashlib.sha256()
-    modules = [cls.__module__, *cls.code_modules]
-    for name in modules:
-        module = sys.modules.get(name)
-        try:
-            source = inspect.getsource(module) if module is not None else name
-        except (OSError, TypeError):
-            source = inspect.getsource(cls)
-        digest.update(name.encode())
-        digest.update(source.encode())
-    return digest.hexdigest()[:16]

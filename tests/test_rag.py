@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from harness.plugins import check_contract
 from harness.record.probes import Recorder
-from harness.workload import SetupContext, StageContext, check_contract, topological_order
+from harness.workload import SetupContext, StageContext, topological_order
 from workloads import text
 from workloads.rag import MAX_TOP_K, Rag, RagConfig
 

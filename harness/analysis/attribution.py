@@ -255,3 +255,34 @@ def split_request(
         stages=tuple(splits[s.name] for s in stages if s.name in splits),
         path=path,
     )
+
+
+def table_rows(
+    row: int, split: RequestSplit, intervals: Sequence[Interval]
+) -> tuple[tuple, list[tuple], list[tuple], list[tuple]]:
+    """One request's rows of the split table (``harness.analysis.columns``), from its split:
+    the request's, and per stage its own, its charges and its waits."""
+    critical = set(split.critical_stages)
+    stages, charges, waits = [], [], []
+    for s in split.stages:
+        on = s.stage in critical
+        thread = next(
+            iv.thread for iv in intervals if iv.kind == Kind.STAGE.value and iv.stage == s.stage
+        )
+        stages.append(
+            (row, s.stage, s.start_ns, s.end_ns, s.wall_ns, s.compute_ns, s.movement_ns,
+             s.scheduling_ns, s.unattributed_ns, s.nbytes, s.overlap_ns, s.cpu_ns, thread, on)
+        )  # fmt: skip
+        charges += [(row, s.stage, c, r, ns, on) for (c, r), ns in s.by_resource if ns]
+        waits += [(row, s.stage, label, ns, on) for label, ns in s.waits if ns]
+    request = (
+        row,
+        split.arrival_ns,
+        split.response_ns,
+        split.wait_ns(SegmentKind.LAG.value),
+        split.wait_ns(SegmentKind.QUEUE.value),
+        split.wait_ns(SegmentKind.HANDOFF.value),
+        split.overlap_ns,
+        " > ".join(split.critical_stages),
+    )
+    return request, stages, charges, waits

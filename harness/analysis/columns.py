@@ -21,8 +21,9 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from harness.analysis.attribution import RequestSplit, split_request
-from harness.analysis.clean import Clean, Rows
+from harness.analysis.attribution import RequestSplit, split_request, table_rows
+from harness.analysis.clean import Clean
+from harness.analysis.rows import Rows
 from harness.archive.result_set import ResultSet
 from harness.archive.tables import frame_intervals, request_keys
 from harness.record.probes import Interval
@@ -310,30 +311,11 @@ def _reference(
         intervals = frame_intervals(group)
         split = split_request(intervals, stages, int(group["replicate"].iloc[0]))
         odd.append((row, intervals, split))
-        req_rows.append(_request_row(int(row), split))
-        critical = set(split.critical_stages)
-        for s in split.stages:
-            on = s.stage in critical
-            stage_rows.append(
-                (
-                    int(row),
-                    s.stage,
-                    s.start_ns,
-                    s.end_ns,
-                    s.wall_ns,
-                    s.compute_ns,
-                    s.movement_ns,
-                    s.scheduling_ns,
-                    s.unattributed_ns,
-                    s.nbytes,
-                    s.overlap_ns,
-                    s.cpu_ns,
-                    _thread(intervals, s.stage),
-                    on,
-                )
-            )
-            charge_rows += [(int(row), s.stage, c, r, ns, on) for (c, r), ns in s.by_resource if ns]
-            wait_rows += [(int(row), s.stage, label, ns, on) for label, ns in s.waits if ns]
+        request, stage, charges, waits = table_rows(row, split, intervals)
+        req_rows.append(request)
+        stage_rows += stage
+        charge_rows += charges
+        wait_rows += waits
     requests = pd.DataFrame(
         req_rows,
         columns=[
@@ -352,23 +334,6 @@ def _reference(
         pd.DataFrame(stage_rows, columns=STAGE_COLUMNS),
         pd.DataFrame(charge_rows, columns=CHARGE_COLUMNS),
         pd.DataFrame(wait_rows, columns=WAIT_COLUMNS),
-    )
-
-
-def _thread(intervals: list[Interval], stage: str) -> int:
-    return next(iv.thread for iv in intervals if iv.kind == Kind.STAGE.value and iv.stage == stage)
-
-
-def _request_row(row: int, split: RequestSplit) -> tuple:
-    return (
-        row,
-        split.arrival_ns,
-        split.response_ns,
-        split.wait_ns(SegmentKind.LAG.value),
-        split.wait_ns(SegmentKind.QUEUE.value),
-        split.wait_ns(SegmentKind.HANDOFF.value),
-        split.overlap_ns,
-        " > ".join(split.critical_stages),
     )
 
 

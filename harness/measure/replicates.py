@@ -39,8 +39,9 @@ from harness.measure.config import RunConfig, check_backend
 from harness.measure.process import ProcessResult, measure_config
 from harness.measure.worker import measure_in_child
 from harness.params import resolve, split
+from harness.plugins import code_hash
 from harness.record.gpu_timing import HOST
-from harness.workload import Workload, code_hash
+from harness.workload import Workload
 
 
 def run(config: RunConfig, archive: Archive, fingerprint: Fingerprint) -> ResultSet:
