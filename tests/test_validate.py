@@ -13,6 +13,7 @@ from harness.archive.store import Archive
 from harness.errors import UserError
 from harness.experiments.validate import Outcome, Trial, condition_names, trials, virtual_checks
 from harness.machine.cores import cores, whole
+from harness.plugins import check_contract
 from harness.record.probes import Recorder
 from harness.record.virtual import Spinner, Virtual
 from harness.workload import (
@@ -22,7 +23,6 @@ from harness.workload import (
     Stage,
     StageContext,
     Workload,
-    check_contract,
 )
 
 CONDITION = Trial(
