@@ -7,7 +7,20 @@ class UserError(Exception):
     """Bad input from the user (a name, a path, a file): said in one line, never a traceback."""
 
 
-EXIT_NOTHING_MEASURED = 1  # the set is archived, but not one of its requests succeeded
+class WorkloadFailed(UserError):
+    """A workload's process crashed, hung past its time limit, ran out of memory or raised in
+    setup: that workload failed (exit status 1), not the command; a suite goes on without it.
+
+    ``partial`` holds what its process measured before it was stopped, if anything."""
+
+    def __init__(self, reason: str, partial: object = None) -> None:
+        super().__init__(reason)
+        self.reason, self.partial = reason, partial
+        self.recorded_as = ""  # the id of the archive's record of the failure, once written
+
+
+# A workload failed, or not one of its requests succeeded (what finished is archived).
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # as a shell reports a process stopped by SIGINT
 

@@ -215,11 +215,13 @@ def test_a_failing_plugin_is_named_in_one_line_or_in_the_verdict(tmp_path, capsy
     plugin = tmp_path / "fails.py"
     plugin.write_text(FAILING_PLUGIN)
     results = str(tmp_path / "results")
+    # The workload failed, not the command (exit 1), and the archive keeps why.
     status, out, err = run_cli(capsys, "run", f"{plugin}:FailsInSetup", *FAST, "--results", results)
-    assert status == 2 and err.count("\n") == 1 and "Traceback" not in out + err
+    assert status == 1 and err.count("\n") == 1 and "Traceback" not in out + err
     assert "workload 'fails': setup: ValueError: setup broke at fails.py:" in err
+    assert "(recorded as " in err and Archive(results).listings()[0].failed is not None
     status, _, err = run_cli(capsys, "run", f"{plugin}:SaysNothing", *FAST, "--results", results)
-    assert status == 2 and "execution() returned None, not a dict" in err
+    assert status == 1 and "execution() returned None, not a dict" in err
     status, out, err = run_cli(
         capsys, "run", f"{plugin}:FailsInTeardown", *FAST, "--results", results, "--json"
     )
@@ -528,4 +530,4 @@ def test_a_damaged_file_is_named_on_load_and_by_verify(plugin_file, tmp_path, ca
     assert err.count("\n") == 1
     status, out, err = run_cli(capsys, "verify", "--results", str(results))
     assert status == 2 and "1 of 2 result sets are damaged" in err
-    assert f"BAD  {set_id}" in out and f"ok  {RAG_SET.name}" in out
+    assert f"BAD  {set_id}" in out and f"ok   {RAG_SET.name}" in out

@@ -50,7 +50,7 @@ def _wait_for_measuring(process: subprocess.Popen, seconds: float) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("repeat", ["1", "2"])  # measured in this process, or in a worker
+@pytest.mark.parametrize("repeat", ["1", "2"])  # one worker process, or two in turn
 def test_sigterm_archives_what_finished_as_ctrl_c_does(tmp_path, repeat):
     process, results = _start(tmp_path, "--repeat", repeat)
     _wait_for_measuring(process, 5.0)

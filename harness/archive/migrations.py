@@ -183,3 +183,9 @@ def check_projection(body: Body, what: str) -> Body:
     """A kept projection of a version this gapbench reads (there is one so far)."""
     _version(body, schema.PROJECTION_VERSION, what)
     return body
+
+
+def check_failed_run(body: Body, what: str) -> Body:
+    """A failure record of a version this gapbench reads (there is one so far)."""
+    _version(body, schema.FAILED_RUN_VERSION, what)
+    return body

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.archive.intervals import Intervals
-from harness.archive.schema import Manifest
+from harness.archive.schema import FailedRun, Manifest
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,6 +59,7 @@ class Listing:
     id: str
     manifest: Manifest | None
     problem: str = ""  # e.g. no manifest (the run was killed), or a corrupt one
+    failed: FailedRun | None = None  # its workload failed before any replicate finished
 
     @property
     def requests(self) -> int:

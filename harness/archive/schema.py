@@ -49,6 +49,8 @@ HISTORY = {
 }
 PROJECTION_VERSION = 1
 PROJECTION_HISTORY = {1: "the first kept projections"}
+FAILED_RUN_VERSION = 1
+FAILED_RUN_HISTORY = {1: "the first records of a workload that failed before any replicate"}
 
 AGREEMENT = 0.05  # the most gapbench's compute may differ from a profiler's reference time
 # Judged only for probes of 1 ms or more a call: opening a scope costs the profiler tens of
@@ -340,6 +342,20 @@ class Manifest:
     def replicate(self, index: int) -> ReplicateFacts | None:
         """The facts of replicate ``index``, None when it has none."""
         return next((r for r in self.replicates if r.replicate == index), None)
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """A set folder's ``failed.json``: its workload failed before any replicate finished (it
+    crashed, hung, ran out of memory or raised in setup), so there is no manifest to write,
+    but the archive still says what was tried and why it failed."""
+
+    id: str
+    created_utc: str
+    gapbench_version: str
+    workload: str
+    reason: str
+    schema_version: int = FAILED_RUN_VERSION
 
 
 @dataclass(frozen=True)

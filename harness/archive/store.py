@@ -7,8 +7,8 @@ write never clobbers a table another manifest points at. Sets are immutable once
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import hashlib
 import json
 import os
 import re
@@ -25,15 +25,23 @@ import pandas as pd
 from fsspec.implementations.local import LocalFileSystem
 
 from harness.archive.checks import check_set
+from harness.archive.checksums import check_files, checksum
 from harness.archive.codec import DecodeError, from_dict, to_dict
 from harness.archive.intervals import StoredIntervals, read_parquet
-from harness.archive.migrations import Tables, check_projection, migrate_manifest, migrate_tables
+from harness.archive.migrations import (
+    Tables,
+    check_failed_run,
+    check_projection,
+    migrate_manifest,
+    migrate_tables,
+)
 from harness.archive.result_set import Listing, ResultSet
-from harness.archive.schema import SCHEMA_VERSION, KeptProjection, Manifest
+from harness.archive.schema import SCHEMA_VERSION, FailedRun, KeptProjection, Manifest
 from harness.archive.tables import Spooled, copy_spooled, parquet_bytes
 from harness.errors import UserError
 
 MANIFEST = "manifest.json"
+FAILED = "failed.json"  # in place of a manifest: the workload failed before any replicate
 PROJECTIONS = "projections"  # a set's sub-folder of projections made from it
 ENV_VAR = "GAPBENCH_RESULTS"
 
@@ -127,7 +135,8 @@ class Archive:
             self.fs.pipe_file(self._path(set_id, filename), body)
             attached[name] = filename
         # Read back as stored: what a later load hashes is what was written, byte for byte.
-        checksums = {f: self._checksum(set_id, f) for f in (*files.values(), *attached.values())}
+        written = (*files.values(), *attached.values())
+        checksums = {f: checksum(self.fs, self._path(set_id, f)) for f in written}
         committed = replace(
             manifest,
             tables=files,
@@ -140,29 +149,28 @@ class Archive:
         self._commit(self._path(set_id, MANIFEST), body)
         return set_id
 
-    def _checksum(self, set_id: str, filename: str) -> str:
-        digest = hashlib.sha256()
-        with self.fs.open(self._path(set_id, filename), "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        return f"sha256:{digest.hexdigest()}"
+    def record_failure(self, failed: FailedRun) -> str:
+        """Keep, in a set folder of its own, that a workload failed before any replicate
+        finished and why: never a manifest, so it never loads as a set; returns its id."""
+        if self.fs.exists(self._path(failed.id)):
+            raise UserError(f"result set {failed.id} already exists in {self.location}")
+        self.fs.makedirs(self._path(failed.id), exist_ok=True)
+        body = json.dumps(to_dict(failed), indent=1, sort_keys=True).encode()
+        self._commit(self._path(failed.id, FAILED), body)
+        return failed.id
 
-    def _check_checksums(self, set_id: str, manifest: Manifest) -> None:
-        """Every file the manifest names and hashed is there and unchanged (not tampered with,
-        not truncated): a UserError naming the first that is not."""
-        for filename, expected in sorted(manifest.checksums.items()):
-            where = f"result set {set_id}: {filename}"
-            try:
-                found = self._checksum(set_id, filename)
-            except FileNotFoundError:
-                raise UserError(f"{where} is missing") from None
-            except OSError as exc:
-                raise UserError(f"{where} is unreadable: {exc.strerror or exc}") from None
-            if found != expected:
-                raise UserError(
-                    f"{where} is damaged: its checksum is not the one the manifest recorded "
-                    "(changed or truncated since it was written)"
-                )
+    def failure(self, set_id: str) -> FailedRun | None:
+        """The record kept by ``record_failure`` in this set folder, None when there is none."""
+        path, what = self._path(set_id, FAILED), f"result set {set_id}: {FAILED}"
+        if not self.fs.exists(path):
+            return None
+        try:
+            body = json.loads(self.fs.cat_file(path))
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
+            return from_dict(FailedRun, check_failed_run(body, what))
+        except (ValueError, OSError, DecodeError) as exc:
+            raise UserError(f"{what} is unreadable: {exc}") from None
 
     def _commit(self, path: str, body: bytes) -> None:
         if isinstance(self.fs, LocalFileSystem):
@@ -193,7 +201,10 @@ class Archive:
                 listing.append(Listing(set_id, self._read_manifest(set_id)))
             except UserError as exc:
                 problem = str(exc).removeprefix(f"result set {set_id}").lstrip(": ")
-                listing.append(Listing(set_id, None, problem))
+                failed = None
+                with contextlib.suppress(UserError):  # its record is unreadable: said above
+                    failed = self.failure(set_id)
+                listing.append(Listing(set_id, None, problem, failed))
         return listing
 
     def resolve(self, ref: str) -> str:
@@ -229,7 +240,7 @@ class Archive:
         """Load a committed set as DataFrames; an incomplete or newer set is refused."""
         set_id = self.resolve(ref)
         manifest = self._read_manifest(set_id)
-        self._check_checksums(set_id, manifest)
+        check_files(self.fs, self._path(set_id), manifest.checksums, f"result set {set_id}")
         written = manifest.migrated_from or SCHEMA_VERSION
         tables: Tables = {}
         intervals = None
@@ -313,8 +324,11 @@ class Archive:
     def verify(self, ref: str) -> str:
         """What is wrong with a set, "" when nothing is: its manifest reads, every file it
         names is there with the checksum it recorded, and every table reads whole."""
+        set_id = self.resolve(ref)
         try:
-            result = self.load(ref)
+            if not self.fs.exists(self._path(set_id, MANIFEST)) and self.failure(set_id):
+                return ""  # an intact record of a workload that failed: nothing is wrong
+            result = self.load(set_id)
             len(result.intervals)  # read whole: a damaged row group shows only when read
         except UserError as exc:
             return str(exc)
@@ -330,6 +344,10 @@ class Archive:
     def _read_manifest(self, set_id: str) -> Manifest:
         path = self._path(set_id, MANIFEST)
         if not self.fs.exists(path):
+            failed = self.failure(set_id)
+            if failed is not None:
+                why = f"its workload failed before any replicate finished: {failed.reason}"
+                raise UserError(f"result set {set_id}: {why}")
             raise UserError(
                 f"result set {set_id} has no manifest: its run was killed before it finished"
             )

@@ -25,11 +25,12 @@ def cmd_results(args: argparse.Namespace) -> int:
             "complete": bool(e.manifest and e.manifest.complete),
             "manifest": to_dict(e.manifest),
             "problem": e.problem,
+            "failed": to_dict(e.failed),
         }
         for e in listings
     ]
     output(args, payload, lambda: terminal.results(listings, archive.location))
-    if listings and all(e.manifest is None for e in listings):
+    if listings and all(e.manifest is None and e.failed is None for e in listings):
         print(f"gapbench: error: no set in {archive.location} can be read", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
@@ -49,17 +50,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
     archive = _existing(args.results)
     chosen = [archive.resolve(ref) for ref in args.result] if args.result else archive.ids()
     found = {set_id: archive.verify(set_id) for set_id in chosen}
-    payload = [{"id": i, "ok": not problem, "problem": problem} for i, problem in found.items()]
-    output(
-        args,
-        payload,
-        lambda: (
-            "\n".join(
-                f"{'ok' if not p else 'BAD'}  {i}{f': {p}' if p else ''}" for i, p in found.items()
-            )
-            or f"no result sets in {archive.location}"
-        ),
-    )
+    # An intact record of a failed workload is nothing wrong, but is no set either: say so.
+    failed = {i: f.reason for i in chosen if not found[i] and (f := archive.failure(i))}
+    payload = [
+        {"id": i, "ok": not problem, "problem": problem, "failed": failed.get(i, "")}
+        for i, problem in found.items()
+    ]
+
+    def line(set_id: str, problem: str) -> str:
+        if problem:
+            return f"BAD  {set_id}: {problem}"
+        if set_id in failed:
+            return f"ok   {set_id}: a record of a failed workload: {failed[set_id]}"
+        return f"ok   {set_id}"
+
+    listed = "\n".join(line(i, p) for i, p in found.items())
+    output(args, payload, lambda: listed or f"no result sets in {archive.location}")
     bad = sum(1 for problem in found.values() if problem)
     if bad:
         print(f"gapbench: error: {bad} of {len(found)} result sets are damaged", file=sys.stderr)

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from rich.console import Console
 
-from harness.errors import UserError
+from harness.errors import UserError, in_range
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -91,6 +91,23 @@ def add_claims(sub: argparse.ArgumentParser) -> None:
         "standing for the rest, its error measured and shown (default 4,000; 100 to 10^7, or "
         "0 for every one)",
     )
+    sub.add_argument(
+        "--budget",
+        type=float,
+        metavar="S",
+        default=None,
+        help="seconds the replays may take (default 600; 1 to 86400): past it, or once their "
+        "pace says so, they stop and say how far they got",
+    )
+
+
+def budget_of(args: argparse.Namespace) -> Any:
+    """The ``--budget`` of a verb's replays, checked (the library's default when not given)."""
+    from harness.projection.budget import BUDGET, BUDGET_S, Budget
+
+    seconds = BUDGET_S if args.budget is None else args.budget
+    in_range("--budget", seconds, *BUDGET)
+    return Budget(seconds)
 
 
 def replay_sample_of(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from harness.cli.options import (
     add_archive,
     add_claims,
     add_verb,
+    budget_of,
     claims_of,
     err,
     output,
@@ -24,10 +25,10 @@ def cmd_project(args: argparse.Namespace) -> int:
     from harness.report import projection
 
     made_claims = claims_of(args, required=True)
-    size = replay_sample_of(args)
+    size, budget = replay_sample_of(args), budget_of(args)
     archive, set_id = locate(args.result, args.results)
     result = archive.load(set_id)
-    made = [project(result, claim, size) for claim in made_claims]
+    made = [project(result, claim, size, budget) for claim in made_claims]
     kept: list[str] = []
     unkept = ""
     if not args.no_keep:
@@ -54,19 +55,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.report import projection
 
     made_claims = claims_of(args, required=False)
-    size = replay_sample_of(args)
+    size, budget = replay_sample_of(args), budget_of(args)
     archive, base_id = locate(args.base, args.results)
     base, candidate = archive.load(base_id), load(args.candidate, args.results)
     comparable(base, candidate)  # refuse before any work
-    made = tuple(project(base, claim, size) for claim in made_claims)
+    made = tuple(project(base, claim, size, budget) for claim in made_claims)
     unread: list[str] = []
     kept = tuple(archive.projections(base.id, unread))
     for problem in unread:
         err().print(f"gapbench: note: {problem}: left out", style="yellow")
     # The finder's prediction is checked against a CANDIDATE that ran the same work overlapped
     # (in turn now and then, at most: a pool thread may take two branches one after another).
-    overlapped = serialised_share(candidate, size) <= OVERLAPPED
-    found = losses(base, size) if overlapped else None
+    overlapped = serialised_share(candidate, size, budget) <= OVERLAPPED
+    found = losses(base, size, budget) if overlapped else None
     result = compare(summarize(base), summarize(candidate), made, kept, found)
     output(args, result.to_dict(), lambda: projection.comparison(result))
     return 0

@@ -8,9 +8,9 @@ import sys
 
 from harness import __version__
 from harness.cli.options import add_archive, add_verb, console, err
-from harness.errors import EXIT_NOTHING_MEASURED
+from harness.errors import EXIT_FAILED, WorkloadFailed, number
 from harness.machine.devices import DEVICES
-from harness.measure.config import QUICK_CAP, THREADS
+from harness.measure.config import QUICK_CAP, THREADS, TIMEOUT_S
 from harness.record.gpu_timing import MODES, SYNC
 from harness.workload import BACKENDS
 
@@ -22,6 +22,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.machine.fingerprint import detect
     from harness.measure.config import (
         RunConfig,
+        default_timeout,
         exit_status,
         parse_providers,
         plan,
@@ -34,19 +35,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.report import terminal
 
     size = "quick" if args.quick else "default"
+    length = run_length(size, args.warmup, args.min_requests, args.min_duration)
     template = RunConfig(
         workload="",
         device=args.device,
         size=size,
         seed=args.seed,
         repeat=args.repeat,
-        measurement=run_length(size, args.warmup, args.min_requests, args.min_duration),
+        measurement=length,
         show_progress=not args.no_progress,
         gpu_timing=args.gpu_timing,
         profile=args.profile,
         backend=args.backend,
         providers=parse_providers(args.providers),
         threads=args.threads,
+        timeout_s=default_timeout(length) if args.timeout is None else args.timeout,
     )
     given = Given.read(args.set, args.params)
     # Every name, option and parameter checked before any work.
@@ -56,10 +59,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     cpu = fingerprint.host.host_processor_model_name
     if sys.stderr.isatty():  # for a person watching; a script's stderr keeps only errors
         err().print(f"gapbench {__version__}: {cpu}; archive {archive.location}", style="dim")
-    reports = []
+    reports: list[dict] = []
     status = failing = 0
     for config in configs:
-        result = run(config, archive, fingerprint)
+        try:
+            result = run(config, archive, fingerprint)
+        except WorkloadFailed as exc:  # recorded in the archive; the suite goes on
+            failing = EXIT_FAILED
+            reports.append({"failed": exc.reason, "recorded_as": exc.recorded_as})
+            print(f"gapbench: error: {exc.reason} (recorded as {exc.recorded_as})", file=sys.stderr)
+            continue
         summary, said, found = summarize(result), answer(result), losses(result)
         reports.append(
             {**summary.to_dict(), "answer": to_dict(said), "serialisation": found.to_dict()}
@@ -67,13 +76,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.json:
             console().print(terminal.summary(summary, said, found))
         stopped = result.manifest.stopped_by
-        status = exit_status(stopped)
         if stopped and stopped != "interrupted":
-            err().print(f"gapbench: error: {stopped} (what finished is archived as {result.id})")
-        if status:
-            break
+            failing = exit_status(stopped)
+            kept = f"what finished is archived as {result.id}"
+            print(f"gapbench: error: {stopped} ({kept})", file=sys.stderr)
+        elif stopped:
+            status = exit_status(stopped)
+            break  # Ctrl-C stops the suite too
         if summary.end_to_end.n == 0:  # archived, but nothing to show for it: say so to scripts
-            failing = EXIT_NOTHING_MEASURED
+            failing = EXIT_FAILED
             print(f"gapbench: error: no request of {result.id} succeeded", file=sys.stderr)
     status = status or failing
     if args.json:
@@ -132,6 +143,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--min-duration", type=float, metavar="S", help="and at least S seconds (0 to 86400)"
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help=f"each workload runs in a process of its own, stopped after S seconds "
+        f"({number(TIMEOUT_S[0])} to {number(TIMEOUT_S[1])}; default: the measurement's "
+        "safety stop plus 30 minutes); one that crashes, hangs or runs out of memory is "
+        "recorded in the archive as failed, with why, and the others go on",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(

@@ -13,7 +13,7 @@ from typing import Any
 
 from harness import plugins
 from harness.archive.schema import RunLength
-from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError, in_range
+from harness.errors import EXIT_FAILED, EXIT_INTERRUPTED, UserError, in_range
 from harness.machine.devices import resolve_device
 from harness.params import Given
 from harness.record.gpu_timing import MODES, SYNC
@@ -28,6 +28,7 @@ MIN_DURATION_S = (0.0, 86_400.0)
 PROFILE = (0, 10_000)
 SEED = (0, 2**32 - 1)
 THREADS = (1, 1024)
+TIMEOUT_S = (1.0, 604_800.0)  # a workload process's time limit: up to a week
 QUICK_CAP = 1_000  # a quick run's most requests, unless --min-requests asks for more
 
 
@@ -54,6 +55,9 @@ class RunConfig:
     # The workload's parameters, every one (harness.params): given, or its default.
     params: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None  # intra-op threads of the model stages; None: the machine's
+    # Each worker process's time limit. Given, every replicate runs in a worker of its own
+    # (even one): a crash, a hang or running out of memory fails this workload, not gapbench.
+    timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -77,6 +81,8 @@ class RunConfig:
         in_range("--warmup", self.measurement.warmup, *WARMUP)
         in_range("--min-requests", self.measurement.min_requests, *MIN_REQUESTS)
         in_range("--min-duration", self.measurement.min_duration_s, *MIN_DURATION_S)
+        if self.timeout_s is not None:
+            in_range("--timeout", self.timeout_s, *TIMEOUT_S)
 
 
 def run_length(
@@ -97,6 +103,12 @@ def run_length(
         max_duration_s=base.max_duration_s,
         max_requests=base.max_requests,
     )
+
+
+def default_timeout(length: RunLength) -> float:
+    """A worker's time limit when none is given: its measurement's safety stop, and half an
+    hour for setup (a model export), warm-up and a profile."""
+    return max(length.min_duration_s, length.max_duration_s) + 1800.0
 
 
 def parse_providers(text: str | None) -> tuple[str, ...]:
@@ -139,7 +151,8 @@ def plan(
 
 
 def exit_status(stopped_by: str) -> int:
-    """The exit status of a run whose set says it stopped for ``stopped_by`` ("" = finished)."""
+    """The exit status of a run whose set says it stopped for ``stopped_by`` ("" = finished;
+    else interrupted, or a replicate failed)."""
     if not stopped_by:
         return 0
-    return EXIT_INTERRUPTED if stopped_by == "interrupted" else EXIT_BAD_INPUT
+    return EXIT_INTERRUPTED if stopped_by == "interrupted" else EXIT_FAILED

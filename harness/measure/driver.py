@@ -200,4 +200,6 @@ def describe(stage: str, exc: BaseException) -> str:
     """One line saying where a stage (or a hook) failed, for the request's error column."""
     where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     at = f" at {where.filename.rsplit('/', 1)[-1]}:{where.lineno}" if where else ""
+    if isinstance(exc, MemoryError):  # often without a message: say what it means
+        return f"{stage}: ran out of memory (MemoryError{f': {exc}' if str(exc) else ''}){at}"
     return f"{stage}: {type(exc).__name__}: {exc}{at}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
 from dataclasses import replace
@@ -16,12 +17,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import psutil
 
 from harness import __version__, plugins
 from harness.archive.result_set import ResultSet
 from harness.archive.schema import (
     Config,
     Execution,
+    FailedRun,
     GitState,
     Manifest,
     ProfileRecord,
@@ -31,7 +34,7 @@ from harness.archive.schema import (
 )
 from harness.archive.store import Archive, new_id
 from harness.archive.tables import Spooled
-from harness.errors import UserError
+from harness.errors import UserError, WorkloadFailed
 from harness.machine.devices import resolve_device
 from harness.machine.fingerprint import Fingerprint
 from harness.machine.threads import thread_variables, threads
@@ -42,6 +45,8 @@ from harness.params import resolve, split
 from harness.plugins import code_hash
 from harness.record.gpu_timing import HOST
 from harness.workload import Workload
+
+SCRATCH = "gapbench-run-"  # a run's scratch folder: this, its process id, a dash, a token
 
 
 def run(config: RunConfig, archive: Archive, fingerprint: Fingerprint) -> ResultSet:
@@ -55,9 +60,23 @@ def run(config: RunConfig, archive: Archive, fingerprint: Fingerprint) -> Result
     # a thread count given reaches worker processes through the pools' variables (none given,
     # the variables the user set stand).
     given = threads(config.threads) if config.threads is not None else contextlib.nullcontext()
-    with tempfile.TemporaryDirectory(prefix="gapbench-run-") as scratch, given:
+    clear_abandoned(Path(tempfile.gettempdir()))
+    prefix = f"{SCRATCH}{os.getpid()}-"
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch, given:
         set_id = _measure_and_write(config, archive, fingerprint, Path(scratch))
     return archive.load(set_id)
+
+
+def clear_abandoned(folder: Path) -> list[Path]:
+    """Remove the scratch folders of runs killed outright (kill -9, a power cut) in
+    ``folder``: each is named by its run's process id, which no longer runs. Returns them."""
+    cleared = []
+    for scratch in folder.glob(f"{SCRATCH}*-*"):
+        pid = scratch.name.removeprefix(SCRATCH).split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(scratch, ignore_errors=True)
+            cleared.append(scratch)
+    return cleared
 
 
 def _measure_and_write(
@@ -69,6 +88,8 @@ def _measure_and_write(
     created = datetime.now(timezone.utc)
     results: list[ProcessResult] = []
     stopped = ""
+    # A time limit needs a process to stop; replicates in one process share its state.
+    in_worker = config.separate_processes and (config.repeat > 1 or config.timeout_s is not None)
     for replicate in range(config.repeat):
         label = f"{cls.name} {replicate + 1}/{config.repeat}" if config.repeat > 1 else cls.name
         # Only the first replicate profiles: one profile is the cross-check; more only cost time.
@@ -76,10 +97,20 @@ def _measure_and_write(
         folder = scratch / f"replicate-{replicate}"
         folder.mkdir()
         try:
-            if config.repeat == 1 or not config.separate_processes:
-                result = measure_config(this, device, label, replicate, folder)
-            else:
+            if in_worker:
                 result = measure_in_child(this, device, label, replicate, folder)
+            else:
+                result = measure_config(this, device, label, replicate, folder)
+        except WorkloadFailed as exc:
+            if isinstance(exc.partial, ProcessResult):  # past its time limit: what it saved
+                results.append(exc.partial)
+            if not results:
+                when, name = created.isoformat(), cls.name
+                failed = FailedRun(new_id(name, created), when, __version__, name, exc.reason)
+                exc.recorded_as = archive.record_failure(failed)
+                raise
+            stopped = exc.reason
+            break
         except (KeyboardInterrupt, UserError) as exc:
             if not results:
                 raise

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -24,12 +25,20 @@ import pandas as pd
 from harness.archive.codec import DecodeError, from_dict, to_dict
 from harness.archive.schema import ReplicateFacts, ScopeCheck
 from harness.archive.tables import arrow_on_the_system_allocator
-from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
+from harness.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    UserError,
+    WorkloadFailed,
+    number,
+)
 from harness.measure.config import RunConfig
 from harness.measure.process import ProcessResult, measure_config
 from harness.measure.profiling import Profile
 
 STATUS = "status.json"
+GRACE_S = 10.0  # how long a worker past its time limit has to save what finished
 _RUNNING: set[subprocess.Popen] = set()  # worker processes measuring now
 
 
@@ -44,17 +53,26 @@ def measure_in_child(
     config: RunConfig, device: str, label: str, replicate: int, scratch: Path
 ) -> ProcessResult:
     """Measure ``config`` in a fresh worker process that writes into the folder ``scratch``
-    (which the caller removes); Ctrl-C reaches it too and it saves what it has."""
+    (which the caller removes); Ctrl-C reaches it too and it saves what it has.
+
+    A worker that crashes, is killed, runs out of memory or outlives ``config.timeout_s`` is
+    a ``WorkloadFailed`` saying which, holding what it saved before it was stopped."""
     spec = {"config": to_dict(config), "device": device, "label": label}
     spec["replicate"] = replicate
     command = [sys.executable, "-m", "harness.measure.worker", json.dumps(spec), str(scratch)]
     process = subprocess.Popen(command)
     _RUNNING.add(process)
-    interrupted = False
+    deadline = None if config.timeout_s is None else time.monotonic() + config.timeout_s
+    interrupted = timed_out = False
     try:
         while True:
             try:
-                process.wait()
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                process.wait(left)
+                break
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _stop(process)
                 break
             except KeyboardInterrupt:
                 interrupted = True  # keep waiting: the worker is writing what finished
@@ -62,17 +80,50 @@ def measure_in_child(
         _RUNNING.discard(process)
     status = scratch / STATUS
     report = json.loads(status.read_text()) if status.exists() else {}
+    saved = _saved(report, scratch) if report.get("measured") else None
+    if timed_out:
+        limit = number(config.timeout_s or 0)
+        raise WorkloadFailed(f"workload {label!r}: timed out, still running after {limit} s", saved)
     if report.get("error"):
-        raise UserError(report["error"])
-    if not report.get("measured"):
+        raise WorkloadFailed(report["error"])
+    if saved is None:
         if interrupted or process.returncode == EXIT_INTERRUPTED:
             raise KeyboardInterrupt
-        raise UserError(f"a worker process died (exit status {process.returncode})")
+        raise WorkloadFailed(f"workload {label!r}: {ended(process.returncode)}")
+    return replace(saved, interrupted=saved.interrupted or interrupted)
+
+
+def ended(returncode: int) -> str:
+    """Why a worker that left no report ended, from its exit status."""
+    if returncode >= 0:
+        return f"its process exited with status {returncode} without a report"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    if -returncode == signal.SIGKILL:
+        return f"its process was killed by {name} (the kernel's out-of-memory killer, or kill -9)"
+    return f"its process crashed: killed by {name}"
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM (the worker saves what finished, as on Ctrl-C), then SIGKILL for one stuck
+    where Python cannot take the signal (a native call, a blocked signal)."""
+    process.terminate()
+    try:
+        process.wait(GRACE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _saved(report: dict, scratch: Path) -> ProcessResult:
+    """What a worker wrote to ``scratch`` and said in its ``report``."""
     try:
         facts = from_dict(ReplicateFacts, report["facts"], "facts")
         checks = [from_dict(ScopeCheck, c, "profile") for c in report.get("profile", [])]
     except DecodeError as exc:
-        raise UserError(f"a worker process reported garbled facts: {exc}") from None
+        raise WorkloadFailed(f"its process reported garbled facts: {exc}") from None
     profile = None
     if "profile" in report:
         trace = (scratch / "profile.json").read_bytes()
@@ -81,7 +132,7 @@ def measure_in_child(
         scratch / "intervals.parquet",  # the worker's spool
         pd.read_parquet(scratch / "requests.parquet"),
         facts,
-        report["interrupted"] or interrupted,
+        report["interrupted"],
         profile,
         pd.read_parquet(scratch / "telemetry.parquet"),
     )
@@ -121,6 +172,10 @@ def main(argv: list[str]) -> int:
     except (UserError, DecodeError) as exc:
         status.write_text(json.dumps({"measured": False, "error": str(exc)}))
         return EXIT_BAD_INPUT
+    except MemoryError:  # outside any hook: gapbench's own allocation was refused
+        said = f"workload {spec['label']!r}: ran out of memory"
+        status.write_text(json.dumps({"measured": False, "error": said}))
+        return EXIT_FAILED
     result.requests.to_parquet(out / "requests.parquet", index=False)
     if result.telemetry is not None:
         result.telemetry.to_parquet(out / "telemetry.parquet", index=False)

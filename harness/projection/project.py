@@ -24,6 +24,7 @@ from harness.archive.codec import to_dict
 from harness.archive.result_set import ResultSet
 from harness.archive.schema import PROJECTION_VERSION
 from harness.errors import UserError
+from harness.projection.budget import Budget
 from harness.projection.claims import Claim
 from harness.projection.replay import replay
 from harness.projection.replay_sample import (
@@ -184,10 +185,17 @@ def naive(table: SplitTable, claim: Claim, layers: dict[str, str]) -> Naive:
     return Naive(scaled + segments, matched, where)
 
 
-def project(result: ResultSet, claim: Claim, sample_size: int = REPLAY_SAMPLE) -> Projection:
+def project(
+    result: ResultSet,
+    claim: Claim,
+    sample_size: int = REPLAY_SAMPLE,
+    budget: Budget | None = None,
+) -> Projection:
     """Project ``claim`` on every successful request of ``result``; of the requests whose
     stages ran side by side, at most ``sample_size`` are replayed (0: every one), a seeded
-    sample standing for the rest (``harness.projection.replay_sample``)."""
+    sample standing for the rest (``harness.projection.replay_sample``). The replays stop in
+    one line past the ``budget`` (``BUDGET_S`` seconds when None)."""
+    budget = budget or Budget()
     manifest = result.manifest
     if manifest.execution.virtual_speedup:
         raise UserError(f"{result.id} ran with a virtual speedup: it is a check, not a baseline")
@@ -207,11 +215,12 @@ def project(result: ResultSet, claim: Claim, sample_size: int = REPLAY_SAMPLE) -
     scaled = naive(table, claim, layers)
     # A request whose stages ran one after another, each on one timeline, replays as the sum
     # of its scaled pieces and fixed waits: nothing ran beside anything to contend with it.
-    base = replay_base(result, sample_size)
+    base = replay_base(result, sample_size, budget)
     sample = base.sample
     replayed, identity = scaled.ns.copy(), measured.copy()
     identity[base.rows] = base.identity
-    for row, model in zip(base.rows.tolist(), base.models, strict=True):
+    pairs = list(zip(base.rows.tolist(), base.models, strict=True))
+    for row, model in budget.each(pairs, f"the replay of claim {claim.name!r}"):
         replayed[row], _ = replay(model, factor, claim.threads, claimed)
     weights = sample.weights if sample.sampled else None
     replicate_of = table.requests["replicate"].to_numpy()
@@ -254,16 +263,18 @@ class ReplayBase:
 BASES: weakref.WeakKeyDictionary[ResultSet, dict[int, ReplayBase]] = weakref.WeakKeyDictionary()
 
 
-def replay_base(result: ResultSet, size: int) -> ReplayBase:
+def replay_base(result: ResultSet, size: int, budget: Budget | None = None) -> ReplayBase:
     kept = BASES.setdefault(result, {})
     if size not in kept:
+        budget = budget or Budget()
         table = split_table(result)
         replicate_of = table.requests["replicate"].to_numpy()
         sample = choose(np.flatnonzero(~table.sequential()), len(table), size, replicate_of)
         built = list(request_models(result, sample.rows))
         rows = np.array([row for row, _ in built], np.int64)
         models = [model for _, model in built]
-        identity = np.array([replay(model)[0] for model in models], float)
+        checking = budget.each(models, "the replay of the set as measured")
+        identity = np.array([replay(model)[0] for model in checking], float)
         kept[size] = ReplayBase(sample, rows, models, identity)
     return kept[size]
 

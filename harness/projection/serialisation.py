@@ -26,6 +26,7 @@ import numpy as np
 from harness.analysis.columns import split_table
 from harness.archive.codec import to_dict
 from harness.archive.result_set import ResultSet
+from harness.projection.budget import Budget
 from harness.projection.project import Estimate, estimates, replay_base
 from harness.projection.replay import replay
 from harness.projection.replay_sample import REPLAY_SAMPLE, percentile
@@ -80,7 +81,9 @@ class Losses:
         }
 
 
-def losses(result: ResultSet, sample_size: int = REPLAY_SAMPLE) -> Losses:
+def losses(
+    result: ResultSet, sample_size: int = REPLAY_SAMPLE, budget: Budget | None = None
+) -> Losses:
     """Find the set's serialisation losses and replay each affected request overlapped."""
     table = split_table(result)
     cores = result.manifest.fingerprint.cores
@@ -89,12 +92,14 @@ def losses(result: ResultSet, sample_size: int = REPLAY_SAMPLE) -> Losses:
         return Losses((), 0, 0, nothing, nothing, nothing, cores, {})
     measured = table.requests["latency_ns"].to_numpy(dtype=float)
     replicate_of = table.requests["replicate"].to_numpy()
-    base = replay_base(result, sample_size)
+    budget = budget or Budget()
+    base = replay_base(result, sample_size, budget)
     ancestors = _ancestors(result.manifest.stages)
     overlapped, one_lock = measured.copy(), measured.copy()
     found: Counter[str] = Counter()
     affected = 0
-    for row, model, identity in zip(base.rows.tolist(), base.models, base.identity, strict=True):
+    triples = list(zip(base.rows.tolist(), base.models, base.identity, strict=True))
+    for row, model, identity in budget.each(triples, "the replay of overlapped stages"):
         parallel, where = _overlapped(model, ancestors)
         if not where:
             continue
@@ -123,12 +128,14 @@ def losses(result: ResultSet, sample_size: int = REPLAY_SAMPLE) -> Losses:
     )
 
 
-def serialised_share(result: ResultSet, sample_size: int = REPLAY_SAMPLE) -> float:
+def serialised_share(
+    result: ResultSet, sample_size: int = REPLAY_SAMPLE, budget: Budget | None = None
+) -> float:
     """The share of the set's replayed requests that ran independent work in turn (found
     without replaying them); 0 for a set without a successful request."""
     if not len(split_table(result)):
         return 0.0
-    models = replay_base(result, sample_size).models
+    models = replay_base(result, sample_size, budget).models
     ancestors = _ancestors(result.manifest.stages)
     found = sum(1 for m in models if _overlapped(m, ancestors)[1])
     return found / len(models) if models else 0.0

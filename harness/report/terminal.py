@@ -272,9 +272,11 @@ def results(listings: list[Listing], location: str) -> Table:
     for entry in listings:
         m = entry.manifest
         if m is None:
-            problem = Text(entry.problem.strip(": "), "red")
-            table.add_row(entry.id, "-", "-", "-", "-", "-", problem)
+            failed = entry.failed
+            problem = Text(f"failed: {failed.reason}" if failed else entry.problem, "red")
+            table.add_row(entry.id, failed.workload if failed else "-", *"----", problem)
             continue
+        stopped = "interrupted" if m.interrupted else m.stopped_by
         table.add_row(
             entry.id,
             m.workload,
@@ -282,7 +284,7 @@ def results(listings: list[Listing], location: str) -> Table:
             m.execution.device,
             m.execution.backend,
             str(entry.requests),
-            "yes" if m.complete else "[yellow]no (interrupted)[/]",
+            "yes" if m.complete else Text(f"no ({stopped})", "yellow"),
         )
     return table
 
