@@ -64,7 +64,8 @@ def _new_folder(root: Path, before: set[str], parquet: bool) -> Callable[[], boo
 def _worker_measuring(process: subprocess.Popen) -> Callable[[], bool]:
     def ready() -> bool:
         children = psutil.Process(process.pid).children()
-        return bool(children) and time.monotonic() - children[0].create_time() > 0  # started
+        # A worker three seconds old has imported what it needs and is measuring.
+        return bool(children) and time.time() - children[0].create_time() > 3.0
 
     return ready
 
