@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.util
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +32,9 @@ ORT_SET = SETS / "20261201T215505Z-vm-rag-1bc331af"  # onnxruntime, one replicat
 CALIBRATION_SET = SETS / "20261201T215528Z-vm-calibration-38fa5490"
 FIRST_V2_SET = SETS / "20261201T224847Z-vm-rag-a99df2bf"  # version 2 before it gained facts
 LAST_V1_SET = SETS / "20261201T224811Z-vm-rag-15385168"
+LAST_V4_SET = SETS / "20261206T072941Z-vm-rag-fba66d64"  # each written by its version's last commit
+LAST_V5_SET = SETS / "20261206T072949Z-vm-rag-e3941bad"
+FIRST_V6_SET = SETS / "20261206T073002Z-vm-rag-d4dac73e"  # the current version, kept for the next
 
 
 class FakeClock:
@@ -142,3 +154,54 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tools") / "orders.sqlite"
     build_database(path, seed=0, rows=20_000)
     return path
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto's, from the fleet extras) on a free loopback port, in
+    a process group of its own, stopped whatever happens."""
+    pytest.importorskip("s3fs", reason="the fleet extra (s3fs) is not installed")
+    if importlib.util.find_spec("moto") is None:
+        pytest.skip("moto (the S3-compatible test server) is not installed")
+    for _ in range(3):  # a port found free may be taken before the server binds it
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        server = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        try:
+            if _serving(server, port):
+                yield f"http://127.0.0.1:{port}"
+                return
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    pytest.fail("the S3-compatible server did not start")
+
+
+def _serving(server: subprocess.Popen, port: int, seconds: float = 60.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and server.poll() is None:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def s3_url(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An ``s3://`` archive URL in a fresh bucket of the test server, reached as a user would
+    (``AWS_ENDPOINT_URL`` and the usual credential variables)."""
+    import s3fs
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "gapbench")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "gapbench")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    s3fs.S3FileSystem.clear_instance_cache()  # one made for another endpoint is not reused
+    bucket = f"gapbench-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem().mkdir(bucket)
+    return f"s3://{bucket}/archive"

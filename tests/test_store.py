@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import interval, make_manifest
 
+from harness.archive.schema import FailedRun
 from harness.archive.store import MANIFEST, SCHEMA_VERSION, Archive, load, new_id
 from harness.archive.tables import (
     INTERVAL_STRINGS,
@@ -20,6 +21,7 @@ from harness.archive.tables import (
     frame_intervals,
     intervals_frame,
 )
+from harness.cli import main
 from harness.errors import UserError
 from harness.measure.spool import IntervalSpool
 from harness.record.probes import Recorder
@@ -42,10 +44,14 @@ def write(archive: Archive, set_id: str, **fields) -> str:
     return archive.write(make_manifest(set_id=set_id, **fields), tables())
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "s3"])
 def archive(request, tmp_path) -> Archive:
+    """The same archive on a local folder, fsspec's in-memory filesystem (no atomic rename,
+    like an object store), and a real S3-compatible server on loopback."""
     if request.param == "local":
         return Archive(tmp_path / "results")
+    if request.param == "s3":
+        return Archive(request.getfixturevalue("s3_url"))
     return Archive(f"memory://gapbench-{uuid.uuid4().hex}")
 
 
@@ -147,6 +153,45 @@ def test_sets_are_immutable(archive: Archive):
     write(archive, "20260101T000000Z-h-w-aaaa")
     with pytest.raises(UserError, match="already exists"):
         write(archive, "20260101T000000Z-h-w-aaaa")
+
+
+def test_a_failed_workload_is_recorded_listed_and_removed(archive: Archive):
+    kept = write(archive, "20260101T000000Z-h-w-aaaa")
+    reason = "workload 'w': its process crashed: killed by SIGSEGV"
+    failed = FailedRun("20260102T000000Z-h-w-bbbb", "2026-01-02T00:00:00+00:00", "0", "w", reason)
+    archive.record_failure(failed)
+    listing = archive.listings()
+    assert [(e.id, e.failed) for e in listing] == [(failed.id, failed), (kept, None)]
+    assert archive.resolve("latest") == kept  # never the latest set: it is none
+    with pytest.raises(UserError, match="failed before any replicate finished: workload 'w'"):
+        archive.load(failed.id)
+    assert archive.verify(failed.id) == ""  # intact
+    with pytest.raises(UserError, match="already exists"):
+        archive.record_failure(failed)
+    archive.remove(failed.id)
+    archive.remove(kept)
+    assert archive.ids() == []
+
+
+@pytest.mark.slow
+def test_a_run_archives_to_an_object_store_and_every_verb_reads_it(s3_url, capsys):
+    fast = ["--quick", "--min-requests", "8", "--min-duration", "0", "--warmup", "1"]
+    assert main(["run", "calibration", *fast, "--no-progress", "--results", s3_url]) == 0
+    (set_id,) = Archive(s3_url).ids()
+    for verb in (
+        ["results"],
+        ["show", "latest"],
+        ["verify"],
+        ["project", set_id[:20], "--speedup", "host-cpu.compute=2"],
+        ["compare", set_id, set_id, "--speedup", "host-cpu.compute=2"],
+    ):
+        status = main([*verb, "--results", s3_url])
+        out, err = capsys.readouterr()
+        assert status == (2 if verb[0] == "compare" else 0), (verb, err)
+        assert set_id[:20] in out + err
+    assert len(Archive(s3_url).projections(set_id)) == 1  # kept beside it, in the bucket
+    assert main(["rm", set_id, "--yes", "--results", s3_url]) == 0
+    assert Archive(s3_url).ids() == []
 
 
 def test_new_ids_sort_by_time_and_name_the_host():
