@@ -1,6 +1,17 @@
 """The one exception type for bad input: the CLI turns it into one line on stderr and exit 2."""
 
 import math
+import os
+import sys
+import traceback
+
+# Control characters, and those Unicode counts as line breaks: a message quoting what a user
+# typed shows each as its escape, so it stays one line and sends nothing to the terminal.
+_ESCAPES = {
+    c: repr(chr(c))[1:-1]
+    for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)
+    if chr(c) != "\t"
+}
 
 
 class UserError(Exception):
@@ -42,3 +53,27 @@ def in_range(option: str, value: float, low: float, high: float) -> None:
         raise UserError(f"{option} must be {number(low)} or more {shown}, not {number(value)}")
     if value > high:
         raise UserError(f"{option} must be {number(high)} or less {shown}, not {number(value)}")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character that would end a line, or steer a terminal, escaped."""
+    return text.translate(_ESCAPES)
+
+
+# Set by ``gapbench --debug``; worker processes inherit it.
+DEBUG_ENV = "GAPBENCH_DEBUG"
+
+
+def show_cause(exc: BaseException) -> None:
+    """Under ``--debug``, the traceback of the error behind ``exc`` (a plugin's, say) on
+    stderr; nothing otherwise."""
+    if os.environ.get(DEBUG_ENV) and exc.__cause__ is not None:
+        traceback.print_exception(exc.__cause__, file=sys.stderr)
+
+
+def say_error(message: object) -> None:
+    """The one line on stderr that bad input, or a failed workload, gets; under ``--debug``
+    the traceback of the error behind it comes first."""
+    if isinstance(message, BaseException):
+        show_cause(message)
+    print(f"gapbench: error: {one_line(str(message))}", file=sys.stderr)

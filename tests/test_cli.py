@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -244,6 +245,18 @@ def test_a_failing_plugin_is_named_in_one_line_or_in_the_verdict(tmp_path, capsy
         assert problem.startswith("20 of 20 requests failed (100.0%); most often: ")
         assert said in problem and "(x20)" in problem
         assert "its first requests all failed" in " ".join(summary["verdict"]["problems"])
+
+
+def test_debug_gives_the_traceback_behind_the_line(tmp_path, capfd):
+    plugin = tmp_path / "fails.py"
+    plugin.write_text(FAILING_PLUGIN)
+    argv = ["run", f"{plugin}:FailsInSetup", *FAST, "--results", str(tmp_path / "results")]
+    status = main(["--debug", *argv])
+    err = capfd.readouterr().err  # the worker process's stderr as well as this one's
+    assert status == 1 and "Traceback" in err and "ValueError: setup broke" in err
+    assert err.strip().splitlines()[-1].startswith("gapbench: error: workload 'fails': setup")
+    assert "GAPBENCH_DEBUG" not in os.environ  # as it was before main()
+    assert main(argv) == 1 and "Traceback" not in capfd.readouterr().err
 
 
 def test_registered_workloads_are_found():

@@ -209,6 +209,8 @@ class Archive:
 
     def resolve(self, ref: str) -> str:
         """A set id from an exact id, a unique prefix, or ``latest`` (the newest committed)."""
+        if not ref.strip():
+            raise UserError("a result set is named by its id, a prefix of it, or 'latest'")
         ids = self.ids()
         if ref == "latest":
             complete = [i for i in ids if self.fs.exists(self._path(i, MANIFEST))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -12,7 +13,7 @@ from harness import __version__
 from harness.archive.tables import arrow_on_the_system_allocator
 from harness.cli import archive, experiments, machine, projection, run
 from harness.cli.options import Parser
-from harness.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError
+from harness.errors import DEBUG_ENV, EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError, say_error
 
 # Each module registers its verbs, in the order `gapbench --help` lists them.
 VERB_MODULES = (machine, run, archive, projection, experiments)
@@ -24,6 +25,11 @@ def build_parser() -> Parser:
         description="Measure AI pipelines end to end and see where each request's time goes.",
     )
     parser.add_argument("--version", action="version", version=f"gapbench {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the traceback behind an error (a plugin hook's, or gapbench's own)",
+    )
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
     for module in VERB_MODULES:
         module.register(verbs)
@@ -59,17 +65,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     arrow_on_the_system_allocator()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
+    debug_before = os.environ.get(DEBUG_ENV)
     try:
         args = parse(argv)
+        if args.debug:
+            os.environ[DEBUG_ENV] = "1"  # for the worker processes too
         return args.handler(args)
     except UserError as exc:
-        print(f"gapbench: error: {exc}", file=sys.stderr)
+        say_error(exc)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("gapbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    finally:  # as it was: main() may be called again in this process
+        if debug_before is None:
+            os.environ.pop(DEBUG_ENV, None)
 
 
 if __name__ == "__main__":

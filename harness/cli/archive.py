@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from harness.cli.options import add_archive, add_verb, output
-from harness.errors import EXIT_BAD_INPUT, UserError
+from harness.errors import EXIT_BAD_INPUT, UserError, say_error
 
 if TYPE_CHECKING:  # the store pulls in pandas and pyarrow: loaded when a verb runs
     from harness.archive.store import Archive
@@ -31,7 +31,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     ]
     output(args, payload, lambda: terminal.results(listings, archive.location))
     if listings and all(e.manifest is None and e.failed is None for e in listings):
-        print(f"gapbench: error: no set in {archive.location} can be read", file=sys.stderr)
+        say_error(f"no set in {archive.location} can be read")
         return EXIT_BAD_INPUT
     return 0
 
@@ -68,7 +68,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     output(args, payload, lambda: listed or f"no result sets in {archive.location}")
     bad = sum(1 for problem in found.values() if problem)
     if bad:
-        print(f"gapbench: error: {bad} of {len(found)} result sets are damaged", file=sys.stderr)
+        say_error(f"{bad} of {len(found)} result sets are damaged")
         return EXIT_BAD_INPUT
     return 0
 

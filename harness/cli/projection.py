@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from harness.cli.options import (
     add_archive,
@@ -15,7 +14,7 @@ from harness.cli.options import (
     output,
     replay_sample_of,
 )
-from harness.errors import EXIT_BAD_INPUT, UserError
+from harness.errors import EXIT_BAD_INPUT, UserError, say_error
 
 
 def cmd_project(args: argparse.Namespace) -> int:
@@ -40,7 +39,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     payload = [p.to_dict() for p in made]
     output(args, payload, lambda: projection.projections(summary, made, kept))
     if unkept:
-        print(f"gapbench: error: {unkept}", file=sys.stderr)
+        say_error(unkept)
         return EXIT_BAD_INPUT
     return 0
 

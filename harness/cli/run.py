@@ -8,7 +8,7 @@ import sys
 
 from harness import __version__
 from harness.cli.options import add_archive, add_verb, console, err
-from harness.errors import EXIT_FAILED, WorkloadFailed, number
+from harness.errors import EXIT_FAILED, WorkloadFailed, number, say_error
 from harness.machine.devices import DEVICES
 from harness.measure.config import QUICK_CAP, THREADS, TIMEOUT_S
 from harness.record.gpu_timing import MODES, SYNC
@@ -67,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except WorkloadFailed as exc:  # recorded in the archive; the suite goes on
             failing = EXIT_FAILED
             reports.append({"failed": exc.reason, "recorded_as": exc.recorded_as})
-            print(f"gapbench: error: {exc.reason} (recorded as {exc.recorded_as})", file=sys.stderr)
+            say_error(f"{exc.reason} (recorded as {exc.recorded_as})")
             continue
         summary, said, found = summarize(result), answer(result), losses(result)
         reports.append(
@@ -79,13 +79,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if stopped and stopped != "interrupted":
             failing = exit_status(stopped)
             kept = f"what finished is archived as {result.id}"
-            print(f"gapbench: error: {stopped} ({kept})", file=sys.stderr)
+            say_error(f"{stopped} ({kept})")
         elif stopped:
             status = exit_status(stopped)
             break  # Ctrl-C stops the suite too
         if summary.end_to_end.n == 0:  # archived, but nothing to show for it: say so to scripts
             failing = EXIT_FAILED
-            print(f"gapbench: error: no request of {result.id} succeeded", file=sys.stderr)
+            say_error(f"no request of {result.id} succeeded")
     status = status or failing
     if args.json:
         json.dump(reports, sys.stdout, indent=1, default=str)

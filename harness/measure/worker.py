@@ -32,6 +32,7 @@ from harness.errors import (
     UserError,
     WorkloadFailed,
     number,
+    show_cause,
 )
 from harness.measure.config import RunConfig
 from harness.measure.process import ProcessResult, measure_config
@@ -170,6 +171,7 @@ def main(argv: list[str]) -> int:
         status.write_text(json.dumps({"measured": False}))
         return EXIT_INTERRUPTED
     except (UserError, DecodeError) as exc:
+        show_cause(exc)
         status.write_text(json.dumps({"measured": False, "error": str(exc)}))
         return EXIT_BAD_INPUT
     except MemoryError:  # outside any hook: gapbench's own allocation was refused
