@@ -34,7 +34,8 @@ FIRST_V2_SET = SETS / "20261201T224847Z-vm-rag-a99df2bf"  # version 2 before it 
 LAST_V1_SET = SETS / "20261201T224811Z-vm-rag-15385168"
 LAST_V4_SET = SETS / "20261206T072941Z-vm-rag-fba66d64"  # each written by its version's last commit
 LAST_V5_SET = SETS / "20261206T072949Z-vm-rag-e3941bad"
-FIRST_V6_SET = SETS / "20261206T073002Z-vm-rag-d4dac73e"  # the current version, kept for the next
+EARLY_V6_SET = SETS / "20261206T203025Z-vm-rag-57174e19"  # before checksums were kept
+LAST_V6_SET = SETS / "20261206T073002Z-vm-rag-d4dac73e"  # with its checksums
 
 
 class FakeClock:

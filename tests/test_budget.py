@@ -60,3 +60,24 @@ def test_a_projection_past_its_budget_is_one_line(tmp_path, capsys):
                        "--budget", bad, "--no-keep"])  # fmt: skip
         err = capsys.readouterr().err
         assert status == 2 and "--budget must be" in err and err.count("\n") == 1
+
+
+def test_the_library_holds_the_ranges_the_command_line_states(capsys):
+    from harness.projection.claims import Claim, parse_key
+
+    for seconds in (float("nan"), 0.0, 1e9):  # NaN would never stop; 0 would stop at once
+        with pytest.raises(UserError, match="--budget must be"):
+            Budget(seconds)
+    target = parse_key("host-cpu.compute")
+    for factor in (1e-308, 1e308, float("nan")):  # a claim made in code, past the parser
+        with pytest.raises(UserError, match=r"claim 'c': key 'host-cpu.compute' must be"):
+            Claim("c", ((target, factor),))
+    with pytest.raises(UserError, match=r"threads must be 4096 or less"):
+        Claim("c", ((target, 2.0),), threads=100_000)
+    result = load(str(CALIBRATION_SET))
+    with pytest.raises(UserError, match="--replay-sample must be"):
+        project(result, Claim("c", ((target, 2.0),)), sample_size=5)
+    # one range of threads for a run here and a claim's candidate alike
+    for verb in (["run", "calibration"], ["project", str(CALIBRATION_SET), "--speedup", "x=2"]):
+        assert main([*verb, "--threads", "4097", "--results", "memory://t"]) == 2
+        assert "--threads must be 4096 or less" in capsys.readouterr().err

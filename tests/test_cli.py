@@ -209,6 +209,16 @@ class FailsInTeardown(Fails):
 
 class Exits(Fails):
     where = "exit"
+
+
+class FailsOften(Fails):
+    calls = 0
+
+    def only(self, ctx, payload):
+        self.calls += 1
+        if self.calls % 3 == 0:  # past the first requests, a third fail: over the error rate
+            raise ValueError("every third broke")
+        return payload
 """
 
 
@@ -245,6 +255,9 @@ def test_a_failing_plugin_is_named_in_one_line_or_in_the_verdict(tmp_path, capsy
         assert problem.startswith("20 of 20 requests failed (100.0%); most often: ")
         assert said in problem and "(x20)" in problem
         assert "its first requests all failed" in " ".join(summary["verdict"]["problems"])
+    status, _, err = run_cli(capsys, "run", f"{plugin}:FailsOften", *FAST, "--results", results)
+    assert status == 1 and err.count("\n") == 1, err  # archived, and invalid: said to scripts
+    assert "is invalid: " in err and "requests failed" in err and "every third broke" in err
 
 
 def test_debug_gives_the_traceback_behind_the_line(tmp_path, capfd):

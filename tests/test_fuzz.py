@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 
 import pytest
-from conftest import RAG_SET
+from conftest import LAST_V6_SET, RAG_SET
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,11 +40,22 @@ KEYS = st.one_of(
 )
 
 
+BOUND_S = 10  # the longest any one parse or load may take, on a busy 2-core machine
+
+
+class Hung(Exception):
+    pass
+
+
 def _refused_in_one_line(call) -> None:
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(Hung(call)))
+    signal.alarm(BOUND_S)
     try:
         call()
     except UserError as exc:
         assert str(exc) and "\n" not in str(exc), repr(str(exc))
+    finally:
+        signal.alarm(0)
 
 
 @settings(max_examples=300, deadline=None)
@@ -81,34 +93,38 @@ def test_claim_files_answer_or_refuse_in_one_line(tmp_path, body):
     _refused_in_one_line(lambda: claims.load(path))
 
 
-def _mutations():
-    """A real manifest's keys, each dropped or given a value of another type."""
-    manifest = json.loads((RAG_SET / "manifest.json").read_text())
+def _mutations(folder):
+    """A real manifest and the path of every value in it, into lists as into objects."""
+    manifest = json.loads((folder / "manifest.json").read_text())
 
     def paths(body, prefix=()):
-        for key, value in body.items():
+        items = body.items() if isinstance(body, dict) else enumerate(body)
+        for key, value in items:
             yield (*prefix, key)
-            if isinstance(value, dict):
+            if isinstance(value, dict | list):
                 yield from paths(value, (*prefix, key))
 
     return manifest, list(paths(manifest))
 
 
-MANIFEST, PATHS = _mutations()
+# A set as schema 2 wrote it, and one of schema 6 with its checksums.
+WRITTEN = {folder.name: _mutations(folder) for folder in (RAG_SET, LAST_V6_SET)}
+PLACES = [(name, path) for name, (_, paths) in WRITTEN.items() for path in paths]
 
 
 @pytest.fixture(scope="module")
 def archive_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzzed")
-    shutil.copytree(RAG_SET, root / RAG_SET.name)
+    for folder in (RAG_SET, LAST_V6_SET):
+        shutil.copytree(folder, root / folder.name)
     return root
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    st.sampled_from(PATHS),
+    st.sampled_from(PLACES),
     st.one_of(
         st.none(),
         st.just("drop"),
@@ -119,9 +135,10 @@ def archive_dir(tmp_path_factory):
     ),
 )
 def test_a_manifest_with_any_key_dropped_or_mistyped_loads_or_is_refused_in_one_line(
-    archive_dir, path, value
+    archive_dir, place, value
 ):
-    body = json.loads(json.dumps(MANIFEST))
+    name, path = place
+    body = json.loads(json.dumps(WRITTEN[name][0]))
     node = body
     for key in path[:-1]:
         node = node[key]
@@ -129,7 +146,8 @@ def test_a_manifest_with_any_key_dropped_or_mistyped_loads_or_is_refused_in_one_
         del node[path[-1]]
     else:
         node[path[-1]] = value
-    (archive_dir / RAG_SET.name / "manifest.json").write_text(json.dumps(body))
+    (archive_dir / name / "manifest.json").write_text(json.dumps(body))
     archive = Archive(archive_dir)
-    _refused_in_one_line(lambda: archive.load(RAG_SET.name))
+    _refused_in_one_line(lambda: archive.load(name))
     _refused_in_one_line(archive.listings)
+    _refused_in_one_line(lambda: archive.verify(name))

@@ -11,6 +11,7 @@ check has passed and measuring would begin.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import CALIBRATION_SET, FIRST_V6_SET, RAG_SET, live_fingerprint
+from conftest import CALIBRATION_SET, LAST_V6_SET, RAG_SET, live_fingerprint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,13 +38,13 @@ NUMBERS = st.one_of(
 )
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
 JUNK = st.one_of(TEXT, st.sampled_from(["--nope", "-x", "--", "-", "--json=1", "latest"]))
-SETS = (RAG_SET, CALIBRATION_SET, FIRST_V6_SET)
+SETS = (RAG_SET, CALIBRATION_SET, LAST_V6_SET)
 REFS = [
     "latest",
     "20261201",  # matches several
     "2026120",
     RAG_SET.name,
-    FIRST_V6_SET.name[:20],
+    LAST_V6_SET.name[:20],
     "nope",
     "",
     "{archive}/" + RAG_SET.name,  # a set by its folder
@@ -52,7 +53,17 @@ REFS = [
 ]
 PATHS = ["{files}/claim.toml", "{files}/garbage.toml", "{files}/missing.toml", "{files}", ""]
 OUTPUTS = ["{files}/out.json", "{files}/no/such/folder/out.json", "{archive}/x.json", "{files}"]
-ARCHIVES = ["{archive}", "{files}/missing-archive", "{files}/claim.toml", "", "memory://fuzz"]
+ARCHIVES = [
+    "{archive}",
+    "{files}/missing-archive",
+    "{files}/claim.toml",
+    "",
+    "memory://fuzz",
+    "s3://gapbench-fuzz/archive",  # no credentials: botocore's own error
+    "ftp://127.0.0.1:9/archive",  # nothing listens: refused as the filesystem is made
+    "zip://archive::{files}/missing.zip",
+    "nosuchprotocol://x",
+]
 WORKLOADS = ["rag", "calibration", "agent", "branches", "nope", "json:JSONDecoder", "x.py:Y"]
 SPEEDUP_KEYS = ["host-cpu.compute", "compute", "stage:embed.compute", "layer:inference", "x"]
 
@@ -153,6 +164,15 @@ def _command(verb: str) -> st.SearchStrategy[list[str]]:
 
 @pytest.fixture(autouse=True)
 def _no_measuring(monkeypatch):
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)  # an s3:// archive has no credentials
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with contextlib.suppress(ImportError):  # without the fleet extra: one line all the same
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
     monkeypatch.setattr("harness.measure.replicates.run", _reached)
     monkeypatch.setattr("harness.experiments.validate.validate", _reached)
     monkeypatch.setattr("harness.machine.fingerprint.detect", live_fingerprint)

@@ -137,6 +137,15 @@ def test_a_worker_that_left_no_report_is_named_by_how_it_ended():
     assert "signal 77" in worker.ended(-77)
 
 
+def test_a_report_cut_short_by_a_kill_is_no_report(tmp_path):
+    status = tmp_path / worker.STATUS
+    status.write_text('{"measured": true, "facts": {"repl')  # killed as it wrote, by hand
+    assert worker._report(status) == {}
+    worker._say(status, {"measured": False, "error": "x"})  # written whole, or not at all
+    assert worker._report(status) == {"measured": False, "error": "x"}
+    assert [p.name for p in tmp_path.iterdir()] == [worker.STATUS]
+
+
 def test_a_timeout_has_a_range(tmp_path, capsys):
     for bad in ("0", "nan", "1e9", "-5"):
         status = main(["run", "calibration", "--timeout", bad, "--results", str(tmp_path)])

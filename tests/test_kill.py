@@ -17,7 +17,7 @@ import pytest
 
 from harness.archive.store import MANIFEST, Archive
 from harness.errors import UserError
-from harness.measure.replicates import SCRATCH, clear_abandoned
+from harness.measure.replicates import SCRATCH, abandoned, clear_abandoned
 
 MANY = """
 from harness.workload import Stage, Workload
@@ -112,11 +112,20 @@ def test_kill_9_at_any_point_leaves_nothing_complete_and_loses_nothing(tmp_path)
         assert archive.resolve("latest") == earlier
     assert killed_mid_write >= 1, "no kill landed between a set's tables and its manifest"
     # The killed runs' scratch folders (their replicates' spools) go with the next run.
-    left = [p for p in Path(tempfile.gettempdir()).glob(f"{SCRATCH}*") if _dead(p)]
+    left = [p for p in Path(tempfile.gettempdir()).glob(f"{SCRATCH}*") if abandoned(p)]
     assert set(left) <= set(clear_abandoned(Path(tempfile.gettempdir())))
     assert not [p for p in left if p.exists()]
 
 
-def _dead(scratch: Path) -> bool:
-    pid = scratch.name.removeprefix(SCRATCH).split("-", 1)[0]
-    return pid.isdigit() and not psutil.pid_exists(int(pid))
+def test_only_this_host_s_abandoned_scratch_is_cleared(tmp_path):
+    from harness.archive.store import this_host
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a process id that no longer runs
+    mine = tmp_path / f"{SCRATCH}{ended.pid}-{this_host()}-abcd"
+    theirs = tmp_path / f"{SCRATCH}{ended.pid}-another-container-abcd"  # a /tmp shared with it
+    running = tmp_path / f"{SCRATCH}{os.getpid()}-{this_host()}-abcd"
+    for folder in (mine, theirs, running):
+        folder.mkdir()
+    assert clear_abandoned(tmp_path) == [mine]
+    assert theirs.exists() and running.exists() and not mine.exists()

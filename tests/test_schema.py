@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from conftest import (
     CALIBRATION_SET,
+    EARLY_V6_SET,
     FIRST_V2_SET,
-    FIRST_V6_SET,
     LAST_V1_SET,
     LAST_V4_SET,
     LAST_V5_SET,
+    LAST_V6_SET,
     ORT_SET,
     RAG_SET,
     SETS,
@@ -35,7 +36,7 @@ from harness.projection.compare import compare
 
 OLD_SETS = (RAG_SET, ORT_SET, CALIBRATION_SET, FIRST_V2_SET, LAST_V1_SET, LAST_V4_SET, LAST_V5_SET)
 # Every set kept, each written by the real code of its version (its commit is in its manifest).
-WRITTEN_SETS = (*OLD_SETS, FIRST_V6_SET)
+WRITTEN_SETS = (*OLD_SETS, EARLY_V6_SET, LAST_V6_SET)
 # Versions no commit ever wrote: version 3 was a step of one migration chain (2 -> 4).
 NEVER_WRITTEN = {3}
 
@@ -50,7 +51,7 @@ def test_every_version_has_its_history_and_its_migration():
 
 def test_every_version_ever_written_has_a_set_written_by_its_own_code():
     written = {json.loads((f / MANIFEST).read_text())["schema_version"] for f in WRITTEN_SETS}
-    assert written == set(range(1, SCHEMA_VERSION + 1)) - NEVER_WRITTEN
+    assert written == set(range(1, SCHEMA_VERSION + 1)) - NEVER_WRITTEN - {SCHEMA_VERSION}
     for folder in WRITTEN_SETS:
         git = json.loads((folder / MANIFEST).read_text()).get("git")
         commit = git["commit"][:7]
@@ -278,3 +279,13 @@ def test_an_archive_that_cannot_be_written_is_refused_before_measuring(tmp_path)
     with pytest.raises(UserError, match="is not a folder"):
         Archive(tmp_path / "file").ensure()
     assert Archive(tmp_path / "new").ensure().ids() == []
+
+
+def test_a_set_from_before_checksums_loads_and_verify_says_it_has_none(tmp_path, capsys):
+    for folder in (EARLY_V6_SET, LAST_V6_SET):
+        shutil.copytree(folder, tmp_path / folder.name)
+    status = main(["verify", "--results", str(tmp_path), "--json"])
+    assert status == 0
+    said = {entry["id"]: entry for entry in json.loads(capsys.readouterr().out)}
+    assert said[EARLY_V6_SET.name]["ok"] and not said[EARLY_V6_SET.name]["checksums"]
+    assert said[LAST_V6_SET.name]["ok"] and said[LAST_V6_SET.name]["checksums"]

@@ -15,7 +15,9 @@ import pytest
 from harness.archive.store import Archive
 
 SLOW = """
+import os
 import time
+from pathlib import Path
 
 from harness.workload import Stage, Workload
 
@@ -30,7 +32,8 @@ class Slow(Workload):
     def only(self, ctx, n):
         with ctx.compute():
             time.sleep(0.01)
-            return n
+        Path(os.environ["SLOW_MEASURING"]).touch()  # for the test: requests are being measured
+        return n
 """
 
 
@@ -41,10 +44,17 @@ def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "harness", "run", f"{plugin}:Slow", "--warmup", "0"]
     command += ["--min-requests", "1", "--min-duration", "60", "--no-progress"]
     command += ["--results", results, *extra]
-    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True), results
+    env = {**os.environ, "SLOW_MEASURING": str(tmp_path / "measuring")}
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env), results
 
 
-def _wait_for_measuring(process: subprocess.Popen, seconds: float) -> None:
+def _wait_for_measuring(process: subprocess.Popen, tmp_path: Path, seconds: float) -> None:
+    """Until a request has been measured (starting takes seconds on a busy machine), then
+    ``seconds`` more."""
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "measuring").exists() and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        time.sleep(0.1)
     time.sleep(seconds)
     assert process.poll() is None, process.stderr.read() if process.stderr else ""
 
@@ -53,7 +63,7 @@ def _wait_for_measuring(process: subprocess.Popen, seconds: float) -> None:
 @pytest.mark.parametrize("repeat", ["1", "2"])  # one worker process, or two in turn
 def test_sigterm_archives_what_finished_as_ctrl_c_does(tmp_path, repeat):
     process, results = _start(tmp_path, "--repeat", repeat)
-    _wait_for_measuring(process, 5.0)
+    _wait_for_measuring(process, tmp_path, 1.0)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
@@ -65,7 +75,7 @@ def test_sigterm_archives_what_finished_as_ctrl_c_does(tmp_path, repeat):
 @pytest.mark.slow
 def test_a_worker_whose_parent_was_killed_stops_and_clears_its_scratch(tmp_path):
     process, results = _start(tmp_path, "--repeat", "2")
-    _wait_for_measuring(process, 5.0)
+    _wait_for_measuring(process, tmp_path, 1.0)
     workers = psutil.Process(process.pid).children()
     assert workers, "no worker process"
     scratch = [Path(a) for w in workers for a in w.cmdline() if "gapbench-run-" in a]

@@ -143,9 +143,14 @@ def test_newer_schema_is_refused_and_corrupt_files_are_named(archive: Archive):
     archive.fs.pipe_file(archive._path(set_id, manifest["tables"]["requests"]), b"garbage")
     with pytest.raises(UserError, match=r"requests-.*is damaged"):  # its checksum says so
         archive.load(set_id)
-    # A set from before checksums were kept: the file itself is found unreadable.
+    # From version 7 a file without its checksum was tampered with ...
     archive.fs.pipe_file(path, json.dumps({**manifest, "checksums": {}}).encode())
-    with pytest.raises(UserError, match="unreadable"):
+    with pytest.raises(UserError, match=r"intervals-.*damaged: the manifest keeps no checksum"):
+        archive.load(set_id)
+    # ... while a version 6 set may be from before they were kept: the file itself is unreadable.
+    older = {**manifest, "checksums": {}, "schema_version": 6}
+    archive.fs.pipe_file(path, json.dumps(older).encode())
+    with pytest.raises(UserError, match=r"requests-.*unreadable"):
         archive.load(set_id)
 
 
@@ -192,6 +197,56 @@ def test_a_run_archives_to_an_object_store_and_every_verb_reads_it(s3_url, capsy
     assert len(Archive(s3_url).projections(set_id)) == 1  # kept beside it, in the bucket
     assert main(["rm", set_id, "--yes", "--results", s3_url]) == 0
     assert Archive(s3_url).ids() == []
+
+
+def test_a_bucket_is_never_made_by_a_typo(s3_url, capsys):
+    misspelt = s3_url.replace("gapbench-", "gapbnech-", 1)
+    status = main(["run", "calibration", "--quick", "--results", misspelt])
+    _, err = capsys.readouterr()
+    assert status == 2 and "does not exist" in err and err.count("\n") == 1, err
+    import s3fs
+
+    assert not s3fs.S3FileSystem().exists(misspelt.removeprefix("s3://").split("/")[0])
+
+
+def test_a_store_that_fails_in_its_own_terms_is_one_line(monkeypatch, capsys):
+    import s3fs
+
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance to ask for them
+    s3fs.S3FileSystem.clear_instance_cache()
+    for verb in (["results"], ["show", "latest"], ["run", "calibration", "--quick"]):
+        status = main([*verb, "--results", "s3://gapbench-nocredentials/archive"])
+        _, err = capsys.readouterr()
+        assert status == 2 and err.count("\n") == 1, err
+        assert "NoCredentialsError" in err and "gapbench-nocredentials" in err
+    status = main(["results", "--results", "ftp://127.0.0.1:9/archive"])  # nothing listens
+    _, err = capsys.readouterr()
+    assert status == 2 and err.count("\n") == 1 and "cannot open the archive" in err
+
+
+def test_a_set_its_archive_refuses_as_it_is_written_is_kept_locally(tmp_path, monkeypatch, capsys):
+    import errno
+
+    written = Archive.write
+
+    def disk_full(self, *args, **kwargs):
+        if self.location == "memory://full":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return written(self, *args, **kwargs)
+
+    monkeypatch.setattr(Archive, "write", disk_full)
+    monkeypatch.chdir(tmp_path)
+    fast = ["--quick", "--min-requests", "8", "--min-duration", "0", "--warmup", "1"]
+    status = main(["run", "calibration", *fast, "--no-progress", "--results", "memory://full"])
+    _, err = capsys.readouterr()
+    assert status == 2 and err.count("\n") == 1, err
+    assert "No space left on device" in err and "gapbench-unsaved" in err
+    kept = Archive(tmp_path / "gapbench-unsaved").load("latest")  # whole, with its checksums
+    assert kept.complete and len(kept.requests) >= 8 and kept.id in err
 
 
 def test_new_ids_sort_by_time_and_name_the_host():

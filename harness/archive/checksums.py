@@ -4,14 +4,13 @@ written is named when the set loads, not met later as a wrong number or a Parque
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
-from fsspec import AbstractFileSystem
-
+from harness.archive.location import FileSystem, why
 from harness.errors import UserError
 
 
-def checksum(fs: AbstractFileSystem, path: str) -> str:
+def checksum(fs: FileSystem, path: str) -> str:
     """``sha256:<hex>`` of the file at ``path``, read a megabyte at a time."""
     digest = hashlib.sha256()
     with fs.open(path, "rb") as handle:
@@ -21,10 +20,17 @@ def checksum(fs: AbstractFileSystem, path: str) -> str:
 
 
 def check_files(
-    fs: AbstractFileSystem, folder: str, checksums: Mapping[str, str], what: str
+    fs: FileSystem,
+    folder: str,
+    checksums: Mapping[str, str],
+    what: str,
+    required: Collection[str] = (),
 ) -> None:
-    """Every file named in ``checksums`` is in ``folder``, unchanged: a UserError naming the
-    first that is missing, unreadable or damaged (tampered with, or truncated)."""
+    """Every file named in ``checksums`` is in ``folder``, unchanged, and each of ``required``
+    has a checksum: a UserError naming the first that is missing, unreadable or damaged
+    (tampered with, or truncated), or has none."""
+    for filename in sorted(set(required) - set(checksums)):
+        raise UserError(f"{what}: {filename} is damaged: the manifest keeps no checksum for it")
     for filename, expected in sorted(checksums.items()):
         where = f"{what}: {filename}"
         try:
@@ -32,7 +38,7 @@ def check_files(
         except FileNotFoundError:
             raise UserError(f"{where} is missing") from None
         except OSError as exc:
-            raise UserError(f"{where} is unreadable: {exc.strerror or exc}") from None
+            raise UserError(f"{where} is unreadable: {why(exc)}") from None
         if found != expected:
             raise UserError(
                 f"{where} is damaged: its checksum is not the one the manifest recorded "

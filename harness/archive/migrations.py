@@ -112,6 +112,7 @@ MIGRATIONS: dict[int, Migration] = {
     3: Migration(_v2_settled, _same_tables),
     4: Migration(_same, _same_tables),  # new keys only, each with a default
     5: Migration(_same, _same_tables),  # new keys only, each with a default
+    6: Migration(_same, _same_tables),  # checksums required from 7 on: checked as it loads
 }
 
 

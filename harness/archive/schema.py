@@ -20,7 +20,7 @@ from harness.machine.fingerprint import Fingerprint
 from harness.words import Layer
 from harness.workload import Stage
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 HISTORY = {
     1: "the first archived sets",
     2: "intervals gain cpu_ns, the thread CPU time read at stage and branch edges",
@@ -42,9 +42,14 @@ HISTORY = {
         "(params), each under what it changes; older sets read with none; probes read their "
         "thread's CPU time too (cpu_ns), and a host compute probe's time off the CPU is a wait "
         "(older sets' probes, with -1, are read unsplit); a replicate's facts say whether it "
-        "stopped because its first requests all failed (failed_fast); the manifest keeps a "
-        "sha256 of every table and attachment (checksums), checked on load (older sets have "
-        "none)"
+        "stopped because its first requests all failed (failed_fast); late in its life the "
+        "manifest gained a sha256 of every table and attachment (checksums), checked on load: "
+        "sets written before have none"
+    ),
+    7: (
+        "every table and attachment a manifest names has its sha256 under checksums: one "
+        "without is a damaged set; version 6 sets read as written, those without checksums "
+        "unchecked (verify says so)"
     ),
 }
 PROJECTION_VERSION = 1

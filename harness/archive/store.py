@@ -20,14 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import pandas as pd
-from fsspec.implementations.local import LocalFileSystem
 
 from harness.archive.checks import check_set
 from harness.archive.checksums import check_files, checksum
 from harness.archive.codec import DecodeError, from_dict, to_dict
 from harness.archive.intervals import StoredIntervals, read_parquet
+from harness.archive.location import open_location, why
 from harness.archive.migrations import (
     Tables,
     check_failed_run,
@@ -44,6 +43,7 @@ MANIFEST = "manifest.json"
 FAILED = "failed.json"  # in place of a manifest: the workload failed before any replicate
 PROJECTIONS = "projections"  # a set's sub-folder of projections made from it
 ENV_VAR = "GAPBENCH_RESULTS"
+CHECKSUMS_REQUIRED = 7  # the schema version from which every file has its checksum
 
 
 def default_location() -> str:
@@ -53,8 +53,12 @@ def default_location() -> str:
 def new_id(workload: str, now: datetime | None = None) -> str:
     """An id that sorts by creation time and says where it was made."""
     now = now or datetime.now(timezone.utc)
-    host = _slug(socket.gethostname().split(".")[0]) or "host"
-    return f"{now:%Y%m%dT%H%M%SZ}-{host}-{_slug(workload)}-{secrets.token_hex(4)}"
+    return f"{now:%Y%m%dT%H%M%SZ}-{this_host()}-{_slug(workload)}-{secrets.token_hex(4)}"
+
+
+def this_host() -> str:
+    """This machine's short name, as ids and folder names carry it."""
+    return _slug(socket.gethostname().split(".")[0]) or "host"
 
 
 def _slug(text: str) -> str:
@@ -67,38 +71,40 @@ class Archive:
 
     def __init__(self, location: str | os.PathLike | None = None) -> None:
         self.location = str(location if location is not None else default_location())
-        if not self.location.strip():
-            raise UserError("the archive's location is empty: give a path or an fsspec URL")
-        try:
-            self.fs, self.root = fsspec.core.url_to_fs(self.location)
-        except (ValueError, ImportError) as exc:
-            raise UserError(f"cannot open the archive {self.location!r}: {exc}") from exc
+        self.fs, self.root, self.local = open_location(self.location)
 
     def exists(self) -> bool:
         """Whether the archive's folder exists (a set may have been written there)."""
         try:
             return bool(self.fs.isdir(self.root))
-        except OSError:
+        except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise UserError(f"cannot read the archive {self.location!r}: {why(exc)}") from None
 
     def ensure(self) -> Archive:
         """Make sure sets can be written here, before minutes are spent measuring one."""
         try:
             if self.fs.exists(self.root) and not self.fs.isdir(self.root):
                 raise UserError(f"the archive {self.location!r} is not a folder")
+            top = self.root.split("/", 1)[0]  # an object store's bucket ("" for a rooted path)
+            if not self.local and top and not self.fs.exists(top):
+                raise UserError(  # made by its owner, never by a typo here
+                    f"the archive {self.location!r}: {top!r} does not exist "
+                    "(gapbench makes folders in a bucket, never the bucket)"
+                )
             self.fs.makedirs(self.root, exist_ok=True)
             probe = self._path(f".gapbench-write-{secrets.token_hex(4)}")
             self.fs.pipe_file(probe, b"")
             self.fs.rm_file(probe)
         except OSError as exc:
-            why = exc.strerror or type(exc).__name__
-            raise UserError(f"cannot write the archive {self.location!r}: {why}") from None
+            raise UserError(f"cannot write the archive {self.location!r}: {why(exc)}") from None
         return self
 
     def holds(self, path: str | os.PathLike, set_id: str | None = None) -> bool:
         """Whether a local ``path`` lies inside this archive, or inside its set ``set_id`` when
         given (where no export may write)."""
-        if not isinstance(self.fs, LocalFileSystem):
+        if not self.local:
             return False
         root = Path(self._path(set_id) if set_id else self.root).resolve()
         return Path(path).resolve().is_relative_to(root)
@@ -173,7 +179,7 @@ class Archive:
             raise UserError(f"{what} is unreadable: {exc}") from None
 
     def _commit(self, path: str, body: bytes) -> None:
-        if isinstance(self.fs, LocalFileSystem):
+        if self.local:
             # Locally a rename is atomic: a reader never sees half a manifest.
             tmp = f"{path}.{secrets.token_hex(4)}.tmp"
             self.fs.pipe_file(tmp, body)
@@ -183,11 +189,14 @@ class Archive:
 
     def ids(self) -> list[str]:
         """Every set folder, newest first (ids sort by time)."""
-        if not self.fs.exists(self.root):
-            return []
-        if not self.fs.isdir(self.root):
-            raise UserError(f"the archive {self.location!r} is not a folder")
-        entries = self.fs.ls(self.root, detail=True)
+        try:
+            if not self.fs.exists(self.root):
+                return []
+            if not self.fs.isdir(self.root):
+                raise UserError(f"the archive {self.location!r} is not a folder")
+            entries = self.fs.ls(self.root, detail=True)
+        except OSError as exc:
+            raise UserError(f"cannot read the archive {self.location!r}: {why(exc)}") from None
         names = [
             e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"
         ]
@@ -235,15 +244,18 @@ class Archive:
                 self.fs.rm_file(self._path(set_id, MANIFEST))
             self.fs.rm(folder, recursive=True)
         except OSError as exc:
-            why = exc.strerror or type(exc).__name__
-            raise UserError(f"cannot remove result set {set_id}: {why}") from None
+            raise UserError(f"cannot remove result set {set_id}: {why(exc)}") from None
 
     def load(self, ref: str) -> ResultSet:
         """Load a committed set as DataFrames; an incomplete or newer set is refused."""
         set_id = self.resolve(ref)
         manifest = self._read_manifest(set_id)
-        check_files(self.fs, self._path(set_id), manifest.checksums, f"result set {set_id}")
         written = manifest.migrated_from or SCHEMA_VERSION
+        # From version 7 every file has its checksum: one without was tampered with.
+        named = (*manifest.tables.values(), *manifest.attachments.values())
+        required = named if written >= CHECKSUMS_REQUIRED else ()
+        what = f"result set {set_id}"
+        check_files(self.fs, self._path(set_id), manifest.checksums, what, required)
         tables: Tables = {}
         intervals = None
         for name, filename in manifest.tables.items():
@@ -287,8 +299,8 @@ class Archive:
             self.fs.makedirs(self._path(set_id, PROJECTIONS), exist_ok=True)
             self._commit(path, payload)
         except OSError as exc:
-            why = exc.strerror or type(exc).__name__
-            raise UserError(f"the projection could not be kept beside {set_id}: {why}") from None
+            unkept = f"the projection could not be kept beside {set_id}: {why(exc)}"
+            raise UserError(unkept) from None
         return name
 
     def projections(self, set_id: str, problems: list[str] | None = None) -> list[KeptProjection]:
@@ -335,6 +347,10 @@ class Archive:
         except UserError as exc:
             return str(exc)
         return ""
+
+    def manifest(self, ref: str) -> Manifest:
+        """A committed set's manifest alone, read and checked (its tables are not)."""
+        return self._read_manifest(self.resolve(ref))
 
     def attachment(self, set_id: str, name: str) -> bytes:
         """An attachment of a committed set (e.g. ``profile.json``), by its name."""

@@ -74,11 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         say_error(exc)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # output piped to `head`: what was wanted was read
+        return 0
+    except OSError as exc:  # a disk, a store or a connection failed under a verb
+        say_error(exc)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("gapbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return 0
     finally:  # as it was: main() may be called again in this process
         if debug_before is None:
             os.environ.pop(DEBUG_ENV, None)

@@ -6,7 +6,14 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from harness.cli.options import add_archive, add_verb, output
+from harness.cli.options import (
+    add_archive,
+    add_replay,
+    add_verb,
+    budget_of,
+    output,
+    replay_sample_of,
+)
 from harness.errors import EXIT_BAD_INPUT, UserError, say_error
 
 if TYPE_CHECKING:  # the store pulls in pandas and pyarrow: loaded when a verb runs
@@ -46,14 +53,25 @@ def _existing(results: str | None) -> Archive:
     return archive
 
 
+UNCHECKED = "read whole, but without checksums to compare (written before gapbench kept them)"
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     archive = _existing(args.results)
     chosen = [archive.resolve(ref) for ref in args.result] if args.result else archive.ids()
     found = {set_id: archive.verify(set_id) for set_id in chosen}
     # An intact record of a failed workload is nothing wrong, but is no set either: say so.
     failed = {i: f.reason for i in chosen if not found[i] and (f := archive.failure(i))}
+    ok = [i for i in chosen if not found[i] and i not in failed]
+    unchecked = {i for i in ok if not archive.manifest(i).checksums}
     payload = [
-        {"id": i, "ok": not problem, "problem": problem, "failed": failed.get(i, "")}
+        {
+            "id": i,
+            "ok": not problem,
+            "problem": problem,
+            "failed": failed.get(i, ""),
+            "checksums": i not in unchecked,
+        }
         for i, problem in found.items()
     ]
 
@@ -62,6 +80,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             return f"BAD  {set_id}: {problem}"
         if set_id in failed:
             return f"ok   {set_id}: a record of a failed workload: {failed[set_id]}"
+        if set_id in unchecked:
+            return f"ok   {set_id}: {UNCHECKED}"
         return f"ok   {set_id}"
 
     listed = "\n".join(line(i, p) for i, p in found.items())
@@ -104,7 +124,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     results = [load(ref, args.results) for ref in args.result]
     summaries = [summarize(r) for r in results]
     if len(summaries) == 1:
-        summary, said, found = summaries[0], answer(results[0]), losses(results[0])
+        size, budget = replay_sample_of(args), budget_of(args)
+        said, found = answer(results[0]), losses(results[0], size, budget)
+        summary = summaries[0]
         payload = {**summary.to_dict(), "answer": to_dict(said), "serialisation": found.to_dict()}
         output(args, payload, lambda: terminal.summary(summary, said, found))
     else:
@@ -119,7 +141,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     from harness.archive.store import locate, sheltered
-    from harness.errors import UserError
 
     if args.format == "chrome" and (not args.output or args.endpoint is not None):
         raise UserError("a Chrome/Perfetto trace needs -o FILE (no --endpoint)")
@@ -212,4 +233,5 @@ def register(verbs: argparse._SubParsersAction) -> None:
         nargs="+",
         help="an id, a unique prefix, 'latest', or a set's folder",
     )
+    add_replay(show)
     add_archive(show)

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 from rich.console import Console
 
-from harness.errors import UserError, in_range
+from harness.errors import UserError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -82,6 +82,11 @@ def add_claims(sub: argparse.ArgumentParser) -> None:
         help="with --speedup: the speedup comes from N intra-op threads (1 to 4096), which the "
         "replay asks of the cores",
     )
+    add_replay(sub)
+
+
+def add_replay(sub: argparse.ArgumentParser) -> None:
+    """How far a verb's replays may go: their sample and their wall-time budget."""
     sub.add_argument(
         "--replay-sample",
         type=int,
@@ -103,25 +108,16 @@ def add_claims(sub: argparse.ArgumentParser) -> None:
 
 def budget_of(args: argparse.Namespace) -> Any:
     """The ``--budget`` of a verb's replays, checked (the library's default when not given)."""
-    from harness.projection.budget import BUDGET, BUDGET_S, Budget
+    from harness.projection.budget import BUDGET_S, Budget
 
-    seconds = BUDGET_S if args.budget is None else args.budget
-    in_range("--budget", seconds, *BUDGET)
-    return Budget(seconds)
+    return Budget(BUDGET_S if args.budget is None else args.budget)
 
 
 def replay_sample_of(args: argparse.Namespace) -> int:
     """The ``--replay-sample`` size, checked (the library's default when not given)."""
-    from harness.projection.replay_sample import REPLAY_SAMPLE
+    from harness.projection.replay_sample import REPLAY_SAMPLE, checked
 
-    if args.replay_sample is None:
-        return REPLAY_SAMPLE
-    size = args.replay_sample
-    if size != 0 and not 100 <= size <= 10**7:  # a sample of a few would say little
-        raise UserError(
-            f"--replay-sample must be 0 (every request) or from 100 to 10^7, not {size}"
-        )
-    return int(args.replay_sample)
+    return REPLAY_SAMPLE if args.replay_sample is None else checked(args.replay_sample)
 
 
 def claims_of(args: argparse.Namespace, required: bool) -> list[Any]:

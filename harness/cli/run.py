@@ -7,10 +7,26 @@ import json
 import sys
 
 from harness import __version__
-from harness.cli.options import add_archive, add_verb, console, err
-from harness.errors import EXIT_FAILED, WorkloadFailed, number, say_error
+from harness.cli.options import (
+    add_archive,
+    add_replay,
+    add_verb,
+    budget_of,
+    console,
+    err,
+    replay_sample_of,
+)
+from harness.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    UserError,
+    WorkloadFailed,
+    number,
+    say_error,
+)
 from harness.machine.devices import DEVICES
-from harness.measure.config import QUICK_CAP, THREADS, TIMEOUT_S
+from harness.machine.threads import THREADS
+from harness.measure.config import QUICK_CAP, TIMEOUT_S
 from harness.record.gpu_timing import MODES, SYNC
 from harness.workload import BACKENDS
 
@@ -52,6 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         timeout_s=default_timeout(length) if args.timeout is None else args.timeout,
     )
     given = Given.read(args.set, args.params)
+    sample = replay_sample_of(args)
+    budget_of(args)  # checked now, not after minutes of measuring
     # Every name, option and parameter checked before any work.
     configs = plan(args.workloads, template, given)
     archive = Archive(args.results).ensure()
@@ -69,7 +87,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             reports.append({"failed": exc.reason, "recorded_as": exc.recorded_as})
             say_error(f"{exc.reason} (recorded as {exc.recorded_as})")
             continue
-        summary, said, found = summarize(result), answer(result), losses(result)
+        summary, said = summarize(result), answer(result)
+        try:
+            found = losses(result, sample, budget_of(args))  # each set its own budget
+        except UserError as exc:  # the set is archived: say so, and go on with the suite
+            failing = EXIT_BAD_INPUT
+            reports.append({"set": result.id, "error": str(exc)})
+            say_error(f"{exc} (archived as {result.id}; see gapbench show --help)")
+            continue
         reports.append(
             {**summary.to_dict(), "answer": to_dict(said), "serialisation": found.to_dict()}
         )
@@ -83,9 +108,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         elif stopped:
             status = exit_status(stopped)
             break  # Ctrl-C stops the suite too
-        if summary.end_to_end.n == 0:  # archived, but nothing to show for it: say so to scripts
+        # Archived, but nothing to show for it, or invalid for a reason of its own (not the
+        # machine's load, which a quiet machine mends): say so to scripts.
+        own = summary.verdict.own_problems
+        if summary.end_to_end.n == 0:
             failing = EXIT_FAILED
             say_error(f"no request of {result.id} succeeded")
+        elif own and not stopped:
+            failing = EXIT_FAILED
+            say_error(f"{result.id} is invalid: {own[0]}")
     status = status or failing
     if args.json:
         json.dump(reports, sys.stdout, indent=1, default=str)
@@ -200,4 +231,5 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="workload parameters from a TOML file: top-level keys for every workload that "
         "takes them, a [WORKLOAD] table for one",
     )
+    add_replay(run)
     add_archive(run)

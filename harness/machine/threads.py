@@ -6,6 +6,9 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 
+# Intra-op threads one may ask for: of a run here, or of a claim's candidate machine.
+THREADS = (1, 4096)
+
 THREAD_VARIABLE_PREFIXES = (
     "OMP_",
     "KMP_",

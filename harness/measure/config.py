@@ -15,6 +15,7 @@ from harness import plugins
 from harness.archive.schema import RunLength
 from harness.errors import EXIT_FAILED, EXIT_INTERRUPTED, UserError, in_range
 from harness.machine.devices import resolve_device
+from harness.machine.threads import THREADS
 from harness.params import Given
 from harness.record.gpu_timing import MODES, SYNC
 from harness.record.virtual import Virtual
@@ -27,7 +28,6 @@ MIN_REQUESTS = (1, 10_000_000)
 MIN_DURATION_S = (0.0, 86_400.0)
 PROFILE = (0, 10_000)
 SEED = (0, 2**32 - 1)
-THREADS = (1, 1024)
 TIMEOUT_S = (1.0, 604_800.0)  # a workload process's time limit: up to a week
 QUICK_CAP = 1_000  # a quick run's most requests, unless --min-requests asks for more
 

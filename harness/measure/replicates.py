@@ -32,7 +32,7 @@ from harness.archive.schema import (
     RequestStream,
     Work,
 )
-from harness.archive.store import Archive, new_id
+from harness.archive.store import Archive, new_id, this_host
 from harness.archive.tables import Spooled
 from harness.errors import UserError, WorkloadFailed
 from harness.machine.devices import resolve_device
@@ -46,7 +46,9 @@ from harness.plugins import code_hash
 from harness.record.gpu_timing import HOST
 from harness.workload import Workload
 
-SCRATCH = "gapbench-run-"  # a run's scratch folder: this, its process id, a dash, a token
+# A run's scratch folder: this, its process id, its host, a token (dash-separated). The host,
+# because a temporary folder shared across containers holds folders of other process ids' runs.
+SCRATCH = "gapbench-run-"
 
 
 def run(config: RunConfig, archive: Archive, fingerprint: Fingerprint) -> ResultSet:
@@ -61,7 +63,7 @@ def run(config: RunConfig, archive: Archive, fingerprint: Fingerprint) -> Result
     # the variables the user set stand).
     given = threads(config.threads) if config.threads is not None else contextlib.nullcontext()
     clear_abandoned(Path(tempfile.gettempdir()))
-    prefix = f"{SCRATCH}{os.getpid()}-"
+    prefix = f"{SCRATCH}{os.getpid()}-{this_host()}-"
     with tempfile.TemporaryDirectory(prefix=prefix) as scratch, given:
         set_id = _measure_and_write(config, archive, fingerprint, Path(scratch))
     return archive.load(set_id)
@@ -72,11 +74,17 @@ def clear_abandoned(folder: Path) -> list[Path]:
     ``folder``: each is named by its run's process id, which no longer runs. Returns them."""
     cleared = []
     for scratch in folder.glob(f"{SCRATCH}*-*"):
-        pid = scratch.name.removeprefix(SCRATCH).split("-", 1)[0]
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+        if abandoned(scratch):
             shutil.rmtree(scratch, ignore_errors=True)
             cleared.append(scratch)
     return cleared
+
+
+def abandoned(scratch: Path) -> bool:
+    """Whether a scratch folder is of a run on this host whose process no longer runs."""
+    pid, _, rest = scratch.name.removeprefix(SCRATCH).partition("-")
+    here = rest.startswith(f"{this_host()}-")
+    return here and pid.isdigit() and not psutil.pid_exists(int(pid))
 
 
 def _measure_and_write(
@@ -143,7 +151,33 @@ def _measure_and_write(
         profile=ProfileRecord(profile.tool, config.profile, profile.checks) if profile else None,
     )
     attachments = {"profile.json": profile.trace_json} if profile is not None else {}
-    return archive.write(manifest, _tables(results), attachments)
+    tables = _tables(results)
+    try:
+        return archive.write(manifest, tables, attachments)
+    except (UserError, OSError) as exc:  # a full disk, a store gone: minutes of measuring
+        kept = _keep_elsewhere(manifest, tables, attachments)
+        raise UserError(
+            f"could not archive {manifest.id} in {archive.location}: {exc}; {kept}"
+        ) from exc
+
+
+UNSAVED = "gapbench-unsaved"  # where a set goes when its archive fails as it is written
+
+
+def _keep_elsewhere(
+    manifest: Manifest,
+    tables: dict[str, pd.DataFrame | Spooled],
+    attachments: dict[str, bytes],
+) -> str:
+    """Write a set its archive refused into a local folder instead; says where, or that
+    nowhere would take it."""
+    for folder in (Path.cwd() / UNSAVED, Path(tempfile.gettempdir()) / UNSAVED):
+        try:
+            Archive(folder).ensure().write(manifest, tables, attachments)
+        except (UserError, OSError):
+            continue
+        return f"it was kept in {folder} instead (move its folder into the archive)"
+    return "no local folder would take it either"
 
 
 def _tables(results: list[ProcessResult]) -> dict[str, pd.DataFrame | Spooled]:

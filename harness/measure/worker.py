@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -79,8 +80,7 @@ def measure_in_child(
                 interrupted = True  # keep waiting: the worker is writing what finished
     finally:
         _RUNNING.discard(process)
-    status = scratch / STATUS
-    report = json.loads(status.read_text()) if status.exists() else {}
+    report = _report(scratch / STATUS)
     saved = _saved(report, scratch) if report.get("measured") else None
     if timed_out:
         limit = number(config.timeout_s or 0)
@@ -92,6 +92,22 @@ def measure_in_child(
             raise KeyboardInterrupt
         raise WorkloadFailed(f"workload {label!r}: {ended(process.returncode)}")
     return replace(saved, interrupted=saved.interrupted or interrupted)
+
+
+def _report(status: Path) -> dict[str, Any]:
+    """The worker's report; none when it left none, or was killed as it wrote it."""
+    try:
+        body = json.loads(status.read_text())
+    except (OSError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _say(status: Path, body: dict[str, Any]) -> None:
+    """Write the report whole or not at all: the parent may read it after a SIGKILL."""
+    partial = status.with_suffix(".tmp")
+    partial.write_text(json.dumps(body, default=str))
+    os.replace(partial, status)
 
 
 def ended(returncode: int) -> str:
@@ -168,15 +184,15 @@ def main(argv: list[str]) -> int:
         config = from_dict(RunConfig, spec["config"], "config")
         result = measure_config(config, spec["device"], spec["label"], spec["replicate"], out)
     except KeyboardInterrupt:
-        status.write_text(json.dumps({"measured": False}))
+        _say(status, {"measured": False})
         return EXIT_INTERRUPTED
     except (UserError, DecodeError) as exc:
         show_cause(exc)
-        status.write_text(json.dumps({"measured": False, "error": str(exc)}))
+        _say(status, {"measured": False, "error": str(exc)})
         return EXIT_BAD_INPUT
     except MemoryError:  # outside any hook: gapbench's own allocation was refused
         said = f"workload {spec['label']!r}: ran out of memory"
-        status.write_text(json.dumps({"measured": False, "error": said}))
+        _say(status, {"measured": False, "error": said})
         return EXIT_FAILED
     result.requests.to_parquet(out / "requests.parquet", index=False)
     if result.telemetry is not None:
@@ -186,7 +202,7 @@ def main(argv: list[str]) -> int:
         (out / "profile.json").write_bytes(result.profile.trace_json)
         body["profile"] = [to_dict(c) for c in result.profile.checks]
         body["profile_tool"] = result.profile.tool
-    status.write_text(json.dumps(body, default=str))
+    _say(status, body)
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 

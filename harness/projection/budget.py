@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from harness.errors import UserError, number
+from harness.errors import UserError, in_range, number
 
 BUDGET_S = 600.0  # a projection's replays, by default
 BUDGET = (1.0, 86_400.0)  # what --budget may give, inclusive
@@ -27,6 +27,7 @@ class Budget:
     """Seconds of wall time, from when it is made, that the loops given to ``each`` share."""
 
     def __init__(self, seconds: float = BUDGET_S, clock: Callable[[], float] = time.monotonic):
+        in_range("--budget", seconds, *BUDGET)  # NaN or 0 would never stop, or stop at once
         self.seconds, self._clock = seconds, clock
         self._start = clock()
 

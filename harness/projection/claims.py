@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError, in_range
+from harness.machine.threads import THREADS
 from harness.words import CATEGORIES, RESOURCES
 
 if sys.version_info >= (3, 11):
@@ -38,7 +39,6 @@ else:  # Python 3.10
 SCOPES = ("layer", "stage")
 # A claimed speedup outside these is a typo, not a chip (and would stall the replay's clock).
 MIN_FACTOR, MAX_FACTOR = 0.001, 1000.0
-MAX_THREADS = 4096
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,13 @@ class Claim:
     # Intra-op threads the claimed speedup runs with, where it comes from more threads: the
     # replay then asks that many cores of each compute stretch.
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        # The parsers say which key of which file; this holds for a claim made in code too.
+        for target, value in self.speedups:
+            in_range(f"claim {self.name!r}: key {target.key!r}", value, MIN_FACTOR, MAX_FACTOR)
+        if self.threads is not None:
+            in_range(f"claim {self.name!r}: threads", self.threads, *THREADS)
 
     def factor(self, stage: str, layer: str, category: str, resource: str) -> tuple[float, str]:
         """The speedup for a stretch of time, and the key it came from ("" and 1.0: none)."""
@@ -195,9 +202,13 @@ def load(path: str | Path) -> Claim:
         raise UserError(f"{path}: key 'date': a date such as 2026-11-01, not {when!r}")
     threads = body.get("threads")
     if threads is not None and (
-        isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS
+        isinstance(threads, bool)
+        or not isinstance(threads, int)
+        or not THREADS[0] <= threads <= THREADS[1]
     ):
-        raise UserError(f"{path}: key 'threads': a whole number of threads, 1 to {MAX_THREADS}")
+        raise UserError(
+            f"{path}: key 'threads': a whole number of threads, {THREADS[0]} to {THREADS[1]}"
+        )
     return Claim(
         name=name,
         speedups=_speedups(table.items(), str(path)),
@@ -221,7 +232,7 @@ def from_arguments(pairs: Sequence[str], threads: int | None = None) -> Claim:
             raise UserError(f"--speedup {pair!r}: expected KEY=FACTOR, e.g. host-cpu.compute=1.5")
         items.append((key.strip(), number))
     if threads is not None:
-        in_range("--threads", threads, 1, MAX_THREADS)
+        in_range("--threads", threads, *THREADS)
     name = ", ".join(pairs)
     speedups = _speedups(items, "--speedup")
     return Claim(name=name, speedups=speedups, source="command line", threads=threads)

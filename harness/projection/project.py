@@ -31,6 +31,7 @@ from harness.projection.replay_sample import (
     PERCENTILES,
     REPLAY_SAMPLE,
     ReplaySample,
+    checked,
     choose,
     percentile,
     sampling_error,
@@ -265,7 +266,7 @@ BASES: weakref.WeakKeyDictionary[ResultSet, dict[int, ReplayBase]] = weakref.Wea
 
 def replay_base(result: ResultSet, size: int, budget: Budget | None = None) -> ReplayBase:
     kept = BASES.setdefault(result, {})
-    if size not in kept:
+    if checked(size) not in kept:
         budget = budget or Budget()
         table = split_table(result)
         replicate_of = table.requests["replicate"].to_numpy()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.analysis.stats import MIN_ROUNDS, redraws
+from harness.errors import UserError
 
 REPLAY_SAMPLE = 4_000  # side-by-side requests replayed at most by default (0: every one)
 SEED = 0  # one fixed sample: projecting a set twice gives the same figures
@@ -33,6 +34,16 @@ class ReplaySample:
     @property
     def sampled(self) -> bool:
         return len(self.rows) < self.side_by_side
+
+
+def checked(size: int) -> int:
+    """A sample size as given: 0 (every request), or 100 to 10^7 (a sample of a few would
+    say little); else a UserError naming ``--replay-sample``."""
+    if size != 0 and not 100 <= size <= 10**7:
+        raise UserError(
+            f"--replay-sample must be 0 (every request) or from 100 to 10^7, not {size}"
+        )
+    return int(size)
 
 
 def choose(

@@ -1,0 +1,67 @@
+"""Where an archive lives: a local path or fsspec URL, opened so that whatever the store
+answers with (a full disk, missing credentials, a refused connection) arrives as an OSError.
+
+fsspec's backends raise their own libraries' errors (botocore's ``NoCredentialsError``, an FTP
+client's, an HTTP client's) beside OSError: one type lets every caller say what went wrong in
+one line, as it does for a disk.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import fsspec
+from fsspec import AbstractFileSystem
+from fsspec.implementations.local import LocalFileSystem
+
+from harness.errors import UserError
+
+
+class Unreachable(OSError):
+    """The store failed in its own terms; the message names the error it raised."""
+
+
+def why(exc: OSError) -> str:
+    """An OSError in a few words: its reason, without the errno and path it may repeat."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+class Guarded:
+    """A filesystem whose calls fail with OSError only (``Unreachable`` for the others)."""
+
+    def __init__(self, fs: AbstractFileSystem) -> None:
+        self.inner = fs
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except (OSError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+
+        return call
+
+
+# What the store's own functions take: a filesystem as fsspec makes it, or guarded.
+FileSystem = AbstractFileSystem | Guarded
+
+
+def open_location(location: str) -> tuple[Guarded, str, bool]:
+    """The filesystem, the root path in it, and whether it is this machine's own disk."""
+    if not location.strip():
+        raise UserError("the archive's location is empty: give a path or an fsspec URL")
+    try:  # some backends connect as they are made (ftp, sftp): any failure is the location's
+        fs, root = fsspec.core.url_to_fs(location)
+    except Exception as exc:
+        raise UserError(
+            f"cannot open the archive {location!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return Guarded(fs), root, isinstance(fs, LocalFileSystem)
