@@ -211,6 +211,8 @@ def _unknown(name: str, where: str, known: Sequence[str]) -> str:
 
 
 def _toml(file: str) -> dict[str, Any]:
+    if not file.strip():
+        raise UserError("--params: the file's path is empty")
     path = Path(file)
     try:
         with path.open("rb") as handle:
@@ -218,6 +220,7 @@ def _toml(file: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(f"--params {file}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--params {file}: unreadable ({exc.__class__.__name__})") from None
+        why = getattr(exc, "strerror", None) or type(exc).__name__  # a folder, a permission
+        raise UserError(f"--params {file}: unreadable ({why})") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"--params {file}: not TOML ({exc})") from None

@@ -36,6 +36,7 @@ LAST_V4_SET = SETS / "20261206T072941Z-vm-rag-fba66d64"  # each written by its v
 LAST_V5_SET = SETS / "20261206T072949Z-vm-rag-e3941bad"
 EARLY_V6_SET = SETS / "20261206T203025Z-vm-rag-57174e19"  # before checksums were kept
 LAST_V6_SET = SETS / "20261206T073002Z-vm-rag-d4dac73e"  # with its checksums
+FIRST_V7_SET = SETS / "20261206T203736Z-vm-rag-7164dee6"  # the current version, kept for the next
 
 
 class FakeClock:

@@ -116,7 +116,12 @@ def test_replicates_run_in_separate_processes(plugin_file, tmp_path, capsys):
         (["run", "--seed", "99999999999", "rag"], "4294967295 or less (from 0 to 4294967295)"),
         (["project", "latest", "--speedup", "compute=2", "--threads", "0"], "--threads must be"),
         (["trace", "latest"], "needs -o FILE"),
+        (["trace", "latest", "-o", "t.json", "--endpoint", "x"], "goes with --format otel"),
         (["validate", "--only", "nothing"], "unknown condition 'nothing' (one of backend,"),
+        (["run", "--backend", "onnxruntime", "--providers", " ,", "rag"], "name each provider"),
+        (["project", "latest", "--claim", ""], "the claim file's path is empty"),
+        (["run", "rag", "--params", ""], "--params: the file's path is empty"),
+        (["project", "latest", "--speedup", "compute=abc"], "the factor 'abc' is not a number"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
@@ -494,7 +499,7 @@ def test_results_of_an_archive_that_does_not_exist_says_so(tmp_path, capsys):
 def test_a_projection_that_cannot_be_kept_is_printed_and_a_broken_kept_one_is_left_out(
     tmp_path, capsys
 ):
-    from conftest import RAG_SET
+    from conftest import ORT_SET, RAG_SET
 
     folder = tmp_path / RAG_SET.name
     shutil.copytree(RAG_SET, folder)
@@ -512,6 +517,9 @@ def test_a_projection_that_cannot_be_kept_is_printed_and_a_broken_kept_one_is_le
     problems: list[str] = []
     kept = Archive(tmp_path).projections(RAG_SET.name, problems)  # as compare reads them
     assert len(kept) == 1 and len(problems) == 1 and "broken.json is unreadable" in problems[0]
+    status, out, err = run_cli(capsys, "compare", str(folder), str(ORT_SET))
+    assert status == 0 and "broken.json" in err and "faster" in out, err  # noted, not fatal
+    assert "broken.json is unreadable" in Archive(tmp_path).verify(RAG_SET.name)
     with pytest.raises(UserError, match=r"broken\.json"):
         Archive(tmp_path).projections(RAG_SET.name)
 

@@ -60,13 +60,19 @@ def _wait_for_measuring(process: subprocess.Popen, tmp_path: Path, seconds: floa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("repeat", ["1", "2"])  # one worker process, or two in turn
-def test_sigterm_archives_what_finished_as_ctrl_c_does(tmp_path, repeat):
+@pytest.mark.parametrize(
+    ("repeat", "signum"),  # one worker process, or two in turn; SIGINT to this process only
+    [("1", signal.SIGTERM), ("2", signal.SIGTERM), ("2", signal.SIGINT)],
+)
+def test_sigterm_archives_what_finished_as_ctrl_c_does(tmp_path, repeat, signum):
     process, results = _start(tmp_path, "--repeat", repeat)
     _wait_for_measuring(process, tmp_path, 1.0)
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)  # not the minute the run would take
     assert process.returncode == 130, err
+    assert err.strip().endswith(
+        f"interrupted: what finished is archived as {Archive(results).ids()[0]}"
+    )
     loaded = Archive(results).load("latest")
     assert loaded.manifest.complete is False and loaded.manifest.interrupted
     assert len(loaded.requests) > 10  # the requests measured before it

@@ -154,6 +154,28 @@ def test_newer_schema_is_refused_and_corrupt_files_are_named(archive: Archive):
         archive.load(set_id)
 
 
+def test_a_manifest_that_breaks_the_reader_is_its_own_set_s_problem(tmp_path):
+    archive = Archive(tmp_path)
+    nested, folder, huge, whole = (write(archive, f"2026010{i}T000000Z-h-w-aaaa") for i in range(4))
+    (tmp_path / nested / MANIFEST).write_text("[" * 100_000 + "]" * 100_000)  # past the stack
+    (tmp_path / folder / MANIFEST).unlink()
+    (tmp_path / folder / MANIFEST).mkdir()
+    body = json.loads((tmp_path / huge / MANIFEST).read_text())
+    body["config"]["execution"]["threads"] = 10**400  # overflows any float
+    (tmp_path / huge / MANIFEST).write_text(json.dumps(body))
+    problems = {e.id: e.problem for e in archive.listings()}  # the others still listed
+    assert problems == {
+        whole: "",
+        nested: "manifest.json is corrupt",
+        folder: "manifest.json is unreadable: Is a directory",
+        huge: "manifest.json is corrupt: config.execution.threads: an integer beyond 64 bits",
+    }
+    for set_id in (nested, folder, huge):
+        assert archive.verify(set_id) and "\n" not in archive.verify(set_id)
+    archive.remove(folder)  # removable, its manifest a folder or not
+    assert folder not in archive.ids()
+
+
 def test_sets_are_immutable(archive: Archive):
     write(archive, "20260101T000000Z-h-w-aaaa")
     with pytest.raises(UserError, match="already exists"):

@@ -175,7 +175,7 @@ class Archive:
             if not isinstance(body, dict):
                 raise ValueError("not an object")
             return from_dict(FailedRun, check_failed_run(body, what))
-        except (ValueError, OSError, DecodeError) as exc:
+        except (ValueError, OSError, DecodeError, RecursionError) as exc:
             raise UserError(f"{what} is unreadable: {exc}") from None
 
     def _commit(self, path: str, body: bytes) -> None:
@@ -240,8 +240,9 @@ class Archive:
         removal cut short leaves a folder that never loads as a set, then the rest."""
         folder = self._path(set_id)
         try:
-            if self.fs.exists(self._path(set_id, MANIFEST)):
-                self.fs.rm_file(self._path(set_id, MANIFEST))
+            manifest = self._path(set_id, MANIFEST)
+            if self.fs.isfile(manifest):
+                self.fs.rm_file(manifest)
             self.fs.rm(folder, recursive=True)
         except OSError as exc:
             raise UserError(f"cannot remove result set {set_id}: {why(exc)}") from None
@@ -326,7 +327,7 @@ class Archive:
     def _projection(self, path: str, what: str) -> KeptProjection:
         try:
             body = json.loads(self.fs.cat_file(path))
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, RecursionError) as exc:
             raise UserError(f"{what} is unreadable: {exc}") from None
         if not isinstance(body, dict):
             raise UserError(f"{what} is corrupt: not an object")
@@ -337,16 +338,19 @@ class Archive:
 
     def verify(self, ref: str) -> str:
         """What is wrong with a set, "" when nothing is: its manifest reads, every file it
-        names is there with the checksum it recorded, and every table reads whole."""
+        names is there with the checksum it recorded, every table reads whole, and so does
+        every projection kept beside it."""
         set_id = self.resolve(ref)
         try:
             if not self.fs.exists(self._path(set_id, MANIFEST)) and self.failure(set_id):
                 return ""  # an intact record of a workload that failed: nothing is wrong
             result = self.load(set_id)
             len(result.intervals)  # read whole: a damaged row group shows only when read
+            problems: list[str] = []
+            self.projections(set_id, problems)  # left out where read, but damage all the same
         except UserError as exc:
             return str(exc)
-        return ""
+        return problems[0] if problems else ""
 
     def manifest(self, ref: str) -> Manifest:
         """A committed set's manifest alone, read and checked (its tables are not)."""
@@ -364,15 +368,17 @@ class Archive:
         if not self.fs.exists(path):
             failed = self.failure(set_id)
             if failed is not None:
-                why = f"its workload failed before any replicate finished: {failed.reason}"
-                raise UserError(f"result set {set_id}: {why}")
+                reason = f"its workload failed before any replicate finished: {failed.reason}"
+                raise UserError(f"result set {set_id}: {reason}")
             raise UserError(
                 f"result set {set_id} has no manifest: its run was killed before it finished"
             )
         what = f"result set {set_id}"
         try:
             body = json.loads(self.fs.cat_file(path))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except OSError as exc:  # a folder in its place, a permission
+            raise UserError(f"{what}: manifest.json is unreadable: {why(exc)}") from None
+        except (ValueError, RecursionError) as exc:  # not JSON, or nested past Python's stack
             raise UserError(f"{what}: manifest.json is corrupt") from exc
         if not isinstance(body, dict):
             raise UserError(f"{what}: manifest.json is corrupt: not an object")

@@ -53,10 +53,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _terminated(signum: int, frame: object) -> None:
     """SIGTERM (timeout, docker stop, Slurm, Kubernetes) is taken as Ctrl-C is: what finished
-    is archived. Worker processes get it too, for only this one was sent it."""
-    worker = sys.modules.get("harness.measure.worker")
-    if worker is not None:
-        worker.forward(signum)
+    is archived (a worker process measuring is told by the code waiting for it)."""
     raise KeyboardInterrupt
 
 

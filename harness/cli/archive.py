@@ -142,8 +142,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_trace(args: argparse.Namespace) -> int:
     from harness.archive.store import locate, sheltered
 
-    if args.format == "chrome" and (not args.output or args.endpoint is not None):
-        raise UserError("a Chrome/Perfetto trace needs -o FILE (no --endpoint)")
+    if args.format == "chrome" and args.endpoint is not None:
+        raise UserError("--endpoint sends OpenTelemetry spans: it goes with --format otel")
+    if args.format == "chrome" and not args.output:
+        raise UserError("a Chrome/Perfetto trace needs -o FILE")
     archive, set_id = locate(args.result, args.results)
     # --force or not: an archive, or a set's folder, is not scratch.
     inside = sheltered(args.output, archive, set_id, args.results) if args.output else None

@@ -107,6 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             say_error(f"{stopped} ({kept})")
         elif stopped:
             status = exit_status(stopped)
+            print(
+                f"gapbench: interrupted: what finished is archived as {result.id}", file=sys.stderr
+            )
             break  # Ctrl-C stops the suite too
         # Archived, but nothing to show for it, or invalid for a reason of its own (not the
         # machine's load, which a quiet machine mends): say so to scripts.

@@ -112,8 +112,13 @@ def default_timeout(length: RunLength) -> float:
 
 
 def parse_providers(text: str | None) -> tuple[str, ...]:
-    """``--providers A,B`` as a tuple, blanks dropped."""
-    return tuple(p.strip() for p in (text or "").split(",") if p.strip())
+    """``--providers A,B`` as a tuple (none given: the backend's own choice)."""
+    if text is None:
+        return ()
+    names = tuple(p.strip() for p in text.split(","))
+    if not all(names):
+        raise UserError(f"--providers {text!r}: name each provider, e.g. CPUExecutionProvider")
+    return names
 
 
 def check_backend(cls: type[Workload], backend: str) -> None:

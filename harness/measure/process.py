@@ -274,10 +274,16 @@ def measure(
 
 
 def measure_config(
-    config: RunConfig, device: str, label: str, replicate: int, scratch: Path | None = None
+    config: RunConfig,
+    device: str,
+    label: str,
+    replicate: int,
+    scratch: Path | None = None,
+    phase: Callable[[str], None] | None = None,
 ) -> ProcessResult:
     """Measure ``config`` in this process on ``device``, with a progress bar on stderr when
-    asked; its intervals are spooled to ``scratch`` (see :func:`measure`)."""
+    asked; its intervals are spooled to ``scratch`` and each phase announced to ``phase``
+    (see :func:`measure`)."""
     cls = plugins.load(config.workload)
     setup = SetupContext(
         device=device,
@@ -296,10 +302,16 @@ def measure_config(
         "replicate": replicate,
         "scratch": scratch,
     }
+    told = phase or (lambda name: None)
     if not config.show_progress:
-        return measure(cls(), setup, length, **options)
+        return measure(cls(), setup, length, phase=told, **options)
     with ProgressBar(label, length.min_requests, length.min_duration_s) as bar:
-        return measure(cls(), setup, length, progress=bar.update, phase=bar.phase, **options)
+
+        def both(name: str) -> None:
+            bar.phase(name)
+            told(name)
+
+        return measure(cls(), setup, length, progress=bar.update, phase=both, **options)
 
 
 def _request_row(workload: Workload, n: int, payload: Any, outcome: RequestOutcome) -> dict:

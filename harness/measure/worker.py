@@ -41,14 +41,6 @@ from harness.measure.profiling import Profile
 
 STATUS = "status.json"
 GRACE_S = 10.0  # how long a worker past its time limit has to save what finished
-_RUNNING: set[subprocess.Popen] = set()  # worker processes measuring now
-
-
-def forward(signum: int) -> None:
-    """Pass a signal this process was sent on to the workers measuring for it."""
-    for process in list(_RUNNING):
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signum)
 
 
 def measure_in_child(
@@ -63,23 +55,22 @@ def measure_in_child(
     spec["replicate"] = replicate
     command = [sys.executable, "-m", "harness.measure.worker", json.dumps(spec), str(scratch)]
     process = subprocess.Popen(command)
-    _RUNNING.add(process)
     deadline = None if config.timeout_s is None else time.monotonic() + config.timeout_s
     interrupted = timed_out = False
-    try:
-        while True:
-            try:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                process.wait(left)
-                break
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _stop(process)
-                break
-            except KeyboardInterrupt:
-                interrupted = True  # keep waiting: the worker is writing what finished
-    finally:
-        _RUNNING.discard(process)
+    while True:
+        try:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            process.wait(left)
+            break
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _stop(process)
+            break
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM, here: the worker is told once
+            if not interrupted:
+                with contextlib.suppress(ProcessLookupError):
+                    process.terminate()
+            interrupted = True  # keep waiting: the worker is writing what finished
     report = _report(scratch / STATUS)
     saved = _saved(report, scratch) if report.get("measured") else None
     if timed_out:
@@ -155,8 +146,23 @@ def _saved(report: dict, scratch: Path) -> ProcessResult:
     )
 
 
+_MEASURING = threading.Event()  # set once setup is over: from then on there is work to save
+
+
 def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM as Ctrl-C: what finished is written
+    """SIGTERM, from the parent (its Ctrl-C, its SIGTERM, its time limit): stop, as Ctrl-C
+    does, and write what finished; taken once, so a second cannot cut the writing short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not _MEASURING.is_set():
+        # Importing and setting up, nothing measured: an exception raised into native code
+        # (an extension's import) aborts noisily, so leave at once instead.
+        os._exit(EXIT_INTERRUPTED)
+    raise KeyboardInterrupt
+
+
+def _phase(name: str) -> None:
+    if name != "setup":
+        _MEASURING.set()
 
 
 def _exit_with_parent(scratch: Path) -> None:
@@ -177,12 +183,17 @@ def main(argv: list[str]) -> int:
     """Entry of a replicate's worker process: measure, then write raw tables to a folder."""
     arrow_on_the_system_allocator()
     signal.signal(signal.SIGTERM, _interrupted)
+    # Ctrl-C at a terminal reaches the whole process group: the parent alone decides, and
+    # tells this worker once (SIGTERM). A handler, not SIG_IGN: a workload's own child
+    # processes (a tool server) must still take Ctrl-C as usual.
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
     spec, out = json.loads(argv[0]), Path(argv[1])
     _exit_with_parent(out.parent)
     status = out / STATUS
     try:
         config = from_dict(RunConfig, spec["config"], "config")
-        result = measure_config(config, spec["device"], spec["label"], spec["replicate"], out)
+        replicate = spec["replicate"]
+        result = measure_config(config, spec["device"], spec["label"], replicate, out, _phase)
     except KeyboardInterrupt:
         _say(status, {"measured": False})
         return EXIT_INTERRUPTED

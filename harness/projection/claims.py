@@ -168,6 +168,8 @@ def _speedups(items: Iterable[tuple[str, Any]], where: str) -> tuple[tuple[Targe
 
 def load(path: str | Path) -> Claim:
     """A claim from a TOML file; a malformed one is a UserError naming the file and the key."""
+    if not str(path).strip():
+        raise UserError("--claim: the claim file's path is empty")
     path = Path(path)
     try:
         body = tomllib.loads(path.read_text())
@@ -228,8 +230,10 @@ def from_arguments(pairs: Sequence[str], threads: int | None = None) -> Claim:
             number = float(value)
         except ValueError:
             number = None
-        if not sep or number is None:
+        if not sep:
             raise UserError(f"--speedup {pair!r}: expected KEY=FACTOR, e.g. host-cpu.compute=1.5")
+        if number is None:
+            raise UserError(f"--speedup {pair!r}: the factor {value.strip()!r} is not a number")
         items.append((key.strip(), number))
     if threads is not None:
         in_range("--threads", threads, *THREADS)
