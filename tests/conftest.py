@@ -128,7 +128,7 @@ def make_manifest(
     config = replace(
         base.config,
         execution=replace(base.execution, device=device, **(execution or {})),
-        work=replace(base.work, **(work or {})),
+        work=_sealed(replace(base.work, **(work or {}))),
     )
     own = {
         "id": set_id,
@@ -207,3 +207,8 @@ def s3_url(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     bucket = f"gapbench-{uuid.uuid4().hex[:12]}"
     s3fs.S3FileSystem().mkdir(bucket)
     return f"s3://{bucket}/archive"
+
+
+def _sealed(work):
+    """``work`` with the digest of its fields, as the writer gives it."""
+    return replace(work, work_sha256=work.fields_digest())

@@ -75,8 +75,9 @@ def test_the_library_holds_the_ranges_the_command_line_states(capsys):
     with pytest.raises(UserError, match=r"threads must be 4096 or less"):
         Claim("c", ((target, 2.0),), threads=100_000)
     result = load(str(CALIBRATION_SET))
-    with pytest.raises(UserError, match="--replay-sample must be"):
-        project(result, Claim("c", ((target, 2.0),)), sample_size=5)
+    for size in (-1, 10**8):
+        with pytest.raises(UserError, match="sample size must be"):
+            project(result, Claim("c", ((target, 2.0),)), sample_size=size)
     # one range of threads for a run here and a claim's candidate alike
     for verb in (["run", "calibration"], ["project", str(CALIBRATION_SET), "--speedup", "x=2"]):
         assert main([*verb, "--threads", "4097", "--results", "memory://t"]) == 2

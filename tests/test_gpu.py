@@ -38,7 +38,7 @@ def test_rag_on_cuda_records_link_movement_and_device_compute(tmp_path, timing):
     assert len(link) > 0 and (link["nbytes"] > 0).all()
     assert (probes[probes["label"] == "encoder"]["resource"] == "device").all()
     assert (result.manifest.replicates[0].gpu_peak_bytes or 0) > 0
-    assert not summarize(result).verdict.own_problems
+    assert not summarize(result).verdict.broken
 
 
 def test_device_compute_keeps_the_time_its_host_thread_waited_for_the_gpu():

@@ -17,7 +17,7 @@ import pytest
 
 from harness.archive.store import MANIFEST, Archive
 from harness.errors import UserError
-from harness.measure.replicates import SCRATCH, abandoned, clear_abandoned
+from harness.measure.replicates import SCRATCH, clear_abandoned
 
 MANY = """
 from harness.workload import Stage, Workload
@@ -89,6 +89,7 @@ def test_kill_9_at_any_point_leaves_nothing_complete_and_loses_nothing(tmp_path)
         "between tables": lambda p, before: _new_folder(root, before, parquet=True),
     }
     killed_mid_write = 0
+    killed_parents = []
     for point, when in points.items():
         before = set(os.listdir(results))
         process = _start(plugin, results, *size)
@@ -96,6 +97,7 @@ def test_kill_9_at_any_point_leaves_nothing_complete_and_loses_nothing(tmp_path)
         workers = psutil.Process(process.pid).children(recursive=True)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(30)
+        killed_parents.append(process)
         _, alive = psutil.wait_procs(workers, timeout=20)
         assert not alive, f"killed while {point}: a worker ran on without its parent"
         archive = Archive(results)
@@ -112,9 +114,15 @@ def test_kill_9_at_any_point_leaves_nothing_complete_and_loses_nothing(tmp_path)
         assert archive.resolve("latest") == earlier
     assert killed_mid_write >= 1, "no kill landed between a set's tables and its manifest"
     # The killed runs' scratch folders (their replicates' spools) go with the next run.
-    left = [p for p in Path(tempfile.gettempdir()).glob(f"{SCRATCH}*") if abandoned(p)]
+    killed = {str(p.pid) for p in killed_parents}
+    left = [p for p in Path(tempfile.gettempdir()).glob(f"{SCRATCH}*") if _run_of(p) in killed]
     assert set(left) <= set(clear_abandoned(Path(tempfile.gettempdir())))
     assert not [p for p in left if p.exists()]
+
+
+def _run_of(scratch: Path) -> str:
+    """The process id a scratch folder is named by."""
+    return scratch.name.removeprefix(SCRATCH).partition("-")[0]
 
 
 def test_only_this_host_s_abandoned_scratch_is_cleared(tmp_path):
@@ -124,8 +132,9 @@ def test_only_this_host_s_abandoned_scratch_is_cleared(tmp_path):
     ended.wait()  # a process id that no longer runs
     mine = tmp_path / f"{SCRATCH}{ended.pid}-{this_host()}-abcd"
     theirs = tmp_path / f"{SCRATCH}{ended.pid}-another-container-abcd"  # a /tmp shared with it
+    longer = tmp_path / f"{SCRATCH}{ended.pid}-{this_host()}-2-abcd"  # host "vm-2" beside "vm"
     running = tmp_path / f"{SCRATCH}{os.getpid()}-{this_host()}-abcd"
-    for folder in (mine, theirs, running):
+    for folder in (mine, theirs, longer, running):
         folder.mkdir()
     assert clear_abandoned(tmp_path) == [mine]
-    assert theirs.exists() and running.exists() and not mine.exists()
+    assert theirs.exists() and longer.exists() and running.exists() and not mine.exists()

@@ -26,6 +26,10 @@ class Slow(Workload):
     name = "slow"
     stages = (Stage("only", layer="inference"),)
 
+    def setup(self, ctx):
+        Path(os.environ["SLOW_MEASURING"] + ".setup").touch()  # for the test: setting up
+        time.sleep(float(os.environ.get("SLOW_SETUP_S", "0")))
+
     def requests(self, ctx):
         return [1, 2, 3]
 
@@ -37,7 +41,7 @@ class Slow(Workload):
 """
 
 
-def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+def _start(tmp_path: Path, *extra: str, setup_s: float = 0) -> tuple[subprocess.Popen, str]:
     plugin = tmp_path / "slow.py"
     plugin.write_text(SLOW)
     results = str(tmp_path / "results")
@@ -45,14 +49,21 @@ def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     command += ["--min-requests", "1", "--min-duration", "60", "--no-progress"]
     command += ["--results", results, *extra]
     env = {**os.environ, "SLOW_MEASURING": str(tmp_path / "measuring")}
-    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env), results
+    env["SLOW_SETUP_S"] = str(setup_s)
+    # A session of its own: a terminal's Ctrl-C goes to the whole group, sent here by killpg.
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    return process, results
 
 
-def _wait_for_measuring(process: subprocess.Popen, tmp_path: Path, seconds: float) -> None:
-    """Until a request has been measured (starting takes seconds on a busy machine), then
-    ``seconds`` more."""
+def _wait_for_measuring(
+    process: subprocess.Popen, tmp_path: Path, seconds: float, marker: str = "measuring"
+) -> None:
+    """Until a request has been measured (starting takes seconds on a busy machine), or
+    setup has begun (``marker`` "measuring.setup"), then ``seconds`` more."""
     deadline = time.monotonic() + 120
-    while not (tmp_path / "measuring").exists() and time.monotonic() < deadline:
+    while not (tmp_path / marker).exists() and time.monotonic() < deadline:
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
         time.sleep(0.1)
     time.sleep(seconds)
@@ -76,6 +87,32 @@ def test_sigterm_archives_what_finished_as_ctrl_c_does(tmp_path, repeat, signum)
     loaded = Archive(results).load("latest")
     assert loaded.manifest.complete is False and loaded.manifest.interrupted
     assert len(loaded.requests) > 10  # the requests measured before it
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_a_terminal_twice_or_in_setup_is_one_line_and_loses_nothing(tmp_path):
+    for case in ("twice", "setup"):
+        (tmp_path / case).mkdir()
+    # Ctrl-C at a terminal: SIGINT to the whole process group, workers included, twice.
+    process, results = _start(tmp_path / "twice", "--repeat", "2")
+    _wait_for_measuring(process, tmp_path / "twice", 1.0)
+    os.killpg(process.pid, signal.SIGINT)
+    time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    (set_id,) = Archive(results).ids()
+    assert err.strip().endswith(f"archived as {set_id}"), err
+    assert len(Archive(results).load(set_id).requests) > 10
+    # SIGTERM while the worker sets up: it stops at once, nothing measured, nothing archived.
+    process, results = _start(tmp_path / "setup", "--repeat", "2", setup_s=60)
+    _wait_for_measuring(process, tmp_path / "setup", 0.5, marker="measuring.setup")
+    began = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and err.strip() == "gapbench: interrupted", err
+    assert time.monotonic() - began < 30  # not the minute setup would take
+    assert not Archive(results).ids()
 
 
 @pytest.mark.slow

@@ -46,11 +46,9 @@ class Verdict:
     # The problems a busy machine causes (other processes, noise, replicates that disagree):
     # the set is as invalid, but a quiet machine is the remedy, not a fix to the workload.
     busy: tuple[str, ...] = ()
-
-    @property
-    def own_problems(self) -> tuple[str, ...]:
-        """The problems that are the set's own, not the machine's load."""
-        return tuple(p for p in self.problems if p not in self.busy)
+    # The problems in what the workload did (requests failing, accounting that does not add
+    # up, inputs or outputs that differ): a rerun on a quiet machine would not mend them.
+    broken: tuple[str, ...] = ()
 
 
 def _disagreement(agreement: Agreement | None, notes: list[str]) -> list[str]:
@@ -88,32 +86,33 @@ def verdict(
     (Compute whose thread was off the CPU is no note: it is split out as a wait.)"""
     invariants = invariants if invariants is not None else set_invariants(result)
     problems: list[str] = []
+    broken: list[str] = []  # what the workload did wrong: a quiet machine would not mend it
     notes: list[str] = []
     manifest = result.manifest
     if not manifest.complete:
         why = manifest.stopped_by or "interrupted"
         problems.append(f"incomplete ({why}): only what finished is shown")
     if isinstance(manifest.work.request_stream.inputs_sha256, tuple):
-        problems.append("worker processes were given different inputs: the plugin is unseeded")
+        broken.append("worker processes were given different inputs: the plugin is unseeded")
     if invariants.violation_count:
         first = invariants.violations[0]
         count = invariants.violation_count
-        problems.append(f"{count} accounting invariant violations, e.g. {first}")
+        broken.append(f"{count} accounting invariant violations, e.g. {first}")
     total = len(result.requests)
     failed = int((~result.requests["ok"]).sum()) if total else 0
     # The failures' own words, so a broken stage is named where the run is judged.
     first = f"; most often: {_top_errors(result.requests)}" if failed else ""
     if total and failed / total > MAX_ERROR_RATE:
-        problems.append(f"{failed} of {total} requests failed ({failed / total:.1%}){first}")
+        broken.append(f"{failed} of {total} requests failed ({failed / total:.1%}){first}")
     elif failed:
         notes.append(
             f"{failed} of {total} requests failed and are left out of the percentiles{first}"
         )
     if e2e.n == 0:
-        problems.append("no successful request was measured")
+        broken.append("no successful request was measured")
     replicates = manifest.replicates
     if any(r.failed_fast for r in replicates):
-        problems.append("its first requests all failed, so measuring stopped there")
+        broken.append("its first requests all failed, so measuring stopped there")
     if any(r.hit_max_duration for r in replicates):
         notes.append("stopped at the maximum duration before the minimum request count")
     if any(r.hit_max_requests for r in replicates):
@@ -129,7 +128,8 @@ def verdict(
     if manifest.work.size == "quick":
         sampling.append("quick run: small sizes and few requests, every percentile is indicative")
         notes.append(sampling[-1])
-    problems += _disagreement(manifest.agreement, notes)
+    broken += _disagreement(manifest.agreement, notes)
+    problems += broken
     profile = manifest.profile
     if profile is not None and not profile.agrees:
         notes.append(f"the {profile.tool} cross-check disagrees with the probes (see its table)")
@@ -195,7 +195,9 @@ def verdict(
     busy += trouble
     problems += busy
     notes += _oversubscribed(result)
-    return Verdict(not problems, tuple(problems), tuple(notes), tuple(sampling), tuple(busy))
+    return Verdict(
+        not problems, tuple(problems), tuple(notes), tuple(sampling), tuple(busy), tuple(broken)
+    )
 
 
 def replicate_p50s(result: ResultSet) -> dict[int, float]:

@@ -9,22 +9,28 @@ import pandas as pd
 
 from harness.archive.intervals import Intervals
 from harness.archive.migrations import Tables
-from harness.archive.schema import Manifest
+from harness.archive.schema import SCHEMA_VERSION, SEALED, Manifest
 from harness.archive.tables import problem
 from harness.errors import UserError
 from harness.workload import topological_order
 
 
 def check_set(set_id: str, manifest: Manifest, tables: Tables, intervals: Intervals | None) -> None:
-    """Refuse a set whose parts do not fit together: a folder renamed from its id, a table
-    missing or lacking columns, a replicate with no facts, a stage DAG that is not one,
-    intervals of stages it does not have."""
+    """Refuse a set whose parts do not fit together: a folder renamed from its id, work edited
+    away from its digest, a table missing or lacking columns, a replicate with no facts, a
+    stage DAG that is not one, intervals of stages it does not have."""
     where = f"result set {set_id}"
     if manifest.id != set_id:
         raise UserError(
             f"folder {set_id} holds result set {manifest.id}: give the folder its id back"
         )
     corrupt = f"{where}: manifest.json is corrupt"
+    written = manifest.migrated_from or SCHEMA_VERSION
+    # compare trusts the digest: from version 7 on it must be the stored fields'
+    if written >= SEALED and not manifest.work.digest_holds:
+        raise UserError(
+            f"{corrupt}: config.work does not match its work_sha256 (edited since it was written)"
+        )
     found = {name: list(frame.columns) for name, frame in tables.items()}
     if intervals is not None:
         found["intervals"] = intervals.columns

@@ -29,8 +29,9 @@ def check_files(
     """Every file named in ``checksums`` is in ``folder``, unchanged, and each of ``required``
     has a checksum: a UserError naming the first that is missing, unreadable or damaged
     (tampered with, or truncated), or has none."""
-    for filename in sorted(set(required) - set(checksums)):
-        raise UserError(f"{what}: {filename} is damaged: the manifest keeps no checksum for it")
+    unsealed = sorted(set(required) - set(checksums))
+    if unsealed:
+        raise UserError(f"{what}: {unsealed[0]} is damaged: the manifest keeps no checksum for it")
     for filename, expected in sorted(checksums.items()):
         where = f"{what}: {filename}"
         try:

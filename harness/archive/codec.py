@@ -116,7 +116,7 @@ def _read(hint: Any, value: Any, where: str) -> Any:
     if not check(value):
         raise DecodeError(where, _mismatch(hint, value))
     if hint in (int, float) and isinstance(value, int) and not -(2**63) <= value < 2**63:
-        # Every count and time gapbench writes fits 64 bits; a bigger one overflows a float.
+        # Every count and time gapbench writes fits 64 bits; far bigger ones overflow a float.
         raise DecodeError(where, "an integer beyond 64 bits")
     return float(value) if hint is float else value
 

@@ -9,6 +9,7 @@ one line, as it does for a disk.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import fsspec
@@ -27,27 +28,48 @@ def why(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
 
-class Guarded:
-    """A filesystem whose calls fail with OSError only (``Unreachable`` for the others)."""
+def _translated(call: Callable[..., Any]) -> Callable[..., Any]:
+    """``call``, failing with OSError only."""
 
-    def __init__(self, fs: AbstractFileSystem) -> None:
-        self.inner = fs
+    @functools.wraps(call)
+    def translated(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except OSError:
+            raise
+        except Exception as exc:
+            raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
+
+    return translated
+
+
+class _Wrapped:
+    """An object whose methods fail with OSError only."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
+        return _translated(attr) if callable(attr) else attr
 
-        @functools.wraps(attr)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return attr(*args, **kwargs)
-            except (OSError, KeyboardInterrupt):
-                raise
-            except Exception as exc:
-                raise Unreachable(f"{type(exc).__name__}: {exc}") from exc
 
-        return call
+class GuardedFile(_Wrapped):
+    """A file of a guarded filesystem: its reads, writes and close fail with OSError only."""
+
+    def __enter__(self) -> GuardedFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _translated(self.inner.close)()
+
+
+class Guarded(_Wrapped):
+    """A filesystem whose calls, and the files it opens, fail with OSError only
+    (``Unreachable`` for the others)."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:  # a GuardedFile, read as a binary file
+        return GuardedFile(_translated(self.inner.open)(*args, **kwargs))
 
 
 # What the store's own functions take: a filesystem as fsspec makes it, or guarded.

@@ -48,10 +48,12 @@ HISTORY = {
     ),
     7: (
         "every table and attachment a manifest names has its sha256 under checksums: one "
-        "without is a damaged set; version 6 sets read as written, those without checksums "
-        "unchecked (verify says so)"
+        "without is a damaged set; the work digest is taken of the work as stored, and a set "
+        "whose work does not match it is refused; version 6 sets read as written, those "
+        "without checksums unchecked (verify says so)"
     ),
 }
+SEALED = 7  # from this version, checked on load: every file's checksum, the work's digest
 PROJECTION_VERSION = 1
 PROJECTION_HISTORY = {1: "the first kept projections"}
 FAILED_RUN_VERSION = 1
@@ -136,10 +138,9 @@ class Work:
         canonical = json.dumps(fields, sort_keys=True, default=str).encode()
         return hashlib.sha256(canonical).hexdigest()
 
-    @property
-    def digest_holds(self) -> bool:
-        """The stored digest is that of the stored fields (the work was not edited since)."""
-        return self.work_sha256 == Work.digest(
+    def fields_digest(self) -> str:
+        """The digest of the fields as stored now, made as ``digest`` makes it."""
+        return Work.digest(
             self.workload,
             self.code_hash,
             self.size,
@@ -148,6 +149,11 @@ class Work:
             self.request_stream,
             self.params,
         )
+
+    @property
+    def digest_holds(self) -> bool:
+        """The stored digest is that of the stored fields (the work was not edited since)."""
+        return self.work_sha256 == self.fields_digest()
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from harness.archive.migrations import (
     migrate_tables,
 )
 from harness.archive.result_set import Listing, ResultSet
-from harness.archive.schema import SCHEMA_VERSION, FailedRun, KeptProjection, Manifest
+from harness.archive.schema import SCHEMA_VERSION, SEALED, FailedRun, KeptProjection, Manifest
 from harness.archive.tables import Spooled, copy_spooled, parquet_bytes
 from harness.errors import UserError
 
@@ -43,7 +43,7 @@ MANIFEST = "manifest.json"
 FAILED = "failed.json"  # in place of a manifest: the workload failed before any replicate
 PROJECTIONS = "projections"  # a set's sub-folder of projections made from it
 ENV_VAR = "GAPBENCH_RESULTS"
-CHECKSUMS_REQUIRED = 7  # the schema version from which every file has its checksum
+MAX_NESTING = 64  # levels of a manifest, where gapbench writes fewer than ten
 
 
 def default_location() -> str:
@@ -82,18 +82,20 @@ class Archive:
         except OSError as exc:
             raise UserError(f"cannot read the archive {self.location!r}: {why(exc)}") from None
 
+    def required(self) -> Archive:
+        """This archive, which must exist: a verb over its sets has nothing to read otherwise."""
+        if not self.exists():
+            raise UserError(
+                f"there is no archive at {self.location!r} (nothing was archived there)"
+            )
+        return self
+
     def ensure(self) -> Archive:
         """Make sure sets can be written here, before minutes are spent measuring one."""
         try:
             if self.fs.exists(self.root) and not self.fs.isdir(self.root):
                 raise UserError(f"the archive {self.location!r} is not a folder")
-            top = self.root.split("/", 1)[0]  # an object store's bucket ("" for a rooted path)
-            if not self.local and top and not self.fs.exists(top):
-                raise UserError(  # made by its owner, never by a typo here
-                    f"the archive {self.location!r}: {top!r} does not exist "
-                    "(gapbench makes folders in a bucket, never the bucket)"
-                )
-            self.fs.makedirs(self.root, exist_ok=True)
+            self._folder(self.root)
             probe = self._path(f".gapbench-write-{secrets.token_hex(4)}")
             self.fs.pipe_file(probe, b"")
             self.fs.rm_file(probe)
@@ -108,6 +110,13 @@ class Archive:
             return False
         root = Path(self._path(set_id) if set_id else self.root).resolve()
         return Path(path).resolve().is_relative_to(root)
+
+    def _folder(self, path: str) -> None:
+        """Make a folder, where folders exist. In an object store's bucket (a root with no
+        leading slash) a key needs none, and making one would make the bucket itself when it
+        seems absent: from a typo, or to credentials that may not list it."""
+        if self.local or self.root.startswith("/"):
+            self.fs.makedirs(path, exist_ok=True)
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
@@ -124,7 +133,7 @@ class Archive:
         folder = self._path(set_id)
         if self.fs.exists(self._path(set_id, MANIFEST)):
             raise UserError(f"result set {set_id} already exists in {self.location}")
-        self.fs.makedirs(folder, exist_ok=True)
+        self._folder(folder)
         files = {}
         for name, table in tables.items():
             filename = f"{name}-{secrets.token_hex(4)}.parquet"
@@ -160,7 +169,7 @@ class Archive:
         finished and why: never a manifest, so it never loads as a set; returns its id."""
         if self.fs.exists(self._path(failed.id)):
             raise UserError(f"result set {failed.id} already exists in {self.location}")
-        self.fs.makedirs(self._path(failed.id), exist_ok=True)
+        self._folder(self._path(failed.id))
         body = json.dumps(to_dict(failed), indent=1, sort_keys=True).encode()
         self._commit(self._path(failed.id, FAILED), body)
         return failed.id
@@ -220,7 +229,7 @@ class Archive:
         """A set id from an exact id, a unique prefix, or ``latest`` (the newest committed)."""
         if not ref.strip():
             raise UserError("a result set is named by its id, a prefix of it, or 'latest'")
-        ids = self.ids()
+        ids = self.ids() or self.required().ids()
         if ref == "latest":
             complete = [i for i in ids if self.fs.exists(self._path(i, MANIFEST))]
             if not complete:
@@ -254,7 +263,7 @@ class Archive:
         written = manifest.migrated_from or SCHEMA_VERSION
         # From version 7 every file has its checksum: one without was tampered with.
         named = (*manifest.tables.values(), *manifest.attachments.values())
-        required = named if written >= CHECKSUMS_REQUIRED else ()
+        required = named if written >= SEALED else ()
         what = f"result set {set_id}"
         check_files(self.fs, self._path(set_id), manifest.checksums, what, required)
         tables: Tables = {}
@@ -297,7 +306,7 @@ class Archive:
         path = self._path(set_id, PROJECTIONS, name)
         payload = json.dumps(body, indent=1, sort_keys=True, default=str).encode()
         try:
-            self.fs.makedirs(self._path(set_id, PROJECTIONS), exist_ok=True)
+            self._folder(self._path(set_id, PROJECTIONS))
             self._commit(path, payload)
         except OSError as exc:
             unkept = f"the projection could not be kept beside {set_id}: {why(exc)}"
@@ -382,6 +391,8 @@ class Archive:
             raise UserError(f"{what}: manifest.json is corrupt") from exc
         if not isinstance(body, dict):
             raise UserError(f"{what}: manifest.json is corrupt: not an object")
+        if _deeper_than(body, MAX_NESTING):
+            raise UserError(f"{what}: manifest.json is corrupt: nested past {MAX_NESTING} levels")
         try:
             body = migrate_manifest(body, what)
         except (TypeError, AttributeError, KeyError, ValueError) as exc:
@@ -391,6 +402,22 @@ class Archive:
             return from_dict(Manifest, body)
         except DecodeError as exc:
             raise UserError(f"{what}: manifest.json is corrupt: {exc}") from None
+
+
+def _deeper_than(body: Any, limit: int) -> bool:
+    """Whether JSON ``body`` nests past ``limit`` levels (walked without recursion): every
+    reader of a manifest recurses, and Python's stack ends near a thousand."""
+    level: list[Any] = [body]
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _migrated_intervals(frame: pd.DataFrame, written: int) -> pd.DataFrame:

@@ -47,10 +47,7 @@ def _existing(results: str | None) -> Archive:
     """The archive ``--results`` names, which must exist (a verb over sets, not one writing)."""
     from harness.archive.store import Archive
 
-    archive = Archive(results)
-    if not archive.exists():
-        raise UserError(f"there is no archive at {archive.location!r} (nothing was archived there)")
-    return archive
+    return Archive(results).required()
 
 
 UNCHECKED = "read whole, but without checksums to compare (written before gapbench kept them)"
@@ -70,7 +67,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "ok": not problem,
             "problem": problem,
             "failed": failed.get(i, ""),
-            "checksums": i not in unchecked,
+            "checksums": None if problem or i in failed else i not in unchecked,
         }
         for i, problem in found.items()
     ]

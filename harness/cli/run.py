@@ -19,6 +19,7 @@ from harness.cli.options import (
 from harness.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     UserError,
     WorkloadFailed,
     number,
@@ -83,18 +84,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             result = run(config, archive, fingerprint)
         except WorkloadFailed as exc:  # recorded in the archive; the suite goes on
-            failing = EXIT_FAILED
+            failing = max(failing, EXIT_FAILED)
             reports.append({"failed": exc.reason, "recorded_as": exc.recorded_as})
             say_error(f"{exc.reason} (recorded as {exc.recorded_as})")
             continue
-        summary, said = summarize(result), answer(result)
         try:
+            summary, said = summarize(result), answer(result)
             found = losses(result, sample, budget_of(args))  # each set its own budget
         except UserError as exc:  # the set is archived: say so, and go on with the suite
-            failing = EXIT_BAD_INPUT
+            failing = max(failing, EXIT_BAD_INPUT)
             reports.append({"set": result.id, "error": str(exc)})
             say_error(f"{exc} (archived as {result.id}; see gapbench show --help)")
             continue
+        except KeyboardInterrupt:  # while its report was being made: the set is kept
+            print(f"gapbench: interrupted: {result.id} is archived", file=sys.stderr)
+            return EXIT_INTERRUPTED
         reports.append(
             {**summary.to_dict(), "answer": to_dict(said), "serialisation": found.to_dict()}
         )
@@ -102,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             console().print(terminal.summary(summary, said, found))
         stopped = result.manifest.stopped_by
         if stopped and stopped != "interrupted":
-            failing = exit_status(stopped)
+            failing = max(failing, exit_status(stopped))
             kept = f"what finished is archived as {result.id}"
             say_error(f"{stopped} ({kept})")
         elif stopped:
@@ -111,15 +115,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"gapbench: interrupted: what finished is archived as {result.id}", file=sys.stderr
             )
             break  # Ctrl-C stops the suite too
-        # Archived, but nothing to show for it, or invalid for a reason of its own (not the
-        # machine's load, which a quiet machine mends): say so to scripts.
-        own = summary.verdict.own_problems
+        # Archived, but nothing to show for it, or invalid for what the workload did (not for
+        # noise or the machine's load, which a quiet machine mends): say so to scripts.
+        broken = summary.verdict.broken
         if summary.end_to_end.n == 0:
-            failing = EXIT_FAILED
+            failing = max(failing, EXIT_FAILED)
             say_error(f"no request of {result.id} succeeded")
-        elif own and not stopped:
-            failing = EXIT_FAILED
-            say_error(f"{result.id} is invalid: {own[0]}")
+        elif broken and not stopped:
+            failing = max(failing, EXIT_FAILED)
+            say_error(f"{result.id} is invalid: {broken[0]}")
     status = status or failing
     if args.json:
         json.dump(reports, sys.stdout, indent=1, default=str)

@@ -38,6 +38,7 @@ from harness.workload import SetupContext, Workload
 
 TELEMETRY_INTERVAL_S = 0.5
 FAIL_FAST = 20  # measuring stops when the first this many requests all failed
+SAVING = "saving"  # the phase once measuring is over: what it measured is being put together
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,10 @@ def measure(
 ) -> ProcessResult:
     """Set up, warm up (discarded), then measure until both minimums are met.
 
-    ``phase(name)`` announces setup, warm-up and measurement; ``progress(requests_done,
-    seconds_elapsed)`` is called after each measured request. A failed request keeps its
-    error, is counted, and the run goes on. Ctrl-C stops measuring and returns what finished.
+    ``phase(name)`` announces setup, warm-up, measurement, profiling and saving;
+    ``progress(requests_done, seconds_elapsed)`` is called after each measured request. A
+    failed request keeps its error, is counted, and the run goes on. Ctrl-C stops measuring
+    and returns what finished.
     ``timing`` says how probes time an asynchronous device (harness.record.gpu_timing).
     ``profile`` requests more run afterwards under a profiler (torch's, or the backend's own),
     apart from the timed ones. The intervals are spooled to ``scratch`` (a folder the caller
@@ -230,6 +232,7 @@ def measure(
         spool.close()
         raise
     finally:
+        announce(SAVING)  # from here on, what was measured is put together and kept
         gc.unfreeze()
         sampler.stop()
         driver.close()

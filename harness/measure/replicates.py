@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +23,7 @@ import pandas as pd
 import psutil
 
 from harness import __version__, plugins
+from harness.archive.codec import to_dict
 from harness.archive.result_set import ResultSet
 from harness.archive.schema import (
     Config,
@@ -83,8 +87,8 @@ def clear_abandoned(folder: Path) -> list[Path]:
 def abandoned(scratch: Path) -> bool:
     """Whether a scratch folder is of a run on this host whose process no longer runs."""
     pid, _, rest = scratch.name.removeprefix(SCRATCH).partition("-")
-    here = rest.startswith(f"{this_host()}-")
-    return here and pid.isdigit() and not psutil.pid_exists(int(pid))
+    host = rest.rpartition("-")[0]  # tempfile's token has no dash; a host may
+    return host == this_host() and pid.isdigit() and not psutil.pid_exists(int(pid))
 
 
 def _measure_and_write(
@@ -152,13 +156,35 @@ def _measure_and_write(
     )
     attachments = {"profile.json": profile.trace_json} if profile is not None else {}
     tables = _tables(results)
+    with _held_interrupts():
+        try:
+            return archive.write(manifest, tables, attachments)
+        except (UserError, OSError) as exc:  # a full disk, a store gone: minutes of measuring
+            kept = _keep_elsewhere(manifest, tables, attachments)
+            raise UserError(
+                f"could not archive {manifest.id} in {archive.location}: {exc}; {kept}"
+            ) from exc
+
+
+@contextlib.contextmanager
+def _held_interrupts() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait while a set is written, then stop the run: one cut short
+    would lose what was measured."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    held: list[int] = []
+    kinds = (signal.SIGINT, signal.SIGTERM)
+    before = {
+        kind: signal.signal(kind, lambda signum, frame: held.append(signum)) for kind in kinds
+    }
     try:
-        return archive.write(manifest, tables, attachments)
-    except (UserError, OSError) as exc:  # a full disk, a store gone: minutes of measuring
-        kept = _keep_elsewhere(manifest, tables, attachments)
-        raise UserError(
-            f"could not archive {manifest.id} in {archive.location}: {exc}; {kept}"
-        ) from exc
+        yield
+    finally:
+        for kind, handler in before.items():
+            signal.signal(kind, handler)
+    if held:
+        raise KeyboardInterrupt
 
 
 UNSAVED = "gapbench-unsaved"  # where a set goes when its archive fails as it is written
@@ -204,7 +230,10 @@ def _work(config: RunConfig, cls: type[Workload], facts: tuple[ReplicateFacts, .
         arrival="closed loop, one request at a time",
     )
     work_params, _ = split(cls.params, resolve(cls.params, config.params))
-    fields = (cls.name, code_hash(cls), config.size, config.seed, facts[0].work, stream)
+    # The workload's own work() as it is stored (sets as lists, dataclasses as objects): the
+    # digest a reader checks is taken of what it reads.
+    stored = to_dict(facts[0].work)
+    fields = (cls.name, code_hash(cls), config.size, config.seed, stored, stream)
     return Work(*fields, Work.digest(*fields, work_params), work_params)
 
 

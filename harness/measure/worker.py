@@ -2,8 +2,8 @@
 
 The parent passes the config as JSON and a folder; the worker spools its intervals there as it
 measures, then writes its other tables, its facts and a status to that folder, even when Ctrl-C
-stopped it partway, so that what finished is never lost. ``python -m harness.measure.worker SPEC
-FOLDER`` is its entry.
+stopped it partway, so that what finished is never lost. ``BOOT`` is its entry (``python -c
+BOOT SPEC FOLDER``).
 """
 
 from __future__ import annotations
@@ -36,10 +36,16 @@ from harness.errors import (
     show_cause,
 )
 from harness.measure.config import RunConfig
-from harness.measure.process import ProcessResult, measure_config
+from harness.measure.process import SAVING, ProcessResult, measure_config
 from harness.measure.profiling import Profile
 
 STATUS = "status.json"
+# A worker ignores Ctrl-C from its first instruction, before the imports that take seconds:
+# Ctrl-C at a terminal reaches the whole process group, and the parent alone decides.
+BOOT = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "from harness.measure.worker import main; sys.exit(main(sys.argv[1:]))"
+)
 GRACE_S = 10.0  # how long a worker past its time limit has to save what finished
 
 
@@ -53,27 +59,33 @@ def measure_in_child(
     a ``WorkloadFailed`` saying which, holding what it saved before it was stopped."""
     spec = {"config": to_dict(config), "device": device, "label": label}
     spec["replicate"] = replicate
-    command = [sys.executable, "-m", "harness.measure.worker", json.dumps(spec), str(scratch)]
+    command = [sys.executable, "-c", BOOT, json.dumps(spec), str(scratch)]
     process = subprocess.Popen(command)
     deadline = None if config.timeout_s is None else time.monotonic() + config.timeout_s
     interrupted = timed_out = False
-    while True:
+    while process.poll() is None:
         try:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                if timed_out:  # past its grace too: stuck where no signal reaches Python
+                    process.kill()
+                    deadline = None
+                else:  # SIGTERM first: it saves what finished, as on Ctrl-C
+                    timed_out = True
+                    process.terminate()
+                    deadline = time.monotonic() + GRACE_S
+                continue
             process.wait(left)
-            break
         except subprocess.TimeoutExpired:
-            timed_out = True
-            _stop(process)
-            break
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM, here: the worker is told once
+            pass
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM, here, at any moment: told once
             if not interrupted:
                 with contextlib.suppress(ProcessLookupError):
                     process.terminate()
             interrupted = True  # keep waiting: the worker is writing what finished
     report = _report(scratch / STATUS)
     saved = _saved(report, scratch) if report.get("measured") else None
-    if timed_out:
+    if timed_out and not interrupted:  # stopped by the user first: an interruption
         limit = number(config.timeout_s or 0)
         raise WorkloadFailed(f"workload {label!r}: timed out, still running after {limit} s", saved)
     if report.get("error"):
@@ -114,17 +126,6 @@ def ended(returncode: int) -> str:
     return f"its process crashed: killed by {name}"
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM (the worker saves what finished, as on Ctrl-C), then SIGKILL for one stuck
-    where Python cannot take the signal (a native call, a blocked signal)."""
-    process.terminate()
-    try:
-        process.wait(GRACE_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def _saved(report: dict, scratch: Path) -> ProcessResult:
     """What a worker wrote to ``scratch`` and said in its ``report``."""
     try:
@@ -146,23 +147,24 @@ def _saved(report: dict, scratch: Path) -> ProcessResult:
     )
 
 
-_MEASURING = threading.Event()  # set once setup is over: from then on there is work to save
+# The phase measuring has reached, as announced: "" while the worker starts (imports).
+_PHASE = [""]
 
 
 def _interrupted(signum: int, frame: object) -> None:
-    """SIGTERM, from the parent (its Ctrl-C, its SIGTERM, its time limit): stop, as Ctrl-C
-    does, and write what finished; taken once, so a second cannot cut the writing short."""
+    """SIGTERM, from the parent (its Ctrl-C, its SIGTERM, its time limit): stop as Ctrl-C
+    does and write what finished. Taken once: a second cannot cut the writing short."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if not _MEASURING.is_set():
-        # Importing and setting up, nothing measured: an exception raised into native code
-        # (an extension's import) aborts noisily, so leave at once instead.
+    if not _PHASE[0]:
+        # Importing, nothing set up or measured: an exception raised into native code (an
+        # extension's import) aborts noisily, so leave at once instead.
         os._exit(EXIT_INTERRUPTED)
-    raise KeyboardInterrupt
+    if _PHASE[0] != SAVING:  # once saving, what was measured is written whole
+        raise KeyboardInterrupt
 
 
 def _phase(name: str) -> None:
-    if name != "setup":
-        _MEASURING.set()
+    _PHASE[0] = name
 
 
 def _exit_with_parent(scratch: Path) -> None:
@@ -183,9 +185,8 @@ def main(argv: list[str]) -> int:
     """Entry of a replicate's worker process: measure, then write raw tables to a folder."""
     arrow_on_the_system_allocator()
     signal.signal(signal.SIGTERM, _interrupted)
-    # Ctrl-C at a terminal reaches the whole process group: the parent alone decides, and
-    # tells this worker once (SIGTERM). A handler, not SIG_IGN: a workload's own child
-    # processes (a tool server) must still take Ctrl-C as usual.
+    # The parent tells this worker once (SIGTERM). A handler now, not SIG_IGN: a workload's
+    # own child processes (a tool server) must still take Ctrl-C as usual.
     signal.signal(signal.SIGINT, lambda signum, frame: None)
     spec, out = json.loads(argv[0]), Path(argv[1])
     _exit_with_parent(out.parent)
@@ -215,7 +216,3 @@ def main(argv: list[str]) -> int:
         body["profile_tool"] = result.profile.tool
     _say(status, body)
     return EXIT_INTERRUPTED if result.interrupted else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -23,15 +23,15 @@ from harness.analysis.stats import PERCENTILE_FLOORS
 from harness.archive.codec import to_dict
 from harness.archive.result_set import ResultSet
 from harness.archive.schema import PROJECTION_VERSION
-from harness.errors import UserError
+from harness.errors import UserError, in_range
 from harness.projection.budget import Budget
 from harness.projection.claims import Claim
 from harness.projection.replay import replay
 from harness.projection.replay_sample import (
     PERCENTILES,
     REPLAY_SAMPLE,
+    REPLAY_SAMPLE_MAX,
     ReplaySample,
-    checked,
     choose,
     percentile,
     sampling_error,
@@ -266,7 +266,8 @@ BASES: weakref.WeakKeyDictionary[ResultSet, dict[int, ReplayBase]] = weakref.Wea
 
 def replay_base(result: ResultSet, size: int, budget: Budget | None = None) -> ReplayBase:
     kept = BASES.setdefault(result, {})
-    if checked(size) not in kept:
+    in_range("sample size", size, 0, REPLAY_SAMPLE_MAX)  # 0: every request
+    if size not in kept:
         budget = budget or Budget()
         table = split_table(result)
         replicate_of = table.requests["replicate"].to_numpy()

@@ -19,6 +19,7 @@ from harness.analysis.stats import MIN_ROUNDS, redraws
 from harness.errors import UserError
 
 REPLAY_SAMPLE = 4_000  # side-by-side requests replayed at most by default (0: every one)
+REPLAY_SAMPLE_MAX = 10**7
 SEED = 0  # one fixed sample: projecting a set twice gives the same figures
 PERCENTILES = {"p50": 50.0, "p99": 99.0}
 
@@ -39,7 +40,7 @@ class ReplaySample:
 def checked(size: int) -> int:
     """A sample size as given: 0 (every request), or 100 to 10^7 (a sample of a few would
     say little); else a UserError naming ``--replay-sample``."""
-    if size != 0 and not 100 <= size <= 10**7:
+    if size != 0 and not 100 <= size <= REPLAY_SAMPLE_MAX:
         raise UserError(
             f"--replay-sample must be 0 (every request) or from 100 to 10^7, not {size}"
         )
