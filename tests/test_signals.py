@@ -51,8 +51,15 @@ def _start(tmp_path: Path, *extra: str, setup_s: float = 0) -> tuple[subprocess.
     env = {**os.environ, "SLOW_MEASURING": str(tmp_path / "measuring")}
     env["SLOW_SETUP_S"] = str(setup_s)
     # A session of its own: a terminal's Ctrl-C goes to the whole group, sent here by killpg.
+    # SIGINT as a terminal leaves it, though this test may run where it is ignored (a shell's
+    # background job), which a child inherits and Python then honours.
     process = subprocess.Popen(
-        command, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+        command,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     return process, results
 
