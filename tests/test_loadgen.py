@@ -52,3 +52,27 @@ def test_a_scenario_and_its_numbers_have_ranges():
     ):
         with pytest.raises(UserError):
             LoadSettings(**bad)  # type: ignore[arg-type]
+
+
+def test_a_stall_shows_in_the_latency_of_every_query_queued_behind_it(tmp_path):
+    # One worker; the tenth query stalls 300 ms while Poisson arrivals (50/s) keep coming.
+    # Counted from their scheduled times, the queries that arrived during the stall waited
+    # for it: a generator that waited for the stall before sending (coordinated omission)
+    # would show one slow query and hide the rest.
+    served = []
+    stall_s = 0.3
+
+    def serve(index: int) -> None:
+        served.append(index)
+        time.sleep(stall_s if len(served) == 10 else 0.002)
+
+    settings = LoadSettings("server", 50.0, min_duration_s=1.5, min_queries=60, workers=1)
+    samples = run_load(serve, 16, settings, tmp_path).samples
+    stalled = samples.iloc[9]
+    end = stalled["scheduled_ns"] + stalled["latency_ns"]  # when the stall was over
+    behind = samples.iloc[10:][samples["scheduled_ns"].iloc[10:] < end - 50e6]
+    assert len(behind) >= 3  # at 50/s, about 15 arrive in 300 ms
+    waited = end - behind["scheduled_ns"]  # at least this long, from each one's arrival
+    assert (behind["latency_ns"] >= waited).all()
+    assert (behind["own_latency_ns"] >= 0.99 * waited).all()
+    assert samples["latency_ns"].nlargest(3).min() > 100e6  # more than the one stalled query
