@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from harness.archive.names import load
 from harness.archive.schema import Manifest
-from harness.archive.store import load
 from harness.machine.fingerprint import Fingerprint, detect
 from harness.record.probes import Interval
 from harness.words import Kind

@@ -9,7 +9,7 @@ import re
 import pytest
 from conftest import CALIBRATION_SET
 
-from harness.archive.store import load
+from harness.archive.names import load
 from harness.cli import main
 from harness.errors import UserError
 from harness.projection.budget import Budget

@@ -16,7 +16,7 @@ from conftest import SETS
 from harness.analysis.attribution import RequestSplit, split_request
 from harness.analysis.columns import split_frame, split_table
 from harness.analysis.invariants import check_invariants
-from harness.archive.store import load
+from harness.archive.names import load
 from harness.archive.tables import intervals_frame
 from harness.record.probes import Interval
 from harness.words import HANDOFF_WAIT, HARNESS_LAG, QUEUE_WAIT, Kind

@@ -17,7 +17,8 @@ from fsspec.implementations.local import LocalFileSystem
 from harness.analysis.columns import split_frame, split_table
 from harness.archive import intervals
 from harness.archive.checksums import checksum
-from harness.archive.store import MANIFEST, load
+from harness.archive.names import load
+from harness.archive.store import MANIFEST
 from harness.archive.tables import INTERVAL_STRINGS, frame_intervals
 from harness.errors import UserError
 from harness.words import Kind

@@ -126,7 +126,7 @@ def _run_of(scratch: Path) -> str:
 
 
 def test_only_this_host_s_abandoned_scratch_is_cleared(tmp_path):
-    from harness.archive.store import this_host
+    from harness.archive.names import this_host
 
     ended = subprocess.Popen(["true"])
     ended.wait()  # a process id that no longer runs

@@ -26,9 +26,10 @@ from conftest import (
 from harness.analysis.summary import summarize
 from harness.archive import migrations, schema
 from harness.archive.codec import DecodeError, from_dict, to_dict
+from harness.archive.names import load
 from harness.archive.result_set import ResultSet
 from harness.archive.schema import HISTORY, SCHEMA_VERSION, Manifest, ReplicateFacts
-from harness.archive.store import MANIFEST, Archive, load
+from harness.archive.store import MANIFEST, Archive
 from harness.cli import main
 from harness.errors import UserError
 from harness.machine import fingerprint

@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import interval, make_manifest
 
+from harness.archive.names import load, new_id
 from harness.archive.schema import FailedRun
-from harness.archive.store import MANIFEST, SCHEMA_VERSION, Archive, load, new_id
+from harness.archive.store import MANIFEST, SCHEMA_VERSION, Archive
 from harness.archive.tables import (
     INTERVAL_STRINGS,
     REQUEST_COLUMNS,

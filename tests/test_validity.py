@@ -152,7 +152,7 @@ def test_concurrency_in_columns_matches_the_sweep_by_hand():
 def test_replicates_that_disagree_are_a_problem_and_agreeing_ones_are_not():
     from conftest import RAG_SET
 
-    from harness.archive.store import load
+    from harness.archive.names import load
 
     result = load(str(RAG_SET))  # two replicates of the same work
     e2e = Percentiles.of(result.requests["latency_s"].to_numpy())

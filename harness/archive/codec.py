@@ -159,3 +159,19 @@ def _named(hint: Any) -> str:
         return " or ".join(_named(a) for a in typing.get_args(hint))
     hint = typing.get_origin(hint) or hint
     return _NAMES.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def deeper_than(body: Any, limit: int) -> bool:
+    """Whether JSON ``body`` nests past ``limit`` levels (walked without recursion): every
+    reader of a manifest recurses, and Python's stack ends near a thousand."""
+    level: list[Any] = [body]
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True

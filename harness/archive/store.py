@@ -11,9 +11,7 @@ import contextlib
 import functools
 import json
 import os
-import re
 import secrets
-import socket
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -24,7 +22,7 @@ import pandas as pd
 
 from harness.archive.checks import check_set
 from harness.archive.checksums import check_files, checksum
-from harness.archive.codec import DecodeError, from_dict, to_dict
+from harness.archive.codec import DecodeError, deeper_than, from_dict, to_dict
 from harness.archive.intervals import StoredIntervals, read_parquet
 from harness.archive.location import open_location, why
 from harness.archive.migrations import (
@@ -48,22 +46,6 @@ MAX_NESTING = 64  # levels of a manifest, where gapbench writes fewer than ten
 
 def default_location() -> str:
     return os.environ.get(ENV_VAR) or "results"
-
-
-def new_id(workload: str, now: datetime | None = None) -> str:
-    """An id that sorts by creation time and says where it was made."""
-    now = now or datetime.now(timezone.utc)
-    return f"{now:%Y%m%dT%H%M%SZ}-{this_host()}-{_slug(workload)}-{secrets.token_hex(4)}"
-
-
-def this_host() -> str:
-    """This machine's short name, as ids and folder names carry it."""
-    return _slug(socket.gethostname().split(".")[0]) or "host"
-
-
-def _slug(text: str) -> str:
-    # Ids become folder names on every filesystem and object store: keep them plain.
-    return re.sub(r"[^A-Za-z0-9-]", "-", text)[:24]
 
 
 class Archive:
@@ -391,7 +373,7 @@ class Archive:
             raise UserError(f"{what}: manifest.json is corrupt") from exc
         if not isinstance(body, dict):
             raise UserError(f"{what}: manifest.json is corrupt: not an object")
-        if _deeper_than(body, MAX_NESTING):
+        if deeper_than(body, MAX_NESTING):
             raise UserError(f"{what}: manifest.json is corrupt: nested past {MAX_NESTING} levels")
         try:
             body = migrate_manifest(body, what)
@@ -404,58 +386,5 @@ class Archive:
             raise UserError(f"{what}: manifest.json is corrupt: {exc}") from None
 
 
-def _deeper_than(body: Any, limit: int) -> bool:
-    """Whether JSON ``body`` nests past ``limit`` levels (walked without recursion): every
-    reader of a manifest recurses, and Python's stack ends near a thousand."""
-    level: list[Any] = [body]
-    for _ in range(limit):
-        level = [
-            child
-            for node in level
-            for child in (node.values() if isinstance(node, dict) else node)
-            if isinstance(child, dict | list)
-        ]
-        if not level:
-            return False
-    return True
-
-
 def _migrated_intervals(frame: pd.DataFrame, written: int) -> pd.DataFrame:
     return migrate_tables({"intervals": frame}, written)["intervals"]
-
-
-def locate(ref: str, location: str | os.PathLike | None = None) -> tuple[Archive, str]:
-    """The archive and id of a set named in the archive at ``location``, or by the path of its
-    own folder (its archive is then the folder that folder lies in, which may be any folder:
-    see ``sheltered``)."""
-    folder = Path(ref)
-    if (folder / MANIFEST).is_file():
-        return Archive(folder.resolve().parent), folder.resolve().name
-    archive = Archive(location)
-    return archive, archive.resolve(ref)
-
-
-def sheltered(
-    path: str | os.PathLike, archive: Archive, set_id: str, location: str | os.PathLike | None
-) -> str | None:
-    """What a local ``path`` lies inside that no export may write to, or None: the archive at
-    ``location`` (``default_location()`` when None), or the folder of the set ``set_id`` of
-    ``archive`` (as ``locate`` gave them).
-
-    A set named by its folder's path has its parent for an archive, but that parent may be any
-    folder (a download, a home): only the set's own folder is kept from, not its neighbours."""
-    try:
-        named = Archive(location)
-    except UserError:  # an archive that will not even open is no local folder to write into
-        named = None
-    if named is not None and named.holds(path):
-        return f"the archive {named.location}"
-    if archive.holds(path, set_id):
-        return f"the result set folder {archive._path(set_id)}"
-    return None
-
-
-def load(ref: str, location: str | os.PathLike | None = None) -> ResultSet:
-    """A set named in the archive at ``location``, or by the path of its own folder."""
-    archive, set_id = locate(ref, location)
-    return archive.load(set_id)

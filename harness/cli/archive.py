@@ -113,7 +113,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from harness.analysis.comparability import same_work
     from harness.analysis.summary import summarize
     from harness.archive.codec import to_dict
-    from harness.archive.store import load
+    from harness.archive.names import load
     from harness.projection.answer import answer
     from harness.projection.serialisation import losses
     from harness.report import terminal
@@ -137,7 +137,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from harness.archive.store import locate, sheltered
+    from harness.archive.names import locate, sheltered
 
     if args.format == "chrome" and args.endpoint is not None:
         raise UserError("--endpoint sends OpenTelemetry spans: it goes with --format otel")

@@ -19,7 +19,7 @@ from harness.errors import EXIT_BAD_INPUT, UserError, say_error
 
 def cmd_project(args: argparse.Namespace) -> int:
     from harness.analysis.summary import summarize
-    from harness.archive.store import locate
+    from harness.archive.names import locate
     from harness.projection.project import project
     from harness.report import projection
 
@@ -47,7 +47,7 @@ def cmd_project(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.analysis.comparability import comparable
     from harness.analysis.summary import summarize
-    from harness.archive.store import load, locate
+    from harness.archive.names import load, locate
     from harness.projection.compare import compare
     from harness.projection.project import project
     from harness.projection.serialisation import OVERLAPPED, losses, serialised_share

@@ -24,6 +24,7 @@ import psutil
 
 from harness import __version__, plugins
 from harness.archive.codec import to_dict
+from harness.archive.names import new_id, this_host
 from harness.archive.result_set import ResultSet
 from harness.archive.schema import (
     Config,
@@ -36,7 +37,7 @@ from harness.archive.schema import (
     RequestStream,
     Work,
 )
-from harness.archive.store import Archive, new_id, this_host
+from harness.archive.store import Archive
 from harness.archive.tables import Spooled
 from harness.errors import UserError, WorkloadFailed
 from harness.machine.devices import resolve_device
