@@ -12,14 +12,8 @@ import pytest
 
 from harness.analysis.telemetry import frequency_drop, telemetry_summary
 from harness.machine.accelerators import read_nvml
-from harness.measure.sampler import (
-    COLUMNS,
-    Reading,
-    Sampler,
-    Source,
-    load_sources,
-    rapl_sources,
-)
+from harness.measure.sampler import COLUMNS, Sampler
+from harness.measure.telemetry_sources import Reading, Source, load_sources, rapl_sources
 
 
 def run_until(sampler: Sampler, done: Callable[[], bool], limit_s: float = 1.5) -> None:
@@ -479,7 +473,7 @@ def test_the_run_s_own_children_are_the_run_s_load_not_others():
     import subprocess
     import sys
 
-    from harness.measure.sampler import run_cpu_ns
+    from harness.measure.telemetry_sources import run_cpu_ns
 
     before = run_cpu_ns()
     spin = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
