@@ -270,6 +270,10 @@ class Workload:
     # ``setup`` and every stage as ``ctx.params``, and are archived with the set, under its work
     # or its execution as each parameter declares.
     params: ClassVar[tuple[Param, ...]] = ()
+    # Whether several requests may be driven through it at once, as the concurrency contract
+    # above says (`run --workers`, `--concurrency`); one that keeps per-request state on
+    # itself says False and is refused more than one at a time.
+    concurrent: ClassVar[bool] = True
 
     def setup(self, ctx: SetupContext) -> None:
         """Build models and data for ``ctx.device`` and ``ctx.size`` (timed as load time)."""
@@ -305,6 +309,12 @@ class Workload:
         """The backend's own profiler for ``--profile`` (a ``measure.profiling.BackendProfiler``),
         or None for torch.profiler."""
         return None
+
+    def batch(self, payloads: Sequence[Any]) -> Any:
+        """One payload carrying ``payloads`` for the root stage to serve as a batch (the
+        offline and multi-stream scenarios with ``--batch``); ``samples`` must count them.
+        A workload that cannot batch leaves this out: its samples are served one a request."""
+        raise NotImplementedError
 
     def samples(self, payload: Any) -> int:
         """How many samples one request payload carries (1 unless the workload batches)."""

@@ -11,12 +11,14 @@ from harness.errors import UserError
 
 pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not installed")
 
-from harness.measure.loadgen import LoadSettings, read_summary, run_load
+from harness.archive.loadgen_summary import parse
+from harness.archive.schema import Load
+from harness.measure.loadgen import Minimums, check_load, run_load
 
 SERVICE_S = 0.02  # long beside the microseconds two clocks stamp apart: 1% is 200 us
 
 
-def _serve(index: int) -> None:
+def _serve(indices: list[int], issued_ns: int) -> None:
     time.sleep(SERVICE_S)
 
 
@@ -26,18 +28,20 @@ def _serve(index: int) -> None:
 def test_gapbench_s_clock_agrees_with_loadgen_s_from_the_scheduled_time(
     tmp_path, scenario, qps, workers
 ):
-    settings = LoadSettings(scenario, qps, min_duration_s=1.0, min_queries=40, workers=workers)
-    run = run_load(_serve, 16, settings, tmp_path)
+    load = Load(scenario, qps, workers=workers)
+    run = run_load(_serve, 16, load, Minimums(1.0, 40), tmp_path)
     samples = run.samples
     assert len(samples) >= 40 and samples["sample_index"].between(0, 15).all()
     assert (samples["issue_delay_ns"] >= 0).all() and (samples["latency_ns"] > 0).all()
     # Every latency holds the service time at least, on both clocks.
     assert (samples["own_latency_ns"] >= SERVICE_S * 1e9 * 0.99).all()
+    # The generator's lag on gapbench's clock is LoadGen's issue delay and the few
+    # microseconds its callback took to reach Python.
+    assert (samples["lag_ns"] >= samples["issue_delay_ns"] - 50_000).all()
     for q in (50, 99):
         own, theirs = (np.percentile(samples[c], q) for c in ("own_latency_ns", "latency_ns"))
         assert own == pytest.approx(theirs, rel=0.01), q
-    stats, _ = read_summary(tmp_path / "mlperf_log_summary.txt")
-    assert stats["50.00 percentile latency (ns)"] == pytest.approx(
+    assert parse(run.summary).latency_ns(50) == pytest.approx(
         np.percentile(samples["latency_ns"], 50), rel=0.01
     )
 
@@ -48,10 +52,12 @@ def test_a_scenario_and_its_numbers_have_ranges():
         {"scenario": "server"},  # no rate
         {"scenario": "server", "qps": 0.0},
         {"workers": 0},
-        {"min_duration_s": float("nan")},
+        {"qps": float("nan")},
+        {"concurrency": 2000},
+        {"batch": 0},
     ):
         with pytest.raises(UserError):
-            LoadSettings(**bad)  # type: ignore[arg-type]
+            check_load(Load(**{"scenario": "single-stream", **bad}))  # type: ignore[arg-type]
 
 
 def test_a_stall_shows_in_the_latency_of_every_query_queued_behind_it(tmp_path):
@@ -62,12 +68,11 @@ def test_a_stall_shows_in_the_latency_of_every_query_queued_behind_it(tmp_path):
     served = []
     stall_s = 0.3
 
-    def serve(index: int) -> None:
-        served.append(index)
+    def serve(indices: list[int], issued_ns: int) -> None:
+        served.append(indices)
         time.sleep(stall_s if len(served) == 10 else 0.002)
 
-    settings = LoadSettings("server", 50.0, min_duration_s=1.5, min_queries=60, workers=1)
-    samples = run_load(serve, 16, settings, tmp_path).samples
+    samples = run_load(serve, 16, Load("server", 50.0), Minimums(1.5, 60), tmp_path).samples
     stalled = samples.iloc[9]
     end = stalled["scheduled_ns"] + stalled["latency_ns"]  # when the stall was over
     behind = samples.iloc[10:][samples["scheduled_ns"].iloc[10:] < end - 50e6]
@@ -76,3 +81,17 @@ def test_a_stall_shows_in_the_latency_of_every_query_queued_behind_it(tmp_path):
     assert (behind["latency_ns"] >= waited).all()
     assert (behind["own_latency_ns"] >= 0.99 * waited).all()
     assert samples["latency_ns"].nlargest(3).min() > 100e6  # more than the one stalled query
+
+
+def test_offline_hands_every_sample_over_at_once_in_batches(tmp_path):
+    groups: list[list[int]] = []
+
+    def serve(indices: list[int], issued_ns: int) -> None:
+        groups.append(indices)
+
+    run = run_load(serve, 10, Load("offline", 200.0, batch=8), Minimums(0.0, 50), tmp_path)
+    assert sum(map(len, groups)) == len(run.samples) >= 50
+    assert max(map(len, groups)) == 8
+    # One issue: every sample reached gapbench at the same instant.
+    assert run.samples["issued_ns"].nunique() == 1
+    assert "Samples per second" in parse(run.summary).numbers

@@ -5,6 +5,10 @@ un-probed glue) is timed on a clock gapbench's probes never read, and those timi
 the request's data to its response (``Carry.truth``). ``receive`` feeds a long ``search`` (critical
 by design; it fans out at run time to a short and a long branch) and a short ``lookup`` beside it;
 ``join`` waits for both. tests/test_calibration.py sets gapbench's split beside this truth.
+
+With ``--set service_ms=M`` the planted design gives way to one planted wait a request, drawn
+from an exponential distribution of mean M: under the server scenario, a queue where M/M/c's
+prediction is exact (tests/test_under_load.py).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import random
 import sys
 import threading
 import time
@@ -24,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from harness.words import CATEGORIES, FAN_OUT_JOIN, UNATTRIBUTED
-from harness.workload import SetupContext, Stage, StageContext, Workload
+from harness.workload import Param, SetupContext, Stage, StageContext, Workload
 
 COMPUTE, MOVEMENT, SCHEDULING = CATEGORIES
 SPAN = "span"  # a stage's (or branch's) first to last line, not planted work
@@ -233,13 +238,29 @@ class Calibration(Workload):
         Stage("join", layer="assembly", after=("search", "lookup")),
     )
 
+    params = (
+        Param(
+            "service_ms",
+            0.0,
+            "instead of the planted design, one wait a request drawn from an exponential "
+            "distribution of this mean (0: the planted design)",
+            low=0.0,
+            high=60_000.0,
+        ),
+    )
+
     config: CalibrationConfig
+    service_s: float  # the exponential service's mean (0: the planted design)
+    draws: random.Random
+    drawing: threading.Lock
     sources: dict[int, np.ndarray]  # copy sources by size
     jobs: queue.Queue
     worker: threading.Thread
 
     def setup(self, ctx: SetupContext) -> None:
         self.config = c = CalibrationConfig()
+        self.service_s = float(ctx.params.get("service_ms", 0.0)) / 1e3
+        self.draws, self.drawing = random.Random(ctx.seed), threading.Lock()
         sizes = {c.search_copy_bytes, c.branch_copy_bytes, c.lookup_copy_bytes}
         self.sources = {n: np.ones(n, np.uint8) for n in sizes}
         self.jobs = queue.Queue()
@@ -288,6 +309,8 @@ class Calibration(Workload):
     def receive(self, ctx: StageContext, payload: bytes) -> Carry:
         """Deserialise the payload (movement of its exact size), then un-probed glue."""
         plant, c = Planter("receive"), self.config
+        if self.service_s:
+            return self._exponential(ctx, plant, payload)
         with (
             ctx.movement(nbytes=len(payload), label="json.loads"),
             plant.piece(MOVEMENT, "json.loads", c.payload_bytes),
@@ -298,8 +321,18 @@ class Calibration(Workload):
             burn(c.glue_us * 1_000, glue=True)
         return Carry(int(body["id"]), plant.close())
 
+    def _exponential(self, ctx: StageContext, plant: Planter, payload: bytes) -> Carry:
+        """The whole request's service: a wait of exponentially distributed length."""
+        with self.drawing:  # one generator, drawn from by every serving thread
+            service_s = self.draws.expovariate(1 / self.service_s)
+        with ctx.wait(label="service"), plant.piece(SCHEDULING, "service"):
+            time.sleep(service_s)
+        return Carry(int(json.loads(payload)["id"]), plant.close())
+
     def search(self, ctx: StageContext, parsed: Carry) -> Carry:
         """The long, critical branch: compute, a copy, a sleep, a queue handoff, a fan-out."""
+        if self.service_s:
+            return parsed
         plant, c = Planter("search"), self.config
         self._hash(ctx, plant, "hash", c.search_us)
         self._copy(ctx, plant, "copy", c.search_copy_bytes)
@@ -337,6 +370,8 @@ class Calibration(Workload):
 
     def lookup(self, ctx: StageContext, parsed: Carry) -> Carry:
         """The short branch beside search: compute, a copy and a sleep, all overlap."""
+        if self.service_s:
+            return parsed
         plant, c = Planter("lookup"), self.config
         self._hash(ctx, plant, "hash", c.lookup_us)
         self._copy(ctx, plant, "copy", c.lookup_copy_bytes)
@@ -348,6 +383,8 @@ class Calibration(Workload):
 
     def join(self, ctx: StageContext, searched: Carry, looked: Carry) -> Carry:
         """Assemble: a little compute, the reply serialised to its exact size, then glue."""
+        if self.service_s:
+            return Carry(json.dumps({"id": searched.value}).encode(), searched.pieces)
         plant, c = Planter("join"), self.config
         self._hash(ctx, plant, "hash", c.join_us)
         with (

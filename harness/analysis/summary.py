@@ -12,6 +12,7 @@ import pandas as pd
 from harness.analysis.breakdown import bucket_shares, end_to_end, stage_table, wait_table
 from harness.analysis.columns import split_table
 from harness.analysis.invariants import Invariants, set_invariants
+from harness.analysis.load import LoadReport, load_report
 from harness.analysis.overhead import Overhead, overhead
 from harness.analysis.stats import Percentiles
 from harness.analysis.telemetry import telemetry_summary
@@ -66,6 +67,7 @@ class Summary:
     facts: RunFacts
     invariants: Invariants
     verdict: Verdict
+    load: LoadReport | None = None  # a set run under a load
 
     def to_dict(self) -> dict[str, Any]:
         m = self.result.manifest
@@ -91,6 +93,7 @@ class Summary:
             "telemetry": self.telemetry,
             "facts": to_dict(self.facts),
             "replicates": to_dict(m.replicates),
+            "load": _load_dict(self.load),
         }
 
 
@@ -105,6 +108,7 @@ def summarize(result: ResultSet) -> Summary:
     replicates = result.manifest.replicates
     samples = result.telemetry
     notes = tuple(sorted({n for r in replicates for n in r.telemetry_notes}))
+    load = load_report(result)
     return Summary(
         result=result,
         end_to_end=e2e,
@@ -120,8 +124,32 @@ def summarize(result: ResultSet) -> Summary:
         telemetry_notes=notes,
         facts=run_facts(replicates),
         invariants=invariants,
-        verdict=verdict(result, e2e, coverage, invariants),
+        verdict=verdict(result, e2e, coverage, invariants, load),
+        load=load,
     )
+
+
+def _load_dict(load: LoadReport | None) -> dict[str, Any] | None:
+    if load is None:
+        return None
+    body = to_dict(load)
+    body["latency_ms"] = {f"p{p:g}": v for p, v in load.latency_ms.items()}
+    body["loadgen"] = [
+        {"valid": s.valid, "numbers": s.numbers, "early_stopping": s.early_stopping}
+        for s in load.loadgen
+    ]
+    if load.queue is not None:
+        body["queue"]["predicted_mean_ms"] = load.queue.predicted_mean_ms
+    return _deep_finite(body)
+
+
+def _deep_finite(value: Any) -> Any:
+    # JSON has no NaN or infinity: a queue that grows without bound has no mean wait.
+    if isinstance(value, dict):
+        return {str(k): _deep_finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_deep_finite(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def run_facts(replicates: tuple[ReplicateFacts, ...]) -> RunFacts:

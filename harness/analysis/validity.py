@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis.invariants import Invariants, set_invariants
+from harness.analysis.load import LoadReport
 from harness.analysis.overhead import overhead
 from harness.analysis.stats import NOISE_THRESHOLD, PERCENTILE_FLOORS, Percentiles
 from harness.analysis.telemetry import frequency_drop
@@ -79,9 +80,11 @@ def verdict(
     e2e: Percentiles,
     coverage: float,
     invariants: Invariants | None = None,
+    load: LoadReport | None = None,
 ) -> Verdict:
     """Judge a set from its raw data: completeness, invariants (checked now unless given),
-    errors, samples, noise, coverage, the machine's load, and threads that oversubscribe.
+    errors, samples, noise, coverage, the machine's load, threads that oversubscribe, and
+    under a load, the generator's lag and its clock against gapbench's (``load``).
 
     (Compute whose thread was off the CPU is no note: it is split out as a wait.)"""
     invariants = invariants if invariants is not None else set_invariants(result)
@@ -195,6 +198,9 @@ def verdict(
     busy += trouble
     problems += busy
     notes += _oversubscribed(result)
+    if load is not None:
+        problems += load.problems
+        notes += load.notes
     return Verdict(
         not problems, tuple(problems), tuple(notes), tuple(sampling), tuple(busy), tuple(broken)
     )

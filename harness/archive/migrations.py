@@ -113,6 +113,7 @@ MIGRATIONS: dict[int, Migration] = {
     4: Migration(_same, _same_tables),  # new keys only, each with a default
     5: Migration(_same, _same_tables),  # new keys only, each with a default
     6: Migration(_same, _same_tables),  # checksums required from 7 on: checked as it loads
+    7: Migration(_same, _same_tables),  # new keys only, each with a default
 }
 
 

@@ -22,6 +22,7 @@ class ResultSet:
     interval_table: Intervals  # read in parts as asked (``intervals`` reads it whole)
     requests: pd.DataFrame
     telemetry: pd.DataFrame | None = None  # samples taken while requests were timed
+    queries: pd.DataFrame | None = None  # each query LoadGen scheduled (a run under LoadGen)
 
     def __post_init__(self) -> None:
         if not isinstance(self.interval_table, Intervals):  # a DataFrame: ResultSet.of wraps it
@@ -34,9 +35,10 @@ class ResultSet:
         intervals: pd.DataFrame,
         requests: pd.DataFrame,
         telemetry: pd.DataFrame | None = None,
+        queries: pd.DataFrame | None = None,
     ) -> ResultSet:
         """A set held in memory (built by a test, or sliced from another set)."""
-        return cls(manifest, Intervals(intervals), requests, telemetry)
+        return cls(manifest, Intervals(intervals), requests, telemetry, queries)
 
     @property
     def intervals(self) -> pd.DataFrame:

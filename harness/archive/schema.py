@@ -20,7 +20,7 @@ from harness.machine.fingerprint import Fingerprint
 from harness.words import Layer
 from harness.workload import Stage
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 HISTORY = {
     1: "the first archived sets",
     2: "intervals gain cpu_ns, the thread CPU time read at stage and branch edges",
@@ -51,6 +51,12 @@ HISTORY = {
         "without is a damaged set; the work digest is taken of the work as stored, and a set "
         "whose work does not match it is refused; version 6 sets read as written, those "
         "without checksums unchecked (verify says so)"
+    ),
+    8: (
+        "the execution config says how requests arrived (load: a LoadGen scenario, or clients "
+        "in a closed loop; null for gapbench's own single-stream loop, as every older set "
+        "ran), a replicate's facts keep what it measured under load (load), and a set run "
+        "under LoadGen keeps each query LoadGen scheduled in a queries table"
     ),
 }
 SEALED = 7  # from this version, checked on load: every file's checksum, the work's digest
@@ -85,6 +91,26 @@ class RunLength:
         if self.max_requests is None:
             return float("inf")
         return max(self.max_requests, self.min_requests)
+
+
+CLOSED_LOOP = "closed-loop"
+
+
+@dataclass(frozen=True)
+class Load:
+    """How requests arrived: a LoadGen scenario (single-stream, multi-stream, server, offline)
+    or ``closed-loop``, clients each sending its next request when its last one is answered."""
+
+    scenario: str
+    qps: float | None = None  # server: the Poisson rate; offline: LoadGen's expected rate
+    workers: int = 1  # threads serving LoadGen's queries at once
+    concurrency: int = 1  # closed loop: the clients
+    batch: int = 1  # the most samples one payload carries, where the workload batches
+    samples_per_query: int = 8  # multi-stream: the samples LoadGen issues as one query
+
+    @property
+    def by_loadgen(self) -> bool:
+        return self.scenario != CLOSED_LOOP
 
 
 @dataclass(frozen=True)
@@ -173,6 +199,7 @@ class Execution:
     measurement: RunLength
     thread_variables: dict[str, str]
     params: dict[str, Any] = field(default_factory=dict)  # the values of execution parameters
+    load: Load | None = None  # None: gapbench's own loop, one request at a time
 
 
 @dataclass(frozen=True)
@@ -223,6 +250,20 @@ class SamplerCost:
 
 
 @dataclass(frozen=True)
+class LoadFacts:
+    """What one process measured under load beside its requests (and, under LoadGen, the
+    queries table, one row per query LoadGen scheduled)."""
+
+    measured_s: float  # from the first issue (or send) to the last response
+    worker_busy_s: float  # wall time the serving threads spent on requests, summed
+    worker_cpu_s: float  # those threads' own CPU time meanwhile (the interpreter lock's share)
+    process_cpu_s: float  # the whole process's CPU time over the measured span
+    # LoadGen's mlperf_log_summary.txt as it wrote it ("": not LoadGen's run), read with
+    # harness.archive.loadgen_summary
+    loadgen_summary: str = ""
+
+
+@dataclass(frozen=True)
 class ReplicateFacts:
     """What one process measured about itself, beside its intervals and requests."""
 
@@ -257,6 +298,7 @@ class ReplicateFacts:
     gpu_peak_bytes: int | None = None
     profile_error: str = ""
     teardown_error: str = ""  # the workload's teardown failed after measuring
+    load: LoadFacts | None = None  # measured under a load (Execution.load)
 
 
 @dataclass(frozen=True)

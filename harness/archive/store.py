@@ -272,7 +272,9 @@ class Archive:
         tables = migrate_tables(tables, written)
         check_set(set_id, manifest, tables, intervals)
         assert intervals is not None  # check_set refuses a set without one
-        return ResultSet(manifest, intervals, tables["requests"], tables.get("telemetry"))
+        return ResultSet(
+            manifest, intervals, tables["requests"], tables.get("telemetry"), tables.get("queries")
+        )
 
     def add_projection(self, set_id: str, body: dict[str, Any]) -> str:
         """Keep a projection beside its set, never overwritten: one file per projection, named

@@ -39,8 +39,22 @@ REQUEST_COLUMNS = [
 ]
 
 
+# One row per query LoadGen scheduled (harness.measure.loadgen.LoadRun says what each holds);
+# ``request`` is the request that served it.
+QUERY_COLUMNS = [
+    "query",
+    "sample_index",
+    "request",
+    "scheduled_at_ns",
+    "issued_ns",
+    "lag_ns",
+    "issue_delay_ns",
+    "latency_ns",
+    "own_latency_ns",
+]
+
 # The columns each stored table must hold, beside its ``replicate``.
-REQUIRED = {"intervals": INTERVAL_COLUMNS, "requests": REQUEST_COLUMNS}
+REQUIRED = {"intervals": INTERVAL_COLUMNS, "requests": REQUEST_COLUMNS, "queries": QUERY_COLUMNS}
 
 
 @dataclass(frozen=True)

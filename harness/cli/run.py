@@ -7,6 +7,7 @@ import json
 import sys
 
 from harness import __version__
+from harness.cli.load import add_load, load_of
 from harness.cli.options import (
     add_archive,
     add_replay,
@@ -67,6 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         providers=parse_providers(args.providers),
         threads=args.threads,
         timeout_s=default_timeout(length) if args.timeout is None else args.timeout,
+        load=load_of(args),
     )
     given = Given.read(args.set, args.params)
     sample = replay_sample_of(args)
@@ -238,5 +240,6 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="workload parameters from a TOML file: top-level keys for every workload that "
         "takes them, a [WORKLOAD] table for one",
     )
+    add_load(run)
     add_replay(run)
     add_archive(run)

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness import plugins
-from harness.archive.schema import RunLength
+from harness.archive.schema import Load, RunLength
 from harness.errors import EXIT_FAILED, EXIT_INTERRUPTED, UserError, in_range
 from harness.machine.devices import resolve_device
 from harness.machine.threads import THREADS
+from harness.measure.loadgen import check_load
 from harness.params import Given
 from harness.record.gpu_timing import MODES, SYNC
 from harness.record.virtual import Virtual
@@ -58,6 +59,7 @@ class RunConfig:
     # Each worker process's time limit. Given, every replicate runs in a worker of its own
     # (even one): a crash, a hang or running out of memory fails this workload, not gapbench.
     timeout_s: float | None = None
+    load: Load | None = None  # how requests arrive; None: one at a time, gapbench's own loop
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -83,6 +85,8 @@ class RunConfig:
         in_range("--min-duration", self.measurement.min_duration_s, *MIN_DURATION_S)
         if self.timeout_s is not None:
             in_range("--timeout", self.timeout_s, *TIMEOUT_S)
+        if self.load is not None:
+            check_load(self.load)
 
 
 def run_length(
@@ -129,6 +133,20 @@ def check_backend(cls: type[Workload], backend: str) -> None:
         )
 
 
+def check_load_for(cls: type[Workload], load: Load | None) -> None:
+    """Refuse a load the workload cannot take: several requests at once where its contract
+    says it serves one at a time, batches where it cannot batch."""
+    if load is None:
+        return
+    if max(load.workers, load.concurrency) > 1 and not cls.concurrent:
+        raise UserError(
+            f"workload {cls.name!r} serves one request at a time: --workers and "
+            "--concurrency must be 1"
+        )
+    if load.batch > 1 and cls.batch is Workload.batch:
+        raise UserError(f"workload {cls.name!r} cannot batch samples: --batch must be 1")
+
+
 def plan(
     workloads: Sequence[str], template: RunConfig, given: Given | None = None
 ) -> list[RunConfig]:
@@ -147,6 +165,7 @@ def plan(
     ]
     for cls in classes:
         check_backend(cls, template.backend)
+        check_load_for(cls, template.load)
     device = resolve_device(template.device)
     if template.backend == "onnxruntime":
         from harness.backends.ort import choose_providers

@@ -47,6 +47,7 @@ class RequestDriver:
     clock: Clock = time.perf_counter_ns
     timer: DeviceTimer | None = None
     fan_out_workers: int = 8
+    in_flight: int = 1  # requests driven at once (by several serving threads)
     probes: bool = True  # off only to measure the probes' own cost on end-to-end latency
     order: list[Stage] = field(init=False)
     pool: ThreadPoolExecutor = field(init=False)
@@ -62,10 +63,12 @@ class RequestDriver:
         self._threads = torch.get_num_threads
         self.order = topological_order(type(self.workload).stages)
         # Threads start lazily: a chain never starts one, a DAG starts as many as it needs.
-        self.pool = ThreadPoolExecutor(len(self.order), thread_name_prefix="gapbench-stage")
+        self.pool = ThreadPoolExecutor(
+            len(self.order) * self.in_flight, thread_name_prefix="gapbench-stage"
+        )
         # Separate from the stage pool, so a stage blocked on its branches never starves them.
         self.fan_out_pool = ThreadPoolExecutor(
-            self.fan_out_workers, thread_name_prefix=FAN_OUT_THREADS
+            self.fan_out_workers * self.in_flight, thread_name_prefix=FAN_OUT_THREADS
         )
 
     def close(self) -> None:
@@ -74,15 +77,21 @@ class RequestDriver:
         self.loops.close()
 
     def __call__(
-        self, request_id: int, payload: Any, scheduled_ns: int | None = None
+        self,
+        request_id: int,
+        payload: Any,
+        scheduled_ns: int | None = None,
+        issued_ns: int | None = None,
     ) -> RequestOutcome:
         """Drive one request; latency counts from ``scheduled_ns`` when a schedule gave one.
 
         A load generator that sends late has lag, recorded apart from the request's queue wait
         so that its own slowness is never taken for the system's (no coordinated omission).
+        A request handed over at ``issued_ns`` and only now served waited that long in the
+        system's queue: its root stages' queue wait counts from then.
         """
         recorder = Recorder(request_id, clock=self.clock, timer=self.timer)
-        sent = self.clock()
+        sent = self.clock() if issued_ns is None else issued_ns
         arrival = sent if scheduled_ns is None else min(scheduled_ns, sent)
         if arrival < sent:
             recorder.add(

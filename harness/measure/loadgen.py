@@ -3,16 +3,17 @@ library, so a run's arrivals, minimums and percentiles are LoadGen's own.
 
 LoadGen calls ``issue`` on its own thread at each query's scheduled time; the work is handed to
 ``workers`` threads, each completing its query with ``QuerySamplesComplete``. A query's latency
-counts from its *scheduled* time (no coordinated omission). The schedule is read back from
-LoadGen's trace, where each sample carries its scheduled time, its issue delay (the generator
-running behind) and its latency, and gapbench's own clock is checked against it.
+counts from its *scheduled* time (no coordinated omission); from the issue on, the wait for a
+free worker is the system's queue wait, and the time from schedule to issue the generator's
+lag. The schedule is read back from LoadGen's trace, where each sample carries its scheduled
+time, its issue delay (the generator running behind) and its latency, and gapbench's own clock
+is checked against it.
 """
 
 from __future__ import annotations
 
 import json
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,37 +24,41 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.archive.schema import CLOSED_LOOP, Load
 from harness.errors import UserError, in_range
 
 SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
 SUMMARY = "mlperf_log_summary.txt"
 TRACE = "mlperf_log_trace.json"
 WORKERS = (1, 1024)
+CONCURRENCY = (1, 1024)
+BATCH = (1, 65_536)
+SAMPLES_PER_QUERY = (1, 65_536)
 QPS = (0.001, 1_000_000.0)
 
 
+def check_load(load: Load) -> None:
+    """Refuse a scenario gapbench does not know, or a number outside its range."""
+    known = (*SCENARIOS, CLOSED_LOOP)
+    if load.scenario not in known:
+        raise UserError(f"--scenario {load.scenario!r}: one of {', '.join(known)}")
+    if load.scenario == "server" and load.qps is None:
+        raise UserError("--scenario server needs --qps, the rate of Poisson arrivals")
+    if load.qps is not None:
+        in_range("--qps", load.qps, *QPS)
+    in_range("--workers", load.workers, *WORKERS)
+    in_range("--concurrency", load.concurrency, *CONCURRENCY)
+    in_range("--batch", load.batch, *BATCH)
+    in_range("--samples-per-query", load.samples_per_query, *SAMPLES_PER_QUERY)
+
+
 @dataclass(frozen=True)
-class LoadSettings:
-    """A LoadGen scenario and its minimums (LoadGen stops when both are met)."""
+class Minimums:
+    """LoadGen stops when both minimums are met, or at the maximum duration."""
 
-    scenario: str = "single-stream"
-    qps: float | None = None  # the server's Poisson rate, or offline's expected throughput
-    min_duration_s: float = 10.0
-    min_queries: int = 100
-    seed: int = 0  # LoadGen's schedule, sample-index and sample-library seeds
-    workers: int = 1  # threads serving queries at once
-
-    def __post_init__(self) -> None:
-        if self.scenario not in SCENARIOS:
-            raise UserError(f"--scenario {self.scenario!r}: one of {', '.join(SCENARIOS)}")
-        if self.scenario == "server" and self.qps is None:
-            raise UserError("--scenario server needs --qps, the rate of Poisson arrivals")
-        if self.qps is not None:
-            in_range("--qps", self.qps, *QPS)
-        in_range("--workers", self.workers, *WORKERS)
-        in_range("--min-duration", self.min_duration_s, 0.0, 86_400.0)
-        in_range("--min-queries", self.min_queries, 1, 10_000_000)
-        in_range("--seed", self.seed, 0, 2**32 - 1)
+    duration_s: float
+    queries: int
+    max_duration_s: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -61,81 +66,135 @@ class LoadRun:
     """What LoadGen scheduled and measured, beside gapbench's own clock.
 
     ``samples`` holds one row per sample in the order LoadGen issued them: ``sample_index``
-    (into the library), ``scheduled_ns`` (from the test's start), ``issue_delay_ns`` (scheduled
-    to issued: the generator's lag), ``latency_ns`` (LoadGen's, scheduled to complete) and
-    ``own_latency_ns`` (the same span on gapbench's clock)."""
+    (into the library), ``scheduled_ns`` (LoadGen's, from the test's start),
+    ``issue_delay_ns`` (scheduled to issued, by LoadGen's clock), ``latency_ns`` (LoadGen's,
+    scheduled to complete), ``issued_ns`` (gapbench's clock when the query reached it),
+    ``scheduled_at_ns`` (the scheduled time on gapbench's clock), ``lag_ns`` (from it to the
+    issue: the generator running behind) and ``own_latency_ns`` (scheduled to complete, on
+    gapbench's clock)."""
 
     samples: pd.DataFrame
-    summary: dict[str, float]
-    valid: bool
+    summary: str  # LoadGen's mlperf_log_summary.txt (harness.archive.loadgen_summary reads it)
     log_dir: Path
+    worker_busy_ns: int  # wall time the worker threads spent serving, summed
+    worker_cpu_ns: int  # their own CPU time meanwhile
+
+
+# Serves samples (their indices, gapbench's clock at their issue); says which request did.
+Serve = Callable[[list[int], int], int | None]
 
 
 def run_load(
-    serve: Callable[[int], object], count: int, settings: LoadSettings, log_dir: Path
+    serve: Serve,
+    count: int,
+    load: Load,
+    minimums: Minimums,
+    log_dir: Path,
+    seed: int = 0,
+    clock: Callable[[], int] = time.perf_counter_ns,
 ) -> LoadRun:
-    """Drive ``serve(sample_index)`` for a library of ``count`` samples under ``settings``."""
+    """Drive ``serve`` for a library of ``count`` samples under ``load``.
+
+    Samples LoadGen issues together (offline's all, multi-stream's query) reach ``serve`` in
+    groups of up to ``load.batch``; a lone sample alone. ``clock`` must be the monotonic clock
+    LoadGen's steady clock reads (perf_counter_ns on Linux and macOS)."""
     import mlperf_loadgen as lg
 
+    check_load(load)
     in_range("sample count", count, 1, 10_000_000)
     log_dir.mkdir(parents=True, exist_ok=True)
-    pending: queue.Queue[tuple[int, Any] | None] = queue.Queue()
-    issued: list[int] = []  # gapbench's clock at each issue, in issue order
+    pending: queue.Queue[tuple[list[int], list[Any], int] | None] = queue.Queue()
+    issued: list[int] = []  # gapbench's clock at each sample's issue, in issue order
     done: dict[int, int] = {}
+    served_by: dict[int, int] = {}
+    stopped = threading.Event()  # Ctrl-C: what is still issued completes at once, unserved
     failures: list[BaseException] = []
+    busy = [0, 0]  # wall ns, CPU ns of the workers while serving
+    lock = threading.Lock()
 
     def issue(samples: list[Any]) -> None:
-        now = time.monotonic_ns()
-        for sample in samples:
-            pending.put((len(issued), sample))
-            issued.append(now)
+        now = clock()
+        first = len(issued)
+        issued.extend([now] * len(samples))
+        if stopped.is_set():
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
+            return
+        for at in range(0, len(samples), load.batch):
+            group = samples[at : at + load.batch]
+            pending.put((list(range(first + at, first + at + len(group))), group, now))
 
     def work() -> None:
         while (item := pending.get()) is not None:
-            seq, sample = item
+            seqs, group, at = item
+            began, cpu, request = clock(), time.thread_time_ns(), None
             try:
-                serve(sample.index)
-            except BaseException as exc:  # said after the run; the query still completes
+                if not stopped.is_set():
+                    request = serve([s.index for s in group], at)
+            except BaseException as exc:  # said after the run; the queries still complete
                 failures.append(exc)
-            done[seq] = time.monotonic_ns()
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(sample.id, 0, 0)])
+            end = clock()
+            with lock:
+                busy[0] += end - began
+                busy[1] += time.thread_time_ns() - cpu
+                done.update(dict.fromkeys(seqs, end))
+                served_by.update(dict.fromkeys(seqs, -1 if request is None else request))
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in group])
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(settings.workers)]
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(load.workers)]
     for thread in threads:
         thread.start()
     sut = lg.ConstructSUT(issue, lambda: None)
     qsl = lg.ConstructQSL(count, count, lambda indices: None, lambda indices: None)
+    settings = _test_settings(lg, load, minimums, seed)
+    test = threading.Thread(
+        target=lg.StartTestWithLogSettings,
+        args=(sut, qsl, settings, _logs(lg, log_dir)),
+        name="gapbench-loadgen",
+        daemon=True,
+    )
+    test.start()
     try:
-        lg.StartTestWithLogSettings(sut, qsl, _test_settings(lg, settings), _logs(lg, log_dir))
-    finally:
-        for _ in threads:
-            pending.put(None)
-        for thread in threads:
-            thread.join()
-        lg.DestroyQSL(qsl)
-        lg.DestroySUT(sut)
+        while test.is_alive():  # joined in slices: Ctrl-C reaches this thread meanwhile
+            test.join(0.1)
+    except BaseException:
+        # LoadGen cannot be stopped: it runs out its schedule without gapbench serving, and
+        # owns its SUT and sample library until it does (a daemon thread, never waited for).
+        stopped.set()
+        raise
+    for _ in threads:
+        pending.put(None)
+    for thread in threads:
+        thread.join()
+    lg.DestroyQSL(qsl)
+    lg.DestroySUT(sut)
     if failures:
         raise UserError(f"a query failed under load: {type(failures[0]).__name__}: {failures[0]}")
     samples = read_trace(log_dir / TRACE)
-    summary, valid = read_summary(log_dir / SUMMARY)
-    return LoadRun(_own_latency(samples, issued, done), summary, valid, log_dir)
+    try:
+        summary = (log_dir / SUMMARY).read_text()
+    except OSError as exc:
+        raise UserError(f"LoadGen's summary in {log_dir} is unreadable: {exc.strerror}") from None
+    own = _own_clock(samples, issued, done, served_by)
+    return LoadRun(own, summary, log_dir, busy[0], busy[1])
 
 
-def _test_settings(lg: Any, settings: LoadSettings) -> Any:
+def _test_settings(lg: Any, load: Load, minimums: Minimums, seed: int) -> Any:
     test = lg.TestSettings()
     test.scenario = {
         "single-stream": lg.TestScenario.SingleStream,
         "multi-stream": lg.TestScenario.MultiStream,
         "server": lg.TestScenario.Server,
         "offline": lg.TestScenario.Offline,
-    }[settings.scenario]
+    }[load.scenario]
     test.mode = lg.TestMode.PerformanceOnly
-    if settings.qps is not None:
-        test.server_target_qps = settings.qps
-        test.offline_expected_qps = settings.qps
-    test.min_duration_ms = int(settings.min_duration_s * 1000)
-    test.min_query_count = settings.min_queries
-    test.qsl_rng_seed = test.sample_index_rng_seed = test.schedule_rng_seed = settings.seed
+    if load.qps is not None:
+        test.server_target_qps = load.qps
+        test.offline_expected_qps = load.qps
+    test.multi_stream_samples_per_query = load.samples_per_query
+    test.min_duration_ms = round(minimums.duration_s * 1000)
+    test.max_duration_ms = round(minimums.max_duration_s * 1000)
+    test.min_query_count = minimums.queries
+    test.qsl_rng_seed = test.sample_index_rng_seed = test.schedule_rng_seed = seed
     return test
 
 
@@ -178,31 +237,22 @@ def read_trace(path: Path) -> pd.DataFrame:
     return frame.drop(columns="sample_seq").reset_index(drop=True)
 
 
-_STAT = re.compile(r"^(?P<key>[A-Za-z0-9 .()]+?)\s*:\s*(?P<value>-?[0-9.]+)\s*$")
-
-
-def read_summary(path: Path) -> tuple[dict[str, float], bool]:
-    """The numbers of ``mlperf_log_summary.txt`` by their label, and whether LoadGen judged the
-    run valid (its minimums met, early stopping satisfied)."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"LoadGen's summary {path} is unreadable: {exc.strerror}") from None
-    stats = {
-        m["key"].strip(): float(m["value"])
-        for line in text.splitlines()
-        if (m := _STAT.match(line.strip()))
-    }
-    return stats, "Result is : VALID" in text
-
-
-def _own_latency(samples: pd.DataFrame, issued: list[int], done: dict[int, int]) -> pd.DataFrame:
+def _own_clock(
+    samples: pd.DataFrame, issued: list[int], done: dict[int, int], served_by: dict[int, int]
+) -> pd.DataFrame:
     # gapbench's clock and LoadGen's meet at the first issue: LoadGen says how long after its
     # scheduled time that came, gapbench when it came. Each later schedule is LoadGen's.
     if len(samples) != len(issued):
         raise UserError(f"LoadGen's trace holds {len(samples)} samples, {len(issued)} were issued")
     first = samples.iloc[0]
     start = issued[0] - int(first["issue_delay_ns"]) - int(first["scheduled_ns"])
+    scheduled = start + samples["scheduled_ns"].to_numpy(np.int64)
+    at = np.array(issued, dtype=np.int64)
     completed = np.array([done[i] for i in range(len(issued))], dtype=np.int64)
-    own = completed - (start + samples["scheduled_ns"].to_numpy(np.int64))
-    return samples.assign(own_latency_ns=own)
+    return samples.assign(
+        request=np.array([served_by[i] for i in range(len(issued))], dtype=np.int64),
+        issued_ns=at,
+        scheduled_at_ns=scheduled,
+        lag_ns=at - scheduled,
+        own_latency_ns=completed - scheduled,
+    )

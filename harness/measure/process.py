@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import math
 import os
 import random
 import sys
@@ -19,7 +20,7 @@ import pandas as pd
 
 from harness import plugins
 from harness.archive.codec import DecodeError, from_dict
-from harness.archive.schema import Agreement, ClockAnchor, ReplicateFacts, RunLength
+from harness.archive.schema import Agreement, ClockAnchor, Load, ReplicateFacts, RunLength
 from harness.archive.tables import REQUEST_COLUMNS
 from harness.errors import UserError
 from harness.machine.sysfs import CpuTimes, cpu_times
@@ -30,6 +31,7 @@ from harness.measure.profiling import Profile, profile_requests
 from harness.measure.progress import ProgressBar
 from harness.measure.sampler import Sampler
 from harness.measure.spool import IntervalSpool
+from harness.measure.under_load import Sink, serve
 from harness.params import resolve
 from harness.record.gpu_timing import SYNC, device_timer
 from harness.record.probes import Clock, DeviceTimer
@@ -54,6 +56,7 @@ class ProcessResult:
     telemetry: pd.DataFrame | None = None
     # The folder ``intervals`` lies in when no caller gave one: removed with this result.
     scratch: tempfile.TemporaryDirectory | None = field(default=None, repr=False, compare=False)
+    queries: pd.DataFrame | None = None  # each query LoadGen scheduled (a run under LoadGen)
 
 
 def _steal(before: CpuTimes | None, after: CpuTimes | None) -> float | None:
@@ -125,6 +128,7 @@ def measure(
     virtual: Virtual | None = None,
     replicate: int = 0,
     scratch: Path | None = None,
+    load: Load | None = None,
 ) -> ProcessResult:
     """Set up, warm up (discarded), then measure until both minimums are met.
 
@@ -135,7 +139,8 @@ def measure(
     ``timing`` says how probes time an asynchronous device (harness.record.gpu_timing).
     ``profile`` requests more run afterwards under a profiler (torch's, or the backend's own),
     apart from the timed ones. The intervals are spooled to ``scratch`` (a folder the caller
-    removes; by default one removed with the result).
+    removes; by default one removed with the result). Under a ``load`` (a LoadGen scenario,
+    or clients in a closed loop) requests are served by threads, several at once.
     """
     import torch
 
@@ -157,8 +162,10 @@ def measure(
     timer: DeviceTimer | None = device_timer(setup.device, timing, clock)
     if virtual is not None:
         timer = Spinner(virtual, timer)  # everything but one stage stretched (record.virtual)
-    driver = RequestDriver(workload, setup, clock, timer)
+    in_flight = max(load.workers, load.concurrency) if load else 1
+    driver = RequestDriver(workload, setup, clock, timer, in_flight=in_flight)
     rows: list[dict[str, Any]] = []
+    queries = None
     owned = None
     if scratch is None:
         owned = tempfile.TemporaryDirectory(prefix="gapbench-")
@@ -185,32 +192,18 @@ def measure(
         announce("measuring")
         sampler.start()
         ticks_before = cpu_times()
-        begin = clock()
-        elapsed = 0.0
-        progress_ns = 0
-        n = 0
-        cap = length.request_cap
-        while (
-            (n < length.min_requests or elapsed < length.min_duration_s)
-            and elapsed < length.max_duration_s
-            and n < cap
-        ):
-            payload = stream[n % len(stream)]
-            outcome = driver(n, payload)
-            if n == 0 and length.warmup == 0:
-                measured["first_request_s"] = (outcome.response_ns - outcome.arrival_ns) / 1e9
-            rows.append(_request_row(workload, n, payload, outcome))
-            spool.add(outcome.recorder)
-            n += 1
-            if n == FAIL_FAST and not any(row["ok"] for row in rows):
-                measured["failed_fast"] = True  # a broken workload: no use going on
-                break
-            elapsed = (clock() - begin) / 1e9
-            if progress is not None:
-                # Between requests, never inside one; its cost is still the harness's to count.
-                drawn = time.perf_counter_ns()
-                progress(n, elapsed)
-                progress_ns += time.perf_counter_ns() - drawn
+        if load is not None:
+            sink = Sink(workload, _request_row, spool, length, clock, progress)
+            rows = sink.rows  # what finished stays, if Ctrl-C stops serving
+            served = serve(load, driver, stream, sink, scratch / "loadgen", setup.seed)
+            measured["load"], queries = served.facts, served.queries
+            elapsed, n, progress_ns = served.facts.measured_s, len(rows), sink.progress_ns
+            cap = math.inf
+        else:
+            elapsed, n, progress_ns = _one_at_a_time(
+                driver, workload, stream, length, clock, progress, spool, rows, measured
+            )
+            cap = length.request_cap
         measured["hit_max_duration"] = elapsed >= length.max_duration_s
         # Stopped by the cap, not by --min-requests asking for exactly that many.
         measured["hit_max_requests"] = (
@@ -270,10 +263,58 @@ def measure(
         workload.teardown()
     except (Exception, SystemExit) as exc:  # what was measured is kept; the verdict says so
         facts = replace(facts, teardown_error=describe("teardown", exc))
-    requests = pd.DataFrame(rows, columns=REQUEST_COLUMNS)
+    requests = pd.DataFrame(list(rows), columns=REQUEST_COLUMNS).sort_values("request")
     return ProcessResult(
-        spool.finish(), requests, facts, interrupted, profiled, sampler.samples(), owned
+        spool.finish(),
+        requests.reset_index(drop=True),
+        facts,
+        interrupted,
+        profiled,
+        sampler.samples(),
+        owned,
+        queries,
     )
+
+
+def _one_at_a_time(
+    driver: RequestDriver,
+    workload: Workload,
+    stream: Sequence[Any],
+    length: RunLength,
+    clock: Clock,
+    progress: Callable[[int, float], None] | None,
+    spool: IntervalSpool,
+    rows: list[dict[str, Any]],
+    measured: dict[str, Any],
+) -> tuple[float, int, int]:
+    """gapbench's own loop: one request at a time until both minimums are met. Returns the
+    seconds measured, the requests and the progress bar's own ns."""
+    begin = clock()
+    elapsed = 0.0
+    progress_ns = 0
+    n = 0
+    while (
+        (n < length.min_requests or elapsed < length.min_duration_s)
+        and elapsed < length.max_duration_s
+        and n < length.request_cap
+    ):
+        payload = stream[n % len(stream)]
+        outcome = driver(n, payload)
+        if n == 0 and length.warmup == 0:
+            measured["first_request_s"] = (outcome.response_ns - outcome.arrival_ns) / 1e9
+        rows.append(_request_row(workload, n, payload, outcome))
+        spool.add(outcome.recorder)
+        n += 1
+        if n == FAIL_FAST and not any(row["ok"] for row in rows):
+            measured["failed_fast"] = True  # a broken workload: no use going on
+            break
+        elapsed = (clock() - begin) / 1e9
+        if progress is not None:
+            # Between requests, never inside one; its cost is still the harness's to count.
+            drawn = time.perf_counter_ns()
+            progress(n, elapsed)
+            progress_ns += time.perf_counter_ns() - drawn
+    return elapsed, n, progress_ns
 
 
 def measure_config(
@@ -304,6 +345,7 @@ def measure_config(
         "virtual": virtual,
         "replicate": replicate,
         "scratch": scratch,
+        "load": config.load,
     }
     told = phase or (lambda name: None)
     if not config.show_progress:

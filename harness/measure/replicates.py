@@ -214,11 +214,14 @@ def _tables(results: list[ProcessResult]) -> dict[str, pd.DataFrame | Spooled]:
             [f.assign(replicate=i) for f, i in tagged if f is not None], ignore_index=True
         )
 
-    return {
+    tables: dict[str, pd.DataFrame | Spooled] = {
         "intervals": Spooled(tuple((r.intervals, r.facts.replicate) for r in results)),
         "requests": stacked([r.requests for r in results]),
         "telemetry": stacked([r.telemetry for r in results]),
     }
+    if any(r.queries is not None for r in results):
+        tables["queries"] = stacked([r.queries for r in results])
+    return tables
 
 
 def _work(config: RunConfig, cls: type[Workload], facts: tuple[ReplicateFacts, ...]) -> Work:
@@ -251,7 +254,7 @@ def _execution(
         interop_threads=facts[0].interop_threads,
         # Sets of different timing modes measure different things (harness.record.gpu_timing).
         timing_mode=HOST if device == "cpu" else config.gpu_timing,
-        scenario="single-stream",
+        scenario=config.load.scenario if config.load else "single-stream",
         # A virtual speedup stretches the other stages: such a set is a check, not a benchmark.
         virtual_speedup=config.virtual or None,
         repeat=config.repeat,
@@ -259,6 +262,7 @@ def _execution(
         measurement=config.measurement,
         thread_variables=thread_variables(os.environ),
         params=params,
+        load=config.load,
     )
 
 

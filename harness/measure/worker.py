@@ -137,6 +137,7 @@ def _saved(report: dict, scratch: Path) -> ProcessResult:
     if "profile" in report:
         trace = (scratch / "profile.json").read_bytes()
         profile = Profile([], tuple(checks), trace, report["profile_tool"])
+    queries = scratch / "queries.parquet"
     return ProcessResult(
         scratch / "intervals.parquet",  # the worker's spool
         pd.read_parquet(scratch / "requests.parquet"),
@@ -144,6 +145,7 @@ def _saved(report: dict, scratch: Path) -> ProcessResult:
         report["interrupted"],
         profile,
         pd.read_parquet(scratch / "telemetry.parquet"),
+        queries=pd.read_parquet(queries) if queries.exists() else None,
     )
 
 
@@ -209,6 +211,8 @@ def main(argv: list[str]) -> int:
     result.requests.to_parquet(out / "requests.parquet", index=False)
     if result.telemetry is not None:
         result.telemetry.to_parquet(out / "telemetry.parquet", index=False)
+    if result.queries is not None:
+        result.queries.to_parquet(out / "queries.parquet", index=False)
     body = {"measured": True, "facts": to_dict(result.facts), "interrupted": result.interrupted}
     if result.profile is not None:
         (out / "profile.json").write_bytes(result.profile.trace_json)

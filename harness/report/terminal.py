@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from harness.report import seams
+from harness.report import load, seams
 
 if TYPE_CHECKING:  # pandas-heavy; `gapbench detect` must stay fast
     from harness.analysis.overhead import Overhead
@@ -50,6 +50,8 @@ def summary(s: Summary, answer: Answer | None = None, losses: Losses | None = No
     if len(s.replicate_p50_s) > 1:
         each = ", ".join(f"{v * 1e3:.4g}" for v in s.replicate_p50_s.values())
         parts.append(Text(f"p50 per replicate: {each} ms"))
+    if s.load is not None:
+        parts += load.load_lines(s.load)
     parts.append(Text(_facts(s.facts), style="dim"))
     if m.agreement is not None:
         parts.append(Text(agreement(m.agreement), style="dim"))

@@ -1,0 +1,230 @@
+"""A set measured under load, read: latency by percentile from each query's scheduled arrival,
+throughput, the generator's lag, gapbench's clock against LoadGen's, and queue wait measured
+beside what M/G/c predicts from the measured service times.
+
+What is judged here is judged when the set is read, never stored: the generator running
+behind past a bound, or gapbench's clock disagreeing with LoadGen's, makes the set invalid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.columns import split_table
+from harness.analysis.queueing import QueuePrediction, predict_wait
+from harness.archive.loadgen_summary import LoadGenSummary, parse
+from harness.archive.result_set import ResultSet
+
+PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+CHECKED = (50.0, 99.0)  # where gapbench's clock is held to LoadGen's
+# gapbench's clock agrees with LoadGen's within 1%, or within the tens of microseconds the
+# two stamp the same instant apart (a 2 ms query's 1% is 20 us).
+CLOCK_AGREEMENT = 0.01
+CLOCK_FLOOR_NS = 50_000
+# The generator may run behind by 5% of the p99 latency (at least 1 ms) at its own p99: any
+# more, and the latencies measure the generator as much as the system.
+LAG_SHARE = 0.05
+LAG_FLOOR_NS = 1_000_000
+
+
+def rank_percentile(values: np.ndarray, percentile: float) -> float:
+    """The percentile as LoadGen takes it: the sorted value at rank floor(p x n)."""
+    ordered = np.sort(np.asarray(values))
+    if not len(ordered):
+        return math.nan
+    return float(ordered[min(len(ordered) - 1, int(percentile / 100 * len(ordered)))])
+
+
+@dataclass(frozen=True)
+class ClockCheck:
+    """One percentile of latency from the scheduled time, on LoadGen's clock and gapbench's."""
+
+    percentile: float
+    loadgen_ms: float  # from LoadGen's trace
+    gapbench_ms: float
+    summary_ms: float | None  # what LoadGen's own summary says
+
+    @property
+    def difference(self) -> float:
+        return abs(self.gapbench_ms - self.loadgen_ms) / self.loadgen_ms
+
+    @property
+    def agrees(self) -> bool:
+        apart_ns = abs(self.gapbench_ms - self.loadgen_ms) * 1e6
+        return self.difference <= CLOCK_AGREEMENT or apart_ns <= CLOCK_FLOOR_NS
+
+
+@dataclass(frozen=True)
+class QueueCheck:
+    """Queue wait as measured beside Allen-Cunneen's M/G/c prediction from the measured
+    service times (server scenario: Poisson arrivals, one sample a query)."""
+
+    arrival_qps: float  # the rate LoadGen's schedule actually drew
+    measured_mean_ms: float
+    measured_p_wait: float  # share of queries that found every worker busy on arrival
+    predicted: QueuePrediction
+
+    @property
+    def predicted_mean_ms(self) -> float:
+        return self.predicted.mean_wait_s * 1e3
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a load run measured, read from its set."""
+
+    scenario: str
+    by_loadgen: bool
+    target_qps: float | None
+    workers: int
+    concurrency: int
+    queries: int
+    measured_s: float
+    throughput_qps: float  # queries answered a second
+    samples_per_s: float
+    latency_ms: dict[float, float]  # percentile -> ms, from each query's scheduled arrival
+    lag_ms: dict[str, float] = field(default_factory=dict)  # p50, p99, max
+    lag_bound_ms: float | None = None
+    clocks: tuple[ClockCheck, ...] = ()
+    queue: QueueCheck | None = None
+    worker_on_cpu: float | None = None  # serving threads' CPU time over their wall time
+    loadgen: tuple[LoadGenSummary, ...] = ()  # each replicate's summary
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def load_report(result: ResultSet) -> LoadReport | None:
+    """The load report of a set run under a load; None for one run one request at a time."""
+    load = result.manifest.execution.load
+    facts = [r.load for r in result.manifest.replicates if r.load is not None]
+    if load is None or not facts:
+        return None
+    measured_s = sum(f.measured_s for f in facts)
+    busy = sum(f.worker_busy_s for f in facts)
+    on_cpu = sum(f.worker_cpu_s for f in facts) / busy if busy > 0 else None
+    ok = result.requests[result.requests["ok"]]
+    samples_per_s = float(ok["samples"].sum()) / measured_s if measured_s > 0 else math.nan
+    queries = result.queries
+    if not load.by_loadgen or queries is None or queries.empty:
+        latency = ok["latency_s"].to_numpy() * 1e3
+        return LoadReport(
+            scenario=load.scenario,
+            by_loadgen=load.by_loadgen,
+            target_qps=load.qps,
+            workers=load.workers,
+            concurrency=load.concurrency,
+            queries=len(ok),
+            measured_s=measured_s,
+            throughput_qps=len(ok) / measured_s if measured_s > 0 else math.nan,
+            samples_per_s=samples_per_s,
+            latency_ms={p: rank_percentile(latency, p) for p in PERCENTILES},
+            worker_on_cpu=on_cpu,
+        )
+    summaries = tuple(parse(f.loadgen_summary) for f in facts if f.loadgen_summary)
+    latency_ms = queries["latency_ns"].to_numpy() / 1e6
+    p99 = rank_percentile(latency_ms, 99.0)
+    lag_ms = queries["lag_ns"].to_numpy() / 1e6
+    lag = {
+        "p50": rank_percentile(lag_ms, 50.0),
+        "p99": rank_percentile(lag_ms, 99.0),
+        "max": float(lag_ms.max()),
+    }
+    bound = max(LAG_FLOOR_NS / 1e6, LAG_SHARE * p99)
+    clocks = _clocks(queries, summaries[0] if len(summaries) == 1 else None)
+    queue = None
+    if load.scenario == "server" and load.batch == 1:
+        queue = _queue(result, queries, load.workers)
+    problems, notes = [], []
+    if lag["p99"] > bound:
+        problems.append(
+            f"the load generator ran behind: harness lag {lag['p99']:.2f} ms at p99, past "
+            f"its bound of {bound:.2f} ms ({LAG_SHARE:.0%} of p99 latency, at least "
+            f"{LAG_FLOOR_NS / 1e6:g} ms)"
+        )
+    for check in clocks:
+        if not check.agrees:
+            problems.append(
+                f"gapbench's clock reads p{check.percentile:g} {check.difference:.1%} apart "
+                f"from LoadGen's ({check.gapbench_ms:.3f} ms against {check.loadgen_ms:.3f} ms)"
+            )
+    for index, summary in enumerate(summaries):
+        if not summary.valid:
+            why = [line.strip() for line in summary.text.splitlines() if ": NO" in line]
+            notes.append(
+                f"LoadGen judged replicate {index} INVALID"
+                + (f" ({'; '.join(why)})" if why else "")
+            )
+    return LoadReport(
+        scenario=load.scenario,
+        by_loadgen=True,
+        target_qps=load.qps,
+        workers=load.workers,
+        concurrency=load.concurrency,
+        queries=len(queries),
+        measured_s=measured_s,
+        throughput_qps=len(queries) / measured_s if measured_s > 0 else math.nan,
+        samples_per_s=samples_per_s,
+        latency_ms={p: rank_percentile(latency_ms, p) for p in PERCENTILES},
+        lag_ms=lag,
+        lag_bound_ms=bound,
+        clocks=clocks,
+        queue=queue,
+        worker_on_cpu=on_cpu,
+        loadgen=summaries,
+        problems=tuple(problems),
+        notes=tuple(notes),
+    )
+
+
+def _clocks(queries: pd.DataFrame, summary: LoadGenSummary | None) -> tuple[ClockCheck, ...]:
+    theirs = queries["latency_ns"].to_numpy() / 1e6
+    ours = queries["own_latency_ns"].to_numpy() / 1e6
+    checks = []
+    for p in CHECKED:
+        said = summary.latency_ns(p) if summary is not None else None
+        checks.append(
+            ClockCheck(
+                p,
+                rank_percentile(theirs, p),
+                rank_percentile(ours, p),
+                said / 1e6 if said is not None else None,
+            )
+        )
+    return tuple(checks)
+
+
+def _queue(result: ResultSet, queries: pd.DataFrame, workers: int) -> QueueCheck | None:
+    """Measured queue wait, and M/G/c's from the service times, over each replicate's queries."""
+    split = split_table(result).requests
+    if split.empty:
+        return None
+    served = queries.merge(
+        split[["replicate", "request", "queue_ns", "response_ns"]], on=["replicate", "request"]
+    )
+    if served.empty:
+        return None
+    start = served["issued_ns"] + served["queue_ns"]  # when a worker took it
+    service_s = (served["response_ns"] - start).to_numpy() / 1e9
+    waited, span = [], 0
+    for _, one in served.groupby("replicate"):
+        began = (one["issued_ns"] + one["queue_ns"]).to_numpy()
+        ended, issued = one["response_ns"].to_numpy(), one["issued_ns"].to_numpy()
+        # At each arrival, the queries in service: taken before it, not yet answered.
+        taken = np.searchsorted(np.sort(began), issued, side="left")
+        answered = np.searchsorted(np.sort(ended), issued, side="right")
+        waited.append(taken - answered >= workers)
+        scheduled = one["scheduled_at_ns"]
+        span += int(scheduled.max() - scheduled.min())
+    if span <= 0 or (service_s <= 0).any():
+        return None
+    rate = (len(served) - served["replicate"].nunique()) / (span / 1e9)
+    return QueueCheck(
+        arrival_qps=rate,
+        measured_mean_ms=float(served["queue_ns"].mean()) / 1e6,
+        measured_p_wait=float(np.concatenate(waited).mean()),
+        predicted=predict_wait(rate, service_s, workers),
+    )

@@ -1,0 +1,35 @@
+"""LoadGen's own summary of a run (``mlperf_log_summary.txt``), kept with the set, read back."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_STAT = re.compile(r"^(?P<key>[A-Za-z0-9 .()]+?)\s*:\s*(?P<value>-?[0-9.]+)\s*$")
+_ESTIMATE = re.compile(r"Early stopping (?P<what>.+?) estimate: (?P<ns>[0-9]+)")
+
+
+@dataclass(frozen=True)
+class LoadGenSummary:
+    """The numbers of LoadGen's summary by their label, its verdict, and its early-stopping
+    estimates of the percentiles (label -> ns) where its scenario gives them."""
+
+    numbers: dict[str, float]
+    valid: bool
+    early_stopping: dict[str, float]
+    text: str
+
+    def latency_ns(self, percentile: float) -> float | None:
+        """LoadGen's latency at ``percentile`` (50, 90, 95, 97, 99, 99.9), None if absent."""
+        return self.numbers.get(f"{percentile:.2f} percentile latency (ns)")
+
+
+def parse(text: str) -> LoadGenSummary:
+    """Read a summary as LoadGen 6.0 writes it: ``label : number`` lines, ``Result is :``."""
+    numbers = {
+        m["key"].strip(): float(m["value"])
+        for line in text.splitlines()
+        if (m := _STAT.match(line.strip()))
+    }
+    estimates = {m["what"]: float(m["ns"]) for m in _ESTIMATE.finditer(text)}
+    return LoadGenSummary(numbers, "Result is : VALID" in text, estimates, text)

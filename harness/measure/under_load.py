@@ -1,0 +1,183 @@
+"""Requests under a load: a LoadGen scenario, or clients in a closed loop, served by threads.
+
+Several requests are in flight at once here, so every finished one goes through one lock to
+its row, its intervals and the progress bar. What the serving threads cost the interpreter is
+measured as it happens: their wall time on requests beside their own CPU time (a thread that
+waits for the interpreter lock is on neither the CPU nor a stage's probe).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.archive.schema import Load, LoadFacts, RunLength
+from harness.archive.tables import QUERY_COLUMNS
+from harness.errors import UserError
+from harness.measure.driver import RequestDriver, RequestOutcome
+from harness.measure.loadgen import Minimums, run_load
+from harness.record.probes import Clock
+from harness.workload import Workload
+
+RequestRow = Callable[[Workload, int, Any, RequestOutcome], dict[str, Any]]
+
+
+class Sink:
+    """Where finished requests go from any serving thread: rows, spooled intervals, progress."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        row: RequestRow,
+        spool: Any,
+        length: RunLength,
+        clock: Clock,
+        progress: Callable[[int, float], None] | None,
+    ) -> None:
+        self.workload, self.row, self.spool, self.length = workload, row, spool, length
+        self.clock, self.progress = clock, progress
+        self.rows: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.begin = clock()
+        self.started = 0  # request ids handed out
+        self.progress_ns = 0
+        self.stopped = threading.Event()  # Ctrl-C: no client sends again
+
+    def next_id(self) -> int:
+        with self.lock:
+            self.started += 1
+            return self.started - 1
+
+    def take(self, request: int, payload: Any, outcome: RequestOutcome) -> None:
+        row = self.row(self.workload, request, payload, outcome)
+        with self.lock:
+            self.rows.append(row)
+            self.spool.add(outcome.recorder)
+            if self.progress is not None:
+                drawn = time.perf_counter_ns()
+                self.progress(len(self.rows), self.elapsed_s())
+                self.progress_ns += time.perf_counter_ns() - drawn
+
+    def elapsed_s(self) -> float:
+        return (self.clock() - self.begin) / 1e9
+
+    def more(self) -> bool:
+        """Whether a closed loop sends another request: LoadGen's rule of both minimums,
+        stopping at the safety maximum and the request cap."""
+        with self.lock:
+            n, elapsed = self.started, self.elapsed_s()
+        length = self.length
+        if self.stopped.is_set():
+            return False
+        wanted = n < length.min_requests or elapsed < length.min_duration_s
+        return wanted and elapsed < length.max_duration_s and n < length.request_cap
+
+
+@dataclass(frozen=True)
+class Served:
+    """What serving under a load measured beside the requests' rows."""
+
+    facts: LoadFacts
+    queries: pd.DataFrame | None  # each query LoadGen scheduled (None: a closed loop)
+
+
+def serve(
+    load: Load,
+    driver: RequestDriver,
+    stream: Sequence[Any],
+    sink: Sink,
+    log_dir: Path,
+    seed: int,
+) -> Served:
+    """Serve ``stream`` under ``load`` until its minimums are met; rows go to ``sink``."""
+    if load.by_loadgen:
+        return _under_loadgen(load, driver, stream, sink, log_dir, seed)
+    return _closed_loop(load, driver, stream, sink)
+
+
+def _payload(workload: Workload, stream: Sequence[Any], indices: list[int]) -> Any:
+    payloads = [stream[i % len(stream)] for i in indices]
+    return payloads[0] if len(payloads) == 1 else workload.batch(payloads)
+
+
+def _under_loadgen(
+    load: Load, driver: RequestDriver, stream: Sequence[Any], sink: Sink, log_dir: Path, seed: int
+) -> Served:
+    def one(indices: list[int], issued_ns: int) -> int:
+        request = sink.next_id()
+        payload = _payload(sink.workload, stream, indices)
+        # The request counts from its issue: the wait for a free worker is its queue wait.
+        sink.take(request, payload, driver(request, payload, issued_ns=issued_ns))
+        return request
+
+    length = sink.length
+    minimums = Minimums(length.min_duration_s, length.min_requests, length.max_duration_s)
+    cpu = time.process_time_ns()
+    ran = run_load(one, len(stream), load, minimums, log_dir, seed, sink.clock)
+    cpu = time.process_time_ns() - cpu
+    samples = ran.samples
+    span = (samples["scheduled_at_ns"] + samples["own_latency_ns"]).max() - samples[
+        "issued_ns"
+    ].min()
+    facts = LoadFacts(
+        measured_s=float(span) / 1e9,
+        worker_busy_s=ran.worker_busy_ns / 1e9,
+        worker_cpu_s=ran.worker_cpu_ns / 1e9,
+        process_cpu_s=cpu / 1e9,
+        loadgen_summary=ran.summary,
+    )
+    queries = samples.rename_axis("query").reset_index()[QUERY_COLUMNS]
+    return Served(facts, queries)
+
+
+def _closed_loop(load: Load, driver: RequestDriver, stream: Sequence[Any], sink: Sink) -> Served:
+    busy = [0, 0]
+    failures: list[BaseException] = []
+
+    def client() -> None:
+        spent = [0, 0]
+        try:
+            while sink.more():
+                request = sink.next_id()
+                payload = stream[request % len(stream)]
+                began, cpu = sink.clock(), time.thread_time_ns()
+                sink.take(request, payload, driver(request, payload))
+                spent[0] += sink.clock() - began
+                spent[1] += time.thread_time_ns() - cpu
+        except BaseException as exc:  # said once every client has stopped
+            failures.append(exc)
+        with sink.lock:
+            busy[0] += spent[0]
+            busy[1] += spent[1]
+
+    cpu = time.process_time_ns()
+    clients = [
+        threading.Thread(target=client, name=f"gapbench-client-{i}", daemon=True)
+        for i in range(load.concurrency)
+    ]
+    for thread in clients:
+        thread.start()
+    try:
+        for thread in clients:
+            while thread.is_alive():  # joined in slices: Ctrl-C reaches this thread meanwhile
+                thread.join(0.1)
+    except BaseException:
+        sink.stopped.set()  # each client stops after the request it is serving
+        for thread in clients:
+            thread.join()
+        raise
+    if failures:
+        raise UserError(f"a client failed: {type(failures[0]).__name__}: {failures[0]}")
+    facts = LoadFacts(
+        measured_s=sink.elapsed_s(),
+        worker_busy_s=busy[0] / 1e9,
+        worker_cpu_s=busy[1] / 1e9,
+        process_cpu_s=(time.process_time_ns() - cpu) / 1e9,
+    )
+    return Served(facts, None)

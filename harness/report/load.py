@@ -1,0 +1,102 @@
+"""A load run for the terminal: latency by percentile, queue wait beside theory, lag, clocks."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from harness.analysis.load import LoadReport
+
+
+def _ms(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "-" if value is None or math.isnan(value) else "unbounded"
+    return f"{value:.2f}"
+
+
+def how(report: LoadReport) -> str:
+    """The load in words: its scenario, rate and servers."""
+    if not report.by_loadgen:
+        return f"closed loop of {report.concurrency} clients"
+    rate = f" at {report.target_qps:g} qps" if report.target_qps is not None else ""
+    workers = f"{report.workers} worker{'s' if report.workers != 1 else ''}"
+    return f"{report.scenario}{rate} (LoadGen), {workers}"
+
+
+def load_lines(report: LoadReport) -> list[Any]:
+    """What `run` and `show` print of a set run under a load."""
+    parts: list[Any] = [
+        Text(
+            f"under load: {how(report)}: {report.queries:,} queries in "
+            f"{report.measured_s:.1f} s, {report.throughput_qps:.1f} queries/s answered, "
+            f"{report.samples_per_s:.1f} samples/s",
+            style="bold",
+        )
+    ]
+    since = "its scheduled arrival" if report.by_loadgen else "its send"
+    shown = ", ".join(f"p{p:g} {_ms(v)}" for p, v in report.latency_ms.items())
+    parts.append(Text(f"latency from {since} (ms): {shown}"))
+    queue = report.queue
+    if queue is not None:
+        p = queue.predicted
+        parts.append(
+            Text(
+                f"queue wait: measured mean {_ms(queue.measured_mean_ms)} ms "
+                f"({queue.measured_p_wait:.0%} of queries found every worker busy); "
+                f"M/G/{p.servers} predicts {_ms(queue.predicted_mean_ms)} ms ({p.p_wait:.0%}) "
+                f"from service mean {p.service_mean_s * 1e3:.2f} ms, cv² {p.service_cv2:.2f}, "
+                f"utilisation {p.utilisation:.2f} at the {queue.arrival_qps:.1f} arrivals/s "
+                "LoadGen drew"
+            )
+        )
+    if report.lag_ms:
+        lag = report.lag_ms
+        parts.append(
+            Text(
+                f"harness lag (the generator behind its schedule): p50 {_ms(lag['p50'])} ms, "
+                f"p99 {_ms(lag['p99'])} ms, max {_ms(lag['max'])} ms; bound "
+                f"{_ms(report.lag_bound_ms)} ms",
+                style="dim",
+            )
+        )
+    if report.worker_on_cpu is not None:
+        parts.append(
+            Text(
+                f"serving threads were on the CPU {report.worker_on_cpu:.0%} of their wall "
+                "time (the rest: the interpreter lock, I/O, or the model's own threads)",
+                style="dim",
+            )
+        )
+    if report.clocks:
+        parts.append(_clock_table(report))
+    for index, summary in enumerate(report.loadgen):
+        verdict = "VALID" if summary.valid else "INVALID"
+        estimates = "; ".join(
+            f"{what} {ns / 1e6:.2f} ms" for what, ns in summary.early_stopping.items()
+        )
+        said = f"LoadGen's verdict{f' (replicate {index})' if len(report.loadgen) > 1 else ''}"
+        line = f"{said}: {verdict}" + (
+            f"; early-stopping estimates: {estimates}" if estimates else ""
+        )
+        parts.append(Text(line, style="dim"))
+    return parts
+
+
+def _clock_table(report: LoadReport) -> Table:
+    table = Table(title="latency from the scheduled arrival: gapbench's clock against LoadGen's")
+    for name in ("percentile", "LoadGen trace", "LoadGen summary", "gapbench", "apart", "agrees"):
+        table.add_column(name, justify="right" if name != "agrees" else "left")
+    for c in report.clocks:
+        table.add_row(
+            f"p{c.percentile:g}",
+            _ms(c.loadgen_ms),
+            _ms(c.summary_ms),
+            _ms(c.gapbench_ms),
+            f"{c.difference:.2%}",
+            "yes" if c.agrees else "NO",
+        )
+    return table
