@@ -36,7 +36,9 @@ LAST_V4_SET = SETS / "20261206T072941Z-vm-rag-fba66d64"  # each written by its v
 LAST_V5_SET = SETS / "20261206T072949Z-vm-rag-e3941bad"
 EARLY_V6_SET = SETS / "20261206T203025Z-vm-rag-57174e19"  # before checksums were kept
 LAST_V6_SET = SETS / "20261206T073002Z-vm-rag-d4dac73e"  # with its checksums
-FIRST_V7_SET = SETS / "20261206T203736Z-vm-rag-7164dee6"  # the current version, kept for the next
+FIRST_V7_SET = SETS / "20261206T203736Z-vm-rag-7164dee6"
+# The current version, kept for the next: a server run under LoadGen, with its queries table.
+FIRST_V8_SET = SETS / "20261206T231356Z-vm-rag-14591d9c"
 
 
 class FakeClock:

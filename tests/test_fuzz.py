@@ -11,7 +11,7 @@ import shutil
 import signal
 
 import pytest
-from conftest import FIRST_V7_SET, RAG_SET
+from conftest import FIRST_V8_SET, RAG_SET
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -108,14 +108,14 @@ def _mutations(folder):
 
 
 # A set as schema 2 wrote it, and one of the current schema with its checksums.
-WRITTEN = {folder.name: _mutations(folder) for folder in (RAG_SET, FIRST_V7_SET)}
+WRITTEN = {folder.name: _mutations(folder) for folder in (RAG_SET, FIRST_V8_SET)}
 PLACES = [(name, path) for name, (_, paths) in WRITTEN.items() for path in paths]
 
 
 @pytest.fixture(scope="module")
 def archive_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzzed")
-    for folder in (RAG_SET, FIRST_V7_SET):
+    for folder in (RAG_SET, FIRST_V8_SET):
         shutil.copytree(folder, root / folder.name)
     return root
 

@@ -21,7 +21,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import CALIBRATION_SET, FIRST_V7_SET, LAST_V6_SET, RAG_SET, live_fingerprint
+from conftest import (
+    CALIBRATION_SET,
+    FIRST_V7_SET,
+    FIRST_V8_SET,
+    LAST_V6_SET,
+    RAG_SET,
+    live_fingerprint,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -38,7 +45,7 @@ NUMBERS = st.one_of(
 )
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
 JUNK = st.one_of(TEXT, st.sampled_from(["--nope", "-x", "--", "-", "--json=1", "latest"]))
-SETS = (RAG_SET, CALIBRATION_SET, LAST_V6_SET, FIRST_V7_SET)
+SETS = (RAG_SET, CALIBRATION_SET, LAST_V6_SET, FIRST_V7_SET, FIRST_V8_SET)
 REFS = [
     "latest",
     "20261201",  # matches several

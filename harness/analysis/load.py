@@ -197,22 +197,30 @@ def _clocks(queries: pd.DataFrame, summary: LoadGenSummary | None) -> tuple[Cloc
     return tuple(checks)
 
 
-def _queue(result: ResultSet, queries: pd.DataFrame, workers: int) -> QueueCheck | None:
-    """Measured queue wait, and M/G/c's from the service times, over each replicate's queries."""
-    split = split_table(result).requests
-    if split.empty:
-        return None
-    served = queries.merge(
-        split[["replicate", "request", "queue_ns", "response_ns"]], on=["replicate", "request"]
+def occupancy(result: ResultSet, queries: pd.DataFrame) -> pd.DataFrame:
+    """Each served query with when a worker took it up (``picked_ns``) and was free again
+    (``done_ns``): the server's own occupancy. Sets that did not keep them read the request's
+    first stage start and its response instead, which leave out the worker's own dispatch."""
+    if "picked_ns" in queries.columns:
+        return queries[queries["request"] >= 0]
+    split = split_table(result).requests[["replicate", "request", "queue_ns", "response_ns"]]
+    served = queries.merge(split, on=["replicate", "request"])
+    return served.assign(
+        picked_ns=served["issued_ns"] + served["queue_ns"], done_ns=served["response_ns"]
     )
+
+
+def _queue(result: ResultSet, queries: pd.DataFrame, workers: int) -> QueueCheck | None:
+    """Queue wait for a free worker as measured, and M/G/c's from the workers' occupancy,
+    over each replicate's queries."""
+    served = occupancy(result, queries)
     if served.empty:
         return None
-    start = served["issued_ns"] + served["queue_ns"]  # when a worker took it
-    service_s = (served["response_ns"] - start).to_numpy() / 1e9
+    service_s = (served["done_ns"] - served["picked_ns"]).to_numpy() / 1e9
     waited, span = [], 0
     for _, one in served.groupby("replicate"):
-        began = (one["issued_ns"] + one["queue_ns"]).to_numpy()
-        ended, issued = one["response_ns"].to_numpy(), one["issued_ns"].to_numpy()
+        began, ended = one["picked_ns"].to_numpy(), one["done_ns"].to_numpy()
+        issued = one["issued_ns"].to_numpy()
         # At each arrival, the queries in service: taken before it, not yet answered.
         taken = np.searchsorted(np.sort(began), issued, side="left")
         answered = np.searchsorted(np.sort(ended), issued, side="right")
@@ -224,7 +232,7 @@ def _queue(result: ResultSet, queries: pd.DataFrame, workers: int) -> QueueCheck
     rate = (len(served) - served["replicate"].nunique()) / (span / 1e9)
     return QueueCheck(
         arrival_qps=rate,
-        measured_mean_ms=float(served["queue_ns"].mean()) / 1e6,
+        measured_mean_ms=float((served["picked_ns"] - served["issued_ns"]).mean()) / 1e6,
         measured_p_wait=float(np.concatenate(waited).mean()),
         predicted=predict_wait(rate, service_s, workers),
     )

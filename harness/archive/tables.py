@@ -52,6 +52,9 @@ QUERY_COLUMNS = [
     "latency_ns",
     "own_latency_ns",
 ]
+# Kept from the second commit of schema 8 on: when a worker took the query up, and when it
+# was free again (the server's own occupancy; older sets read without them).
+QUERY_OCCUPANCY = ["picked_ns", "done_ns"]
 
 # The columns each stored table must hold, beside its ``replicate``.
 REQUIRED = {"intervals": INTERVAL_COLUMNS, "requests": REQUEST_COLUMNS, "queries": QUERY_COLUMNS}

@@ -70,8 +70,9 @@ class LoadRun:
     ``issue_delay_ns`` (scheduled to issued, by LoadGen's clock), ``latency_ns`` (LoadGen's,
     scheduled to complete), ``issued_ns`` (gapbench's clock when the query reached it),
     ``scheduled_at_ns`` (the scheduled time on gapbench's clock), ``lag_ns`` (from it to the
-    issue: the generator running behind) and ``own_latency_ns`` (scheduled to complete, on
-    gapbench's clock)."""
+    issue: the generator running behind), ``own_latency_ns`` (scheduled to complete, on
+    gapbench's clock), ``request`` (what ``serve`` said served it), ``picked_ns`` (when a
+    worker took it up) and ``done_ns`` (when that worker was free again)."""
 
     samples: pd.DataFrame
     summary: str  # LoadGen's mlperf_log_summary.txt (harness.archive.loadgen_summary reads it)
@@ -107,6 +108,7 @@ def run_load(
     issued: list[int] = []  # gapbench's clock at each sample's issue, in issue order
     done: dict[int, int] = {}
     served_by: dict[int, int] = {}
+    picked: dict[int, int] = {}  # when a worker took each sample up
     stopped = threading.Event()  # Ctrl-C: what is still issued completes at once, unserved
     failures: list[BaseException] = []
     busy = [0, 0]  # wall ns, CPU ns of the workers while serving
@@ -137,6 +139,7 @@ def run_load(
                 busy[0] += end - began
                 busy[1] += time.thread_time_ns() - cpu
                 done.update(dict.fromkeys(seqs, end))
+                picked.update(dict.fromkeys(seqs, began))
                 served_by.update(dict.fromkeys(seqs, -1 if request is None else request))
             lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in group])
 
@@ -174,7 +177,7 @@ def run_load(
         summary = (log_dir / SUMMARY).read_text()
     except OSError as exc:
         raise UserError(f"LoadGen's summary in {log_dir} is unreadable: {exc.strerror}") from None
-    own = _own_clock(samples, issued, done, served_by)
+    own = _own_clock(samples, issued, picked, done, served_by)
     return LoadRun(own, summary, log_dir, busy[0], busy[1])
 
 
@@ -238,7 +241,11 @@ def read_trace(path: Path) -> pd.DataFrame:
 
 
 def _own_clock(
-    samples: pd.DataFrame, issued: list[int], done: dict[int, int], served_by: dict[int, int]
+    samples: pd.DataFrame,
+    issued: list[int],
+    picked: dict[int, int],
+    done: dict[int, int],
+    served_by: dict[int, int],
 ) -> pd.DataFrame:
     # gapbench's clock and LoadGen's meet at the first issue: LoadGen says how long after its
     # scheduled time that came, gapbench when it came. Each later schedule is LoadGen's.
@@ -248,10 +255,13 @@ def _own_clock(
     start = issued[0] - int(first["issue_delay_ns"]) - int(first["scheduled_ns"])
     scheduled = start + samples["scheduled_ns"].to_numpy(np.int64)
     at = np.array(issued, dtype=np.int64)
-    completed = np.array([done[i] for i in range(len(issued))], dtype=np.int64)
+    seqs = range(len(issued))
+    completed = np.array([done[i] for i in seqs], dtype=np.int64)
     return samples.assign(
-        request=np.array([served_by[i] for i in range(len(issued))], dtype=np.int64),
+        request=np.array([served_by[i] for i in seqs], dtype=np.int64),
         issued_ns=at,
+        picked_ns=np.array([picked[i] for i in seqs], dtype=np.int64),
+        done_ns=completed,
         scheduled_at_ns=scheduled,
         lag_ns=at - scheduled,
         own_latency_ns=completed - scheduled,

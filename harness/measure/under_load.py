@@ -8,6 +8,7 @@ waits for the interpreter lock is on neither the CPU nor a stage's probe).
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from harness.archive.schema import Load, LoadFacts, RunLength
-from harness.archive.tables import QUERY_COLUMNS
+from harness.archive.tables import QUERY_COLUMNS, QUERY_OCCUPANCY
 from harness.errors import UserError
 from harness.measure.driver import RequestDriver, RequestOutcome
 from harness.measure.loadgen import Minimums, run_load
@@ -29,7 +30,12 @@ RequestRow = Callable[[Workload, int, Any, RequestOutcome], dict[str, Any]]
 
 
 class Sink:
-    """Where finished requests go from any serving thread: rows, spooled intervals, progress."""
+    """Where finished requests go from any serving thread: rows, spooled intervals, progress.
+
+    A serving thread only hands its request over; a thread of the sink's own builds the row,
+    spools the intervals and draws the bar. Done on the serving thread, that bookkeeping would
+    keep a worker from its next query and show up as the system's queue wait.
+    """
 
     def __init__(
         self,
@@ -48,6 +54,11 @@ class Sink:
         self.started = 0  # request ids handed out
         self.progress_ns = 0
         self.stopped = threading.Event()  # Ctrl-C: no client sends again
+        self._handed: queue.SimpleQueue[tuple[int, Any, RequestOutcome] | None] = (
+            queue.SimpleQueue()
+        )
+        self._keeper = threading.Thread(target=self._keep, name="gapbench-sink", daemon=True)
+        self._keeper.start()
 
     def next_id(self) -> int:
         with self.lock:
@@ -55,8 +66,19 @@ class Sink:
             return self.started - 1
 
     def take(self, request: int, payload: Any, outcome: RequestOutcome) -> None:
-        row = self.row(self.workload, request, payload, outcome)
-        with self.lock:
+        """Hand a finished request over (from any thread); kept by the sink's thread."""
+        self._handed.put((request, payload, outcome))
+
+    def close(self) -> None:
+        """Keep every request handed over so far; ``rows`` is then whole."""
+        if self._keeper.is_alive():
+            self._handed.put(None)
+            self._keeper.join()
+
+    def _keep(self) -> None:
+        while (item := self._handed.get()) is not None:
+            request, payload, outcome = item
+            row = self.row(self.workload, request, payload, outcome)
             self.rows.append(row)
             self.spool.add(outcome.recorder)
             if self.progress is not None:
@@ -95,10 +117,14 @@ def serve(
     log_dir: Path,
     seed: int,
 ) -> Served:
-    """Serve ``stream`` under ``load`` until its minimums are met; rows go to ``sink``."""
-    if load.by_loadgen:
-        return _under_loadgen(load, driver, stream, sink, log_dir, seed)
-    return _closed_loop(load, driver, stream, sink)
+    """Serve ``stream`` under ``load`` until its minimums are met; rows go to ``sink``, which
+    has kept every one when this returns or raises."""
+    try:
+        if load.by_loadgen:
+            return _under_loadgen(load, driver, stream, sink, log_dir, seed)
+        return _closed_loop(load, driver, stream, sink)
+    finally:
+        sink.close()
 
 
 def _payload(workload: Workload, stream: Sequence[Any], indices: list[int]) -> Any:
@@ -132,7 +158,7 @@ def _under_loadgen(
         process_cpu_s=cpu / 1e9,
         loadgen_summary=ran.summary,
     )
-    queries = samples.rename_axis("query").reset_index()[QUERY_COLUMNS]
+    queries = samples.rename_axis("query").reset_index()[QUERY_COLUMNS + QUERY_OCCUPANCY]
     return Served(facts, queries)
 
 

@@ -13,9 +13,7 @@ if TYPE_CHECKING:
 
 
 def _ms(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "-" if value is None or math.isnan(value) else "unbounded"
-    return f"{value:.2f}"
+    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}"
 
 
 def how(report: LoadReport) -> str:
@@ -43,11 +41,16 @@ def load_lines(report: LoadReport) -> list[Any]:
     queue = report.queue
     if queue is not None:
         p = queue.predicted
+        predicted = (
+            f"{queue.predicted_mean_ms:.2f} ms ({p.p_wait:.0%})"
+            if math.isfinite(queue.predicted_mean_ms)
+            else "a queue that grows without bound"
+        )
         parts.append(
             Text(
                 f"queue wait: measured mean {_ms(queue.measured_mean_ms)} ms "
                 f"({queue.measured_p_wait:.0%} of queries found every worker busy); "
-                f"M/G/{p.servers} predicts {_ms(queue.predicted_mean_ms)} ms ({p.p_wait:.0%}) "
+                f"M/G/{p.servers} predicts {predicted} "
                 f"from service mean {p.service_mean_s * 1e3:.2f} ms, cv² {p.service_cv2:.2f}, "
                 f"utilisation {p.utilisation:.2f} at the {queue.arrival_qps:.1f} arrivals/s "
                 "LoadGen drew"
