@@ -13,7 +13,8 @@ pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not installed
 
 from harness.archive.loadgen_summary import parse
 from harness.archive.schema import Load
-from harness.measure.loadgen import Minimums, check_load, run_load
+from harness.measure.config import check_load
+from harness.measure.loadgen import Minimums, run_load
 
 SERVICE_S = 0.02  # long beside the microseconds two clocks stamp apart: 1% is 200 us
 

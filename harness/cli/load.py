@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from harness.archive.schema import CLOSED_LOOP, Load
+from harness.cli.options import err, output
 from harness.errors import UserError, number
-from harness.measure.loadgen import (
+from harness.measure.config import (
     BATCH,
     CONCURRENCY,
+    P99_BOUND_MS,
     QPS,
     SAMPLES_PER_QUERY,
     SCENARIOS,
+    STEPS,
     WORKERS,
+    RunConfig,
 )
+
+if TYPE_CHECKING:
+    from harness.archive.store import Archive
+    from harness.machine.fingerprint import Fingerprint
 
 
 def _range(bounds: tuple[float, float]) -> str:
@@ -95,3 +104,84 @@ def load_of(args: argparse.Namespace) -> Load | None:
     if "samples_per_query" in given and args.scenario != "multi-stream":
         raise UserError("--samples-per-query applies to --scenario multi-stream")
     return Load(args.scenario, **given)
+
+
+def add_capacity(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "capacity",
+        "server runs at several rates, one set each, for one workload (--workers as above)",
+    )
+    group.add_argument(
+        "--sweep",
+        metavar="QPS,QPS,...",
+        help="a server run at each rate: the latency-throughput table (1 to 64 rates)",
+    )
+    group.add_argument(
+        "--find-max-qps",
+        action="store_true",
+        help="the highest rate whose p99 from the scheduled arrival stays within --p99-bound, "
+        "by bisecting server runs between none and what a closed loop of the workers sustains",
+    )
+    group.add_argument(
+        "--p99-bound",
+        type=float,
+        metavar="MS",
+        help=f"--find-max-qps's bound on p99 latency, ms ({_range(P99_BOUND_MS)})",
+    )
+    group.add_argument(
+        "--steps",
+        type=int,
+        metavar="N",
+        help=f"--find-max-qps's bisection steps ({_range(STEPS)}; default 5: within 1/32 of "
+        "the closed loop's rate)",
+    )
+
+
+def capacity_asked(args: argparse.Namespace) -> bool:
+    """Whether the run is a sweep or a search; refuses a half-given one."""
+    if args.p99_bound is not None and not args.find_max_qps:
+        raise UserError("--p99-bound applies to --find-max-qps")
+    if args.steps is not None and not args.find_max_qps:
+        raise UserError("--steps applies to --find-max-qps")
+    if not (args.sweep or args.find_max_qps):
+        return False
+    if args.sweep and args.find_max_qps:
+        raise UserError("--sweep and --find-max-qps are two runs: give one")
+    if args.find_max_qps and args.p99_bound is None:
+        raise UserError("--find-max-qps needs --p99-bound MS, the latency it must keep")
+    if len(args.workloads) != 1:
+        raise UserError("--sweep and --find-max-qps run one workload: name it")
+    if args.concurrency is not None or args.qps is not None:
+        raise UserError("--sweep and --find-max-qps choose the rates: no --qps or --concurrency")
+    if args.scenario not in (None, "server"):
+        raise UserError("--sweep and --find-max-qps run the server scenario")
+    if args.batch is not None or args.samples_per_query is not None:
+        raise UserError("--sweep and --find-max-qps take no --batch or --samples-per-query")
+    if args.repeat != 1:
+        raise UserError("--sweep and --find-max-qps run one replicate a rate: no --repeat")
+    return True
+
+
+def capacity_load(args: argparse.Namespace) -> Load:
+    """The server load each step varies the rate of (its rate is the step's own)."""
+    return Load("server", qps=1.0, workers=args.workers or 1)
+
+
+def run_capacity(
+    args: argparse.Namespace, config: RunConfig, archive: Archive, fingerprint: Fingerprint
+) -> int:
+    """`run --sweep` or `run --find-max-qps`: its steps as they finish, then the table."""
+    from harness.archive.codec import to_dict
+    from harness.experiments.capacity import find_max_qps, parse_rates, sweep
+    from harness.report.load import capacity_table
+
+    def say(text: str) -> None:
+        err().print(text, style="dim")
+
+    if args.sweep:
+        found = sweep(config, parse_rates(args.sweep), archive, fingerprint, say)
+    else:
+        steps = 5 if args.steps is None else args.steps
+        found = find_max_qps(config, args.p99_bound, archive, fingerprint, steps, say)
+    output(args, to_dict(found), lambda: capacity_table(found))
+    return 0

@@ -7,7 +7,14 @@ import json
 import sys
 
 from harness import __version__
-from harness.cli.load import add_load, load_of
+from harness.cli.load import (
+    add_capacity,
+    add_load,
+    capacity_asked,
+    capacity_load,
+    load_of,
+    run_capacity,
+)
 from harness.cli.options import (
     add_archive,
     add_replay,
@@ -52,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.projection.serialisation import losses
     from harness.report import terminal
 
+    capacity = capacity_asked(args)
     size = "quick" if args.quick else "default"
     length = run_length(size, args.warmup, args.min_requests, args.min_duration)
     template = RunConfig(
@@ -68,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         providers=parse_providers(args.providers),
         threads=args.threads,
         timeout_s=default_timeout(length) if args.timeout is None else args.timeout,
-        load=load_of(args),
+        load=capacity_load(args) if capacity else load_of(args),
     )
     given = Given.read(args.set, args.params)
     sample = replay_sample_of(args)
@@ -80,6 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cpu = fingerprint.host.host_processor_model_name
     if sys.stderr.isatty():  # for a person watching; a script's stderr keeps only errors
         err().print(f"gapbench {__version__}: {cpu}; archive {archive.location}", style="dim")
+    if capacity:
+        return run_capacity(args, configs[0], archive, fingerprint)
     reports: list[dict] = []
     status = failing = 0
     for config in configs:
@@ -241,5 +251,6 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "takes them, a [WORKLOAD] table for one",
     )
     add_load(run)
+    add_capacity(run)
     add_replay(run)
     add_archive(run)

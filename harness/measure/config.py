@@ -12,11 +12,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness import plugins
-from harness.archive.schema import Load, RunLength
+from harness.archive.schema import CLOSED_LOOP, Load, RunLength
 from harness.errors import EXIT_FAILED, EXIT_INTERRUPTED, UserError, in_range
 from harness.machine.devices import resolve_device
 from harness.machine.threads import THREADS
-from harness.measure.loadgen import check_load
 from harness.params import Given
 from harness.record.gpu_timing import MODES, SYNC
 from harness.record.virtual import Virtual
@@ -31,6 +30,31 @@ PROFILE = (0, 10_000)
 SEED = (0, 2**32 - 1)
 TIMEOUT_S = (1.0, 604_800.0)  # a workload process's time limit: up to a week
 QUICK_CAP = 1_000  # a quick run's most requests, unless --min-requests asks for more
+# LoadGen's scenarios, and the numbers of a load
+SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
+WORKERS = (1, 1024)
+CONCURRENCY = (1, 1024)
+BATCH = (1, 65_536)
+SAMPLES_PER_QUERY = (1, 65_536)
+QPS = (0.001, 1_000_000.0)
+RATES = (1, 64)  # rates a sweep may list
+STEPS = (1, 20)  # bisection steps of a search for the highest rate
+P99_BOUND_MS = (0.001, 3_600_000.0)
+
+
+def check_load(load: Load) -> None:
+    """Refuse a scenario gapbench does not know, or a number outside its range."""
+    known = (*SCENARIOS, CLOSED_LOOP)
+    if load.scenario not in known:
+        raise UserError(f"--scenario {load.scenario!r}: one of {', '.join(known)}")
+    if load.scenario == "server" and load.qps is None:
+        raise UserError("--scenario server needs --qps, the rate of Poisson arrivals")
+    if load.qps is not None:
+        in_range("--qps", load.qps, *QPS)
+    in_range("--workers", load.workers, *WORKERS)
+    in_range("--concurrency", load.concurrency, *CONCURRENCY)
+    in_range("--batch", load.batch, *BATCH)
+    in_range("--samples-per-query", load.samples_per_query, *SAMPLES_PER_QUERY)
 
 
 @dataclass(frozen=True)

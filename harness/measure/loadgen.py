@@ -24,32 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.archive.schema import CLOSED_LOOP, Load
+from harness.archive.schema import Load
 from harness.errors import UserError, in_range
+from harness.measure.config import check_load
 
-SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
 SUMMARY = "mlperf_log_summary.txt"
 TRACE = "mlperf_log_trace.json"
-WORKERS = (1, 1024)
-CONCURRENCY = (1, 1024)
-BATCH = (1, 65_536)
-SAMPLES_PER_QUERY = (1, 65_536)
-QPS = (0.001, 1_000_000.0)
-
-
-def check_load(load: Load) -> None:
-    """Refuse a scenario gapbench does not know, or a number outside its range."""
-    known = (*SCENARIOS, CLOSED_LOOP)
-    if load.scenario not in known:
-        raise UserError(f"--scenario {load.scenario!r}: one of {', '.join(known)}")
-    if load.scenario == "server" and load.qps is None:
-        raise UserError("--scenario server needs --qps, the rate of Poisson arrivals")
-    if load.qps is not None:
-        in_range("--qps", load.qps, *QPS)
-    in_range("--workers", load.workers, *WORKERS)
-    in_range("--concurrency", load.concurrency, *CONCURRENCY)
-    in_range("--batch", load.batch, *BATCH)
-    in_range("--samples-per-query", load.samples_per_query, *SAMPLES_PER_QUERY)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,92 @@
+"""Sweeps and the search for the highest rate: real server runs, one set a step."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import live_fingerprint
+
+pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not installed")
+
+from harness.archive.schema import Load, RunLength
+from harness.archive.store import Archive
+from harness.cli import main
+from harness.errors import UserError
+from harness.experiments.capacity import KEEPS_UP, find_max_qps, parse_rates, sweep
+from harness.measure.config import RunConfig
+
+
+def _config(workers: int = 2) -> RunConfig:
+    return RunConfig(
+        "calibration",
+        device="cpu",
+        size="quick",
+        measurement=RunLength(warmup=2, min_requests=40, min_duration_s=0.5),
+        show_progress=False,
+        params={"service_ms": 5.0},
+        load=Load("server", qps=1.0, workers=workers),
+    )
+
+
+def test_a_sweep_runs_each_rate_into_a_set_of_its_own(tmp_path):
+    archive = Archive(tmp_path).ensure()
+    said: list[str] = []
+    found = sweep(_config(), [20.0, 80.0], archive, live_fingerprint(), said.append)
+    assert [s.target_qps for s in found.steps] == [20.0, 80.0] and len(said) == 2
+    for done in found.steps:
+        result = archive.load(done.set_id)
+        assert result.manifest.execution.load == Load("server", qps=done.target_qps, workers=2)
+        assert done.queries == len(result.queries) >= 40
+        assert done.p99_ms >= done.p50_ms > 0 and done.wall_s > 0
+        assert done.p99_indicative  # 40 queries: under the 662 a p99 needs
+    assert found.wall_s >= sum(s.wall_s for s in found.steps)
+
+
+def test_the_search_bisects_between_none_and_the_closed_loop_s_rate(tmp_path):
+    archive = Archive(tmp_path).ensure()
+    found = find_max_qps(_config(), 40.0, archive, live_fingerprint(), steps=3)
+    assert found.probe_qps is not None and found.probe_qps > 0
+    low, high = 0.0, found.probe_qps
+    for done in found.steps:  # each rate halves the bracket its outcome left
+        assert done.target_qps == pytest.approx((low + high) / 2)
+        keeps_up = done.throughput_qps >= KEEPS_UP * done.target_qps
+        assert done.passed == (done.p99_ms <= 40.0 and keeps_up and not done.problems)
+        low, high = (done.target_qps, high) if done.passed else (low, done.target_qps)
+    passed = [s.target_qps for s in found.steps if s.passed]
+    assert found.max_qps == (max(passed) if passed else None)
+    # Every step, and the closed loop that sized the search, is a set of its own.
+    assert len(archive.ids()) == len(found.steps) + 1
+
+
+def test_rates_are_numbers_in_range():
+    assert parse_rates("2,4.5,8") == (2.0, 4.5, 8.0)
+    for bad in ("", "a,b", "0", "nan", "2,,4", ",".join(["1"] * 65), "1e9"):
+        with pytest.raises(UserError):
+            parse_rates(bad)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--find-max-qps"],  # no bound
+        ["--p99-bound", "50"],  # no search
+        ["--steps", "3"],
+        ["--find-max-qps", "--p99-bound", "0"],
+        ["--find-max-qps", "--p99-bound", "50", "--steps", "0"],
+        ["--sweep", "a"],
+        ["--sweep", "5", "--qps", "5"],
+        ["--sweep", "5", "--scenario", "offline"],
+        ["--sweep", "5", "--find-max-qps", "--p99-bound", "50"],
+        ["--sweep", "5", "--repeat", "2"],
+        ["--sweep", "5", "--concurrency", "2"],
+    ],
+)
+def test_a_capacity_run_asked_wrongly_is_one_line_and_exit_2(tmp_path, capsys, options):
+    status = main(["run", "calibration", "--results", str(tmp_path), *options])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and err[0].startswith("gapbench: "), err
+    assert not list(tmp_path.iterdir())  # refused before anything ran
+
+
+def test_a_sweep_names_one_workload(tmp_path, capsys):
+    status = main(["run", "calibration", "rag", "--sweep", "5", "--results", str(tmp_path)])
+    assert status == 2 and "one workload" in capsys.readouterr().err
