@@ -163,6 +163,19 @@ class StageContext:
         """Time a blocked wait (a lock, a server, another branch): scheduling, measured."""
         return self._probe(_SCHEDULING, resource or _WAIT, label, 0)
 
+    def token(self, count: int = 1) -> None:
+        """Mark ``count`` output tokens of a decoding stage as produced now: the times of
+        first token, per output token and between tokens come from these marks.
+
+        On a device it waits for the device first, as a server streaming each token must
+        before it sends it: a token's time is when it exists, not when it was asked for.
+        """
+        if self.setup.device != "cpu":
+            import torch
+
+            torch.cuda.synchronize(self.setup.device)
+        self.recorder.token(count)
+
     def fan_out(
         self,
         fn: Callable[[T], R],

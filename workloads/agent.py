@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -216,7 +216,7 @@ class Agent(Workload):
         with ctx.compute(label="prompt", resource="host-cpu"):
             prompt = torch.tensor([text.BOS, *self._result_tokens(results)], dtype=torch.int64)
         with ctx.compute(label="decode"):
-            return self._generate(prompt, self.answer_tokens)
+            return self._generate(prompt, self.answer_tokens, ctx.token)
 
     def respond(self, ctx: StageContext, results: list[Any], tokens: list[int]) -> bytes:
         with ctx.compute(label="detokenize", resource="host-cpu"):
@@ -233,17 +233,22 @@ class Agent(Workload):
         """One candidate per planner token, the candidates repeated to fill them."""
         return tuple(self.candidates[i % len(self.candidates)] for i in range(PLAN_TOKENS))
 
-    def _generate(self, ids: torch.Tensor, steps: int) -> list[int]:
+    def _generate(
+        self, ids: torch.Tensor, steps: int, produced: Callable[[], None] = lambda: None
+    ) -> list[int]:
+        """Greedy decoding; ``produced()`` is told of each output token as it exists."""
         device = self.device
         with torch.inference_mode():
             prompt = ids[None].to(device)
             logits, keys, values = self.decoder(prompt, *self.decoder.empty_cache(1, device))
             token = logits.argmax(dim=-1)
             out = [int(token[0])]
+            produced()
             for _ in range(steps - 1):
                 logits, keys, values = self.decoder(token[:, None], keys, values)
                 token = logits.argmax(dim=-1)
                 out.append(int(token[0]))
+                produced()
         return out
 
     def _arguments(self, tool: str, asked: Asked, index: int) -> Call:

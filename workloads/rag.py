@@ -342,11 +342,13 @@ class Rag(Workload):
                 # Answer ids stay on the device through the loop: one copy back at the end.
                 answer = torch.empty(n, dtype=torch.int64, device=prompt.device)
                 answer[0] = token[0]
+            ctx.token()
             with ctx.compute(label="decode"):
                 for step in range(1, n):
                     logits, cache = models.decode(ctx, token[:, None], cache)
                     token = logits.argmax(dim=-1)
                     answer[step] = token[0]
+                    ctx.token()
         if ctx.on_device:
             with ctx.transfer(nbytes=answer.nbytes, label="d2h tokens"):
                 answer = answer.cpu()

@@ -11,6 +11,7 @@ import pandas as pd
 
 from harness.analysis.breakdown import bucket_shares, end_to_end, stage_table, wait_table
 from harness.analysis.columns import split_table
+from harness.analysis.generation import Generation, generation
 from harness.analysis.invariants import Invariants, set_invariants
 from harness.analysis.load import LoadReport, load_report
 from harness.analysis.overhead import Overhead, overhead
@@ -68,6 +69,7 @@ class Summary:
     invariants: Invariants
     verdict: Verdict
     load: LoadReport | None = None  # a set run under a load
+    generation: Generation | None = None  # the requests that decode, and goodput if asked
 
     def to_dict(self) -> dict[str, Any]:
         m = self.result.manifest
@@ -94,11 +96,13 @@ class Summary:
             "facts": to_dict(self.facts),
             "replicates": to_dict(m.replicates),
             "load": _load_dict(self.load),
+            "generation": _generation_dict(self.generation),
         }
 
 
-def summarize(result: ResultSet) -> Summary:
-    """The summary of ``result``, from its raw intervals, requests and telemetry."""
+def summarize(result: ResultSet, slo_ms: dict[str, float] | None = None) -> Summary:
+    """The summary of ``result``, from its raw intervals, requests and telemetry; with
+    ``slo_ms`` (``harness.analysis.generation.parse_slo``), its goodput too."""
     overlaps = split_table(result).requests["overlap_ns"].to_numpy()
     coverage = 1.0 - bucket_shares(result)[UNATTRIBUTED]
     overlap_ms = float(np.median(overlaps)) / 1e6 if len(overlaps) else float("nan")
@@ -126,7 +130,17 @@ def summarize(result: ResultSet) -> Summary:
         invariants=invariants,
         verdict=verdict(result, e2e, coverage, invariants, load),
         load=load,
+        generation=generation(result, sum(r.measured_s for r in replicates), slo_ms),
     )
+
+
+def _generation_dict(found: Generation | None) -> dict[str, Any] | None:
+    if found is None:
+        return None
+    body = to_dict(found)
+    for key in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"):
+        body[key] = {f"p{p:g}": v for p, v in getattr(found, key).items()}
+    return _deep_finite(body)
 
 
 def _load_dict(load: LoadReport | None) -> dict[str, Any] | None:

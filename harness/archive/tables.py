@@ -39,6 +39,10 @@ REQUEST_COLUMNS = [
 ]
 
 
+# Kept from the second commit of schema 8 on: when each output token of a decoding request
+# existed, in ns from its arrival (StageContext.token; empty where none was marked).
+TOKEN_COLUMN = "token_ns"
+
 # One row per query LoadGen scheduled (harness.measure.loadgen.LoadRun says what each holds);
 # ``request`` is the request that served it.
 QUERY_COLUMNS = [

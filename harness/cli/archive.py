@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from harness.cli.load import add_slo, slo_of
 from harness.cli.options import (
     add_archive,
     add_replay,
@@ -118,8 +119,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     from harness.projection.serialisation import losses
     from harness.report import terminal
 
+    slo = slo_of(args)
     results = [load(ref, args.results) for ref in args.result]
-    summaries = [summarize(r) for r in results]
+    summaries = [summarize(r, slo) for r in results]
     if len(summaries) == 1:
         size, budget = replay_sample_of(args), budget_of(args)
         said, found = answer(results[0]), losses(results[0], size, budget)
@@ -232,5 +234,6 @@ def register(verbs: argparse._SubParsersAction) -> None:
         nargs="+",
         help="an id, a unique prefix, 'latest', or a set's folder",
     )
+    add_slo(show)
     add_replay(show)
     add_archive(show)

@@ -185,3 +185,22 @@ def run_capacity(
         found = find_max_qps(config, args.p99_bound, archive, fingerprint, steps, say)
     output(args, to_dict(found), lambda: capacity_table(found))
     return 0
+
+
+def add_slo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--slo",
+        metavar="OBJECTIVES",
+        help="service-level objectives for goodput, the rate of requests meeting all of them: "
+        "ttft, tpot, itl (every gap between tokens) and e2e, each a time with its unit, e.g. "
+        "ttft=200ms,tpot=50ms,e2e=2s (0.001 ms to a day)",
+    )
+
+
+def slo_of(args: argparse.Namespace) -> dict[str, float] | None:
+    """The objectives given, in ms by metric, checked (None: none given)."""
+    if args.slo is None:
+        return None
+    from harness.analysis.generation import parse_slo
+
+    return parse_slo(args.slo)

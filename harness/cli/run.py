@@ -10,10 +10,12 @@ from harness import __version__
 from harness.cli.load import (
     add_capacity,
     add_load,
+    add_slo,
     capacity_asked,
     capacity_load,
     load_of,
     run_capacity,
+    slo_of,
 )
 from harness.cli.options import (
     add_archive,
@@ -81,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     given = Given.read(args.set, args.params)
     sample = replay_sample_of(args)
     budget_of(args)  # checked now, not after minutes of measuring
+    slo = slo_of(args)
     # Every name, option and parameter checked before any work.
     configs = plan(args.workloads, template, given)
     archive = Archive(args.results).ensure()
@@ -101,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             say_error(f"{exc.reason} (recorded as {exc.recorded_as})")
             continue
         try:
-            summary, said = summarize(result), answer(result)
+            summary, said = summarize(result, slo), answer(result)
             found = losses(result, sample, budget_of(args))  # each set its own budget
         except UserError as exc:  # the set is archived: say so, and go on with the suite
             failing = max(failing, EXIT_BAD_INPUT)
@@ -252,5 +255,6 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     add_load(run)
     add_capacity(run)
+    add_slo(run)
     add_replay(run)
     add_archive(run)

@@ -21,7 +21,7 @@ import pandas as pd
 from harness import plugins
 from harness.archive.codec import DecodeError, from_dict
 from harness.archive.schema import Agreement, ClockAnchor, Load, ReplicateFacts, RunLength
-from harness.archive.tables import REQUEST_COLUMNS
+from harness.archive.tables import REQUEST_COLUMNS, TOKEN_COLUMN
 from harness.errors import UserError
 from harness.machine.sysfs import CpuTimes, cpu_times
 from harness.measure.config import RunConfig
@@ -263,7 +263,8 @@ def measure(
         workload.teardown()
     except (Exception, SystemExit) as exc:  # what was measured is kept; the verdict says so
         facts = replace(facts, teardown_error=describe("teardown", exc))
-    requests = pd.DataFrame(list(rows), columns=REQUEST_COLUMNS).sort_values("request")
+    columns = [*REQUEST_COLUMNS, TOKEN_COLUMN]
+    requests = pd.DataFrame(list(rows), columns=columns).sort_values("request")
     return ProcessResult(
         spool.finish(),
         requests.reset_index(drop=True),
@@ -380,6 +381,7 @@ def _request_row(workload: Workload, n: int, payload: Any, outcome: RequestOutco
         "latency_s": (outcome.response_ns - outcome.arrival_ns) / 1e9,
         "samples": samples,
         "outputs": outputs,
+        TOKEN_COLUMN: [t - outcome.arrival_ns for t in outcome.recorder.tokens],
     }
 
 

@@ -114,7 +114,7 @@ class Recorder:
     so device work is charged to the probe that launched it.
     """
 
-    __slots__ = ("_ids", "clock", "cpu_clock", "request", "rows", "timer")
+    __slots__ = ("_ids", "clock", "cpu_clock", "request", "rows", "timer", "tokens")
 
     def __init__(
         self,
@@ -132,6 +132,11 @@ class Recorder:
         # objects are made only when someone reads them.
         self.rows: list[Row] = []
         self._ids = itertools.count()  # next() on a count is atomic too
+        self.tokens: list[int] = []  # when each output token existed (StageContext.token)
+
+    def token(self, count: int = 1) -> None:
+        """Mark ``count`` output tokens as existing now."""
+        self.tokens.extend([self.clock()] * count)
 
     def add(
         self,

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from harness.analysis.generation import Generation
     from harness.analysis.load import LoadReport
     from harness.experiments.capacity import Capacity
 
@@ -146,3 +147,51 @@ def capacity_table(found: Capacity) -> Group:
         parts.append(Text(answer + ceiling, style="bold"))
     parts.append(Text(cost, style="dim"))
     return Group(*parts)
+
+
+def generation_lines(found: Generation) -> list[Any]:
+    """Time to first token, per output token, between tokens, end to end; goodput if asked."""
+
+    def pcts(values: dict[float, float]) -> str:
+        return "/".join(_ms(v) for v in values.values())
+
+    parts: list[Any] = [
+        Text(
+            f"generation over {found.requests:,} requests, {found.output_tokens:,} tokens, "
+            f"{found.output_tokens_per_s:.1f} output tokens/s; p50/p90/p99 (ms): TTFT "
+            f"{pcts(found.ttft_ms)}, TPOT {pcts(found.tpot_ms)}, ITL {pcts(found.itl_ms)}, "
+            f"e2e {pcts(found.e2e_ms)}"
+        )
+    ]
+    if found.goodput is not None:
+        g = found.goodput
+        slo = ", ".join(f"{k} {v:g} ms" for k, v in g.slo_ms.items())
+        parts.append(
+            Text(
+                f"goodput: {g.requests_per_s:.2f} requests/s met every objective ({slo}): "
+                f"{g.share:.0%} of requests",
+                style="bold",
+            )
+        )
+    return parts
+
+
+def load_beside(base: LoadReport, candidate: LoadReport) -> Table:
+    """Two sets' loads side by side: what `compare` adds for sets run under load."""
+    table = Table(title=f"under load: BASE {how(base)}; CANDIDATE {how(candidate)}")
+    for name in ("", "BASE", "CANDIDATE", "CANDIDATE / BASE"):
+        table.add_column(name, justify="left" if not name else "right")
+
+    def row(name: str, a: float | None, b: float | None) -> None:
+        known = a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
+        ratio = f"{b / a:.3f}" if known and a else "-"  # type: ignore[operator]
+        table.add_row(name, _ms(a), _ms(b), ratio)
+
+    row("answered queries/s", base.throughput_qps, candidate.throughput_qps)
+    row("samples/s", base.samples_per_s, candidate.samples_per_s)
+    for p in (50.0, 99.0):
+        row(f"p{p:g} from arrival, ms", base.latency_ms[p], candidate.latency_ms[p])
+    queues = (base.queue, candidate.queue)
+    if all(q is not None for q in queues):
+        row("queue wait, ms", *(q.measured_mean_ms for q in queues))  # type: ignore[union-attr]
+    return table

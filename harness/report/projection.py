@@ -11,7 +11,7 @@ from rich.text import Text
 
 from harness.projection.project import SAMPLING_ROUGH
 from harness.projection.sentences import headline, interval_text
-from harness.report import seams
+from harness.report import load, seams
 
 if TYPE_CHECKING:
     from harness.analysis.summary import Summary
@@ -150,6 +150,17 @@ def comparison(c: Comparison) -> Group:
         parts.append(Text("! a set is invalid: this comparison is not trustworthy", style="red"))
     for key, (a, b) in c.differences.items():
         parts.append(Text(f"execution differs in {key}: {a} -> {b}", style="dim"))
+    loads = (c.base.result.manifest.execution.load, c.candidate.result.manifest.execution.load)
+    if loads[0] != loads[1]:
+        parts.append(
+            Text(
+                "! the sets ran under different loads: their latencies differ by the load as "
+                "much as by the system",
+                style="red",
+            )
+        )
+    if c.base.load is not None and c.candidate.load is not None:
+        parts.append(load.load_beside(c.base.load, c.candidate.load))
     table = Table(title="measured: BASE p50 / CANDIDATE p50 (95% bootstrap over replicates)")
     for name in ("", "BASE ms", "CANDIDATE ms", "speedup", "interval", "significant"):
         table.add_column(name, justify="left" if not name else "right")

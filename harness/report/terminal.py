@@ -52,6 +52,8 @@ def summary(s: Summary, answer: Answer | None = None, losses: Losses | None = No
         parts.append(Text(f"p50 per replicate: {each} ms"))
     if s.load is not None:
         parts += load.load_lines(s.load)
+    if s.generation is not None:
+        parts += load.generation_lines(s.generation)
     parts.append(Text(_facts(s.facts), style="dim"))
     if m.agreement is not None:
         parts.append(Text(agreement(m.agreement), style="dim"))
