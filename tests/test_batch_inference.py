@@ -1,0 +1,43 @@
+"""The batch inference workload: every sample LoadGen issues is encoded once, in its batch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import live_fingerprint
+
+pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not installed")
+
+from harness.analysis.load import load_report
+from harness.archive.schema import Load, RunLength
+from harness.archive.store import Archive
+from harness.measure.config import RunConfig, plan
+from harness.measure.replicates import run
+
+
+def test_offline_batches_reach_the_encoder_and_each_sample_is_answered_once(tmp_path):
+    config = RunConfig(
+        "batch-inference",
+        device="cpu",
+        size="quick",
+        measurement=RunLength(warmup=1, min_requests=48, min_duration_s=0.0),
+        show_progress=False,
+        params={"sentences": 32},
+        load=Load("offline", qps=100.0, batch=8),
+    )
+    plan(["batch-inference"], config)
+    archive = Archive(tmp_path)
+    result = archive.load(run(config, archive, live_fingerprint()).id)
+    queries, requests = result.queries, result.requests
+    assert queries is not None and requests["ok"].all()
+    assert requests["samples"].max() == 8 and requests["samples"].sum() == len(queries)
+    answered = {
+        row.request: sorted(json.loads(row.outputs)["ids"]) for row in requests.itertuples()
+    }
+    issued = queries.groupby("request")["sample_index"].apply(lambda s: sorted(s % 32))
+    assert {r: answered[r] for r in issued.index} == issued.to_dict()
+    report = load_report(result)
+    assert report is not None and report.samples_per_s == pytest.approx(
+        len(queries) / report.measured_s
+    )

@@ -1,0 +1,123 @@
+"""Generation metrics from token marks, and goodput against service-level objectives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import live_fingerprint
+
+from harness.analysis.generation import generation, parse_slo, per_request
+from harness.archive.schema import RunLength
+from harness.archive.store import Archive
+from harness.archive.tables import TOKEN_COLUMN
+from harness.errors import UserError
+from harness.measure.config import RunConfig
+from harness.measure.replicates import run
+
+DECODER = """
+import time
+from harness.workload import Stage, Workload
+
+TOKENS, GAP_S, PREFILL_S = 5, 0.002, 0.004
+
+
+class Decoder(Workload):
+    name = "decoder"
+    stages = (Stage("prefill", layer="inference"), Stage("decode", layer="inference",
+              after=("prefill",)))
+
+    def requests(self, ctx):
+        return [{"id": i} for i in range(4)]
+
+    def prefill(self, ctx, payload):
+        with ctx.compute(label="prefill"):
+            time.sleep(PREFILL_S)
+        ctx.token()
+        return payload
+
+    def decode(self, ctx, payload):
+        for _ in range(TOKENS - 1):
+            with ctx.compute(label="decode"):
+                time.sleep(GAP_S)
+            ctx.token()
+        return payload
+"""
+
+
+@pytest.fixture(scope="module")
+def decoded(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("decoder")
+    plugin = folder / "decoder.py"
+    plugin.write_text(DECODER)
+    config = RunConfig(
+        f"{plugin}:Decoder",
+        device="cpu",
+        size="quick",
+        measurement=RunLength(warmup=1, min_requests=12, min_duration_s=0),
+        show_progress=False,
+    )
+    archive = Archive(folder / "results")
+    return archive.load(run(config, archive, live_fingerprint()).id)
+
+
+def test_every_token_is_marked_in_order_within_its_request(decoded):
+    marks = decoded.requests[TOKEN_COLUMN]
+    assert (marks.map(len) == 5).all()
+    for t, latency_s in zip(marks, decoded.requests["latency_s"], strict=True):
+        t = np.asarray(t)
+        assert (np.diff(t) >= 0.002 * 1e9).all() and t[0] >= 0.004 * 1e9
+        assert t[-1] <= latency_s * 1e9
+
+
+def test_metrics_follow_vllm_s_definitions(decoded):
+    rows = per_request(decoded)
+    marks = decoded.requests[TOKEN_COLUMN].map(np.asarray)
+    ttft = marks.map(lambda t: t[0] / 1e6).to_numpy()
+    e2e = decoded.requests["latency_s"].to_numpy() * 1e3
+    assert rows["ttft_ms"].to_numpy() == pytest.approx(ttft)
+    assert rows["tpot_ms"].to_numpy() == pytest.approx((e2e - ttft) / 4)
+    assert rows["itl_max_ms"].to_numpy() == pytest.approx(
+        marks.map(lambda t: np.diff(t).max() / 1e6).to_numpy()
+    )
+    measured_s = sum(r.measured_s for r in decoded.manifest.replicates)
+    found = generation(decoded, measured_s)
+    assert found is not None and found.output_tokens == 5 * len(decoded.requests)
+    assert found.output_tokens_per_s == pytest.approx(found.output_tokens / measured_s)
+    assert found.itl_ms[50.0] >= 2.0 and found.ttft_ms[50.0] >= 4.0
+
+
+def test_goodput_counts_the_requests_that_meet_every_objective(decoded):
+    measured_s = sum(r.measured_s for r in decoded.manifest.replicates)
+    generous = generation(decoded, measured_s, parse_slo("ttft=10s,tpot=10s,itl=10s,e2e=10s"))
+    assert generous is not None and generous.goodput is not None
+    assert generous.goodput.share == 1.0
+    assert generous.goodput.requests_per_s == pytest.approx(len(decoded.requests) / measured_s)
+    rows = per_request(decoded)
+    bound = float(np.median(rows["ttft_ms"]))
+    half = generation(decoded, measured_s, {"ttft": bound})
+    assert half is not None and half.goodput is not None
+    assert half.goodput.share == pytest.approx((rows["ttft_ms"] <= bound).mean())
+    none = generation(decoded, measured_s, parse_slo("e2e=1us"))
+    assert none is not None and none.goodput is not None and none.goodput.share == 0.0
+
+
+def test_objectives_are_times_with_units_in_range():
+    assert parse_slo("ttft=200ms, tpot=50ms,e2e=2s,itl=500us") == {
+        "ttft": 200.0,
+        "tpot": 50.0,
+        "e2e": 2000.0,
+        "itl": 0.5,
+    }
+    for bad in (
+        "",
+        "ttft=200",
+        "ttft=fast",
+        "speed=2s",
+        "ttft=1ms,ttft=2ms",
+        "e2e=0s",
+        "e2e=2days",
+        "ttft=-1ms",
+        "e2e=1e9s",
+    ):
+        with pytest.raises(UserError):
+            parse_slo(bad)
