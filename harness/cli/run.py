@@ -156,7 +156,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         metavar="WORKLOAD",
         help="registered name, module:Class or path/to/file.py:Class (default: the suite, "
         "every registered workload that is a pipeline a buyer runs: of the built-in ones, "
-        "agent and rag; calibration and branches check gapbench itself and run only when named)",
+        "agent, batch-inference and rag; calibration and branches check gapbench itself and "
+        "run only when named)",
     )
     run.add_argument(
         "--quick",
