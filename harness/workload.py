@@ -173,7 +173,8 @@ class StageContext:
         if self.setup.device != "cpu":
             import torch
 
-            torch.cuda.synchronize(self.setup.device)
+            # This thread's stream only: another request's kernels are not this token's.
+            torch.cuda.current_stream(self.setup.device).synchronize()
         self.recorder.token(count)
 
     def fan_out(

@@ -41,3 +41,22 @@ def test_offline_batches_reach_the_encoder_and_each_sample_is_answered_once(tmp_
     assert report is not None and report.samples_per_s == pytest.approx(
         len(queries) / report.measured_s
     )
+
+
+def test_multi_stream_queries_are_answered_as_whole_batches(tmp_path):
+    config = RunConfig(
+        "batch-inference",
+        device="cpu",
+        size="quick",
+        measurement=RunLength(warmup=1, min_requests=6, min_duration_s=0.0),
+        show_progress=False,
+        params={"sentences": 16},
+        load=Load("multi-stream", samples_per_query=4, batch=4),
+    )
+    archive = Archive(tmp_path)
+    result = archive.load(run(config, archive, live_fingerprint()).id)
+    queries, requests = result.queries, result.requests
+    # LoadGen issues a query of 4 samples when the last is answered: each one request.
+    assert queries is not None and len(queries) == 4 * len(requests) >= 24
+    assert (requests["samples"] == 4).all()
+    assert (queries.groupby("request")["issued_ns"].nunique() == 1).all()

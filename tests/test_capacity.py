@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import live_fingerprint
 
@@ -41,6 +43,20 @@ def test_a_sweep_runs_each_rate_into_a_set_of_its_own(tmp_path):
     assert found.wall_s >= sum(s.wall_s for s in found.steps)
 
 
+def test_compare_sets_two_server_runs_side_by_side_and_names_their_loads(tmp_path, capsys):
+    archive = Archive(tmp_path).ensure()
+    found = sweep(_config(), [20.0, 40.0], archive, live_fingerprint())
+    base, candidate = (s.set_id for s in found.steps)
+    assert main(["compare", base, candidate, "--results", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    assert "under load" in shown and "different loads" in shown
+    assert main(["compare", base, candidate, "--results", str(tmp_path), "--json"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["load"]["base"]["target_qps"] == 20.0
+    assert said["load"]["candidate"]["target_qps"] == 40.0
+    assert said["differences"]["load.qps"] == [20.0, 40.0]
+
+
 def test_the_search_bisects_between_none_and_the_closed_loop_s_rate(tmp_path):
     archive = Archive(tmp_path).ensure()
     found = find_max_qps(_config(), 40.0, archive, live_fingerprint(), steps=3)
@@ -48,13 +64,28 @@ def test_the_search_bisects_between_none_and_the_closed_loop_s_rate(tmp_path):
     low, high = 0.0, found.probe_qps
     for done in found.steps:  # each rate halves the bracket its outcome left
         assert done.target_qps == pytest.approx((low + high) / 2)
-        keeps_up = done.throughput_qps >= KEEPS_UP * done.target_qps
+        keeps_up = done.throughput_qps >= KEEPS_UP * done.drawn_qps
         assert done.passed == (done.p99_ms <= 40.0 and keeps_up and not done.problems)
         low, high = (done.target_qps, high) if done.passed else (low, done.target_qps)
+        # LoadGen judged the step by the same bound.
+        load = archive.load(done.set_id).manifest.execution.load
+        assert load is not None and load.p99_bound_ms == 40.0
     passed = [s.target_qps for s in found.steps if s.passed]
     assert found.max_qps == (max(passed) if passed else None)
     # Every step, and the closed loop that sized the search, is a set of its own.
     assert len(archive.ids()) == len(found.steps) + 1
+
+
+def test_no_rate_keeps_a_p99_below_the_service_time_itself(tmp_path):
+    # Exponential service of 5 ms: at any rate, the p99 of 40 queries is well over 0.5 ms.
+    archive = Archive(tmp_path).ensure()
+    found = find_max_qps(_config(), 0.5, archive, live_fingerprint(), steps=2)
+    assert found.max_qps is None and not any(s.passed for s in found.steps)
+    assert all(s.failed_because for s in found.steps)
+    # The first step is half the closed loop's rate, the second a quarter: each failed.
+    assert [s.target_qps for s in found.steps] == pytest.approx(
+        [found.probe_qps / 2, found.probe_qps / 4]  # type: ignore[operator]
+    )
 
 
 def test_rates_are_numbers_in_range():
@@ -78,6 +109,10 @@ def test_rates_are_numbers_in_range():
         ["--sweep", "5", "--find-max-qps", "--p99-bound", "50"],
         ["--sweep", "5", "--repeat", "2"],
         ["--sweep", "5", "--concurrency", "2"],
+        ["--sweep", "5", "--workers", "0"],
+        ["--sweep", "5", "--slo", "e2e=1s"],
+        ["--sweep", "5", "--p99-bound", "50"],
+        ["--scenario", "offline", "--p99-bound", "50"],
     ],
 )
 def test_a_capacity_run_asked_wrongly_is_one_line_and_exit_2(tmp_path, capsys, options):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import live_fingerprint
 
-from harness.analysis.generation import generation, parse_slo, per_request
-from harness.archive.schema import RunLength
+from harness.analysis.generation import generation, goodput, parse_slo, per_request
+from harness.archive.schema import Load, RunLength
 from harness.archive.store import Archive
 from harness.archive.tables import TOKEN_COLUMN
 from harness.errors import UserError
@@ -88,17 +88,67 @@ def test_metrics_follow_vllm_s_definitions(decoded):
 
 def test_goodput_counts_the_requests_that_meet_every_objective(decoded):
     measured_s = sum(r.measured_s for r in decoded.manifest.replicates)
-    generous = generation(decoded, measured_s, parse_slo("ttft=10s,tpot=10s,itl=10s,e2e=10s"))
-    assert generous is not None and generous.goodput is not None
-    assert generous.goodput.share == 1.0
-    assert generous.goodput.requests_per_s == pytest.approx(len(decoded.requests) / measured_s)
+    generous = goodput(decoded, measured_s, parse_slo("ttft=10s,tpot=10s,itl=10s,e2e=10s"))
+    assert generous.share == 1.0
+    assert generous.requests_per_s == pytest.approx(len(decoded.requests) / measured_s)
     rows = per_request(decoded)
     bound = float(np.median(rows["ttft_ms"]))
-    half = generation(decoded, measured_s, {"ttft": bound})
-    assert half is not None and half.goodput is not None
-    assert half.goodput.share == pytest.approx((rows["ttft_ms"] <= bound).mean())
-    none = generation(decoded, measured_s, parse_slo("e2e=1us"))
-    assert none is not None and none.goodput is not None and none.goodput.share == 0.0
+    half = goodput(decoded, measured_s, {"ttft": bound})
+    assert half.share == pytest.approx((rows["ttft_ms"] <= bound).mean())
+    both = goodput(decoded, measured_s, {"ttft": bound, "e2e": float(rows["e2e_ms"].min())})
+    assert both.share == pytest.approx(
+        ((rows["ttft_ms"] <= bound) & (rows["e2e_ms"] <= rows["e2e_ms"].min())).mean()
+    )
+    assert goodput(decoded, measured_s, parse_slo("e2e=1us")).share == 0.0
+
+
+def test_token_objectives_need_token_marks_and_e2e_does_not(tmp_path, capsys):
+    from harness.cli import main
+
+    config = RunConfig(
+        "calibration",
+        device="cpu",
+        size="quick",
+        measurement=RunLength(warmup=1, min_requests=6, min_duration_s=0),
+        show_progress=False,
+        params={"service_ms": 1.0},
+    )
+    archive = Archive(tmp_path)
+    result = archive.load(run(config, archive, live_fingerprint()).id)
+    assert generation(result, 1.0) is None
+    assert goodput(result, 1.0, {"e2e": 10_000.0}).share == 1.0
+    with pytest.raises(UserError, match="marks no output tokens"):
+        goodput(result, 1.0, {"ttft": 10_000.0})
+    argv = ["show", result.id, "--results", str(tmp_path)]
+    assert main([*argv, "--slo", "e2e=10s"]) == 0
+    assert "goodput" in capsys.readouterr().out
+    assert main([*argv, "--slo", "ttft=1s"]) == 2
+    assert main([*argv, "--slo", "ttft=1"]) == 2
+
+
+def test_under_loadgen_every_time_counts_from_the_scheduled_arrival(tmp_path):
+    pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not installed")
+    plugin = tmp_path / "decoder.py"
+    plugin.write_text(DECODER)
+    config = RunConfig(
+        f"{plugin}:Decoder",
+        device="cpu",
+        size="quick",
+        measurement=RunLength(warmup=1, min_requests=20, min_duration_s=0.5),
+        show_progress=False,
+        load=Load("server", qps=30.0, workers=2),
+    )
+    archive = Archive(tmp_path / "results")
+    result = archive.load(run(config, archive, live_fingerprint()).id)
+    rows = per_request(result).join(result.requests[["replicate", "request", TOKEN_COLUMN]])
+    lag = result.queries.set_index(["replicate", "request"])["lag_ns"]
+    for row in rows.itertuples():
+        behind = lag.loc[(row.replicate, row.request)]
+        assert row.ttft_ms == pytest.approx((row.token_ns[0] + behind) / 1e6)
+    # LoadGen's latency holds the lag too: a request's e2e is within its query's.
+    queries = result.queries.set_index(["replicate", "request"])
+    theirs = queries.loc[list(zip(rows["replicate"], rows["request"], strict=True)), "latency_ns"]
+    assert (rows["e2e_ms"].to_numpy() <= theirs.to_numpy() / 1e6 + 1e-6).all()
 
 
 def test_objectives_are_times_with_units_in_range():

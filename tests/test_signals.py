@@ -135,3 +135,26 @@ def test_a_worker_whose_parent_was_killed_stops_and_clears_its_scratch(tmp_path)
     assert not alive, "a worker ran on without its parent"
     assert scratch and not any(p.parent.exists() for p in scratch)
     assert not Archive(results).ids()  # nothing loads as complete: nothing was written
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "load",
+    [
+        ("--scenario", "server", "--qps", "20", "--workers", "2"),
+        ("--concurrency", "2"),
+        ("--sweep", "20,20,20"),  # a sweep stops with the step Ctrl-C cut short
+    ],
+    ids=["server", "closed-loop", "sweep"],
+)
+def test_ctrl_c_under_load_archives_what_finished_and_stops(tmp_path, load):
+    pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not installed")
+    process, results = _start(tmp_path, *load)
+    _wait_for_measuring(process, tmp_path, 1.5)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)  # LoadGen's schedule would run a minute
+    assert process.returncode == 130 and "Traceback" not in err, err
+    (set_id,) = Archive(results).ids()  # one set: no step after the interrupted one
+    assert set_id in err.strip().splitlines()[-1], err
+    loaded = Archive(results).load(set_id)
+    assert loaded.manifest.interrupted and len(loaded.requests) > 5

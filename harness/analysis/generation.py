@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.analysis.load import rank_percentile
 from harness.archive.result_set import ResultSet
 from harness.archive.tables import TOKEN_COLUMN
 from harness.errors import UserError, in_range
@@ -53,7 +54,8 @@ def parse_slo(text: str) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Goodput:
-    """Requests a second that met every objective, and the share of requests that did."""
+    """Requests a second that met every objective, and the share of requests that did
+    (a failed request met none)."""
 
     slo_ms: dict[str, float]
     requests_per_s: float
@@ -62,7 +64,8 @@ class Goodput:
 
 @dataclass(frozen=True)
 class Generation:
-    """Generation metrics over the requests that produced tokens (ms by percentile)."""
+    """Generation metrics over the requests that produced tokens (ms by percentile, taken as
+    LoadGen takes them)."""
 
     requests: int
     output_tokens: int
@@ -71,74 +74,84 @@ class Generation:
     itl_ms: dict[float, float]
     e2e_ms: dict[float, float]
     output_tokens_per_s: float
-    goodput: Goodput | None = None
 
 
 def per_request(result: ResultSet) -> pd.DataFrame:
-    """One row per successful request that decoded: ttft, tpot, e2e (ms), tokens, max ITL."""
-    requests = result.requests
-    if TOKEN_COLUMN not in requests.columns:
-        return pd.DataFrame(columns=["ttft_ms", "tpot_ms", "e2e_ms", "tokens", "itl_max_ms"])
-    ok = requests[requests["ok"] & (requests[TOKEN_COLUMN].map(len) > 0)]
+    """One row per successful request: e2e, and where it marked tokens ttft, tpot and its
+    longest gap between tokens (ms; NaN without tokens), and its token count."""
+    ok = result.requests[result.requests["ok"]]
     lag_ns = _lag_ns(result, ok)
-    tokens = ok[TOKEN_COLUMN].map(lambda t: np.asarray(t, dtype=np.int64))
-    first = tokens.map(lambda t: t[0]).to_numpy() + lag_ns
-    count = tokens.map(len).to_numpy()
     e2e = ok["latency_s"].to_numpy() * 1e9 + lag_ns
+    marks = (
+        ok[TOKEN_COLUMN].map(lambda t: np.asarray(t, dtype=np.int64))
+        if TOKEN_COLUMN in ok.columns
+        else pd.Series([np.zeros(0, np.int64)] * len(ok), index=ok.index)
+    )
+    count = marks.map(len).to_numpy()
+    first = marks.map(lambda t: t[0] if len(t) else -1).to_numpy() + lag_ns
+    ttft = np.where(count > 0, first, np.nan)
     tpot = np.where(count > 1, (e2e - first) / np.maximum(count - 1, 1), np.nan)
-    gap = tokens.map(lambda t: float(np.diff(t).max()) if len(t) > 1 else math.nan)
+    gap = marks.map(lambda t: float(np.diff(t).max()) if len(t) > 1 else math.nan).to_numpy()
     return pd.DataFrame(
         {
-            "ttft_ms": first / 1e6,
+            "ttft_ms": ttft / 1e6,
             "tpot_ms": tpot / 1e6,
             "e2e_ms": e2e / 1e6,
             "tokens": count,
-            "itl_max_ms": gap.to_numpy() / 1e6,
+            "itl_max_ms": gap / 1e6,
         },
         index=ok.index,
     )
 
 
-def generation(
-    result: ResultSet, measured_s: float, slo_ms: dict[str, float] | None = None
-) -> Generation | None:
+def generation(result: ResultSet, measured_s: float) -> Generation | None:
     """The set's generation metrics (None when no request marked a token)."""
     rows = per_request(result)
+    rows = rows[rows["tokens"] > 0]
     if rows.empty:
         return None
-    requests = result.requests.loc[rows.index]
-    gaps = (
-        np.concatenate([np.diff(np.asarray(t, dtype=np.int64)) for t in requests[TOKEN_COLUMN]])
-        / 1e6
-    )
+    marks = result.requests.loc[rows.index, TOKEN_COLUMN]
+    gaps = np.concatenate([np.diff(np.asarray(t, dtype=np.int64)) for t in marks]) / 1e6
 
     def pct(values: np.ndarray) -> dict[float, float]:
         values = values[~np.isnan(values)]
-        if not len(values):
-            return {p: math.nan for p in PERCENTILES}
-        return {p: float(np.percentile(values, p)) for p in PERCENTILES}
+        return {p: rank_percentile(values, p) for p in PERCENTILES}
 
-    goodput = None
-    if slo_ms:
-        met = np.ones(len(rows), dtype=bool)
-        for name, bound in slo_ms.items():
-            column = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2e_ms"}.get(name)
-            values = rows[column] if column else rows["itl_max_ms"]
-            met &= values.fillna(0.0).to_numpy() <= bound
-        # Requests that failed or made no token met none of them, but count in the share.
-        share = float(met.sum()) / len(result.requests)
-        rate = float(met.sum()) / measured_s if measured_s > 0 else math.nan
-        goodput = Goodput(dict(slo_ms), rate, share)
+    tokens = int(rows["tokens"].sum())
     return Generation(
         requests=len(rows),
-        output_tokens=int(rows["tokens"].sum()),
+        output_tokens=tokens,
         ttft_ms=pct(rows["ttft_ms"].to_numpy()),
         tpot_ms=pct(rows["tpot_ms"].to_numpy()),
         itl_ms=pct(gaps),
         e2e_ms=pct(rows["e2e_ms"].to_numpy()),
-        output_tokens_per_s=float(rows["tokens"].sum()) / measured_s if measured_s else math.nan,
-        goodput=goodput,
+        output_tokens_per_s=tokens / measured_s if measured_s > 0 else math.nan,
     )
+
+
+_COLUMNS = {"ttft": "ttft_ms", "tpot": "tpot_ms", "itl": "itl_max_ms", "e2e": "e2e_ms"}
+
+
+def goodput(result: ResultSet, measured_s: float, slo_ms: dict[str, float]) -> Goodput:
+    """The rate of requests that met every objective in ``slo_ms``; token objectives on a
+    set whose requests marked no token are refused (only e2e can be judged there)."""
+    rows = per_request(result)
+    token_slo = sorted(set(slo_ms) - {"e2e"})
+    if token_slo and not (rows["tokens"] > 0).any():
+        raise UserError(
+            f"{result.id} marks no output tokens: --slo {', '.join(token_slo)} cannot be "
+            "judged on it (e2e can)"
+        )
+    one_token = rows["tokens"].to_numpy() == 1
+    met = np.ones(len(rows), dtype=bool)
+    for name, bound in slo_ms.items():
+        values = rows[_COLUMNS[name]].to_numpy()
+        if name in ("tpot", "itl"):  # a lone token has no gap to exceed
+            values = np.where(one_token, 0.0, values)
+        met &= values <= bound  # NaN (no token at all) meets nothing
+    share = float(met.sum()) / len(result.requests) if len(result.requests) else math.nan
+    rate = float(met.sum()) / measured_s if measured_s > 0 else math.nan
+    return Goodput(dict(slo_ms), rate, share)
 
 
 def _lag_ns(result: ResultSet, ok: pd.DataFrame) -> np.ndarray:

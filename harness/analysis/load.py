@@ -39,23 +39,32 @@ def rank_percentile(values: np.ndarray, percentile: float) -> float:
     return float(ordered[min(len(ordered) - 1, int(percentile / 100 * len(ordered)))])
 
 
+def _close(ours_ms: float, theirs_ms: float) -> bool:
+    apart = abs(ours_ms - theirs_ms)
+    return apart <= CLOCK_AGREEMENT * theirs_ms or apart * 1e6 <= CLOCK_FLOOR_NS
+
+
 @dataclass(frozen=True)
 class ClockCheck:
-    """One percentile of latency from the scheduled time, on LoadGen's clock and gapbench's."""
+    """One replicate's percentile of latency from the scheduled time, on gapbench's clock
+    beside LoadGen's trace and LoadGen's own summary of the same run."""
 
+    replicate: int
     percentile: float
     loadgen_ms: float  # from LoadGen's trace
     gapbench_ms: float
-    summary_ms: float | None  # what LoadGen's own summary says
+    summary_ms: float | None  # what LoadGen's mlperf_log_summary.txt says (None: not kept)
 
     @property
     def difference(self) -> float:
-        return abs(self.gapbench_ms - self.loadgen_ms) / self.loadgen_ms
+        """gapbench's reading apart from LoadGen's summary's (its trace's, lacking one)."""
+        theirs = self.summary_ms if self.summary_ms is not None else self.loadgen_ms
+        return abs(self.gapbench_ms - theirs) / theirs
 
     @property
     def agrees(self) -> bool:
-        apart_ns = abs(self.gapbench_ms - self.loadgen_ms) * 1e6
-        return self.difference <= CLOCK_AGREEMENT or apart_ns <= CLOCK_FLOOR_NS
+        said = self.summary_ms is None or _close(self.gapbench_ms, self.summary_ms)
+        return said and _close(self.gapbench_ms, self.loadgen_ms)
 
 
 @dataclass(frozen=True)
@@ -82,9 +91,10 @@ class LoadReport:
     target_qps: float | None
     workers: int
     concurrency: int
-    queries: int
+    queries: int  # LoadGen's samples (offline and multi-stream issue several a query)
     measured_s: float
-    throughput_qps: float  # queries answered a second
+    throughput_qps: float  # of those answered a second
+    drawn_qps: float | None  # the arrival rate LoadGen's schedule drew (None: a closed loop)
     samples_per_s: float
     latency_ms: dict[float, float]  # percentile -> ms, from each query's scheduled arrival
     lag_ms: dict[str, float] = field(default_factory=dict)  # p50, p99, max
@@ -120,11 +130,13 @@ def load_report(result: ResultSet) -> LoadReport | None:
             queries=len(ok),
             measured_s=measured_s,
             throughput_qps=len(ok) / measured_s if measured_s > 0 else math.nan,
+            drawn_qps=None,
             samples_per_s=samples_per_s,
             latency_ms={p: rank_percentile(latency, p) for p in PERCENTILES},
             worker_on_cpu=on_cpu,
         )
-    summaries = tuple(parse(f.loadgen_summary) for f in facts if f.loadgen_summary)
+    kept = [r for r in result.manifest.replicates if r.load is not None and r.load.loadgen_summary]
+    summaries = tuple(parse(r.load.loadgen_summary) for r in kept)  # type: ignore[union-attr]
     latency_ms = queries["latency_ns"].to_numpy() / 1e6
     p99 = rank_percentile(latency_ms, 99.0)
     lag_ms = queries["lag_ns"].to_numpy() / 1e6
@@ -134,10 +146,12 @@ def load_report(result: ResultSet) -> LoadReport | None:
         "max": float(lag_ms.max()),
     }
     bound = max(LAG_FLOOR_NS / 1e6, LAG_SHARE * p99)
-    clocks = _clocks(queries, summaries[0] if len(summaries) == 1 else None)
+    by_replicate = dict(zip((r.replicate for r in kept), summaries, strict=True))
+    clocks = _clocks(queries, by_replicate)
+    drawn = drawn_rate(queries)
     queue = None
-    if load.scenario == "server" and load.batch == 1:
-        queue = _queue(result, queries, load.workers)
+    if load.scenario == "server" and load.batch == 1 and drawn is not None:
+        queue = _queue(result, queries, load.workers, drawn)
     problems, notes = [], []
     if lag["p99"] > bound:
         problems.append(
@@ -148,8 +162,9 @@ def load_report(result: ResultSet) -> LoadReport | None:
     for check in clocks:
         if not check.agrees:
             problems.append(
-                f"gapbench's clock reads p{check.percentile:g} {check.difference:.1%} apart "
-                f"from LoadGen's ({check.gapbench_ms:.3f} ms against {check.loadgen_ms:.3f} ms)"
+                f"replicate {check.replicate}: gapbench's clock reads p{check.percentile:g} "
+                f"{check.difference:.1%} apart from LoadGen's ({check.gapbench_ms:.3f} ms "
+                f"against {check.loadgen_ms:.3f} ms in its trace)"
             )
     for index, summary in enumerate(summaries):
         if not summary.valid:
@@ -167,6 +182,7 @@ def load_report(result: ResultSet) -> LoadReport | None:
         queries=len(queries),
         measured_s=measured_s,
         throughput_qps=len(queries) / measured_s if measured_s > 0 else math.nan,
+        drawn_qps=drawn,
         samples_per_s=samples_per_s,
         latency_ms={p: rank_percentile(latency_ms, p) for p in PERCENTILES},
         lag_ms=lag,
@@ -180,21 +196,34 @@ def load_report(result: ResultSet) -> LoadReport | None:
     )
 
 
-def _clocks(queries: pd.DataFrame, summary: LoadGenSummary | None) -> tuple[ClockCheck, ...]:
-    theirs = queries["latency_ns"].to_numpy() / 1e6
-    ours = queries["own_latency_ns"].to_numpy() / 1e6
+def _clocks(queries: pd.DataFrame, summaries: dict[int, LoadGenSummary]) -> tuple[ClockCheck, ...]:
+    """Each replicate's p50 and p99 on both clocks and in LoadGen's summary of that run."""
     checks = []
-    for p in CHECKED:
-        said = summary.latency_ns(p) if summary is not None else None
-        checks.append(
-            ClockCheck(
-                p,
-                rank_percentile(theirs, p),
-                rank_percentile(ours, p),
-                said / 1e6 if said is not None else None,
+    for _, one in queries.groupby("replicate"):
+        replicate = int(one["replicate"].iloc[0])
+        theirs = one["latency_ns"].to_numpy() / 1e6
+        ours = one["own_latency_ns"].to_numpy() / 1e6
+        summary = summaries.get(replicate)
+        for p in CHECKED:
+            said = summary.latency_ns(p) if summary is not None else None
+            checks.append(
+                ClockCheck(
+                    replicate,
+                    p,
+                    rank_percentile(theirs, p),
+                    rank_percentile(ours, p),
+                    said / 1e6 if said is not None else None,
+                )
             )
-        )
     return tuple(checks)
+
+
+def drawn_rate(queries: pd.DataFrame) -> float | None:
+    """The arrival rate LoadGen's schedule drew, over each replicate's span of arrivals."""
+    first = queries.groupby("replicate")["scheduled_at_ns"].agg(["min", "max", "size"])
+    span_s = float((first["max"] - first["min"]).sum()) / 1e9
+    gaps = int((first["size"] - 1).sum())
+    return gaps / span_s if span_s > 0 and gaps > 0 else None
 
 
 def occupancy(result: ResultSet, queries: pd.DataFrame) -> pd.DataFrame:
@@ -210,14 +239,16 @@ def occupancy(result: ResultSet, queries: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _queue(result: ResultSet, queries: pd.DataFrame, workers: int) -> QueueCheck | None:
+def _queue(
+    result: ResultSet, queries: pd.DataFrame, workers: int, rate: float
+) -> QueueCheck | None:
     """Queue wait for a free worker as measured, and M/G/c's from the workers' occupancy,
     over each replicate's queries."""
     served = occupancy(result, queries)
     if served.empty:
         return None
     service_s = (served["done_ns"] - served["picked_ns"]).to_numpy() / 1e9
-    waited, span = [], 0
+    waited = []
     for _, one in served.groupby("replicate"):
         began, ended = one["picked_ns"].to_numpy(), one["done_ns"].to_numpy()
         issued = one["issued_ns"].to_numpy()
@@ -225,11 +256,8 @@ def _queue(result: ResultSet, queries: pd.DataFrame, workers: int) -> QueueCheck
         taken = np.searchsorted(np.sort(began), issued, side="left")
         answered = np.searchsorted(np.sort(ended), issued, side="right")
         waited.append(taken - answered >= workers)
-        scheduled = one["scheduled_at_ns"]
-        span += int(scheduled.max() - scheduled.min())
-    if span <= 0 or (service_s <= 0).any():
+    if (service_s <= 0).any():
         return None
-    rate = (len(served) - served["replicate"].nunique()) / (span / 1e9)
     return QueueCheck(
         arrival_qps=rate,
         measured_mean_ms=float((served["picked_ns"] - served["issued_ns"]).mean()) / 1e6,

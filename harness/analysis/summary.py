@@ -11,7 +11,7 @@ import pandas as pd
 
 from harness.analysis.breakdown import bucket_shares, end_to_end, stage_table, wait_table
 from harness.analysis.columns import split_table
-from harness.analysis.generation import Generation, generation
+from harness.analysis.generation import Generation, Goodput, generation, goodput
 from harness.analysis.invariants import Invariants, set_invariants
 from harness.analysis.load import LoadReport, load_report
 from harness.analysis.overhead import Overhead, overhead
@@ -69,7 +69,8 @@ class Summary:
     invariants: Invariants
     verdict: Verdict
     load: LoadReport | None = None  # a set run under a load
-    generation: Generation | None = None  # the requests that decode, and goodput if asked
+    generation: Generation | None = None  # the requests that decode
+    goodput: Goodput | None = None  # the requests meeting the objectives asked for
 
     def to_dict(self) -> dict[str, Any]:
         m = self.result.manifest
@@ -95,8 +96,9 @@ class Summary:
             "telemetry": self.telemetry,
             "facts": to_dict(self.facts),
             "replicates": to_dict(m.replicates),
-            "load": _load_dict(self.load),
+            "load": load_dict(self.load),
             "generation": _generation_dict(self.generation),
+            "goodput": _deep_finite(to_dict(self.goodput)),
         }
 
 
@@ -113,6 +115,7 @@ def summarize(result: ResultSet, slo_ms: dict[str, float] | None = None) -> Summ
     samples = result.telemetry
     notes = tuple(sorted({n for r in replicates for n in r.telemetry_notes}))
     load = load_report(result)
+    measured_s = sum(r.measured_s for r in replicates)
     return Summary(
         result=result,
         end_to_end=e2e,
@@ -130,7 +133,8 @@ def summarize(result: ResultSet, slo_ms: dict[str, float] | None = None) -> Summ
         invariants=invariants,
         verdict=verdict(result, e2e, coverage, invariants, load),
         load=load,
-        generation=generation(result, sum(r.measured_s for r in replicates), slo_ms),
+        generation=generation(result, measured_s),
+        goodput=goodput(result, measured_s, slo_ms) if slo_ms else None,
     )
 
 
@@ -143,7 +147,8 @@ def _generation_dict(found: Generation | None) -> dict[str, Any] | None:
     return _deep_finite(body)
 
 
-def _load_dict(load: LoadReport | None) -> dict[str, Any] | None:
+def load_dict(load: LoadReport | None) -> dict[str, Any] | None:
+    """A load report as JSON (None for a set run one request at a time)."""
     if load is None:
         return None
     body = to_dict(load)

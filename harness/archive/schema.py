@@ -56,7 +56,10 @@ HISTORY = {
         "the execution config says how requests arrived (load: a LoadGen scenario, or clients "
         "in a closed loop; null for gapbench's own single-stream loop, as every older set "
         "ran), a replicate's facts keep what it measured under load (load), and a set run "
-        "under LoadGen keeps each query LoadGen scheduled in a queries table"
+        "under LoadGen keeps each query LoadGen scheduled in a queries table; after its first "
+        "commit the queries gained when a worker took each up and was free again (picked_ns, "
+        "done_ns), the requests when each output token existed (token_ns), and the load its "
+        "p99 bound: sets of that first commit read without them"
     ),
 }
 SEALED = 7  # from this version, checked on load: every file's checksum, the work's digest
@@ -92,6 +95,12 @@ class RunLength:
             return float("inf")
         return max(self.max_requests, self.min_requests)
 
+    def wants_more(self, requests: int, elapsed_s: float) -> bool:
+        """Whether to send another request after ``requests`` in ``elapsed_s``: until both
+        minimums are met, stopping at the safety maximum and at the request cap."""
+        short = requests < self.min_requests or elapsed_s < self.min_duration_s
+        return short and elapsed_s < self.max_duration_s and requests < self.request_cap
+
 
 CLOSED_LOOP = "closed-loop"
 
@@ -107,6 +116,8 @@ class Load:
     concurrency: int = 1  # closed loop: the clients
     batch: int = 1  # the most samples one payload carries, where the workload batches
     samples_per_query: int = 8  # multi-stream: the samples LoadGen issues as one query
+    # server: the p99 latency LoadGen judges the run by (None: LoadGen's default, 100 ms)
+    p99_bound_ms: float | None = None
 
     @property
     def by_loadgen(self) -> bool:
@@ -256,7 +267,9 @@ class LoadFacts:
 
     measured_s: float  # from the first issue (or send) to the last response
     worker_busy_s: float  # wall time the serving threads spent on requests, summed
-    worker_cpu_s: float  # those threads' own CPU time meanwhile (the interpreter lock's share)
+    # Those threads' own CPU time meanwhile: less than their wall time by what they spent
+    # waiting (for the interpreter lock, I/O, a sleep, or work on other threads)
+    worker_cpu_s: float
     process_cpu_s: float  # the whole process's CPU time over the measured span
     # LoadGen's mlperf_log_summary.txt as it wrote it ("": not LoadGen's run), read with
     # harness.archive.loadgen_summary

@@ -7,16 +7,14 @@ import json
 import sys
 
 from harness import __version__
-from harness.cli.load import (
+from harness.cli.capacity import (
     add_capacity,
-    add_load,
-    add_slo,
     capacity_asked,
+    capacity_length,
     capacity_load,
-    load_of,
     run_capacity,
-    slo_of,
 )
+from harness.cli.load import add_load, add_slo, load_of, slo_of
 from harness.cli.options import (
     add_archive,
     add_replay,
@@ -64,6 +62,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     capacity = capacity_asked(args)
     size = "quick" if args.quick else "default"
     length = run_length(size, args.warmup, args.min_requests, args.min_duration)
+    if capacity:
+        length = capacity_length(args, length)
     template = RunConfig(
         workload="",
         device=args.device,

@@ -34,6 +34,7 @@ class Step:
     set_id: str
     queries: int
     throughput_qps: float
+    drawn_qps: float  # the arrival rate LoadGen's schedule drew for this step
     p50_ms: float
     p99_ms: float
     queue_ms: float | None  # mean wait for a free worker, measured
@@ -50,9 +51,15 @@ class Step:
             return ""
         if self.problems:
             return "invalid (see its set)"
-        if self.throughput_qps < KEEPS_UP * self.target_qps:
-            return "fell behind the rate"
+        if not self.keeps_up:
+            return "fell behind its arrivals"
         return "p99 over the bound"
+
+    @property
+    def keeps_up(self) -> bool:
+        """Answered at least 90% as fast as its queries arrived (a server falling behind
+        has a queue that only grows, however long the run)."""
+        return self.throughput_qps >= KEEPS_UP * self.drawn_qps
 
     @property
     def p99_indicative(self) -> bool:
@@ -70,6 +77,19 @@ class Capacity:
     max_qps: float | None = None  # the highest rate that passed (None: none did)
     probe_qps: float | None = None  # the closed loop's throughput that sized the search
     wall_s: float = 0.0
+    interrupted: bool = False  # Ctrl-C stopped it: the steps are those that finished
+
+
+class Interrupted(Exception):
+    """A step was cut short by Ctrl-C: its set is kept, and no further step runs."""
+
+    def __init__(self, set_id: str) -> None:
+        super().__init__(set_id)
+        self.set_id = set_id
+
+
+def workers_of(config: RunConfig) -> int:
+    return config.load.workers if config.load is not None else 1
 
 
 Say = Callable[[str], None]
@@ -87,13 +107,21 @@ def parse_rates(text: str) -> tuple[float, ...]:
     return rates
 
 
-def step(config: RunConfig, rate: float, archive: Archive, fingerprint: Fingerprint) -> Step:
-    """One server run at ``rate``, archived, read back into a step."""
-    workers = config.load.workers if config.load is not None else 1
+def step(
+    config: RunConfig,
+    rate: float,
+    archive: Archive,
+    fingerprint: Fingerprint,
+    p99_bound_ms: float | None = None,
+) -> Step:
+    """One server run at ``rate``, archived, read back into a step; LoadGen judges it by
+    ``p99_bound_ms`` too, where one is given."""
     began = time.monotonic()
-    at_rate = replace(config, load=Load("server", qps=rate, workers=workers))
-    result = run(at_rate, archive, fingerprint)
+    load = Load("server", qps=rate, workers=workers_of(config), p99_bound_ms=p99_bound_ms)
+    result = run(replace(config, load=load), archive, fingerprint)
     wall = time.monotonic() - began
+    if result.manifest.interrupted:
+        raise Interrupted(result.id)
     report = load_report(result)
     if report is None:
         raise UserError(f"{result.id} measured nothing under load (see gapbench show {result.id})")
@@ -104,6 +132,7 @@ def step(config: RunConfig, rate: float, archive: Archive, fingerprint: Fingerpr
         set_id=result.id,
         queries=report.queries,
         throughput_qps=report.throughput_qps,
+        drawn_qps=report.drawn_qps if report.drawn_qps is not None else rate,
         p50_ms=report.latency_ms[50.0],
         p99_ms=report.latency_ms[99.0],
         queue_ms=queue.measured_mean_ms if queue is not None else None,
@@ -123,13 +152,24 @@ def sweep(
 ) -> Capacity:
     """A server run at each rate, in the order given: the latency-throughput table."""
     began = time.monotonic()
-    steps = []
+    steps: list[Step] = []
+    interrupted = False
     for rate in rates:
-        done = step(config, rate, archive, fingerprint)
+        try:
+            done = step(config, rate, archive, fingerprint)
+        except Interrupted as stopped:
+            say(f"{rate:.2f} qps: interrupted; what finished is archived as {stopped.set_id}")
+            interrupted = True
+            break
         say(_line(done))
         steps.append(done)
-    workers = config.load.workers if config.load is not None else 1
-    return Capacity(config.workload, workers, tuple(steps), wall_s=time.monotonic() - began)
+    return Capacity(
+        config.workload,
+        workers_of(config),
+        tuple(steps),
+        wall_s=time.monotonic() - began,
+        interrupted=interrupted,
+    )
 
 
 def find_max_qps(
@@ -146,7 +186,7 @@ def find_max_qps(
     in_range("--p99-bound", p99_bound_ms, *P99_BOUND_MS)
     in_range("--steps", steps, *STEPS)
     began = time.monotonic()
-    workers = config.load.workers if config.load is not None else 1
+    workers = workers_of(config)
     probe = replace(
         config,
         load=Load(CLOSED_LOOP, concurrency=workers),
@@ -154,6 +194,9 @@ def find_max_qps(
         profile=0,
     )
     sized = run(probe, archive, fingerprint)
+    if sized.manifest.interrupted:
+        say(f"interrupted; what finished is archived as {sized.id}")
+        return Capacity(config.workload, workers, (), p99_bound_ms, interrupted=True)
     report = load_report(sized)
     if report is None or not report.throughput_qps > 0:
         raise UserError(f"the closed loop that sizes the search answered nothing ({sized.id})")
@@ -162,11 +205,16 @@ def find_max_qps(
     low, high = 0.0, ceiling
     found: list[Step] = []
     best = None
+    interrupted = False
     for _ in range(steps):
         rate = (low + high) / 2
-        done = step(config, rate, archive, fingerprint)
-        keeps_up = done.throughput_qps >= KEEPS_UP * rate
-        passed = done.p99_ms <= p99_bound_ms and keeps_up and not done.problems
+        try:
+            done = step(config, rate, archive, fingerprint, p99_bound_ms)
+        except Interrupted as stopped:
+            say(f"{rate:.2f} qps: interrupted; what finished is archived as {stopped.set_id}")
+            interrupted = True
+            break
+        passed = done.p99_ms <= p99_bound_ms and done.keeps_up and not done.problems
         done = replace(done, passed=passed)
         say(_line(done))
         found.append(done)
@@ -182,6 +230,7 @@ def find_max_qps(
         max_qps=best,
         probe_qps=ceiling,
         wall_s=time.monotonic() - began,
+        interrupted=interrupted,
     )
 
 

@@ -55,6 +55,10 @@ def check_load(load: Load) -> None:
     in_range("--concurrency", load.concurrency, *CONCURRENCY)
     in_range("--batch", load.batch, *BATCH)
     in_range("--samples-per-query", load.samples_per_query, *SAMPLES_PER_QUERY)
+    if load.p99_bound_ms is not None:
+        if load.scenario != "server":
+            raise UserError("--p99-bound applies to --scenario server")
+        in_range("--p99-bound", load.p99_bound_ms, *P99_BOUND_MS)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from harness.archive.schema import Load
 from harness.errors import UserError, in_range
 from harness.measure.config import check_load
 
+STOP_S = 30.0  # after Ctrl-C, how long each worker may take to finish its request
 SUMMARY = "mlperf_log_summary.txt"
 TRACE = "mlperf_log_trace.json"
 
@@ -91,7 +92,7 @@ def run_load(
     picked: dict[int, int] = {}  # when a worker took each sample up
     stopped = threading.Event()  # Ctrl-C: what is still issued completes at once, unserved
     failures: list[BaseException] = []
-    busy = [0, 0]  # wall ns, CPU ns of the workers while serving
+    busy = Busy()
     lock = threading.Lock()
 
     def issue(samples: list[Any]) -> None:
@@ -114,42 +115,48 @@ def run_load(
                     request = serve([s.index for s in group], at)
             except BaseException as exc:  # said after the run; the queries still complete
                 failures.append(exc)
+            # Stamped just before LoadGen stamps the same completion: nothing between the two.
             end = clock()
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in group])
             with lock:
-                busy[0] += end - began
-                busy[1] += time.thread_time_ns() - cpu
+                busy.add(end - began, time.thread_time_ns() - cpu)
                 done.update(dict.fromkeys(seqs, end))
                 picked.update(dict.fromkeys(seqs, began))
                 served_by.update(dict.fromkeys(seqs, -1 if request is None else request))
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in group])
 
     threads = [threading.Thread(target=work, daemon=True) for _ in range(load.workers)]
+    settings = _test_settings(lg, load, minimums, seed)
+    logs = _logs(lg, log_dir)
     for thread in threads:
         thread.start()
-    sut = lg.ConstructSUT(issue, lambda: None)
-    qsl = lg.ConstructQSL(count, count, lambda indices: None, lambda indices: None)
-    settings = _test_settings(lg, load, minimums, seed)
-    test = threading.Thread(
-        target=lg.StartTestWithLogSettings,
-        args=(sut, qsl, settings, _logs(lg, log_dir)),
-        name="gapbench-loadgen",
-        daemon=True,
-    )
-    test.start()
+    sut = qsl = None
+    finished = False
     try:
+        sut = lg.ConstructSUT(issue, lambda: None)
+        qsl = lg.ConstructQSL(count, count, lambda indices: None, lambda indices: None)
+        test = threading.Thread(
+            target=lg.StartTestWithLogSettings,
+            args=(sut, qsl, settings, logs),
+            name="gapbench-loadgen",
+            daemon=True,
+        )
+        test.start()
         while test.is_alive():  # joined in slices: Ctrl-C reaches this thread meanwhile
             test.join(0.1)
-    except BaseException:
-        # LoadGen cannot be stopped: it runs out its schedule without gapbench serving, and
-        # owns its SUT and sample library until it does (a daemon thread, never waited for).
+        finished = True
+    finally:
+        # Interrupted, LoadGen cannot be stopped: it runs out its schedule with nothing
+        # served, owning its SUT and sample library until it does (a daemon thread, never
+        # waited for). The workers finish the request each is serving, then stop.
         stopped.set()
-        raise
-    for _ in threads:
-        pending.put(None)
-    for thread in threads:
-        thread.join()
-    lg.DestroyQSL(qsl)
-    lg.DestroySUT(sut)
+        for _ in threads:
+            pending.put(None)
+        deadline = time.monotonic() + STOP_S
+        for thread in threads:
+            thread.join(None if finished else max(0.0, deadline - time.monotonic()))
+        if finished:
+            lg.DestroyQSL(qsl)
+            lg.DestroySUT(sut)
     if failures:
         raise UserError(f"a query failed under load: {type(failures[0]).__name__}: {failures[0]}")
     samples = read_trace(log_dir / TRACE)
@@ -158,7 +165,19 @@ def run_load(
     except OSError as exc:
         raise UserError(f"LoadGen's summary in {log_dir} is unreadable: {exc.strerror}") from None
     own = _own_clock(samples, issued, picked, done, served_by)
-    return LoadRun(own, summary, log_dir, busy[0], busy[1])
+    return LoadRun(own, summary, log_dir, busy.wall_ns, busy.cpu_ns)
+
+
+@dataclass
+class Busy:
+    """Serving threads' wall time on requests and their own CPU time meanwhile, summed."""
+
+    wall_ns: int = 0
+    cpu_ns: int = 0
+
+    def add(self, wall_ns: int, cpu_ns: int) -> None:
+        self.wall_ns += wall_ns
+        self.cpu_ns += cpu_ns
 
 
 def _test_settings(lg: Any, load: Load, minimums: Minimums, seed: int) -> Any:
@@ -174,6 +193,9 @@ def _test_settings(lg: Any, load: Load, minimums: Minimums, seed: int) -> Any:
         test.server_target_qps = load.qps
         test.offline_expected_qps = load.qps
     test.multi_stream_samples_per_query = load.samples_per_query
+    if load.p99_bound_ms is not None:  # LoadGen's verdict and early stopping judge this bound
+        test.server_target_latency_ns = round(load.p99_bound_ms * 1e6)
+        test.server_target_latency_percentile = 0.99
     test.min_duration_ms = round(minimums.duration_s * 1000)
     test.max_duration_ms = round(minimums.max_duration_s * 1000)
     test.min_query_count = minimums.queries

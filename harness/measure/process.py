@@ -294,11 +294,7 @@ def _one_at_a_time(
     elapsed = 0.0
     progress_ns = 0
     n = 0
-    while (
-        (n < length.min_requests or elapsed < length.min_duration_s)
-        and elapsed < length.max_duration_s
-        and n < length.request_cap
-    ):
+    while length.wants_more(n, elapsed):
         payload = stream[n % len(stream)]
         outcome = driver(n, payload)
         if n == 0 and length.warmup == 0:

@@ -22,7 +22,7 @@ from harness.archive.schema import Load, LoadFacts, RunLength
 from harness.archive.tables import QUERY_COLUMNS, QUERY_OCCUPANCY
 from harness.errors import UserError
 from harness.measure.driver import RequestDriver, RequestOutcome
-from harness.measure.loadgen import Minimums, run_load
+from harness.measure.loadgen import Busy, Minimums, run_load
 from harness.record.probes import Clock
 from harness.workload import Workload
 
@@ -93,12 +93,8 @@ class Sink:
         """Whether a closed loop sends another request: LoadGen's rule of both minimums,
         stopping at the safety maximum and the request cap."""
         with self.lock:
-            n, elapsed = self.started, self.elapsed_s()
-        length = self.length
-        if self.stopped.is_set():
-            return False
-        wanted = n < length.min_requests or elapsed < length.min_duration_s
-        return wanted and elapsed < length.max_duration_s and n < length.request_cap
+            n = self.started
+        return not self.stopped.is_set() and self.length.wants_more(n, self.elapsed_s())
 
 
 @dataclass(frozen=True)
@@ -163,24 +159,22 @@ def _under_loadgen(
 
 
 def _closed_loop(load: Load, driver: RequestDriver, stream: Sequence[Any], sink: Sink) -> Served:
-    busy = [0, 0]
+    busy = Busy()
     failures: list[BaseException] = []
 
     def client() -> None:
-        spent = [0, 0]
+        spent = Busy()
         try:
             while sink.more():
                 request = sink.next_id()
                 payload = stream[request % len(stream)]
                 began, cpu = sink.clock(), time.thread_time_ns()
                 sink.take(request, payload, driver(request, payload))
-                spent[0] += sink.clock() - began
-                spent[1] += time.thread_time_ns() - cpu
+                spent.add(sink.clock() - began, time.thread_time_ns() - cpu)
         except BaseException as exc:  # said once every client has stopped
             failures.append(exc)
         with sink.lock:
-            busy[0] += spent[0]
-            busy[1] += spent[1]
+            busy.add(spent.wall_ns, spent.cpu_ns)
 
     cpu = time.process_time_ns()
     clients = [
@@ -202,8 +196,8 @@ def _closed_loop(load: Load, driver: RequestDriver, stream: Sequence[Any], sink:
         raise UserError(f"a client failed: {type(failures[0]).__name__}: {failures[0]}")
     facts = LoadFacts(
         measured_s=sink.elapsed_s(),
-        worker_busy_s=busy[0] / 1e9,
-        worker_cpu_s=busy[1] / 1e9,
+        worker_busy_s=busy.wall_ns / 1e9,
+        worker_cpu_s=busy.cpu_ns / 1e9,
         process_cpu_s=(time.process_time_ns() - cpu) / 1e9,
     )
     return Served(facts, None)

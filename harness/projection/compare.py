@@ -15,7 +15,7 @@ import numpy as np
 from harness.analysis.columns import split_table
 from harness.analysis.comparability import comparable
 from harness.analysis.stats import bootstrap_ratio
-from harness.analysis.summary import Summary
+from harness.analysis.summary import Summary, load_dict
 from harness.archive.codec import to_dict
 from harness.archive.result_set import ResultSet
 from harness.archive.schema import KeptProjection
@@ -133,6 +133,10 @@ class Comparison:
                 for p, c in zip(self.projections, self.checked, strict=True)
             ],
             "serialisation": None if self.overlap is None else self.overlap.to_dict(),
+            "load": {
+                "base": load_dict(self.base.load),
+                "candidate": load_dict(self.candidate.load),
+            },
             "sentence": self.sentence,
         }
 

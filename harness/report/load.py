@@ -5,18 +5,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from harness.report.units import ms
+
 if TYPE_CHECKING:
-    from harness.analysis.generation import Generation
     from harness.analysis.load import LoadReport
-    from harness.experiments.capacity import Capacity
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}"
 
 
 def how(report: LoadReport) -> str:
@@ -30,16 +25,18 @@ def how(report: LoadReport) -> str:
 
 def load_lines(report: LoadReport) -> list[Any]:
     """What `run` and `show` print of a set run under a load."""
+    # LoadGen's offline and multi-stream queries carry several samples: each is counted.
+    each = "samples" if report.scenario in ("offline", "multi-stream") else "queries"
     parts: list[Any] = [
         Text(
-            f"under load: {how(report)}: {report.queries:,} queries in "
-            f"{report.measured_s:.1f} s, {report.throughput_qps:.1f} queries/s answered, "
+            f"under load: {how(report)}: {report.queries:,} {each} in "
+            f"{report.measured_s:.1f} s, {report.throughput_qps:.1f} {each}/s answered, "
             f"{report.samples_per_s:.1f} samples/s",
             style="bold",
         )
     ]
     since = "its scheduled arrival" if report.by_loadgen else "its send"
-    shown = ", ".join(f"p{p:g} {_ms(v)}" for p, v in report.latency_ms.items())
+    shown = ", ".join(f"p{p:g} {ms(v)}" for p, v in report.latency_ms.items())
     parts.append(Text(f"latency from {since} (ms): {shown}"))
     queue = report.queue
     if queue is not None:
@@ -51,7 +48,7 @@ def load_lines(report: LoadReport) -> list[Any]:
         )
         parts.append(
             Text(
-                f"queue wait: measured mean {_ms(queue.measured_mean_ms)} ms "
+                f"queue wait: measured mean {ms(queue.measured_mean_ms)} ms "
                 f"({queue.measured_p_wait:.0%} of queries found every worker busy); "
                 f"M/G/{p.servers} predicts {predicted} "
                 f"from service mean {p.service_mean_s * 1e3:.2f} ms, cv² {p.service_cv2:.2f}, "
@@ -63,9 +60,9 @@ def load_lines(report: LoadReport) -> list[Any]:
         lag = report.lag_ms
         parts.append(
             Text(
-                f"harness lag (the generator behind its schedule): p50 {_ms(lag['p50'])} ms, "
-                f"p99 {_ms(lag['p99'])} ms, max {_ms(lag['max'])} ms; bound "
-                f"{_ms(report.lag_bound_ms)} ms",
+                f"harness lag (the generator behind its schedule): p50 {ms(lag['p50'])} ms, "
+                f"p99 {ms(lag['p99'])} ms, max {ms(lag['max'])} ms; bound "
+                f"{ms(report.lag_bound_ms)} ms",
                 style="dim",
             )
         )
@@ -94,86 +91,21 @@ def load_lines(report: LoadReport) -> list[Any]:
 
 def _clock_table(report: LoadReport) -> Table:
     table = Table(title="latency from the scheduled arrival: gapbench's clock against LoadGen's")
-    for name in ("percentile", "LoadGen trace", "LoadGen summary", "gapbench", "apart", "agrees"):
+    for name in ("replicate", "percentile", "LoadGen trace", "LoadGen summary", "gapbench"):
+        table.add_column(name, justify="right")
+    for name in ("apart", "agrees"):
         table.add_column(name, justify="right" if name != "agrees" else "left")
     for c in report.clocks:
         table.add_row(
+            str(c.replicate),
             f"p{c.percentile:g}",
-            _ms(c.loadgen_ms),
-            _ms(c.summary_ms),
-            _ms(c.gapbench_ms),
+            ms(c.loadgen_ms),
+            ms(c.summary_ms),
+            ms(c.gapbench_ms),
             f"{c.difference:.2%}",
             "yes" if c.agrees else "NO",
         )
     return table
-
-
-def capacity_table(found: Capacity) -> Group:
-    """A sweep's or a search's steps as a latency-throughput table, and a search's answer."""
-    search = found.p99_bound_ms is not None
-    workers = f"{found.workers} worker{'s' if found.workers != 1 else ''}"
-    title = f"{found.workload} under LoadGen's server scenario, {workers}: latency from the "
-    title += "scheduled arrival (~: p99 over fewer than 662 queries, indicative)"
-    table = Table(title=title)
-    columns = ["target qps", "answered/s", "queries", "p50 ms", "p99 ms", "queue ms"]
-    columns += ["M/G/c ms", "lag p99 ms", "wall s"] + (["p99 bound"] if search else []) + ["set"]
-    for name in columns:
-        table.add_column(name, justify="left" if name in ("set", "p99 bound") else "right")
-    for s in found.steps:
-        row = [
-            f"{s.target_qps:.2f}",
-            f"{s.throughput_qps:.2f}",
-            f"{s.queries:,}",
-            _ms(s.p50_ms),
-            ("~" if s.p99_indicative else "") + _ms(s.p99_ms),
-            _ms(s.queue_ms),
-            _ms(s.predicted_queue_ms) if s.predicted_queue_ms is not None else "unbounded",
-            _ms(s.lag_p99_ms),
-            f"{s.wall_s:.0f}",
-        ]
-        if search:
-            row.append("pass" if s.passed else f"FAIL: {s.failed_because}")
-        table.add_row(*row, s.set_id)
-    parts: list[Any] = [table]
-    cost = f"{len(found.steps)} server runs in {found.wall_s:.0f} s of wall time"
-    if search:
-        if found.max_qps is None:
-            answer = f"no rate kept p99 within {found.p99_bound_ms:g} ms"
-        else:
-            answer = (
-                f"at most {found.max_qps:.2f} queries/s keep p99 within {found.p99_bound_ms:g} ms"
-            )
-        ceiling = f"; a closed loop of {workers} answered {found.probe_qps:.2f}/s"
-        parts.append(Text(answer + ceiling, style="bold"))
-    parts.append(Text(cost, style="dim"))
-    return Group(*parts)
-
-
-def generation_lines(found: Generation) -> list[Any]:
-    """Time to first token, per output token, between tokens, end to end; goodput if asked."""
-
-    def pcts(values: dict[float, float]) -> str:
-        return "/".join(_ms(v) for v in values.values())
-
-    parts: list[Any] = [
-        Text(
-            f"generation over {found.requests:,} requests, {found.output_tokens:,} tokens, "
-            f"{found.output_tokens_per_s:.1f} output tokens/s; p50/p90/p99 (ms): TTFT "
-            f"{pcts(found.ttft_ms)}, TPOT {pcts(found.tpot_ms)}, ITL {pcts(found.itl_ms)}, "
-            f"e2e {pcts(found.e2e_ms)}"
-        )
-    ]
-    if found.goodput is not None:
-        g = found.goodput
-        slo = ", ".join(f"{k} {v:g} ms" for k, v in g.slo_ms.items())
-        parts.append(
-            Text(
-                f"goodput: {g.requests_per_s:.2f} requests/s met every objective ({slo}): "
-                f"{g.share:.0%} of requests",
-                style="bold",
-            )
-        )
-    return parts
 
 
 def load_beside(base: LoadReport, candidate: LoadReport) -> Table:
@@ -185,7 +117,7 @@ def load_beside(base: LoadReport, candidate: LoadReport) -> Table:
     def row(name: str, a: float | None, b: float | None) -> None:
         known = a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
         ratio = f"{b / a:.3f}" if known and a else "-"  # type: ignore[operator]
-        table.add_row(name, _ms(a), _ms(b), ratio)
+        table.add_row(name, ms(a), ms(b), ratio)
 
     row("answered queries/s", base.throughput_qps, candidate.throughput_qps)
     row("samples/s", base.samples_per_s, candidate.samples_per_s)

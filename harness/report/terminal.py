@@ -10,7 +10,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from harness.report import load, seams
+from harness.report import generation, load, seams
+from harness.report.units import ms
 
 if TYPE_CHECKING:  # pandas-heavy; `gapbench detect` must stay fast
     from harness.analysis.overhead import Overhead
@@ -20,13 +21,6 @@ if TYPE_CHECKING:  # pandas-heavy; `gapbench detect` must stay fast
     from harness.plugins import Entry
     from harness.projection.answer import Answer
     from harness.projection.serialisation import Losses
-
-
-def ms(value: float | None, indicative: bool = False) -> str:
-    """Milliseconds as the tables show them: two decimals, ``-`` for none, ``~`` indicative."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{'~' if indicative else ''}{value:.2f}"
 
 
 def summary(s: Summary, answer: Answer | None = None, losses: Losses | None = None) -> Group:
@@ -53,7 +47,9 @@ def summary(s: Summary, answer: Answer | None = None, losses: Losses | None = No
     if s.load is not None:
         parts += load.load_lines(s.load)
     if s.generation is not None:
-        parts += load.generation_lines(s.generation)
+        parts.append(generation.generation_line(s.generation))
+    if s.goodput is not None:
+        parts.append(generation.goodput_line(s.goodput))
     parts.append(Text(_facts(s.facts), style="dim"))
     if m.agreement is not None:
         parts.append(Text(agreement(m.agreement), style="dim"))

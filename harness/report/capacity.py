@@ -1,0 +1,55 @@
+"""A sweep's or a search's server runs for the terminal: the latency-throughput table."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from harness.report.units import ms
+
+if TYPE_CHECKING:
+    from harness.experiments.capacity import Capacity
+
+
+def capacity_table(found: Capacity) -> Group:
+    """A sweep's or a search's steps as a latency-throughput table, and a search's answer."""
+    search = found.p99_bound_ms is not None
+    workers = f"{found.workers} worker{'s' if found.workers != 1 else ''}"
+    title = f"{found.workload} under LoadGen's server scenario, {workers}: latency from the "
+    title += "scheduled arrival (~: p99 over fewer than 662 queries, indicative)"
+    table = Table(title=title)
+    columns = ["target qps", "answered/s", "queries", "p50 ms", "p99 ms", "queue ms"]
+    columns += ["M/G/c ms", "lag p99 ms", "wall s"] + (["p99 bound"] if search else []) + ["set"]
+    for name in columns:
+        table.add_column(name, justify="left" if name in ("set", "p99 bound") else "right")
+    for s in found.steps:
+        row = [
+            f"{s.target_qps:.2f}",
+            f"{s.throughput_qps:.2f}",
+            f"{s.queries:,}",
+            ms(s.p50_ms),
+            ("~" if s.p99_indicative else "") + ms(s.p99_ms),
+            ms(s.queue_ms),
+            ms(s.predicted_queue_ms) if s.predicted_queue_ms is not None else "unbounded",
+            ms(s.lag_p99_ms),
+            f"{s.wall_s:.0f}",
+        ]
+        if search:
+            row.append("pass" if s.passed else f"FAIL: {s.failed_because}")
+        table.add_row(*row, s.set_id)
+    parts: list[Any] = [table]
+    cost = f"{len(found.steps)} server runs in {found.wall_s:.0f} s of wall time"
+    if search:
+        if found.max_qps is None:
+            answer = f"no rate kept p99 within {found.p99_bound_ms:g} ms"
+        else:
+            answer = (
+                f"at most {found.max_qps:.2f} queries/s keep p99 within {found.p99_bound_ms:g} ms"
+            )
+        ceiling = f"; a closed loop of {workers} answered {found.probe_qps:.2f}/s"
+        parts.append(Text(answer + ceiling, style="bold"))
+    parts.append(Text(cost, style="dim"))
+    return Group(*parts)
