@@ -48,6 +48,14 @@ class Batcher(Workload):
         return payload
 
 
+class Broken(Batcher):
+    name = "broken"
+
+    def infer(self, ctx, payload):
+        time.sleep(0.005)
+        raise RuntimeError("no model")
+
+
 class Alone(Batcher):
     name = "alone"
     concurrent = False
@@ -215,3 +223,15 @@ def test_a_load_that_means_nothing_is_one_line_and_exit_2(tmp_path, capsys, opti
     status = main(["run", "calibration", "--results", str(tmp_path), *options])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and err[0].startswith("gapbench: "), err
+
+
+@pytest.mark.parametrize(
+    "load", [Load("server", qps=100.0, workers=2), Load(CLOSED_LOOP, concurrency=2)]
+)
+def test_a_workload_whose_first_requests_all_fail_stops_being_served(tmp_path, batcher, load):
+    result = _run(tmp_path, f"{batcher}:Broken", load, RunLength(0, 400, 2.0))
+    facts = result.manifest.replicates[0]
+    assert facts.failed_fast and not result.requests["ok"].any()
+    # The twentieth failure stops serving (those in flight still finish): far short of the
+    # 400 requests and 2 s asked for.
+    assert 20 <= len(result.requests) < 100

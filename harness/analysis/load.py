@@ -119,6 +119,8 @@ def load_report(result: ResultSet) -> LoadReport | None:
     ok = result.requests[result.requests["ok"]]
     samples_per_s = float(ok["samples"].sum()) / measured_s if measured_s > 0 else math.nan
     queries = result.queries
+    if queries is not None:  # those served: a stopped run answers the rest unserved
+        queries = queries[queries["request"] >= 0]
     if not load.by_loadgen or queries is None or queries.empty:
         latency = ok["latency_s"].to_numpy() * 1e3
         return LoadReport(
@@ -231,7 +233,7 @@ def occupancy(result: ResultSet, queries: pd.DataFrame) -> pd.DataFrame:
     (``done_ns``): the server's own occupancy. Sets that did not keep them read the request's
     first stage start and its response instead, which leave out the worker's own dispatch."""
     if "picked_ns" in queries.columns:
-        return queries[queries["request"] >= 0]
+        return queries
     split = split_table(result).requests[["replicate", "request", "queue_ns", "response_ns"]]
     served = queries.merge(split, on=["replicate", "request"])
     return served.assign(

@@ -30,6 +30,7 @@ PROFILE = (0, 10_000)
 SEED = (0, 2**32 - 1)
 TIMEOUT_S = (1.0, 604_800.0)  # a workload process's time limit: up to a week
 QUICK_CAP = 1_000  # a quick run's most requests, unless --min-requests asks for more
+FAIL_FAST = 20  # measuring stops when the first this many requests all failed
 # LoadGen's scenarios, and the numbers of a load
 SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
 WORKERS = (1, 1024)

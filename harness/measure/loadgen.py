@@ -74,12 +74,14 @@ def run_load(
     log_dir: Path,
     seed: int = 0,
     clock: Callable[[], int] = time.perf_counter_ns,
+    stop: threading.Event | None = None,
 ) -> LoadRun:
     """Drive ``serve`` for a library of ``count`` samples under ``load``.
 
     Samples LoadGen issues together (offline's all, multi-stream's query) reach ``serve`` in
     groups of up to ``load.batch``; a lone sample alone. ``clock`` must be the monotonic clock
-    LoadGen's steady clock reads (perf_counter_ns on Linux and macOS)."""
+    LoadGen's steady clock reads (perf_counter_ns on Linux and macOS). Once ``stop`` is set,
+    nothing more is served: LoadGen's queries complete at once until its schedule ends."""
     import mlperf_loadgen as lg
 
     check_load(load)
@@ -90,7 +92,8 @@ def run_load(
     done: dict[int, int] = {}
     served_by: dict[int, int] = {}
     picked: dict[int, int] = {}  # when a worker took each sample up
-    stopped = threading.Event()  # Ctrl-C: what is still issued completes at once, unserved
+    # Ctrl-C, or the caller's stop: what is still issued completes at once, unserved
+    stopped = stop or threading.Event()
     failures: list[BaseException] = []
     busy = Busy()
     lock = threading.Lock()
@@ -100,6 +103,11 @@ def run_load(
         first = len(issued)
         issued.extend([now] * len(samples))
         if stopped.is_set():
+            seqs = range(first, first + len(samples))
+            with lock:  # kept as unserved (request -1), answered at their issue
+                done.update(dict.fromkeys(seqs, now))
+                picked.update(dict.fromkeys(seqs, now))
+                served_by.update(dict.fromkeys(seqs, -1))
             lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
             return
         for at in range(0, len(samples), load.batch):

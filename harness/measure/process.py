@@ -24,7 +24,7 @@ from harness.archive.schema import Agreement, ClockAnchor, Load, ReplicateFacts,
 from harness.archive.tables import REQUEST_COLUMNS, TOKEN_COLUMN
 from harness.errors import UserError
 from harness.machine.sysfs import CpuTimes, cpu_times
-from harness.measure.config import RunConfig
+from harness.measure.config import FAIL_FAST, RunConfig
 from harness.measure.driver import RequestDriver, RequestOutcome, describe
 from harness.measure.probe_cost import probe_cost_ns
 from harness.measure.profiling import Profile, profile_requests
@@ -39,7 +39,6 @@ from harness.record.virtual import Spinner, Virtual
 from harness.workload import SetupContext, Workload
 
 TELEMETRY_INTERVAL_S = 0.5
-FAIL_FAST = 20  # measuring stops when the first this many requests all failed
 SAVING = "saving"  # the phase once measuring is over: what it measured is being put together
 
 
@@ -197,6 +196,7 @@ def measure(
             rows = sink.rows  # what finished stays, if Ctrl-C stops serving
             served = serve(load, driver, stream, sink, scratch / "loadgen", setup.seed)
             measured["load"], queries = served.facts, served.queries
+            measured["failed_fast"] = sink.failed_fast
             elapsed, n, progress_ns = served.facts.measured_s, len(rows), sink.progress_ns
             cap = math.inf
         else:

@@ -21,6 +21,7 @@ import pandas as pd
 from harness.archive.schema import Load, LoadFacts, RunLength
 from harness.archive.tables import QUERY_COLUMNS, QUERY_OCCUPANCY
 from harness.errors import UserError
+from harness.measure.config import FAIL_FAST
 from harness.measure.driver import RequestDriver, RequestOutcome
 from harness.measure.loadgen import Busy, Minimums, run_load
 from harness.record.probes import Clock
@@ -53,7 +54,9 @@ class Sink:
         self.begin = clock()
         self.started = 0  # request ids handed out
         self.progress_ns = 0
-        self.stopped = threading.Event()  # Ctrl-C: no client sends again
+        # Ctrl-C, or a broken workload: nothing more is served
+        self.stopped = threading.Event()
+        self.failed_fast = False  # its first FAIL_FAST requests all failed
         self._handed: queue.SimpleQueue[tuple[int, Any, RequestOutcome] | None] = (
             queue.SimpleQueue()
         )
@@ -81,6 +84,9 @@ class Sink:
             row = self.row(self.workload, request, payload, outcome)
             self.rows.append(row)
             self.spool.add(outcome.recorder)
+            if len(self.rows) == FAIL_FAST and not any(r["ok"] for r in self.rows):
+                self.failed_fast = True  # a broken workload: no use going on
+                self.stopped.set()
             if self.progress is not None:
                 drawn = time.perf_counter_ns()
                 self.progress(len(self.rows), self.elapsed_s())
@@ -141,7 +147,7 @@ def _under_loadgen(
     length = sink.length
     minimums = Minimums(length.min_duration_s, length.min_requests, length.max_duration_s)
     cpu = time.process_time_ns()
-    ran = run_load(one, len(stream), load, minimums, log_dir, seed, sink.clock)
+    ran = run_load(one, len(stream), load, minimums, log_dir, seed, sink.clock, sink.stopped)
     cpu = time.process_time_ns() - cpu
     samples = ran.samples
     span = (samples["scheduled_at_ns"] + samples["own_latency_ns"]).max() - samples[
