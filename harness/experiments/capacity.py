@@ -50,10 +50,10 @@ class Step:
         if self.passed is not False:
             return ""
         if self.problems:
-            return "invalid (see its set)"
+            return "invalid"
         if not self.keeps_up:
-            return "fell behind its arrivals"
-        return "p99 over the bound"
+            return "fell behind"
+        return "p99 > bound"
 
     @property
     def keeps_up(self) -> bool:
