@@ -89,7 +89,8 @@ def run_load(
     log_dir.mkdir(parents=True, exist_ok=True)
     pending: queue.Queue[tuple[list[int], list[Any], int] | None] = queue.Queue()
     issued: list[int] = []  # gapbench's clock at each sample's issue, in issue order
-    done: dict[int, int] = {}
+    completed: dict[int, int] = {}  # gapbench's clock as each sample's answer went back
+    freed: dict[int, int] = {}  # and as its worker was ready for the next one
     served_by: dict[int, int] = {}
     picked: dict[int, int] = {}  # when a worker took each sample up
     # Ctrl-C, or the caller's stop: what is still issued completes at once, unserved
@@ -105,7 +106,8 @@ def run_load(
         if stopped.is_set():
             seqs = range(first, first + len(samples))
             with lock:  # kept as unserved (request -1), answered at their issue
-                done.update(dict.fromkeys(seqs, now))
+                completed.update(dict.fromkeys(seqs, now))
+                freed.update(dict.fromkeys(seqs, now))
                 picked.update(dict.fromkeys(seqs, now))
                 served_by.update(dict.fromkeys(seqs, -1))
             lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in samples])
@@ -128,9 +130,12 @@ def run_load(
             lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in group])
             with lock:
                 busy.add(end - began, time.thread_time_ns() - cpu)
-                done.update(dict.fromkeys(seqs, end))
+                completed.update(dict.fromkeys(seqs, end))
                 picked.update(dict.fromkeys(seqs, began))
                 served_by.update(dict.fromkeys(seqs, -1 if request is None else request))
+            # What a worker does between answering and taking the next query is its own
+            # occupancy too: a query waiting for it waits through that as well.
+            freed.update(dict.fromkeys(seqs, clock()))
 
     threads = [threading.Thread(target=work, daemon=True) for _ in range(load.workers)]
     settings = _test_settings(lg, load, minimums, seed)
@@ -172,7 +177,7 @@ def run_load(
         summary = (log_dir / SUMMARY).read_text()
     except OSError as exc:
         raise UserError(f"LoadGen's summary in {log_dir} is unreadable: {exc.strerror}") from None
-    own = _own_clock(samples, issued, picked, done, served_by)
+    own = _own_clock(samples, issued, picked, completed, freed, served_by)
     return LoadRun(own, summary, log_dir, busy.wall_ns, busy.cpu_ns)
 
 
@@ -254,7 +259,8 @@ def _own_clock(
     samples: pd.DataFrame,
     issued: list[int],
     picked: dict[int, int],
-    done: dict[int, int],
+    completed: dict[int, int],
+    freed: dict[int, int],
     served_by: dict[int, int],
 ) -> pd.DataFrame:
     # gapbench's clock and LoadGen's meet at the first issue: LoadGen says how long after its
@@ -266,13 +272,13 @@ def _own_clock(
     scheduled = start + samples["scheduled_ns"].to_numpy(np.int64)
     at = np.array(issued, dtype=np.int64)
     seqs = range(len(issued))
-    completed = np.array([done[i] for i in seqs], dtype=np.int64)
+    answered = np.array([completed[i] for i in seqs], dtype=np.int64)
     return samples.assign(
         request=np.array([served_by[i] for i in seqs], dtype=np.int64),
         issued_ns=at,
         picked_ns=np.array([picked[i] for i in seqs], dtype=np.int64),
-        done_ns=completed,
+        done_ns=np.array([freed[i] for i in seqs], dtype=np.int64),
         scheduled_at_ns=scheduled,
         lag_ns=at - scheduled,
-        own_latency_ns=completed - scheduled,
+        own_latency_ns=answered - scheduled,
     )
