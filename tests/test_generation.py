@@ -119,6 +119,12 @@ def test_token_objectives_need_token_marks_and_e2e_does_not(tmp_path, capsys):
     assert goodput(result, 1.0, {"e2e": 10_000.0}).share == 1.0
     with pytest.raises(UserError, match="marks no output tokens"):
         goodput(result, 1.0, {"ttft": 10_000.0})
+    # `run` with a token objective on such a workload keeps the run and says what it left out.
+    argv = ["run", "calibration", "--quick", "--set", "service_ms=1", "--min-requests", "4"]
+    argv += ["--min-duration", "0", "--results", str(tmp_path), "--slo", "ttft=1s,e2e=10s"]
+    assert main(argv) == 0
+    said = capsys.readouterr()
+    assert "--slo ttft left out" in said.err and "goodput" in said.out
     argv = ["show", result.id, "--results", str(tmp_path)]
     assert main([*argv, "--slo", "e2e=10s"]) == 0
     assert "goodput" in capsys.readouterr().out

@@ -228,6 +228,8 @@ def test_a_load_a_workload_cannot_take_is_refused_before_it_runs(tmp_path, batch
         ["--concurrency", "0"],
         ["--scenario", "offline", "--workers", "5000"],
         ["--scenario", "offline", "--batch", "4"],  # calibration cannot batch
+        ["--scenario", "server", "--qps", "0.001", "--min-requests", "40"],  # 11 hours
+        ["--scenario", "offline", "--p99-bound", "50"],
     ],
 )
 def test_a_load_that_means_nothing_is_one_line_and_exit_2(tmp_path, capsys, options):

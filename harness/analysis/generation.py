@@ -132,12 +132,18 @@ def generation(result: ResultSet, measured_s: float) -> Generation | None:
 _COLUMNS = {"ttft": "ttft_ms", "tpot": "tpot_ms", "itl": "itl_max_ms", "e2e": "e2e_ms"}
 
 
+def marks_tokens(result: ResultSet) -> bool:
+    """Whether any request of the set marked an output token."""
+    requests = result.requests
+    return TOKEN_COLUMN in requests.columns and bool((requests[TOKEN_COLUMN].map(len) > 0).any())
+
+
 def goodput(result: ResultSet, measured_s: float, slo_ms: dict[str, float]) -> Goodput:
     """The rate of requests that met every objective in ``slo_ms``; token objectives on a
     set whose requests marked no token are refused (only e2e can be judged there)."""
     rows = per_request(result)
     token_slo = sorted(set(slo_ms) - {"e2e"})
-    if token_slo and not (rows["tokens"] > 0).any():
+    if token_slo and not marks_tokens(result):
         raise UserError(
             f"{result.id} marks no output tokens: --slo {', '.join(token_slo)} cannot be "
             "judged on it (e2e can)"

@@ -20,6 +20,15 @@ from harness.archive.loadgen_summary import LoadGenSummary, parse
 from harness.archive.result_set import ResultSet
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+# What each check LoadGen's summary says was not satisfied means, and what changes it.
+UNMET = {
+    "Performance constraints satisfied": "p99 over the latency bound it judges by "
+    "(--p99-bound; its default is 100 ms)",
+    "Min duration satisfied": "ran shorter than --min-duration",
+    "Min queries satisfied": "fewer queries than --min-requests",
+    "Early stopping satisfied": "too few queries to bound the percentile it estimates "
+    "(raise --min-requests)",
+}
 CHECKED = (50.0, 99.0)  # where gapbench's clock is held to LoadGen's
 # gapbench's clock agrees with LoadGen's within 1%, or within the tens of microseconds the
 # two stamp the same instant apart (a 2 ms query's 1% is 20 us).
@@ -29,6 +38,7 @@ CLOCK_FLOOR_NS = 50_000
 # more, and the latencies measure the generator as much as the system.
 LAG_SHARE = 0.05
 LAG_FLOOR_NS = 1_000_000
+QUEUED = 0.1  # a share of queries waiting for a worker past which the answer says so
 
 
 def rank_percentile(values: np.ndarray, percentile: float) -> float:
@@ -81,6 +91,12 @@ class QueueCheck:
     def predicted_mean_ms(self) -> float:
         return self.predicted.mean_wait_s * 1e3
 
+    @property
+    def keeps_up(self) -> bool:
+        """The workers serve faster than queries arrive (utilisation under 1): otherwise the
+        queue only grows, however long the run."""
+        return self.predicted.utilisation < 1
+
 
 @dataclass(frozen=True)
 class LoadReport:
@@ -123,6 +139,14 @@ def load_report(result: ResultSet) -> LoadReport | None:
         queries = queries[queries["request"] >= 0]
     if not load.by_loadgen or queries is None or queries.empty:
         latency = ok["latency_s"].to_numpy() * 1e3
+        lost = (
+            (
+                "interrupted: LoadGen's schedule and summary were lost, so latency counts from "
+                "each query's issue, without the generator's lag",
+            )
+            if load.by_loadgen
+            else ()
+        )
         return LoadReport(
             scenario=load.scenario,
             by_loadgen=load.by_loadgen,
@@ -136,10 +160,12 @@ def load_report(result: ResultSet) -> LoadReport | None:
             samples_per_s=samples_per_s,
             latency_ms={p: rank_percentile(latency, p) for p in PERCENTILES},
             worker_on_cpu=on_cpu,
+            notes=lost,
         )
     kept = [r for r in result.manifest.replicates if r.load is not None and r.load.loadgen_summary]
     summaries = tuple(parse(r.load.loadgen_summary) for r in kept)  # type: ignore[union-attr]
-    latency_ms = queries["latency_ns"].to_numpy() / 1e6
+    whole = as_queries(queries, load.scenario)
+    latency_ms = whole["latency_ns"].to_numpy() / 1e6
     p99 = rank_percentile(latency_ms, 99.0)
     lag_ms = queries["lag_ns"].to_numpy() / 1e6
     lag = {
@@ -149,12 +175,24 @@ def load_report(result: ResultSet) -> LoadReport | None:
     }
     bound = max(LAG_FLOOR_NS / 1e6, LAG_SHARE * p99)
     by_replicate = dict(zip((r.replicate for r in kept), summaries, strict=True))
-    clocks = _clocks(queries, by_replicate)
+    clocks = _clocks(whole, by_replicate)
     drawn = drawn_rate(queries)
     queue = None
     if load.scenario == "server" and load.batch == 1 and drawn is not None:
         queue = _queue(result, queries, load.workers, drawn)
     problems, notes = [], []
+    throughput = len(queries) / measured_s if measured_s > 0 else math.nan
+    if queue is not None and not queue.keeps_up:
+        problems.append(
+            f"the server fell behind: queries arrived at {queue.arrival_qps:.2f}/s, "
+            f"{queue.predicted.utilisation:.2f}x what its {load.workers} worker(s) serve, so "
+            "its queue grew all run and its latency measures the run's length"
+        )
+    if queue is not None and queue.measured_p_wait >= QUEUED:
+        notes.append(
+            f"{queue.measured_p_wait:.0%} of queries waited for a worker: the answer's Amdahl "
+            "holds that wait fixed, while a faster service would shorten it too"
+        )
     if lag["p99"] > bound:
         problems.append(
             f"the load generator ran behind: harness lag {lag['p99']:.2f} ms at p99, past "
@@ -169,11 +207,14 @@ def load_report(result: ResultSet) -> LoadReport | None:
                 f"against {check.loadgen_ms:.3f} ms in its trace)"
             )
     for index, summary in enumerate(summaries):
-        if not summary.valid:
-            why = [line.strip() for line in summary.text.splitlines() if ": NO" in line]
-            notes.append(
-                f"LoadGen judged replicate {index} INVALID"
-                + (f" ({'; '.join(why)})" if why else "")
+        if summary.valid:
+            continue
+        hints = "; ".join(f"{check}: {UNMET.get(check, 'no')}" for check in summary.unmet)
+        notes.append(f"LoadGen judged replicate {index} INVALID ({hints or 'see its summary'})")
+        if "Min duration satisfied" in summary.unmet and load.scenario == "offline":
+            problems.append(
+                "offline ran shorter than --min-duration: LoadGen issues about --qps x "
+                "--min-duration samples, so --qps below what the system answers ends it early"
             )
     return LoadReport(
         scenario=load.scenario,
@@ -183,7 +224,7 @@ def load_report(result: ResultSet) -> LoadReport | None:
         concurrency=load.concurrency,
         queries=len(queries),
         measured_s=measured_s,
-        throughput_qps=len(queries) / measured_s if measured_s > 0 else math.nan,
+        throughput_qps=throughput,
         drawn_qps=drawn,
         samples_per_s=samples_per_s,
         latency_ms={p: rank_percentile(latency_ms, p) for p in PERCENTILES},
@@ -196,6 +237,15 @@ def load_report(result: ResultSet) -> LoadReport | None:
         problems=tuple(problems),
         notes=tuple(notes),
     )
+
+
+def as_queries(samples: pd.DataFrame, scenario: str) -> pd.DataFrame:
+    """One row per query with its latency, as LoadGen's summary counts them: a multi-stream
+    query is its samples, scheduled together, done when the last one is."""
+    if scenario != "multi-stream":
+        return samples
+    keys = ["replicate", "scheduled_at_ns"]
+    return samples.groupby(keys, as_index=False)[["latency_ns", "own_latency_ns"]].max()
 
 
 def _clocks(queries: pd.DataFrame, summaries: dict[int, LoadGenSummary]) -> tuple[ClockCheck, ...]:

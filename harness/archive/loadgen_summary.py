@@ -18,6 +18,8 @@ class LoadGenSummary:
     valid: bool
     early_stopping: dict[str, float]
     text: str
+    unmet: tuple[str, ...] = ()  # the checks LoadGen says were not satisfied
+    early_stopping_said: tuple[str, ...] = ()  # its early-stopping result, line by line
 
     def latency_ns(self, percentile: float) -> float | None:
         """LoadGen's latency at ``percentile`` (50, 90, 95, 97, 99, 99.9), None if absent."""
@@ -32,4 +34,17 @@ def parse(text: str) -> LoadGenSummary:
         if (m := _STAT.match(line.strip()))
     }
     estimates = {m["what"]: float(m["ns"]) for m in _ESTIMATE.finditer(text)}
-    return LoadGenSummary(numbers, "Result is : VALID" in text, estimates, text)
+    lines = [line.strip() for line in text.splitlines()]
+    unmet = tuple(
+        line.split(":")[0].strip()
+        for line in lines
+        if line.endswith(("satisfied : NO", "satisfied: NO"))
+    )
+    said: list[str] = []
+    if "Early Stopping Result:" in lines:
+        for line in lines[lines.index("Early Stopping Result:") + 1 :]:
+            if not line or line.startswith("="):
+                break
+            said.append(line.lstrip("* "))
+    valid = "Result is : VALID" in text
+    return LoadGenSummary(numbers, valid, estimates, text, unmet, tuple(said))

@@ -19,11 +19,10 @@ from harness.archive.schema import CLOSED_LOOP, Load
 from harness.archive.store import Archive
 from harness.errors import UserError, in_range
 from harness.machine.fingerprint import Fingerprint
-from harness.measure.config import P99_BOUND_MS, QPS, RATES, STEPS, RunConfig
+from harness.measure.config import P99_BOUND_MS, STEPS, RunConfig
 from harness.measure.replicates import run
 
 PROBE_REQUESTS = 32  # the closed loop that sizes a search's first bracket
-KEEPS_UP = 0.9  # a step whose answered rate falls below this share of its target fails
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,7 @@ class Step:
     queries: int
     throughput_qps: float
     drawn_qps: float  # the arrival rate LoadGen's schedule drew for this step
+    utilisation: float  # that rate x the workers' mean occupancy / workers (NaN: unknown)
     p50_ms: float
     p99_ms: float
     queue_ms: float | None  # mean wait for a free worker, measured
@@ -49,17 +49,16 @@ class Step:
         """Why a search's step failed, in a few words ("" if it passed or was not judged)."""
         if self.passed is not False:
             return ""
-        if self.problems:
-            return "invalid"
         if not self.keeps_up:
             return "fell behind"
+        if self.problems:
+            return "invalid"
         return "p99 > bound"
 
     @property
     def keeps_up(self) -> bool:
-        """Answered at least 90% as fast as its queries arrived (a server falling behind
-        has a queue that only grows, however long the run)."""
-        return self.throughput_qps >= KEEPS_UP * self.drawn_qps
+        """Its workers served faster than its queries arrived (utilisation under 1)."""
+        return not self.utilisation >= 1  # unknown (NaN): no sign it fell behind
 
     @property
     def p99_indicative(self) -> bool:
@@ -95,18 +94,6 @@ def workers_of(config: RunConfig) -> int:
 Say = Callable[[str], None]
 
 
-def parse_rates(text: str) -> tuple[float, ...]:
-    """``--sweep 2,4,8`` as rates, each in range, at most 64 of them."""
-    try:
-        rates = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise UserError(f"--sweep {text!r}: rates a second, comma-separated, e.g. 2,4,8") from None
-    in_range("--sweep's count of rates", len(rates), *RATES)
-    for rate in rates:
-        in_range("--sweep", rate, *QPS)
-    return rates
-
-
 def step(
     config: RunConfig,
     rate: float,
@@ -133,6 +120,7 @@ def step(
         queries=report.queries,
         throughput_qps=report.throughput_qps,
         drawn_qps=report.drawn_qps if report.drawn_qps is not None else rate,
+        utilisation=queue.predicted.utilisation if queue is not None else math.nan,
         p50_ms=report.latency_ms[50.0],
         p99_ms=report.latency_ms[99.0],
         queue_ms=queue.measured_mean_ms if queue is not None else None,

@@ -7,6 +7,7 @@ hardware scan) are spent on the good part of the command.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -116,6 +117,21 @@ class RunConfig:
             in_range("--timeout", self.timeout_s, *TIMEOUT_S)
         if self.load is not None:
             check_load(self.load)
+            self._fits_in_time(self.load)
+
+    def _fits_in_time(self, load: Load) -> None:
+        """Refuse a server run whose minimum query count at its rate cannot finish in time:
+        Poisson arrivals at R a second bring N queries in about N / R seconds."""
+        if load.scenario != "server" or load.qps is None:
+            return
+        needs = self.measurement.min_requests / load.qps
+        limit = min(self.measurement.max_duration_s, self.timeout_s or math.inf)
+        if needs > limit:
+            raise UserError(
+                f"--scenario server at {load.qps:g} qps needs about {needs:,.0f} s for its "
+                f"{self.measurement.min_requests:,} queries (--min-requests), past its limit of "
+                f"{limit:,.0f} s: raise --qps or lower --min-requests"
+            )
 
 
 def run_length(

@@ -28,6 +28,7 @@ from harness.archive.schema import Load
 from harness.errors import UserError, in_range
 from harness.measure.config import check_load
 
+TEST_THREAD = "gapbench-loadgen"
 STOP_S = 30.0  # after Ctrl-C, how long each worker may take to finish its request
 SUMMARY = "mlperf_log_summary.txt"
 TRACE = "mlperf_log_trace.json"
@@ -150,7 +151,7 @@ def run_load(
         test = threading.Thread(
             target=lg.StartTestWithLogSettings,
             args=(sut, qsl, settings, logs),
-            name="gapbench-loadgen",
+            name=TEST_THREAD,
             daemon=True,
         )
         test.start()
@@ -282,3 +283,10 @@ def _own_clock(
         lag_ns=at - scheduled,
         own_latency_ns=answered - scheduled,
     )
+
+
+def loadgen_left_running() -> bool:
+    """Whether a LoadGen test this process started still runs (Ctrl-C left it to run out its
+    schedule): the process must then leave without its interpreter's finalisation, during
+    which LoadGen's C++ side aborts on the thread it still holds."""
+    return any(t.name == TEST_THREAD and t.is_alive() for t in threading.enumerate())

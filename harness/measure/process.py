@@ -165,6 +165,7 @@ def measure(
     driver = RequestDriver(workload, setup, clock, timer, in_flight=in_flight)
     rows: list[dict[str, Any]] = []
     queries = None
+    sink: Sink | None = None
     owned = None
     if scratch is None:
         owned = tempfile.TemporaryDirectory(prefix="gapbench-")
@@ -221,6 +222,8 @@ def measure(
                 measured["profile_error"] = describe("profiling", exc)
     except KeyboardInterrupt:
         interrupted = True
+        if sink is not None and "load" not in measured:  # LoadGen's own record is lost
+            measured["load"] = sink.partial_facts()
     except BaseException:
         spool.close()
         raise

@@ -92,6 +92,13 @@ class Sink:
                 self.progress(len(self.rows), self.elapsed_s())
                 self.progress_ns += time.perf_counter_ns() - drawn
 
+    def partial_facts(self) -> LoadFacts:
+        """What a run stopped midway still knows of its load: how long it served (LoadGen's
+        schedule, trace and summary are lost with the test that did not finish)."""
+        return LoadFacts(
+            measured_s=self.elapsed_s(), worker_busy_s=0.0, worker_cpu_s=0.0, process_cpu_s=0.0
+        )
+
     def elapsed_s(self) -> float:
         return (self.clock() - self.begin) / 1e9
 

@@ -36,6 +36,7 @@ from harness.errors import (
     show_cause,
 )
 from harness.measure.config import RunConfig
+from harness.measure.loadgen import loadgen_left_running
 from harness.measure.process import SAVING, ProcessResult, measure_config
 from harness.measure.profiling import Profile
 
@@ -185,6 +186,15 @@ def _exit_with_parent(scratch: Path) -> None:
 
 def main(argv: list[str]) -> int:
     """Entry of a replicate's worker process: measure, then write raw tables to a folder."""
+    status = _measure_and_save(argv)
+    if loadgen_left_running():  # everything is saved: leave at once, LoadGen's thread and all
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _measure_and_save(argv: list[str]) -> int:
     arrow_on_the_system_allocator()
     signal.signal(signal.SIGTERM, _interrupted)
     # The parent tells this worker once (SIGTERM). A handler now, not SIG_IGN: a workload's

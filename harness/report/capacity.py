@@ -22,9 +22,11 @@ def capacity_table(found: Capacity) -> Group:
     title += "scheduled arrival (~: p99 over fewer than 662 queries, indicative)"
     table = Table(title=title)
     columns = ["target qps", "answered/s", "queries", "p50 ms", "p99 ms", "queue ms"]
-    columns += ["M/G/c ms", "lag p99 ms", "wall s"] + (["p99 bound"] if search else []) + ["set"]
+    columns += ["M/G/c ms", "lag p99 ms", "wall s", "valid"]
+    columns += (["p99 bound"] if search else []) + ["set"]
     for name in columns:
-        table.add_column(name, justify="left" if name in ("set", "p99 bound") else "right")
+        left = name in ("set", "p99 bound")
+        table.add_column(name, justify="left" if left else "right", no_wrap=name == "set")
     for s in found.steps:
         row = [
             f"{s.target_qps:.2f}",
@@ -36,6 +38,7 @@ def capacity_table(found: Capacity) -> Group:
             ms(s.predicted_queue_ms) if s.predicted_queue_ms is not None else "unbounded",
             ms(s.lag_p99_ms),
             f"{s.wall_s:.0f}",
+            "NO" if s.problems else "yes",
         ]
         if search:
             row.append("pass" if s.passed else f"FAIL: {s.failed_because}")
@@ -43,13 +46,22 @@ def capacity_table(found: Capacity) -> Group:
     parts: list[Any] = [table]
     cost = f"{len(found.steps)} server runs in {found.wall_s:.0f} s of wall time"
     if search:
+        bound = f"p99 within {found.p99_bound_ms:g} ms"
+        failed = [s.target_qps for s in found.steps if not s.passed]
+        above = f"; {min(failed):.2f} did not" if failed else ""
         if found.max_qps is None:
-            answer = f"no rate kept p99 within {found.p99_bound_ms:g} ms"
+            answer = f"no rate tried kept {bound}{above}"
         else:
-            answer = (
-                f"at most {found.max_qps:.2f} queries/s keep p99 within {found.p99_bound_ms:g} ms"
+            passed = next(s for s in found.steps if s.target_qps == found.max_qps)
+            rough = (
+                f" (its p99 over {passed.queries} queries is indicative)"
+                if passed.p99_indicative
+                else ""
             )
+            answer = f"{found.max_qps:.2f} queries/s kept {bound}{rough}{above}"
         ceiling = f"; a closed loop of {workers} answered {found.probe_qps:.2f}/s"
         parts.append(Text(answer + ceiling, style="bold"))
+    if found.interrupted:
+        parts.append(Text("interrupted: the steps above are those that finished", style="red"))
     parts.append(Text(cost, style="dim"))
     return Group(*parts)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
+from harness.analysis.stats import PERCENTILE_FLOORS
 from harness.report.units import ms
 
 if TYPE_CHECKING:
@@ -35,9 +36,18 @@ def load_lines(report: LoadReport) -> list[Any]:
             style="bold",
         )
     ]
-    since = "its scheduled arrival" if report.by_loadgen else "its send"
-    shown = ", ".join(f"p{p:g} {ms(v)}" for p, v in report.latency_ms.items())
-    parts.append(Text(f"latency from {since} (ms): {shown}"))
+    since = (
+        "its scheduled arrival"
+        if report.lag_ms
+        else "its issue"
+        if report.by_loadgen
+        else "its send"
+    )
+    shown = ", ".join(
+        f"p{p:g} {ms(v, report.queries < PERCENTILE_FLOORS.get(p, 0))}"
+        for p, v in report.latency_ms.items()
+    )
+    parts.append(Text(f"latency from {since} (ms; ~: too few queries for it): {shown}"))
     queue = report.queue
     if queue is not None:
         p = queue.predicted
@@ -48,7 +58,7 @@ def load_lines(report: LoadReport) -> list[Any]:
         )
         parts.append(
             Text(
-                f"queue wait: measured mean {ms(queue.measured_mean_ms)} ms "
+                f"wait for a free worker: measured mean {ms(queue.measured_mean_ms)} ms "
                 f"({queue.measured_p_wait:.0%} of queries found every worker busy); "
                 f"M/G/{p.servers} predicts {predicted} "
                 f"from service mean {p.service_mean_s * 1e3:.2f} ms, cv² {p.service_cv2:.2f}, "
@@ -81,6 +91,8 @@ def load_lines(report: LoadReport) -> list[Any]:
         estimates = "; ".join(
             f"{what} {ns / 1e6:.2f} ms" for what, ns in summary.early_stopping.items()
         )
+        if summary.early_stopping_said and not estimates:
+            estimates = " ".join(summary.early_stopping_said)
         said = f"LoadGen's verdict{f' (replicate {index})' if len(report.loadgen) > 1 else ''}"
         line = f"{said}: {verdict}" + (
             f"; early-stopping estimates: {estimates}" if estimates else ""
