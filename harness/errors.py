@@ -30,6 +30,14 @@ class WorkloadFailed(UserError):
         self.recorded_as = ""  # the id of the archive's record of the failure, once written
 
 
+class ArchivedThenInterrupted(KeyboardInterrupt):
+    """Ctrl-C held while a set was written, raised once it was: the set is archived."""
+
+    def __init__(self, set_id: str) -> None:
+        super().__init__(set_id)
+        self.set_id = set_id
+
+
 # A workload failed, or not one of its requests succeeded (what finished is archived).
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
+from dataclasses import replace
 
 import pytest
 from conftest import live_fingerprint
+from rich.console import Console
 
 pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not installed")
 
@@ -14,8 +17,9 @@ from harness.archive.store import Archive
 from harness.cli import main
 from harness.cli.capacity import parse_rates
 from harness.errors import UserError
-from harness.experiments.capacity import find_max_qps, sweep
+from harness.experiments.capacity import Capacity, find_max_qps, sweep
 from harness.measure.config import RunConfig
+from harness.report.capacity import capacity_table
 
 
 def _config(workers: int = 2) -> RunConfig:
@@ -26,7 +30,7 @@ def _config(workers: int = 2) -> RunConfig:
         measurement=RunLength(warmup=2, min_requests=40, min_duration_s=0.5),
         show_progress=False,
         params={"service_ms": 5.0},
-        load=Load("server", qps=1.0, workers=workers),
+        load=Load("server", qps=1000.0, workers=workers),  # each step sets its own rate
     )
 
 
@@ -65,7 +69,7 @@ def test_the_search_bisects_between_none_and_the_closed_loop_s_rate(tmp_path):
     low, high = 0.0, found.probe_qps
     for done in found.steps:  # each rate halves the bracket its outcome left
         assert done.target_qps == pytest.approx((low + high) / 2)
-        keeps_up = done.utilisation < 1
+        keeps_up = not done.utilisation >= 1  # unknown: no sign it fell behind
         assert done.passed == (done.p99_ms <= 40.0 and keeps_up and not done.problems)
         low, high = (done.target_qps, high) if done.passed else (low, done.target_qps)
         # LoadGen judged the step by the same bound.
@@ -128,3 +132,19 @@ def test_a_capacity_run_asked_wrongly_is_one_line_and_exit_2(tmp_path, capsys, o
 def test_a_sweep_names_one_workload(tmp_path, capsys):
     status = main(["run", "calibration", "rag", "--sweep", "5", "--results", str(tmp_path)])
     assert status == 2 and "one workload" in capsys.readouterr().err
+
+
+def test_a_search_stops_before_a_rate_too_slow_to_bring_its_queries(tmp_path):
+    # 40 queries within a 2 s limit: no step below 20 queries a second can run.
+    short = replace(_config(), measurement=RunLength(2, 40, 0.5, max_duration_s=2.0))
+    found = find_max_qps(short, 0.5, Archive(tmp_path).ensure(), live_fingerprint(), steps=20)
+    assert found.max_qps is None and found.stopped_because
+    assert all(s.target_qps >= 20.0 for s in found.steps) and len(found.steps) < 20
+
+
+def test_a_search_cut_short_before_its_first_step_still_prints(tmp_path):
+    found = Capacity("calibration", 2, (), p99_bound_ms=50.0, interrupted=True)
+    console = Console(file=io.StringIO(), width=120)
+    console.print(capacity_table(found))
+    shown = console.file.getvalue()
+    assert "no rate tried kept p99 within 50 ms" in shown and "interrupted" in shown

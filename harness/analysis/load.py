@@ -108,6 +108,7 @@ class LoadReport:
     workers: int
     concurrency: int
     queries: int  # LoadGen's samples (offline and multi-stream issue several a query)
+    counted: int  # the latencies its percentiles are taken over (multi-stream: whole queries)
     measured_s: float
     throughput_qps: float  # of those answered a second
     drawn_qps: float | None  # the arrival rate LoadGen's schedule drew (None: a closed loop)
@@ -126,17 +127,22 @@ class LoadReport:
 def load_report(result: ResultSet) -> LoadReport | None:
     """The load report of a set run under a load; None for one run one request at a time."""
     load = result.manifest.execution.load
-    facts = [r.load for r in result.manifest.replicates if r.load is not None]
-    if load is None or not facts:
-        return None
-    measured_s = sum(f.measured_s for f in facts)
-    busy = sum(f.worker_busy_s for f in facts)
-    on_cpu = sum(f.worker_cpu_s for f in facts) / busy if busy > 0 else None
-    ok = result.requests[result.requests["ok"]]
-    samples_per_s = float(ok["samples"].sum()) / measured_s if measured_s > 0 else math.nan
+    replicates = [r for r in result.manifest.replicates if r.load is not None]
     queries = result.queries
     if queries is not None:  # those served: a stopped run answers the rest unserved
         queries = queries[queries["request"] >= 0]
+        if not queries.empty:  # a replicate cut short kept no queries: it is left out
+            replicates = [r for r in replicates if r.replicate in set(queries["replicate"])]
+    if load is None or not replicates:
+        return None
+    facts = [r.load for r in replicates if r.load is not None]
+    measured_s = sum(f.measured_s for f in facts)
+    busy = sum(f.worker_busy_s for f in facts)
+    on_cpu = sum(f.worker_cpu_s for f in facts) / busy if busy > 0 else None
+    ok = result.requests[
+        result.requests["ok"] & result.requests["replicate"].isin([r.replicate for r in replicates])
+    ]
+    samples_per_s = float(ok["samples"].sum()) / measured_s if measured_s > 0 else math.nan
     if not load.by_loadgen or queries is None or queries.empty:
         latency = ok["latency_s"].to_numpy() * 1e3
         lost = (
@@ -154,6 +160,7 @@ def load_report(result: ResultSet) -> LoadReport | None:
             workers=load.workers,
             concurrency=load.concurrency,
             queries=len(ok),
+            counted=len(ok),
             measured_s=measured_s,
             throughput_qps=len(ok) / measured_s if measured_s > 0 else math.nan,
             drawn_qps=None,
@@ -223,6 +230,7 @@ def load_report(result: ResultSet) -> LoadReport | None:
         workers=load.workers,
         concurrency=load.concurrency,
         queries=len(queries),
+        counted=len(whole),
         measured_s=measured_s,
         throughput_qps=throughput,
         drawn_qps=drawn,

@@ -10,6 +10,15 @@ import numpy as np
 
 # Sample floors below which a percentile is only indicative (MLPerf LoadGen).
 PERCENTILE_FLOORS = {50: 1, 90: 64, 99: 662, 99.9: 6_600}
+
+
+def sample_floor(percentile: float) -> int:
+    """Samples a percentile needs before it is more than indicative: the floor of the next
+    percentile that has one, where this one has none (p95 takes p99's)."""
+    known = [p for p in sorted(PERCENTILE_FLOORS) if p >= percentile]
+    return PERCENTILE_FLOORS[known[0]] if known else max(PERCENTILE_FLOORS.values())
+
+
 NOISE_THRESHOLD = 0.1  # IQR / median, as torch.utils.benchmark warns
 BOOTSTRAP_ROUNDS = 2000
 BOOTSTRAP_DRAWS = 10_000_000  # rounds x samples at most: 200 rounds of 50,000 requests

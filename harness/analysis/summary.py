@@ -115,7 +115,8 @@ def summarize(result: ResultSet, slo_ms: dict[str, float] | None = None) -> Summ
     samples = result.telemetry
     notes = tuple(sorted({n for r in replicates for n in r.telemetry_notes}))
     load = load_report(result)
-    measured_s = sum(r.measured_s for r in replicates)
+    # A load run cut short knows how long it served from its load facts alone.
+    measured_s = sum(r.load.measured_s if r.load else r.measured_s for r in replicates)
     return Summary(
         result=result,
         end_to_end=e2e,

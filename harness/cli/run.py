@@ -29,6 +29,7 @@ from harness.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    ArchivedThenInterrupted,
     UserError,
     WorkloadFailed,
     number,
@@ -102,6 +103,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for config in configs:
         try:
             result = run(config, archive, fingerprint)
+        except ArchivedThenInterrupted as exc:
+            print(f"gapbench: interrupted: {exc.set_id} is archived", file=sys.stderr)
+            return EXIT_INTERRUPTED
         except KeyboardInterrupt:
             from harness import plugins
 

@@ -17,7 +17,7 @@ from harness.analysis.load import load_report
 from harness.analysis.stats import PERCENTILE_FLOORS
 from harness.archive.schema import CLOSED_LOOP, Load
 from harness.archive.store import Archive
-from harness.errors import UserError, in_range
+from harness.errors import ArchivedThenInterrupted, UserError, in_range
 from harness.machine.fingerprint import Fingerprint
 from harness.measure.config import P99_BOUND_MS, STEPS, RunConfig
 from harness.measure.replicates import run
@@ -77,10 +77,12 @@ class Capacity:
     probe_qps: float | None = None  # the closed loop's throughput that sized the search
     wall_s: float = 0.0
     interrupted: bool = False  # Ctrl-C stopped it: the steps are those that finished
+    stopped_because: str = ""  # why a search ended before its steps were all run
 
 
 class Interrupted(Exception):
-    """A step was cut short by Ctrl-C: its set is kept, and no further step runs."""
+    """A step was cut short by Ctrl-C: its set is kept ("" if it measured nothing), and no
+    further step runs."""
 
     def __init__(self, set_id: str) -> None:
         super().__init__(set_id)
@@ -105,7 +107,12 @@ def step(
     ``p99_bound_ms`` too, where one is given."""
     began = time.monotonic()
     load = Load("server", qps=rate, workers=workers_of(config), p99_bound_ms=p99_bound_ms)
-    result = run(replace(config, load=load), archive, fingerprint)
+    try:
+        result = run(replace(config, load=load), archive, fingerprint)
+    except ArchivedThenInterrupted as stopped:
+        raise Interrupted(stopped.set_id) from None
+    except KeyboardInterrupt:  # in setup or warm-up: nothing of this step was measured
+        raise Interrupted("") from None
     wall = time.monotonic() - began
     if result.manifest.interrupted:
         raise Interrupted(result.id)
@@ -146,7 +153,7 @@ def sweep(
         try:
             done = step(config, rate, archive, fingerprint)
         except Interrupted as stopped:
-            say(f"{rate:.2f} qps: interrupted; what finished is archived as {stopped.set_id}")
+            say(_cut_short(rate, stopped.set_id))
             interrupted = True
             break
         say(_line(done))
@@ -181,9 +188,14 @@ def find_max_qps(
         measurement=replace(config.measurement, min_requests=PROBE_REQUESTS, min_duration_s=0.0),
         profile=0,
     )
-    sized = run(probe, archive, fingerprint)
+    try:
+        sized = run(probe, archive, fingerprint)
+    except KeyboardInterrupt as stopped:  # in setup, or once the set was written
+        held = stopped.set_id if isinstance(stopped, ArchivedThenInterrupted) else ""
+        say(f"the closed loop: {_kept(held)}")
+        return Capacity(config.workload, workers, (), p99_bound_ms, interrupted=True)
     if sized.manifest.interrupted:
-        say(f"interrupted; what finished is archived as {sized.id}")
+        say(f"the closed loop: {_kept(sized.id)}")
         return Capacity(config.workload, workers, (), p99_bound_ms, interrupted=True)
     report = load_report(sized)
     if report is None or not report.throughput_qps > 0:
@@ -194,12 +206,24 @@ def find_max_qps(
     found: list[Step] = []
     best = None
     interrupted = False
+    stopped_because = ""
+    # A step must bring its minimum of queries within the run's limit: below this rate,
+    # Poisson arrivals cannot (RunConfig refuses such a run).
+    length = config.measurement
+    slowest = length.min_requests / min(length.max_duration_s, config.timeout_s or math.inf)
     for _ in range(steps):
         rate = (low + high) / 2
+        if rate < slowest:
+            stopped_because = (
+                f"the next rate, {rate:.3g} qps, cannot bring {length.min_requests} queries "
+                f"within the run's limit: the search stops here"
+            )
+            say(stopped_because)
+            break
         try:
             done = step(config, rate, archive, fingerprint, p99_bound_ms)
         except Interrupted as stopped:
-            say(f"{rate:.2f} qps: interrupted; what finished is archived as {stopped.set_id}")
+            say(_cut_short(rate, stopped.set_id))
             interrupted = True
             break
         passed = done.p99_ms <= p99_bound_ms and done.keeps_up and not done.problems
@@ -219,7 +243,20 @@ def find_max_qps(
         probe_qps=ceiling,
         wall_s=time.monotonic() - began,
         interrupted=interrupted,
+        stopped_because=stopped_because,
     )
+
+
+def _kept(set_id: str) -> str:
+    return (
+        f"interrupted; what finished is archived as {set_id}"
+        if set_id
+        else ("interrupted; nothing of it was archived")
+    )
+
+
+def _cut_short(rate: float, set_id: str) -> str:
+    return f"{rate:.2f} qps: {_kept(set_id)}"
 
 
 def _line(done: Step) -> str:

@@ -39,7 +39,7 @@ from harness.archive.schema import (
 )
 from harness.archive.store import Archive
 from harness.archive.tables import Spooled
-from harness.errors import UserError, WorkloadFailed
+from harness.errors import ArchivedThenInterrupted, UserError, WorkloadFailed
 from harness.machine.devices import resolve_device
 from harness.machine.fingerprint import Fingerprint
 from harness.machine.threads import thread_variables, threads
@@ -157,7 +157,7 @@ def _measure_and_write(
     )
     attachments = {"profile.json": profile.trace_json} if profile is not None else {}
     tables = _tables(results)
-    with _held_interrupts():
+    with _held_interrupts(manifest.id):
         try:
             return archive.write(manifest, tables, attachments)
         except (UserError, OSError) as exc:  # a full disk, a store gone: minutes of measuring
@@ -168,9 +168,9 @@ def _measure_and_write(
 
 
 @contextlib.contextmanager
-def _held_interrupts() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait while a set is written, then stop the run: one cut short
-    would lose what was measured."""
+def _held_interrupts(set_id: str) -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait while set ``set_id`` is written, then stop the run: one cut
+    short would lose what was measured."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only
         return
@@ -185,7 +185,7 @@ def _held_interrupts() -> Iterator[None]:
         for kind, handler in before.items():
             signal.signal(kind, handler)
     if held:
-        raise KeyboardInterrupt
+        raise ArchivedThenInterrupted(set_id)
 
 
 UNSAVED = "gapbench-unsaved"  # where a set goes when its archive fails as it is written

@@ -59,8 +59,12 @@ def capacity_table(found: Capacity) -> Group:
                 else ""
             )
             answer = f"{found.max_qps:.2f} queries/s kept {bound}{rough}{above}"
-        ceiling = f"; a closed loop of {workers} answered {found.probe_qps:.2f}/s"
+        ceiling = ""
+        if found.probe_qps is not None:
+            ceiling = f"; a closed loop of {workers} answered {found.probe_qps:.2f}/s"
         parts.append(Text(answer + ceiling, style="bold"))
+        if found.stopped_because:
+            parts.append(Text(found.stopped_because, style="yellow"))
     if found.interrupted:
         parts.append(Text("interrupted: the steps above are those that finished", style="red"))
     parts.append(Text(cost, style="dim"))

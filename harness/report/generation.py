@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
+from harness.analysis.stats import sample_floor
 from harness.report.units import ms
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ def generation_line(found: Generation) -> Text:
     """Time to first token, per output token, between tokens and end to end; tokens/s."""
 
     def pcts(values: dict[float, float]) -> str:
-        return "/".join(ms(v) for v in values.values())
+        return "/".join(ms(v, found.requests < sample_floor(p)) for p, v in values.items())
 
     return Text(
         f"generation over {found.requests:,} requests, {found.output_tokens:,} tokens, "

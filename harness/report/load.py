@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from harness.analysis.stats import PERCENTILE_FLOORS
+from harness.analysis.stats import sample_floor
 from harness.report.units import ms
 
 if TYPE_CHECKING:
@@ -44,8 +44,7 @@ def load_lines(report: LoadReport) -> list[Any]:
         else "its send"
     )
     shown = ", ".join(
-        f"p{p:g} {ms(v, report.queries < PERCENTILE_FLOORS.get(p, 0))}"
-        for p, v in report.latency_ms.items()
+        f"p{p:g} {ms(v, report.counted < sample_floor(p))}" for p, v in report.latency_ms.items()
     )
     parts.append(Text(f"latency from {since} (ms; ~: too few queries for it): {shown}"))
     queue = report.queue
