@@ -90,12 +90,12 @@ def load_lines(report: LoadReport) -> list[Any]:
         estimates = "; ".join(
             f"{what} {ns / 1e6:.2f} ms" for what, ns in summary.early_stopping.items()
         )
-        if summary.early_stopping_said and not estimates:
-            estimates = " ".join(summary.early_stopping_said)
         said = f"LoadGen's verdict{f' (replicate {index})' if len(report.loadgen) > 1 else ''}"
-        line = f"{said}: {verdict}" + (
-            f"; early-stopping estimates: {estimates}" if estimates else ""
-        )
+        line = f"{said}: {verdict}"
+        if estimates:
+            line += f"; early-stopping estimates: {estimates}"
+        elif summary.early_stopping_said:
+            line += f"; early stopping: {' '.join(summary.early_stopping_said)}"
         parts.append(Text(line, style="dim"))
     return parts
 
