@@ -148,6 +148,10 @@ def verdict(
             )
             notes.append(sampling[-1])
     busy: list[str] = []
+    # Under arrivals that queue (all at once offline, Poisson in the server scenario), the
+    # spread of latency is the queue's, which the load makes: no sign of noise.
+    scenario = manifest.execution.load.scenario if manifest.execution.load else ""
+    queued = scenario if scenario in ("offline", "server") else ""
     said, trouble = other_processes(result.telemetry)
     loaded = bool(said or trouble or steal > STEAL_WARN_FRACTION)  # the telemetry saw load
     if e2e.iqr_over_median >= VERY_NOISY:
@@ -159,6 +163,8 @@ def verdict(
         # requests the spread itself is too rough to judge a set by.
         if e2e.n < PERCENTILE_FLOORS[90]:
             notes.append(f"{noise}, over only {e2e.n} requests")
+        elif queued:
+            notes.append(f"{noise}: queries queued under {queued}, as its load makes them")
         elif loaded:
             busy.append(noise)
         elif _load_known(result.telemetry):

@@ -26,7 +26,9 @@ def capacity_table(found: Capacity) -> Group:
     columns += (["p99 bound"] if search else []) + ["set"]
     for name in columns:
         left = name in ("set", "p99 bound")
-        table.add_column(name, justify="left" if left else "right", no_wrap=name == "set")
+        table.add_column(
+            name, justify="left" if left else "right", overflow="fold" if left else "ellipsis"
+        )
     for s in found.steps:
         row = [
             f"{s.target_qps:.2f}",
