@@ -378,7 +378,7 @@ def test_an_interrupted_replicate_keeps_the_finished_ones(tmp_path, capsys, monk
 
 def test_the_default_suite_leaves_out_self_checks():
     assert "calibration" in plugins.registered()
-    assert plugins.suite() == ["agent", "rag"]
+    assert plugins.suite() == ["agent", "batch-inference", "rag"]
 
 
 def test_trace_writes_a_perfetto_file(plugin_file, tmp_path, capsys):

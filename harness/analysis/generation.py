@@ -80,6 +80,8 @@ def per_request(result: ResultSet) -> pd.DataFrame:
     """One row per successful request: e2e, and where it marked tokens ttft, tpot and its
     longest gap between tokens (ms; NaN without tokens), and its token count."""
     ok = result.requests[result.requests["ok"]]
+    if ok.empty:  # nothing measured (a run stopped in its warm-up keeps no columns to read)
+        return pd.DataFrame(columns=["ttft_ms", "tpot_ms", "e2e_ms", "tokens", "itl_max_ms"])
     lag_ns = _lag_ns(result, ok)
     e2e = ok["latency_s"].to_numpy() * 1e9 + lag_ns
     marks = (

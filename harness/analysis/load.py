@@ -31,10 +31,12 @@ UNMET = {
     "(raise --min-requests)",
 }
 CHECKED = (50.0, 99.0)  # where gapbench's clock is held to LoadGen's
-# gapbench's clock agrees with LoadGen's within 1%, or within the tens of microseconds the
-# two stamp the same instant apart (a 2 ms query's 1% is 20 us).
+# gapbench's clock agrees with LoadGen's within 1%, or within what the two stamp the same
+# instant apart: an issue reaches gapbench once LoadGen's thread holds the interpreter lock,
+# which in the scenarios that issue on a completion (single- and multi-stream) is about
+# 0.1 ms on a busy 2-vCPU machine (a 5 ms query's 1% is 50 us).
 CLOCK_AGREEMENT = 0.01
-CLOCK_FLOOR_NS = 50_000
+CLOCK_FLOOR_NS = 150_000
 # The generator may run behind by 5% of the p99 latency (at least 1 ms) at its own p99: any
 # more, and the latencies measure the generator as much as the system.
 LAG_SHARE = 0.05

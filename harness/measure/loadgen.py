@@ -126,9 +126,10 @@ def run_load(
                     request = serve([s.index for s in group], at)
             except BaseException as exc:  # said after the run; the queries still complete
                 failures.append(exc)
+            responses = [lg.QuerySampleResponse(s.id, 0, 0) for s in group]
             # Stamped just before LoadGen stamps the same completion: nothing between the two.
             end = clock()
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in group])
+            lg.QuerySamplesComplete(responses)
             with lock:
                 busy.add(end - began, time.thread_time_ns() - cpu)
                 completed.update(dict.fromkeys(seqs, end))
@@ -264,14 +265,19 @@ def _own_clock(
     freed: dict[int, int],
     served_by: dict[int, int],
 ) -> pd.DataFrame:
-    # gapbench's clock and LoadGen's meet at the first issue: LoadGen says how long after its
-    # scheduled time that came, gapbench when it came. Each later schedule is LoadGen's.
+    # gapbench's clock and LoadGen's meet at an issue: LoadGen says how long after its
+    # scheduled time that came, gapbench when it came. Each schedule is LoadGen's.
     if len(samples) != len(issued):
         raise UserError(f"LoadGen's trace holds {len(samples)} samples, {len(issued)} were issued")
-    first = samples.iloc[0]
-    start = issued[0] - int(first["issue_delay_ns"]) - int(first["scheduled_ns"])
-    scheduled = start + samples["scheduled_ns"].to_numpy(np.int64)
     at = np.array(issued, dtype=np.int64)
+    # Each issue reached gapbench a little after LoadGen stamped it (its callback had to take
+    # the interpreter lock): the least of those gaps is the best reading of where LoadGen's
+    # test began on gapbench's clock.
+    theirs = samples["scheduled_ns"].to_numpy(np.int64) + samples["issue_delay_ns"].to_numpy(
+        np.int64
+    )
+    start = int((at - theirs).min())
+    scheduled = start + samples["scheduled_ns"].to_numpy(np.int64)
     seqs = range(len(issued))
     answered = np.array([completed[i] for i in seqs], dtype=np.int64)
     return samples.assign(
