@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 
 from harness.archive.names import load
-from harness.archive.schema import Manifest
+from harness.archive.result_set import ResultSet
+from harness.archive.schema import Load, Manifest, RunLength
+from harness.archive.store import Archive
 from harness.machine.fingerprint import Fingerprint, detect
 from harness.record.probes import Interval
 from harness.words import Kind
@@ -148,6 +150,28 @@ def make_manifest(
 def live_fingerprint() -> Fingerprint:
     """This machine's fingerprint, taken once per session."""
     return detect()
+
+
+def measured_set(
+    results: Path, workload: str, length: RunLength, load: Load | None = None, **params: Any
+) -> ResultSet:
+    """A small set of ``workload`` measured for real into the archive at ``results``, checked
+    first as `gapbench run` checks it, and loaded back."""
+    from harness.measure.config import RunConfig, plan
+    from harness.measure.replicates import run
+
+    config = RunConfig(
+        workload,
+        device="cpu",
+        size="quick",
+        measurement=length,
+        show_progress=False,
+        params=params,
+        load=load,
+    )
+    plan([workload], config)
+    archive = Archive(results)
+    return archive.load(run(config, archive, live_fingerprint()).id)
 
 
 @pytest.fixture(scope="module")

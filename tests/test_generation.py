@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import live_fingerprint
+from conftest import measured_set
 
 from harness.analysis.generation import generation, goodput, parse_slo, per_request
 from harness.archive.schema import Load, RunLength
-from harness.archive.store import Archive
 from harness.archive.tables import TOKEN_COLUMN
 from harness.errors import UserError
-from harness.measure.config import RunConfig
-from harness.measure.replicates import run
 
 DECODER = """
 import time
@@ -49,15 +46,8 @@ def decoded(tmp_path_factory):
     folder = tmp_path_factory.mktemp("decoder")
     plugin = folder / "decoder.py"
     plugin.write_text(DECODER)
-    config = RunConfig(
-        f"{plugin}:Decoder",
-        device="cpu",
-        size="quick",
-        measurement=RunLength(warmup=1, min_requests=12, min_duration_s=0),
-        show_progress=False,
-    )
-    archive = Archive(folder / "results")
-    return archive.load(run(config, archive, live_fingerprint()).id)
+    length = RunLength(warmup=1, min_requests=12, min_duration_s=0)
+    return measured_set(folder / "results", f"{plugin}:Decoder", length)
 
 
 def test_every_token_is_marked_in_order_within_its_request(decoded):
@@ -105,16 +95,8 @@ def test_goodput_counts_the_requests_that_meet_every_objective(decoded):
 def test_token_objectives_need_token_marks_and_e2e_does_not(tmp_path, capsys):
     from harness.cli import main
 
-    config = RunConfig(
-        "calibration",
-        device="cpu",
-        size="quick",
-        measurement=RunLength(warmup=1, min_requests=6, min_duration_s=0),
-        show_progress=False,
-        params={"service_ms": 1.0},
-    )
-    archive = Archive(tmp_path)
-    result = archive.load(run(config, archive, live_fingerprint()).id)
+    length = RunLength(warmup=1, min_requests=6, min_duration_s=0)
+    result = measured_set(tmp_path, "calibration", length, service_ms=1.0)
     assert generation(result, 1.0) is None
     assert goodput(result, 1.0, {"e2e": 10_000.0}).share == 1.0
     with pytest.raises(UserError, match="marks no output tokens"):
@@ -136,16 +118,9 @@ def test_under_loadgen_every_time_counts_from_the_scheduled_arrival(tmp_path):
     pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not installed")
     plugin = tmp_path / "decoder.py"
     plugin.write_text(DECODER)
-    config = RunConfig(
-        f"{plugin}:Decoder",
-        device="cpu",
-        size="quick",
-        measurement=RunLength(warmup=1, min_requests=20, min_duration_s=0.5),
-        show_progress=False,
-        load=Load("server", qps=30.0, workers=2),
-    )
-    archive = Archive(tmp_path / "results")
-    result = archive.load(run(config, archive, live_fingerprint()).id)
+    length = RunLength(warmup=1, min_requests=20, min_duration_s=0.5)
+    load = Load("server", qps=30.0, workers=2)
+    result = measured_set(tmp_path / "results", f"{plugin}:Decoder", length, load)
     rows = per_request(result).join(result.requests[["replicate", "request", TOKEN_COLUMN]])
     lag = result.queries.set_index(["replicate", "request"])["lag_ns"]
     for row in rows.itertuples():

@@ -25,11 +25,12 @@ from conftest import (
 )
 
 from harness.analysis.summary import summarize
-from harness.archive import migrations, schema
+from harness.archive import history, migrations
 from harness.archive.codec import DecodeError, from_dict, to_dict
+from harness.archive.history import HISTORY, SCHEMA_VERSION
 from harness.archive.names import load
 from harness.archive.result_set import ResultSet
-from harness.archive.schema import HISTORY, SCHEMA_VERSION, Manifest, ReplicateFacts
+from harness.archive.schema import Manifest, ReplicateFacts
 from harness.archive.store import MANIFEST, Archive
 from harness.cli import main
 from harness.errors import UserError
@@ -49,7 +50,7 @@ def test_every_version_has_its_history_and_its_migration():
     assert sorted(migrations.MIGRATIONS) == list(range(1, SCHEMA_VERSION))
     assert sorted(migrations.FINGERPRINT_MIGRATIONS) == list(range(1, fingerprint.SCHEMA_VERSION))
     assert sorted(fingerprint.HISTORY) == list(range(1, fingerprint.SCHEMA_VERSION + 1))
-    assert sorted(schema.PROJECTION_HISTORY) == list(range(1, schema.PROJECTION_VERSION + 1))
+    assert sorted(history.PROJECTION_HISTORY) == list(range(1, history.PROJECTION_VERSION + 1))
 
 
 def test_every_version_ever_written_has_a_set_written_by_its_own_code():

@@ -7,7 +7,7 @@ import heapq
 
 import numpy as np
 import pytest
-from conftest import live_fingerprint
+from conftest import measured_set
 
 pytest.importorskip("mlperf_loadgen", reason="mlcommons-loadgen is not installed")
 
@@ -17,11 +17,9 @@ from harness.analysis.queueing import erlang_c
 from harness.analysis.summary import summarize
 from harness.archive.result_set import ResultSet
 from harness.archive.schema import CLOSED_LOOP, Load, RunLength
-from harness.archive.store import Archive
 from harness.cli import main
 from harness.errors import UserError
 from harness.measure.config import RunConfig, plan
-from harness.measure.replicates import run
 
 BATCHER = """
 import time
@@ -64,18 +62,7 @@ class Alone(Batcher):
 
 
 def _run(tmp_path, workload: str, load: Load, length: RunLength, **params) -> ResultSet:
-    config = RunConfig(
-        workload,
-        device="cpu",
-        size="quick",
-        measurement=length,
-        show_progress=False,
-        params=params,
-        load=load,
-    )
-    plan([workload], config)  # what `gapbench run` checks first
-    archive = Archive(tmp_path / "results")
-    return archive.load(run(config, archive, live_fingerprint()).id)
+    return measured_set(tmp_path / "results", workload, length, load, **params)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,6 +147,17 @@ def load_report(result: ResultSet) -> LoadReport | None:
         result.requests["ok"] & result.requests["replicate"].isin([r.replicate for r in replicates])
     ]
     samples_per_s = float(ok["samples"].sum()) / measured_s if measured_s > 0 else math.nan
+    # What every load report says, whichever way its requests arrived.
+    said: dict[str, Any] = {
+        "scenario": load.scenario,
+        "by_loadgen": load.by_loadgen,
+        "target_qps": load.qps,
+        "workers": load.workers,
+        "concurrency": load.concurrency,
+        "measured_s": measured_s,
+        "samples_per_s": samples_per_s,
+        "worker_on_cpu": on_cpu,
+    }
     if not load.by_loadgen or queries is None or queries.empty:
         latency = ok["latency_s"].to_numpy() * 1e3
         lost = (
@@ -157,19 +169,12 @@ def load_report(result: ResultSet) -> LoadReport | None:
             else ()
         )
         return LoadReport(
-            scenario=load.scenario,
-            by_loadgen=load.by_loadgen,
-            target_qps=load.qps,
-            workers=load.workers,
-            concurrency=load.concurrency,
+            **said,
             queries=len(ok),
             counted=len(ok),
-            measured_s=measured_s,
             throughput_qps=len(ok) / measured_s if measured_s > 0 else math.nan,
             drawn_qps=None,
-            samples_per_s=samples_per_s,
             latency_ms={p: rank_percentile(latency, p) for p in PERCENTILES},
-            worker_on_cpu=on_cpu,
             notes=lost,
         )
     kept = [r for r in result.manifest.replicates if r.load is not None and r.load.loadgen_summary]
@@ -232,23 +237,16 @@ def load_report(result: ResultSet) -> LoadReport | None:
                 "--min-duration samples, so --qps below what the system answers ends it early"
             )
     return LoadReport(
-        scenario=load.scenario,
-        by_loadgen=True,
-        target_qps=load.qps,
-        workers=load.workers,
-        concurrency=load.concurrency,
+        **said,
         queries=len(queries),
         counted=len(whole),
-        measured_s=measured_s,
         throughput_qps=throughput,
         drawn_qps=drawn,
-        samples_per_s=samples_per_s,
         latency_ms={p: rank_percentile(latency_ms, p) for p in PERCENTILES},
         lag_ms=lag,
         lag_bound_ms=bound,
         clocks=clocks,
         queue=queue,
-        worker_on_cpu=on_cpu,
         loadgen=summaries,
         problems=tuple(problems),
         notes=tuple(notes),

@@ -7,9 +7,10 @@ import math
 
 import pandas as pd
 
+from harness.archive.history import SCHEMA_VERSION, SEALED
 from harness.archive.intervals import Intervals
 from harness.archive.migrations import Tables
-from harness.archive.schema import SCHEMA_VERSION, SEALED, Manifest
+from harness.archive.schema import Manifest
 from harness.archive.tables import problem
 from harness.errors import UserError
 from harness.workload import topological_order

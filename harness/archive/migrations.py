@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.archive import schema
+from harness.archive import history, schema
 from harness.errors import UserError
 from harness.machine import fingerprint
 
@@ -134,12 +134,12 @@ def _version(body: Body, current: int, what: str) -> int:
 def migrate_manifest(body: Body, what: str) -> Body:
     """Bring an older manifest (and the fingerprint in it) to the current schema; refuse one
     from a newer gapbench. ``what`` names the file in errors."""
-    version = _version(body, schema.SCHEMA_VERSION, what)
+    version = _version(body, history.SCHEMA_VERSION, what)
     # Only this reading says where a set came from: a stored claim would re-run migrations.
     body = {k: v for k, v in body.items() if k != "migrated_from"}
-    if version < schema.SCHEMA_VERSION:
+    if version < history.SCHEMA_VERSION:
         body["migrated_from"] = version
-    while version < schema.SCHEMA_VERSION:
+    while version < history.SCHEMA_VERSION:
         body = MIGRATIONS[version].manifest(body)
         version += 1
         body["schema_version"] = version
@@ -150,7 +150,7 @@ def migrate_manifest(body: Body, what: str) -> Body:
 
 def migrate_tables(tables: Tables, written: int) -> Tables:
     """The tables of a set written with schema version ``written``, brought up to date."""
-    for version in range(written, schema.SCHEMA_VERSION):
+    for version in range(written, history.SCHEMA_VERSION):
         tables = MIGRATIONS[version].tables(tables)
     return tables
 
@@ -183,11 +183,11 @@ def migrate_fingerprint(body: Body, what: str = "the fingerprint") -> Body:
 
 def check_projection(body: Body, what: str) -> Body:
     """A kept projection of a version this gapbench reads (there is one so far)."""
-    _version(body, schema.PROJECTION_VERSION, what)
+    _version(body, history.PROJECTION_VERSION, what)
     return body
 
 
 def check_failed_run(body: Body, what: str) -> Body:
     """A failure record of a version this gapbench reads (there is one so far)."""
-    _version(body, schema.FAILED_RUN_VERSION, what)
+    _version(body, history.FAILED_RUN_VERSION, what)
     return body

@@ -3,9 +3,9 @@
 A set's ``manifest.json`` is a :class:`Manifest`; ``harness.archive.codec`` writes and reads it,
 checking every key, and ``harness.archive.migrations`` brings an older one up to date first.
 
-Its format's history is ``HISTORY``, one entry per ``schema_version``; the fingerprint inside a
-manifest (``harness.machine.fingerprint.HISTORY``) and each kept projection
-(``PROJECTION_HISTORY``) carry versions of their own.
+Its format's history is ``harness.archive.history``, one entry per ``schema_version``; the
+fingerprint inside a manifest (``harness.machine.fingerprint.HISTORY``) and each kept
+projection carry versions of their own.
 """
 
 from __future__ import annotations
@@ -16,57 +16,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.archive.history import FAILED_RUN_VERSION, PROJECTION_VERSION, SCHEMA_VERSION
 from harness.machine.fingerprint import Fingerprint
 from harness.words import Layer
 from harness.workload import Stage
-
-SCHEMA_VERSION = 8
-HISTORY = {
-    1: "the first archived sets",
-    2: "intervals gain cpu_ns, the thread CPU time read at stage and branch edges",
-    3: "the invariant verdict is no longer stored: it is computed when a set is read",
-    4: (
-        "a replicate's facts keep what the workload's setup_facts() said under setup_facts, "
-        "apart from gapbench's own; a reference backend's agreement is null, not {}; facts "
-        "and execution settings version 2 gained over its life are filled in where absent "
-        "(the set's agreement, its attachments, a profile's tool and its checks' layers too); "
-        "from now on a movement's byte count of 0 says nothing was copied and -1 that the size "
-        "is unknown (older sets' zeros stand as written)"
-    ),
-    5: (
-        "a run length may cap its requests (max_requests), and a replicate's facts say whether "
-        "it stopped there (hit_max_requests); older sets read with no cap"
-    ),
-    6: (
-        "the work and the execution config keep the values of the workload's parameters "
-        "(params), each under what it changes; older sets read with none; probes read their "
-        "thread's CPU time too (cpu_ns), and a host compute probe's time off the CPU is a wait "
-        "(older sets' probes, with -1, are read unsplit); a replicate's facts say whether it "
-        "stopped because its first requests all failed (failed_fast); late in its life the "
-        "manifest gained a sha256 of every table and attachment (checksums), checked on load: "
-        "sets written before have none"
-    ),
-    7: (
-        "every table and attachment a manifest names has its sha256 under checksums: one "
-        "without is a damaged set; the work digest is taken of the work as stored, and a set "
-        "whose work does not match it is refused; version 6 sets read as written, those "
-        "without checksums unchecked (verify says so)"
-    ),
-    8: (
-        "the execution config says how requests arrived (load: a LoadGen scenario, or clients "
-        "in a closed loop; null for gapbench's own single-stream loop, as every older set "
-        "ran), a replicate's facts keep what it measured under load (load), and a set run "
-        "under LoadGen keeps each query LoadGen scheduled in a queries table; after its first "
-        "commit the queries gained when a worker took each up and was free again (picked_ns, "
-        "done_ns), the requests when each output token existed (token_ns), and the load its "
-        "p99 bound: sets of that first commit read without them"
-    ),
-}
-SEALED = 7  # from this version, checked on load: every file's checksum, the work's digest
-PROJECTION_VERSION = 1
-PROJECTION_HISTORY = {1: "the first kept projections"}
-FAILED_RUN_VERSION = 1
-FAILED_RUN_HISTORY = {1: "the first records of a workload that failed before any replicate"}
 
 AGREEMENT = 0.05  # the most gapbench's compute may differ from a profiler's reference time
 # Judged only for probes of 1 ms or more a call: opening a scope costs the profiler tens of

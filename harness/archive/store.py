@@ -23,6 +23,7 @@ import pandas as pd
 from harness.archive.checks import check_set
 from harness.archive.checksums import check_files, checksum
 from harness.archive.codec import DecodeError, deeper_than, from_dict, to_dict
+from harness.archive.history import SCHEMA_VERSION, SEALED
 from harness.archive.intervals import StoredIntervals, read_parquet
 from harness.archive.location import open_location, why
 from harness.archive.migrations import (
@@ -33,7 +34,7 @@ from harness.archive.migrations import (
     migrate_tables,
 )
 from harness.archive.result_set import Listing, ResultSet
-from harness.archive.schema import SCHEMA_VERSION, SEALED, FailedRun, KeptProjection, Manifest
+from harness.archive.schema import FailedRun, KeptProjection, Manifest
 from harness.archive.tables import Spooled, copy_spooled, parquet_bytes
 from harness.errors import UserError
 

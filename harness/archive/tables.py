@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.archive.schema import SCHEMA_VERSION
+from harness.archive.history import SCHEMA_VERSION
 from harness.record.probes import Interval
 
 INTERVAL_COLUMNS = list(Interval.__dataclass_fields__)

@@ -21,8 +21,8 @@ from harness import __version__
 from harness.analysis.columns import SplitTable, split_table
 from harness.analysis.stats import PERCENTILE_FLOORS
 from harness.archive.codec import to_dict
+from harness.archive.history import PROJECTION_VERSION
 from harness.archive.result_set import ResultSet
-from harness.archive.schema import PROJECTION_VERSION
 from harness.errors import UserError, in_range
 from harness.projection.budget import Budget
 from harness.projection.claims import Claim
