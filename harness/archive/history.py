@@ -51,3 +51,5 @@ PROJECTION_VERSION = 1
 PROJECTION_HISTORY = {1: "the first kept projections"}
 FAILED_RUN_VERSION = 1
 FAILED_RUN_HISTORY = {1: "the first records of a workload that failed before any replicate"}
+CALIBRATION_VERSION = 1
+CALIBRATION_HISTORY = {1: "the first kept calibrations of a machine"}

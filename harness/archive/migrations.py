@@ -191,3 +191,9 @@ def check_failed_run(body: Body, what: str) -> Body:
     """A failure record of a version this gapbench reads (there is one so far)."""
     _version(body, history.FAILED_RUN_VERSION, what)
     return body
+
+
+def check_calibration(body: Body, what: str) -> Body:
+    """A kept calibration of a version this gapbench reads (there is one so far)."""
+    _version(body, history.CALIBRATION_VERSION, what)
+    return body

@@ -192,7 +192,8 @@ class Archive:
         names = [
             e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"
         ]
-        return sorted(names, reverse=True)
+        # A dotted folder is the archive's own (a machine's calibration), never a set.
+        return sorted((n for n in names if not n.startswith(".")), reverse=True)
 
     def listings(self) -> list[Listing]:
         """Every set folder, newest first, with its manifest or why it has none."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from harness.cli.options import add_verb, err, output
+from harness.cli.options import add_archive, add_verb, err, output
+from harness.errors import in_range
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -51,3 +52,61 @@ def register(verbs: argparse._SubParsersAction) -> None:
         cmd_workloads,
         "List the workloads found, with their stages and parameters.",
     )
+    sub = add_verb(
+        verbs,
+        "calibrate",
+        cmd_calibrate,
+        "Measure this machine's peaks (GEMM, memory bandwidth, dispatch, JSON, round trips), "
+        "kept in the archive and reused.",
+    )
+    sub.add_argument(
+        "--refresh", action="store_true", help="measure again even where numbers are kept"
+    )
+    sub.add_argument(
+        "--threads",
+        type=int,
+        action="append",
+        metavar="N",
+        help="intra-op threads to measure GEMM and STREAM at (1 to 4096; repeatable; default 1 "
+        "and every usable core)",
+    )
+    sub.add_argument(
+        "--quick",
+        action="store_true",
+        help="short measures with small arrays (seconds, rough; STREAM may stay in cache)",
+    )
+    add_archive(sub)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from harness.archive.codec import to_dict
+    from harness.archive.store import Archive
+    from harness.machine.fingerprint import detect
+    from harness.machine.threads import THREADS
+    from harness.measure.calibrate import calibration
+    from harness.report.calibration import calibration as table
+
+    for count in args.threads or ():
+        in_range("--threads", count, *THREADS)
+    archive = Archive(args.results).ensure()
+    fingerprint = detect()
+    devices = ("cuda:0",) if _cuda() else ()
+    quiet = args.json
+    found = calibration(
+        archive,
+        fingerprint,
+        threads=tuple(args.threads or ()),
+        refresh=args.refresh,
+        quick=args.quick,
+        devices=devices,
+        say=(lambda text: None) if quiet else (lambda text: err().print(text, style="dim")),
+    )
+    payload = {**to_dict(found.calibration), "kept_at": found.where, "measured": found.measured}
+    output(args, payload, lambda: table(found.calibration, found.where, found.measured))
+    return 0
+
+
+def _cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
