@@ -4,6 +4,8 @@ one the same way). ``harness.archive.migrations`` holds a step for every bump.""
 
 from __future__ import annotations
 
+from harness.machine.calibration import CALIBRATION_VERSION as CALIBRATION_VERSION
+
 SCHEMA_VERSION = 8
 HISTORY = {
     1: "the first archived sets",
@@ -51,5 +53,4 @@ PROJECTION_VERSION = 1
 PROJECTION_HISTORY = {1: "the first kept projections"}
 FAILED_RUN_VERSION = 1
 FAILED_RUN_HISTORY = {1: "the first records of a workload that failed before any replicate"}
-CALIBRATION_VERSION = 1
 CALIBRATION_HISTORY = {1: "the first kept calibrations of a machine"}
