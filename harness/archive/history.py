@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from harness.machine.calibration import CALIBRATION_VERSION as CALIBRATION_VERSION
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 HISTORY = {
     1: "the first archived sets",
     2: "intervals gain cpu_ns, the thread CPU time read at stage and branch edges",
@@ -46,6 +46,11 @@ HISTORY = {
         "commit the queries gained when a worker took each up and was free again (picked_ns, "
         "done_ns), the requests when each output token existed (token_ns), and the load its "
         "p99 bound: sets of that first commit read without them"
+    ),
+    9: (
+        "a profiling pass keeps each operator it saw inside a compute probe, with its shapes, "
+        "calls, own time, FLOPs and bytes, in an operators table, and the profile record the "
+        "machine's calibration it is read against (calibration); older sets have neither"
     ),
 }
 SEALED = 7  # from this version, checked on load: every file's checksum, the work's digest

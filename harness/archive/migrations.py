@@ -114,6 +114,7 @@ MIGRATIONS: dict[int, Migration] = {
     5: Migration(_same, _same_tables),  # new keys only, each with a default
     6: Migration(_same, _same_tables),  # checksums required from 7 on: checked as it loads
     7: Migration(_same, _same_tables),  # new keys only, each with a default
+    8: Migration(_same, _same_tables),  # a new table and a new key, each optional
 }
 
 

@@ -23,6 +23,7 @@ class ResultSet:
     requests: pd.DataFrame
     telemetry: pd.DataFrame | None = None  # samples taken while requests were timed
     queries: pd.DataFrame | None = None  # each query LoadGen scheduled (a run under LoadGen)
+    operators: pd.DataFrame | None = None  # what a profiling pass saw (harness.measure.operators)
 
     def __post_init__(self) -> None:
         if not isinstance(self.interval_table, Intervals):  # a DataFrame: ResultSet.of wraps it
@@ -36,9 +37,10 @@ class ResultSet:
         requests: pd.DataFrame,
         telemetry: pd.DataFrame | None = None,
         queries: pd.DataFrame | None = None,
+        operators: pd.DataFrame | None = None,
     ) -> ResultSet:
         """A set held in memory (built by a test, or sliced from another set)."""
-        return cls(manifest, Intervals(intervals), requests, telemetry, queries)
+        return cls(manifest, Intervals(intervals), requests, telemetry, queries, operators)
 
     @property
     def intervals(self) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.archive.history import FAILED_RUN_VERSION, PROJECTION_VERSION, SCHEMA_VERSION
+from harness.machine.calibration import Calibration
 from harness.machine.fingerprint import Fingerprint
 from harness.words import Layer
 from harness.workload import Stage
@@ -310,6 +311,9 @@ class ProfileRecord:
     tool: str
     requests: int
     checks: tuple[ScopeCheck, ...]
+    # From schema 9: the machine's calibration when the pass ran, which the operators table's
+    # classes are read against (None: none was kept, or an older set).
+    calibration: Calibration | None = None
 
     @property
     def agrees(self) -> bool:

@@ -275,7 +275,12 @@ class Archive:
         check_set(set_id, manifest, tables, intervals)
         assert intervals is not None  # check_set refuses a set without one
         return ResultSet(
-            manifest, intervals, tables["requests"], tables.get("telemetry"), tables.get("queries")
+            manifest,
+            intervals,
+            tables["requests"],
+            tables.get("telemetry"),
+            tables.get("queries"),
+            tables.get("operators"),
         )
 
     def add_projection(self, set_id: str, body: dict[str, Any]) -> str:

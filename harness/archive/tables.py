@@ -60,8 +60,27 @@ QUERY_COLUMNS = [
 # was free again (the server's own occupancy; older sets read without them).
 QUERY_OCCUPANCY = ["picked_ns", "done_ns"]
 
+# From schema 9, one row per operator a profiling pass saw inside a compute probe, grouped by
+# its shapes (harness.measure.operators): calls, own time (us), FLOPs and bytes of all calls.
+OPERATOR_COLUMNS = [
+    "stage",
+    "label",
+    "operator",
+    "shapes",
+    "dtype",
+    "calls",
+    "own_us",
+    "flops",
+    "bytes",
+]
+
 # The columns each stored table must hold, beside its ``replicate``.
-REQUIRED = {"intervals": INTERVAL_COLUMNS, "requests": REQUEST_COLUMNS, "queries": QUERY_COLUMNS}
+REQUIRED = {
+    "intervals": INTERVAL_COLUMNS,
+    "requests": REQUEST_COLUMNS,
+    "queries": QUERY_COLUMNS,
+    "operators": OPERATOR_COLUMNS,
+}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import pandas as pd
+
 from harness.archive.schema import ScopeCheck
+from harness.measure.operators import ort_operators, torch_operators
 from harness.record.gpu_timing import SYNC
 from harness.record.probes import DeviceTimer, Interval, Probe, TimerChain
 from harness.record.spans import own_time
@@ -80,6 +83,8 @@ class Profile:
     checks: tuple[ScopeCheck, ...]
     trace_json: bytes
     tool: str = "torch.profiler"
+    # Each operator inside a compute probe, by shapes (harness.measure.operators).
+    operators: pd.DataFrame | None = None
 
 
 class GraphTimes(Protocol):
@@ -129,7 +134,13 @@ def _profile_once(driver: Any, stream: Sequence[Any], requests: int) -> Profile:
     try:
         # with_modules+with_stack: the profiler names each nn.Module call, so a model's time is
         # seen as the profiler's operators and modules rather than as bare kernels.
-        with profile(activities=[ProfilerActivity.CPU], with_modules=True, with_stack=True) as prof:
+        # record_shapes: each operator's FLOPs and bytes follow from its shapes.
+        with profile(
+            activities=[ProfilerActivity.CPU],
+            with_modules=True,
+            with_stack=True,
+            record_shapes=True,
+        ) as prof:
             intervals = _run(driver, stream, requests)
     finally:
         driver.timer = timer
@@ -138,8 +149,9 @@ def _profile_once(driver: Any, stream: Sequence[Any], requests: int) -> Profile:
         path = Path(folder) / "trace.json"
         prof.export_chrome_trace(str(path))
         trace = path.read_bytes()
-    checks = _checks(intervals, json.loads(trace), layers)
-    return Profile(intervals, checks, trace)
+    events = json.loads(trace)
+    checks = _checks(intervals, events, layers)
+    return Profile(intervals, checks, trace, operators=torch_operators(events))
 
 
 def _run(driver: Any, stream: Sequence[Any], requests: int) -> list[Interval]:
@@ -182,7 +194,11 @@ def _profile_backend(
         if label in graphs  # a compute probe named after the graph it runs
     )
     events = [event for graph in graphs.values() for event in graph.events]
-    return Profile(intervals, checks, json.dumps(events).encode(), backend.name)
+    operators = pd.concat(
+        [ort_operators(graphs[c.label].events, c.stage, c.label) for c in checks],
+        ignore_index=True,
+    )
+    return Profile(intervals, checks, json.dumps(events).encode(), backend.name, operators)
 
 
 def _checks(

@@ -43,6 +43,7 @@ from harness.errors import ArchivedThenInterrupted, UserError, WorkloadFailed
 from harness.machine.devices import resolve_device
 from harness.machine.fingerprint import Fingerprint
 from harness.machine.threads import thread_variables, threads
+from harness.measure.calibrate import calibration, default_threads
 from harness.measure.config import RunConfig, check_backend
 from harness.measure.process import ProcessResult, measure_config
 from harness.measure.worker import measure_in_child
@@ -99,6 +100,12 @@ def _measure_and_write(
     check_backend(cls, config.backend)
     device = resolve_device(config.device)
     created = datetime.now(timezone.utc)
+    # A profile's operators are classed against the machine's peaks: the kept ones, or ones
+    # measured now, before the timed requests, and kept for later runs.
+    calibrated = None
+    if config.profile:
+        asked = (*default_threads(fingerprint), *([config.threads] if config.threads else []))
+        calibrated = calibration(archive.ensure(), fingerprint, threads=asked).calibration
     results: list[ProcessResult] = []
     stopped = ""
     # A time limit needs a process to stop; replicates in one process share its state.
@@ -153,7 +160,11 @@ def _measure_and_write(
         agreement=facts[0].agreement,
         tables={},  # filled in by the store as it writes them
         attachments={},
-        profile=ProfileRecord(profile.tool, config.profile, profile.checks) if profile else None,
+        profile=(
+            ProfileRecord(profile.tool, config.profile, profile.checks, calibrated)
+            if profile
+            else None
+        ),
     )
     attachments = {"profile.json": profile.trace_json} if profile is not None else {}
     tables = _tables(results)
@@ -221,6 +232,9 @@ def _tables(results: list[ProcessResult]) -> dict[str, pd.DataFrame | Spooled]:
     }
     if any(r.queries is not None for r in results):
         tables["queries"] = stacked([r.queries for r in results])
+    operators = results[0].profile.operators if results[0].profile is not None else None
+    if operators is not None and len(operators):
+        tables["operators"] = operators.assign(replicate=results[0].facts.replicate)
     return tables
 
 

@@ -137,7 +137,9 @@ def _saved(report: dict, scratch: Path) -> ProcessResult:
     profile = None
     if "profile" in report:
         trace = (scratch / "profile.json").read_bytes()
-        profile = Profile([], tuple(checks), trace, report["profile_tool"])
+        operators = scratch / "operators.parquet"
+        found = pd.read_parquet(operators) if operators.exists() else None
+        profile = Profile([], tuple(checks), trace, report["profile_tool"], found)
     queries = scratch / "queries.parquet"
     return ProcessResult(
         scratch / "intervals.parquet",  # the worker's spool
@@ -228,5 +230,7 @@ def _measure_and_save(argv: list[str]) -> int:
         (out / "profile.json").write_bytes(result.profile.trace_json)
         body["profile"] = [to_dict(c) for c in result.profile.checks]
         body["profile_tool"] = result.profile.tool
+        if result.profile.operators is not None:
+            result.profile.operators.to_parquet(out / "operators.parquet", index=False)
     _say(status, body)
     return EXIT_INTERRUPTED if result.interrupted else 0

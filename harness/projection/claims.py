@@ -11,6 +11,12 @@ A claim file is TOML::
     "device" = 2.0                    # a resource: every category on it
     "layer:inference/compute" = 1.8   # scoped to a layer of the stage DAG
     "stage:embed/movement" = 1.2      # scoped to one stage
+    "stage:generate" = 3              # a whole stage: its compute and movement, not its waits
+    "memory-bound" = 2.3              # a class of compute (harness.analysis.roofline)
+
+or in a vendor's terms, two spec sheets or two calibrations (``harness.projection.spec``), from
+which each class of compute gets its speedup. ``threads = N`` says the speedup runs with N
+intra-op threads; a ``[threads]`` table gives them per key (``"*"`` for the others).
 
 Exactly one factor applies to a stretch of time (factors never multiply): a stage scope wins over
 a layer scope over none, and within a scope ``resource.category`` over ``resource`` over
@@ -29,7 +35,8 @@ from typing import Any
 
 from harness.errors import UserError, in_range
 from harness.machine.threads import THREADS
-from harness.words import CATEGORIES, RESOURCES
+from harness.projection.spec import Calibrated, Spec, from_calibrations, from_spec
+from harness.words import CATEGORIES, RESOURCES, Category
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,6 +44,8 @@ else:  # Python 3.10
     import tomli as tomllib
 
 SCOPES = ("layer", "stage")
+CLASSES = ("compute-bound", "memory-bound", "dispatch", "opaque")  # of compute: see roofline
+WHOLE = (Category.COMPUTE.value, Category.MOVEMENT.value)  # what a whole stage's key speeds
 # A claimed speedup outside these is a typo, not a chip (and would stall the replay's clock).
 MIN_FACTOR, MAX_FACTOR = 0.001, 1000.0
 
@@ -50,6 +59,7 @@ class Target:
     scope_name: str = ""
     resource: str = ""
     category: str = ""
+    klass: str = ""  # a class of compute, resolved per stage from its roofline
 
     @property
     def rank(self) -> tuple[int, int]:
@@ -57,37 +67,56 @@ class Target:
         category)."""
         scope = {"": 0, "layer": 1, "stage": 2}[self.scope]
         specificity = 2 if self.resource and self.category else 1 if self.resource else 0
+        if not (self.resource or self.category or self.klass):
+            specificity = -1  # a whole stage or layer: any narrower key of the same scope wins
         return scope, specificity
 
     def matches(self, stage: str, layer: str, category: str, resource: str) -> bool:
+        """Whether the key speeds a stretch up (a class key never does itself: it becomes a
+        stage's compute factor once the stage's classes are known)."""
+        if self.klass:
+            return False
+        if self.scope and not (self.resource or self.category) and category not in WHOLE:
+            return False
+        return self.in_scope(stage, layer) and self._on(category, resource)
+
+    def in_scope(self, stage: str, layer: str) -> bool:
         if self.scope == "stage" and self.scope_name != stage:
             return False
-        if self.scope == "layer" and self.scope_name != layer:
-            return False
+        return not (self.scope == "layer" and self.scope_name != layer)
+
+    def _on(self, category: str, resource: str) -> bool:
         if self.resource and self.resource != resource:
             return False
         return not self.category or self.category == category
 
 
 def parse_key(key: str) -> Target:
-    """``[layer:NAME/|stage:NAME/]resource|category|resource.category`` as a target."""
+    """``[layer:NAME/|stage:NAME/]resource|category|resource.category|class`` as a target, or
+    ``layer:NAME`` / ``stage:NAME`` alone for the whole of it."""
     scope = scope_name = ""
     target = key
+    whole, sep, name = key.partition(":")
+    if sep and "/" not in key and whole in SCOPES and name:
+        return Target(key, whole, name)
     if "/" in key:
         scoped, _, target = key.partition("/")
         scope, sep, scope_name = scoped.partition(":")
         if not sep or scope not in SCOPES or not scope_name:
             raise ValueError(f"a scope is layer:NAME or stage:NAME, not {scoped!r}")
     resource, sep, category = target.partition(".")
-    if not sep:  # one word: a resource or a category
+    if not sep:  # one word: a resource, a category or a class of compute
+        if target in CLASSES:
+            return Target(key, scope, scope_name, klass=target)
         if target in RESOURCES:
             resource, category = target, ""
         elif target in CATEGORIES:
             resource, category = "", target
         else:
             raise ValueError(
-                f"{target!r} is neither a resource ({', '.join(RESOURCES)}) "
-                f"nor a category ({', '.join(CATEGORIES)})"
+                f"{target!r} is not a resource ({', '.join(RESOURCES)}), a category "
+                f"({', '.join(CATEGORIES)}) nor a class of compute ({', '.join(CLASSES)}); "
+                "a whole stage is stage:NAME"
             )
     else:
         if resource not in RESOURCES:
@@ -107,8 +136,13 @@ class Claim:
     date: str = ""
     path: str = ""
     # Intra-op threads the claimed speedup runs with, where it comes from more threads: the
-    # replay then asks that many cores of each compute stretch.
+    # replay then asks that many cores of each compute stretch a key matched.
     threads: int | None = None
+    # Per key, where it differs from ``threads`` (a pure-Python stage keeps one thread); a
+    # stage's compute resolved from classes may run on a fraction of a core more on average.
+    key_threads: tuple[tuple[str, float], ...] = ()
+    # Two machines' spec sheets or calibrations, read as a speedup per class of compute.
+    spec: Spec | Calibrated | None = None
 
     def __post_init__(self) -> None:
         # The parsers say which key of which file; this holds for a claim made in code too.
@@ -116,6 +150,11 @@ class Claim:
             in_range(f"claim {self.name!r}: key {target.key!r}", value, MIN_FACTOR, MAX_FACTOR)
         if self.threads is not None:
             in_range(f"claim {self.name!r}: threads", self.threads, *THREADS)
+        keys = {target.key for target, _ in self.speedups} | {"*"}
+        for key, count in self.key_threads:
+            if key not in keys:
+                raise UserError(f"claim {self.name!r}: [threads] key {key!r} is no speedup's key")
+            in_range(f"claim {self.name!r}: threads of {key!r}", count, *THREADS)
 
     def factor(self, stage: str, layer: str, category: str, resource: str) -> tuple[float, str]:
         """The speedup for a stretch of time, and the key it came from ("" and 1.0: none)."""
@@ -127,6 +166,23 @@ class Claim:
                 best = (target, factor)
         return (1.0, "") if best is None else (best[1], best[0].key)
 
+    def threads_for(self, stage: str, layer: str, category: str, resource: str) -> float | None:
+        """The threads a stretch runs with under the claim: its key's own, else the claim's
+        (None: as recorded, for a stretch no key matched or a claim without threads)."""
+        _, key = self.factor(stage, layer, category, resource)
+        return self.threads_of(key) if key else None
+
+    def threads_of(self, key: str) -> float | None:
+        """The threads a key's speedup runs with (None: as recorded)."""
+        own = dict(self.key_threads)
+        return own.get(key, own.get("*", self.threads))
+
+    @property
+    def by_class(self) -> bool:
+        """Whether the claim speaks of classes of compute (keys or specs): projecting it needs
+        the set's roofline (``harness.projection.transfer``)."""
+        return self.spec is not None or any(t.klass for t, _ in self.speedups)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -135,10 +191,13 @@ class Claim:
             "path": self.path,
             "speedup": {target.key: factor for target, factor in self.speedups},
             "threads": self.threads,
+            "key_threads": dict(self.key_threads),
         }
 
 
-def _speedups(items: Iterable[tuple[str, Any]], where: str) -> tuple[tuple[Target, float], ...]:
+def _speedups(
+    items: Iterable[tuple[str, Any]], where: str, allow_none: bool = False
+) -> tuple[tuple[Target, float], ...]:
     out = []
     seen: set[str] = set()
     for key, value in items:
@@ -161,7 +220,7 @@ def _speedups(items: Iterable[tuple[str, Any]], where: str) -> tuple[tuple[Targe
                 f"{MIN_FACTOR:g} up to {MAX_FACTOR:g}, not {value:g}"
             )
         out.append((target, float(value)))
-    if not out:
+    if not out and not allow_none:
         raise UserError(f"{where}: no speedups: give at least one KEY = factor")
     return tuple(out)
 
@@ -179,12 +238,25 @@ def load(path: str | Path) -> Claim:
         raise UserError(f"cannot read claim file {str(path)!r}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML: {exc}") from None
-    unknown = set(body) - {"name", "source", "date", "speedup", "threads"}
+    unknown = set(body) - {"name", "source", "date", "speedup", "threads", "spec", "calibration"}
     if unknown:
         raise UserError(f"{path}: key {sorted(unknown)[0]!r}: not a claim field")
-    table = body.get("speedup")
+    spec: Spec | Calibrated | None = None
+    if "spec" in body and "calibration" in body:
+        raise UserError(
+            f"{path}: give [spec] or [calibration], not both: spec is compared with spec, "
+            "measured with measured"
+        )
+    if "spec" in body:
+        spec = from_spec(body["spec"], str(path))
+    elif "calibration" in body:
+        spec = from_calibrations(body["calibration"], str(path), path.parent)
+    table = body.get("speedup", {} if spec is not None else None)
     if table is None:
-        raise UserError(f"{path}: no [speedup] table: add one, with KEY = factor lines")
+        raise UserError(
+            f"{path}: no [speedup] table: add one, with KEY = factor lines (or two machines' "
+            "[spec.reference] and [spec.candidate])"
+        )
     if not isinstance(table, dict):
         raise UserError(f"{path}: key 'speedup': a table of KEY = factor, not {table!r}")
     name = body.get("name")
@@ -203,22 +275,40 @@ def load(path: str | Path) -> Claim:
     elif not isinstance(when, str | datetime.date):
         raise UserError(f"{path}: key 'date': a date such as 2026-11-01, not {when!r}")
     threads = body.get("threads")
-    if threads is not None and (
-        isinstance(threads, bool)
-        or not isinstance(threads, int)
-        or not THREADS[0] <= threads <= THREADS[1]
-    ):
+    per_key = threads if isinstance(threads, dict) else {}
+    for key, count in (per_key or {"threads": threads}).items():
+        if count is not None and (
+            isinstance(count, bool)
+            or not isinstance(count, int)
+            or not THREADS[0] <= count <= THREADS[1]
+        ):
+            where = "threads" if not per_key else f"threads.{key}"
+            raise UserError(
+                f"{path}: key {where!r}: a whole number of threads, {THREADS[0]} to {THREADS[1]}"
+            )
+    speedups = _speedups(table.items(), str(path), allow_none=spec is not None)
+    if spec is not None and any(t.klass for t, _ in speedups):
         raise UserError(
-            f"{path}: key 'threads': a whole number of threads, {THREADS[0]} to {THREADS[1]}"
+            f"{path}: classes of compute come from the specs here: drop the class keys, or "
+            "the specs"
         )
-    return Claim(
-        name=name,
-        speedups=_speedups(table.items(), str(path)),
-        source=str(body.get("source", "")),
-        date=str(when),
-        path=str(path),
-        threads=threads,
-    )
+    keys = {t.key for t, _ in speedups} | {"*"}
+    for key in per_key:
+        if key not in keys:
+            raise UserError(f"{path}: key 'threads.{key}': no speedup has that key")
+    try:
+        return Claim(
+            name=name,
+            speedups=speedups,
+            source=str(body.get("source", "")),
+            date=str(when),
+            path=str(path),
+            threads=None if per_key else threads,
+            key_threads=tuple((k, float(v)) for k, v in per_key.items()),
+            spec=spec,
+        )
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
 
 
 def from_arguments(pairs: Sequence[str], threads: int | None = None) -> Claim:

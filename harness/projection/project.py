@@ -38,6 +38,7 @@ from harness.projection.replay_sample import (
 )
 from harness.projection.request_model import Model, request_models
 from harness.projection.sentences import headline
+from harness.projection.transfer import resolve
 
 MODELS = ("naive", "replay")
 SAMPLING_ROUGH = 0.05  # a replayed percentile the sample may move further is marked ~
@@ -201,6 +202,8 @@ def project(
     if manifest.execution.virtual_speedup:
         raise UserError(f"{result.id} ran with a virtual speedup: it is a check, not a baseline")
     check_claim(result, claim)
+    if claim.by_class:
+        claim = resolve(result, claim).aware
     layers = {s.name: s.layer for s in manifest.stages}
     table = split_table(result)
     if not len(table):
@@ -209,8 +212,8 @@ def project(
     def factor(stage: str, label: str, category: str, resource: str) -> float:
         return claim.factor(stage, layers.get(stage, ""), category, resource)[0]
 
-    def claimed(stage: str, label: str, category: str, resource: str) -> bool:
-        return bool(claim.factor(stage, layers.get(stage, ""), category, resource)[1])
+    def threads(stage: str, label: str, category: str, resource: str) -> float | None:
+        return claim.threads_for(stage, layers.get(stage, ""), category, resource)
 
     measured = table.requests["latency_ns"].to_numpy(dtype=float)
     scaled = naive(table, claim, layers)
@@ -222,7 +225,7 @@ def project(
     identity[base.rows] = base.identity
     pairs = list(zip(base.rows.tolist(), base.models, strict=True))
     for row, model in budget.each(pairs, f"the replay of claim {claim.name!r}"):
-        replayed[row], _ = replay(model, factor, claim.threads, claimed)
+        replayed[row], _ = replay(model, factor, threads)
     weights = sample.weights if sample.sampled else None
     replicate_of = table.requests["replicate"].to_numpy()
     total = float(measured.sum())

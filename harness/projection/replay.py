@@ -18,7 +18,8 @@ from harness.projection.request_model import CPU, FIXED, Model, Step, Timeline
 from harness.words import Category
 
 Scale = Callable[[str, str, str, str], float]  # (stage, label, category, resource) -> factor
-Match = Callable[[str, str, str, str], bool]  # (stage, label, category, resource) -> claimed?
+# (stage, label, category, resource) -> the threads it runs with (None: as recorded)
+Threads = Callable[[str, str, str, str], float | None]
 
 
 @dataclass
@@ -33,27 +34,23 @@ class _Run:
 def replay(
     model: Model,
     scale: Scale | None = None,
-    threads: int | None = None,
-    claimed: Match | None = None,
+    threads: Threads | None = None,
 ) -> tuple[float, dict[str, float]]:
     """The request's latency (ns from arrival to the last stage's end) and each stage's end,
     with every step's work divided by ``scale(stage, label, category, resource)``.
 
-    ``threads``: the intra-op threads that the claimed compute steps (``claimed``) use in the
-    projected condition, instead of the recorded ones: a speedup that comes from more threads
-    asks more of the cores.
+    ``threads(stage, label, category, resource)``: the intra-op threads a host compute step
+    uses in the projected condition (None: those recorded). A speedup that comes from more
+    threads asks more of the cores.
     """
     factor = scale or (lambda *key: 1.0)
     cores = model.capacity[CPU]
 
     def demand(step: Step) -> float:
-        if (
-            threads is not None
-            and step.pool == CPU
-            and step.category == Category.COMPUTE.value
-            and (claimed is None or claimed(step.stage, step.label, step.category, step.resource))
-        ):
-            return float(min(max(threads, 1), cores))
+        if threads is not None and step.pool == CPU and step.category == Category.COMPUTE.value:
+            asked = threads(step.stage, step.label, step.category, step.resource)
+            if asked is not None:
+                return float(min(max(asked, 1.0), cores))
         return step.demand
 
     # A clock from the request's arrival: an absolute one (1e13 ns after a day of uptime)

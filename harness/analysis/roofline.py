@@ -1,0 +1,144 @@
+"""Inside compute: each stage's compute time split into classes by the roofline, from the
+operators a profiling pass saw (``operators`` table) and the machine's calibration.
+
+An operator's own time is its dispatch floor (the calibrated cost of an operator with no work,
+at most its whole time) and the work beyond it. The work is compute-bound when the operator's
+arithmetic intensity (FLOPs per byte) reaches the machine's measured ridge point at the
+stage's threads, memory-bound below it; the class follows from the shapes, never from the
+operator's name. A probe's time outside every operator is the framework's and the interpreter's
+(dispatch); a probe the profiler cannot see into (its operators cover under half of it: a
+tokenizer in pure Python, a native library without operators) is opaque.
+
+The shares come from the profiling pass; the time they split is the timed requests' own
+compute, so the profiler's cost (which falls on the Python between operators) does not
+inflate any class but dispatch's remainder, which the timed run sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness.analysis.columns import split_table
+from harness.archive.result_set import ResultSet
+from harness.machine.calibration import Calibration
+from harness.words import Category
+
+COMPUTE_BOUND = "compute-bound"
+MEMORY_BOUND = "memory-bound"
+DISPATCH = "dispatch"
+OPAQUE = "opaque"
+CLASSES = (COMPUTE_BOUND, MEMORY_BOUND, DISPATCH, OPAQUE)
+VISIBLE = 0.5  # a probe is seen into when its operators' own time covers this much of it
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """A set's compute per stage and class, and what its operators achieved against the peaks.
+
+    ``classes``: one row per (stage, class): ``ms`` per request of the timed run, ``share`` of
+    the stage's compute, ``flops`` and ``bytes`` per request. ``stages``: one row per stage
+    profiled: threads, compute ms, achieved GFLOP/s of its compute-bound work and GB/s of its
+    memory-bound work, each beside the peak measured at its threads, and the ridge point.
+    """
+
+    classes: pd.DataFrame
+    stages: pd.DataFrame
+    calibration: Calibration
+    not_visible: tuple[str, ...]  # "stage/label" of the probes the profiler did not see into
+    dtypes: dict[str, float]  # compute-bound FLOPs per request by the type they were in
+
+    def shares(self) -> dict[str, dict[str, float]]:
+        """Per stage, each class's share of its compute."""
+        out: dict[str, dict[str, float]] = {}
+        for stage, klass, share in self.classes[["stage", "class", "share"]].itertuples(False):
+            out.setdefault(stage, {})[klass] = float(share)
+        return out
+
+
+def timed_compute_ms(result: ResultSet) -> pd.Series:
+    """Each stage's compute (every resource, on and off its critical path) in ms per request."""
+    table = split_table(result)
+    charges = table.charges[table.charges["category"] == Category.COMPUTE.value]
+    per_stage = charges.groupby("stage", observed=True)["ns"].sum()
+    return per_stage / max(len(table), 1) / 1e6
+
+
+def roofline(result: ResultSet, calibration: Calibration | None = None) -> Roofline | None:
+    """The classes of ``result``'s compute, or None without a profile's operators or a
+    calibration (the set's own, else ``calibration``: the machine's kept one)."""
+    profile = result.manifest.profile
+    operators = result.operators
+    calibration = (profile.calibration if profile else None) or calibration
+    if profile is None or operators is None or not len(operators) or calibration is None:
+        return None
+    facts = result.manifest.replicates[0]
+    requests = max(profile.requests, 1)
+    probed = {(c.stage, c.label): c.gapbench_ms / requests for c in profile.checks}
+    timed = timed_compute_ms(result)
+    ops = operators.assign(
+        threads=[facts.stage_threads.get(s, 1) for s in operators["stage"]],
+    )
+    dispatch_us = calibration.dispatch_us()
+    ops["floor_us"] = np.minimum(ops["own_us"], ops["calls"] * dispatch_us)
+    ops["work_us"] = ops["own_us"] - ops["floor_us"]
+    ridge = {t: calibration.ridge(int(t)) for t in ops["threads"].unique()}
+    intensity = ops["flops"] / ops["bytes"].where(ops["bytes"] > 0)
+    bound = intensity >= ops["threads"].map(ridge)
+    ops["class"] = np.where(ops["bytes"] + ops["flops"] <= 0, DISPATCH,
+                            np.where(bound, COMPUTE_BOUND, MEMORY_BOUND))  # fmt: skip
+    rows, stage_rows, hidden = [], [], []
+    for stage in sorted({stage for stage, _ in probed}):
+        in_stage = ops[ops["stage"] == stage]
+        labels = {lbl: ms for (st, lbl), ms in probed.items() if st == stage}
+        profiled_ms = sum(labels.values())
+        stage_ms = float(timed.get(stage, 0.0))
+        if profiled_ms <= 0 or stage_ms <= 0:
+            continue
+        split = dict.fromkeys(CLASSES, 0.0)
+        work = {COMPUTE_BOUND: [0.0, 0.0, 0.0], MEMORY_BOUND: [0.0, 0.0, 0.0]}
+        for label, label_ms in labels.items():
+            mine = in_stage[in_stage["label"] == label]
+            timed_ms = stage_ms * label_ms / profiled_ms  # this probe's share of the timed time
+            seen_ms = float(mine["own_us"].sum()) / 1e3 / requests
+            by_class = mine.groupby("class")["work_us"].sum() / 1e3 / requests
+            cb, mb = float(by_class.get(COMPUTE_BOUND, 0.0)), float(by_class.get(MEMORY_BOUND, 0.0))
+            if cb + mb > timed_ms:  # the profiler's cost on the operators: scaled to the time
+                cb, mb = cb * timed_ms / (cb + mb), mb * timed_ms / (cb + mb)
+            rest = timed_ms - cb - mb
+            visible = seen_ms >= VISIBLE * label_ms
+            if not visible:
+                hidden.append(f"{stage}/{label}")
+            split[COMPUTE_BOUND] += cb
+            split[MEMORY_BOUND] += mb
+            split[DISPATCH if visible else OPAQUE] += rest
+            for klass in (COMPUTE_BOUND, MEMORY_BOUND):
+                picked = mine[mine["class"] == klass]
+                work[klass][0] += float(picked["flops"].sum()) / requests
+                work[klass][1] += float(picked["bytes"].sum()) / requests
+                work[klass][2] += float(picked["work_us"].sum()) / 1e3 / requests
+        total = sum(split.values())
+        for klass, ms in split.items():
+            flops, nbytes, _ = work.get(klass, [0.0, 0.0, 0.0])
+            rows.append((stage, klass, ms, ms / total if total else 0.0, flops, nbytes))
+        threads = facts.stage_threads.get(stage, 1)
+        cb_flops, _, cb_ms = work[COMPUTE_BOUND]
+        _, mb_bytes, mb_ms = work[MEMORY_BOUND]
+        gflops = cb_flops / cb_ms / 1e6 if cb_ms else float("nan")
+        gbs = mb_bytes / mb_ms / 1e6 if mb_ms else float("nan")
+        peak, bandwidth = calibration.peak_gflops(threads), calibration.bandwidth_gbs(threads)
+        stage_rows.append((stage, threads, total, gflops, peak, gbs, bandwidth,
+                           calibration.ridge(threads)))  # fmt: skip
+    classes = pd.DataFrame(rows, columns=["stage", "class", "ms", "share", "flops", "bytes"])
+    stages = pd.DataFrame(
+        stage_rows,
+        columns=["stage", "threads", "compute_ms", "gflops", "peak_gflops", "gbs",
+                 "bandwidth_gbs", "ridge"],
+    )  # fmt: skip
+    bound_ops = ops[ops["class"] == COMPUTE_BOUND]
+    dtypes = bound_ops.groupby("dtype", observed=True)["flops"].sum() / requests
+    return Roofline(
+        classes, stages, calibration, tuple(hidden), {str(k): float(v) for k, v in dtypes.items()}
+    )

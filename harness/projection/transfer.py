@@ -1,0 +1,147 @@
+"""A claim about classes of compute (or two machines' specs) made into speedups per stage.
+
+Each stage's compute is split by class (``harness.analysis.roofline``); a class speeds up by
+its ratio, so the stage's compute speeds up by ``1 / sum(share / ratio)`` over its classes.
+Beside it, the naive reading of the same claim: one ratio (the compute-bound one, a vendor's
+headline) on all compute. The class left with the most time once the claim is applied is the
+one that limits the gain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pandas as pd
+
+from harness.analysis.roofline import CLASSES, COMPUTE_BOUND, DISPATCH, OPAQUE, Roofline, roofline
+from harness.archive.result_set import ResultSet
+from harness.errors import UserError
+from harness.machine.calibration import Calibration
+from harness.projection.claims import Claim, Target, parse_key
+from harness.projection.spec import LINK, Calibrated
+from harness.words import Category, Resource
+
+ONE_THREAD_CLASSES = (DISPATCH, OPAQUE)  # the interpreter's and the framework's: one thread
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A claim by class on one set: the per-class ratios, the two readings as claims, and
+    what each stage's compute becomes."""
+
+    claim: Claim
+    ratios: dict[str, tuple[float, str]]  # class (and link) -> ratio, where it came from
+    stages: pd.DataFrame  # stage, class, ms, share, ratio, left_ms (ms / ratio)
+    naive: Claim  # one ratio on all compute
+    aware: Claim  # each stage's compute by its classes
+    limiting: str  # the class with the most time left under the claim
+    notes: tuple[str, ...]  # what was assumed
+    roofline: Roofline
+
+    def left(self) -> dict[str, float]:
+        """Per class, ms per request left under the claim, over every stage."""
+        return {str(k): float(v) for k, v in self.stages.groupby("class")["left_ms"].sum().items()}
+
+
+def _class_ratio(claim: Claim, klass: str, stage: str, layer: str) -> tuple[float, str] | None:
+    """The class key of the claim that applies to ``stage``: stage scope over layer over none."""
+    best: tuple[Target, float] | None = None
+    for target, factor in claim.speedups:
+        matched = target.klass == klass and target.in_scope(stage, layer)
+        if matched and (best is None or target.rank > best[0].rank):
+            best = (target, factor)
+    return (best[1], best[0].key) if best else None
+
+
+def resolve(result: ResultSet, claim: Claim, calibration: Calibration | None = None) -> Transfer:
+    """``claim`` on ``result`` as speedups per stage from its classes of compute; a UserError
+    when the set has no profile to class its compute by."""
+    found = roofline(result, calibration)
+    if found is None:
+        raise UserError(
+            f"claim {claim.name!r} speaks of classes of compute, and {result.id} has no profile "
+            "to class them by: run it again with --profile (and gapbench calibrate)"
+        )
+    facts = result.manifest.replicates[0]
+    layers = {s.name: s.layer for s in result.manifest.stages}
+    threads = max(facts.stage_threads.values(), default=1)
+    notes: list[str] = []
+    spec = claim.spec.spec(threads) if isinstance(claim.spec, Calibrated) else claim.spec
+    ratios = spec.ratios(_dtype(found)) if spec is not None else {}
+    candidate_threads = spec.candidate_threads if spec is not None else None
+    if spec is not None:
+        for klass in CLASSES:
+            if klass not in ratios:
+                notes.append(f"{klass}: no number on both sheets speaks of it: taken as 1.0")
+        if spec.measured:
+            notes.append(
+                "measured on both machines at the sizes a vendor quotes (large GEMM, STREAM); "
+                "the efficiency at this pipeline's own shapes is measured here only and assumed "
+                "to transfer"
+            )
+    rows = []
+    for stage, klass, ms, share in found.classes[["stage", "class", "ms", "share"]].itertuples(
+        index=False
+    ):
+        given = ratios.get(klass) if spec is not None else None
+        given = given or _class_ratio(claim, klass, stage, layers.get(stage, ""))
+        ratio = given[0] if given else 1.0
+        rows.append((stage, klass, ms, share, ratio, ms / ratio))
+    stages = pd.DataFrame(rows, columns=["stage", "class", "ms", "share", "ratio", "left_ms"])
+    speedups, key_threads = [], []
+    for stage, rows_of in stages.groupby("stage", sort=True):
+        left = float(rows_of["left_ms"].sum())
+        total = float(rows_of["ms"].sum())
+        if total <= 0 or left <= 0:
+            continue
+        key = f"stage:{stage}/{Category.COMPUTE.value}"
+        speedups.append((parse_key(key), total / left))
+        asked = _stage_threads(claim, candidate_threads, rows_of)
+        if asked is not None:
+            key_threads.append((key, asked))
+    others = [(t, f) for t, f in claim.speedups if not t.klass]
+    if LINK in ratios:
+        link_key = f"{Resource.LINK.value}.{Category.MOVEMENT.value}"
+        others.append((parse_key(link_key), ratios[LINK][0]))
+    aware = replace(
+        claim,
+        name=f"{claim.name} (by class)",
+        speedups=tuple(others + speedups),
+        key_threads=tuple(key_threads),
+        threads=None,
+        spec=None,
+    )
+    headline = ratios.get(COMPUTE_BOUND) or _class_ratio(claim, COMPUTE_BOUND, "", "")
+    one = headline[0] if headline else 1.0
+    naive = replace(
+        claim,
+        name=f"{claim.name} (one ratio)",
+        speedups=(*others, (parse_key(Category.COMPUTE.value), one)),
+        key_threads=(),
+        threads=candidate_threads or claim.threads,
+        spec=None,
+    )
+    left = stages.groupby("class")["left_ms"].sum()
+    limiting = str(left.idxmax()) if len(left) else ""
+    return Transfer(claim, ratios, stages, naive, aware, limiting, tuple(notes), found)
+
+
+def _dtype(found: Roofline) -> str:
+    """The type most of the compute-bound FLOPs were in (its peak is the one that applies)."""
+    dtypes = found.dtypes
+    return max(dtypes, key=dtypes.__getitem__) if dtypes else "float32"
+
+
+def _stage_threads(claim: Claim, candidate: int | None, rows: pd.DataFrame) -> float | None:
+    """The cores a stage's compute asks under the claim: each class's threads weighted by its
+    time left (the interpreter's classes one thread); None when the claim gives none."""
+    base = candidate or claim.threads
+    if base is None and not claim.key_threads:
+        return None
+    weighted = total = 0.0
+    for klass, left in rows[["class", "left_ms"]].itertuples(index=False):
+        own = claim.threads_of(klass) if not candidate else None
+        count = 1.0 if klass in ONE_THREAD_CLASSES and own is None else own or base or 1.0
+        weighted += count * left
+        total += left
+    return weighted / total if total else None
