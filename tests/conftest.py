@@ -39,8 +39,10 @@ LAST_V5_SET = SETS / "20261206T072949Z-vm-rag-e3941bad"
 EARLY_V6_SET = SETS / "20261206T203025Z-vm-rag-57174e19"  # before checksums were kept
 LAST_V6_SET = SETS / "20261206T073002Z-vm-rag-d4dac73e"  # with its checksums
 FIRST_V7_SET = SETS / "20261206T203736Z-vm-rag-7164dee6"
-# The current version, kept for the next: a server run under LoadGen, with its queries table.
+# A server run under LoadGen, with its queries table.
 FIRST_V8_SET = SETS / "20261206T231356Z-vm-rag-14591d9c"
+# The current version, kept for the next: a profiled run with its operators and calibration.
+FIRST_V9_SET = SETS / "20261207T020747Z-vm-batch-inference-e99aef5f"
 
 
 class FakeClock:

@@ -141,6 +141,7 @@ VERBS = _verbs()
 GOOD = {
     "detect": [],
     "workloads": [],
+    "calibrate": ["--quick"],
     "run": ["calibration", "--quick"],
     "results": [],
     "trace": ["latest", "-o", "{files}/out.json"],

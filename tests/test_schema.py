@@ -15,6 +15,7 @@ from conftest import (
     FIRST_V2_SET,
     FIRST_V7_SET,
     FIRST_V8_SET,
+    FIRST_V9_SET,
     LAST_V1_SET,
     LAST_V4_SET,
     LAST_V5_SET,
@@ -40,7 +41,14 @@ from harness.projection.compare import compare
 
 OLD_SETS = (RAG_SET, ORT_SET, CALIBRATION_SET, FIRST_V2_SET, LAST_V1_SET, LAST_V4_SET, LAST_V5_SET)
 # Every set kept, each written by the real code of its version (its commit is in its manifest).
-WRITTEN_SETS = (*OLD_SETS, EARLY_V6_SET, LAST_V6_SET, FIRST_V7_SET, FIRST_V8_SET)
+WRITTEN_SETS = (
+    *OLD_SETS,
+    EARLY_V6_SET,
+    LAST_V6_SET,
+    FIRST_V7_SET,
+    FIRST_V8_SET,
+    FIRST_V9_SET,
+)
 # Versions no commit ever wrote: version 3 was a step of one migration chain (2 -> 4).
 NEVER_WRITTEN = {3}
 

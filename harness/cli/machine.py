@@ -67,8 +67,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         type=int,
         action="append",
         metavar="N",
-        help="intra-op threads to measure GEMM and STREAM at (1 to 4096; repeatable; default 1 "
-        "and every usable core)",
+        help="intra-op threads to measure GEMM and STREAM at (1 to 4 times the usable cores; "
+        "repeatable; default 1 and every usable core)",
     )
     sub.add_argument(
         "--quick",
@@ -81,15 +81,18 @@ def register(verbs: argparse._SubParsersAction) -> None:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from harness.archive.codec import to_dict
     from harness.archive.store import Archive
+    from harness.machine.cores import whole
     from harness.machine.fingerprint import detect
-    from harness.machine.threads import THREADS
     from harness.measure.calibrate import calibration
     from harness.report.calibration import calibration as table
 
-    for count in args.threads or ():
-        in_range("--threads", count, *THREADS)
-    archive = Archive(args.results).ensure()
     fingerprint = detect()
+    # More threads than cores measures the pools' contention, not the machine: a few times
+    # the cores at most.
+    most = OVERSUBSCRIBED * whole(fingerprint.cores)
+    for count in args.threads or ():
+        in_range("--threads", count, 1, most)
+    archive = Archive(args.results).ensure()
     devices = ("cuda:0",) if _cuda() else ()
     quiet = args.json
     found = calibration(
@@ -104,6 +107,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     payload = {**to_dict(found.calibration), "kept_at": found.where, "measured": found.measured}
     output(args, payload, lambda: table(found.calibration, found.where, found.measured))
     return 0
+
+
+OVERSUBSCRIBED = 4
 
 
 def _cuda() -> bool:
