@@ -24,7 +24,7 @@ import pandas as pd
 from harness.analysis.columns import split_table
 from harness.archive.result_set import ResultSet
 from harness.machine.calibration import Calibration
-from harness.words import Category
+from harness.words import Category, Kind
 
 COMPUTE_BOUND = "compute-bound"
 MEMORY_BOUND = "memory-bound"
@@ -66,6 +66,25 @@ def timed_compute_ms(result: ResultSet) -> pd.Series:
     return per_stage / max(len(table), 1) / 1e6
 
 
+def timed_probe_ms(result: ResultSet) -> pd.Series:
+    """Each compute probe's own wall time (less the probes directly inside it) in ms per
+    request of the timed run, by (stage, label)."""
+    frame = result.intervals
+    probes = frame[frame["kind"] == Kind.PROBE.value]
+    wall = probes["end_ns"] - probes["start_ns"]
+    keys = ["replicate", "request"]
+    inner = (
+        probes.assign(ns=wall).groupby([*keys, "parent"], observed=True)["ns"].sum().rename("inner")
+    )
+    compute = probes[probes["category"] == Category.COMPUTE.value].assign(
+        ns=wall[probes["category"] == Category.COMPUTE.value]
+    )
+    joined = compute.join(inner, on=[*keys, "span"])
+    own = joined["ns"] - joined["inner"].fillna(0)
+    requests = max(len(result.requests), 1)
+    return own.groupby([joined["stage"], joined["label"]], observed=True).sum() / requests / 1e6
+
+
 def roofline(result: ResultSet, calibration: Calibration | None = None) -> Roofline | None:
     """The classes of ``result``'s compute, or None without a profile's operators or a
     calibration (the set's own, else ``calibration``: the machine's kept one)."""
@@ -76,8 +95,14 @@ def roofline(result: ResultSet, calibration: Calibration | None = None) -> Roofl
         return None
     facts = result.manifest.replicates[0]
     requests = max(profile.requests, 1)
-    probed = {(c.stage, c.label): c.gapbench_ms / requests for c in profile.checks}
     timed = timed_compute_ms(result)
+    # Each probe's share of its stage's compute, from the timed run: the profiler's own cost
+    # (its Python tracer most) would weigh the probes calling Python the most.
+    per_probe = timed_probe_ms(result).rename("ms").reset_index()
+    probed = {
+        (str(stage), str(label)): float(ms)
+        for stage, label, ms in per_probe[["stage", "label", "ms"]].itertuples(index=False)
+    }
     ops = operators.assign(
         threads=[facts.stage_threads.get(s, 1) for s in operators["stage"]],
     )
@@ -102,13 +127,13 @@ def roofline(result: ResultSet, calibration: Calibration | None = None) -> Roofl
         for label, label_ms in labels.items():
             mine = in_stage[in_stage["label"] == label]
             timed_ms = stage_ms * label_ms / profiled_ms  # this probe's share of the timed time
-            seen_ms = float(mine["own_us"].sum()) / 1e3 / requests
+            seen_ms = float(mine["work_us"].sum() + mine["floor_us"].sum()) / 1e3 / requests
             by_class = mine.groupby("class")["work_us"].sum() / 1e3 / requests
             cb, mb = float(by_class.get(COMPUTE_BOUND, 0.0)), float(by_class.get(MEMORY_BOUND, 0.0))
             if cb + mb > timed_ms:  # the profiler's cost on the operators: scaled to the time
                 cb, mb = cb * timed_ms / (cb + mb), mb * timed_ms / (cb + mb)
             rest = timed_ms - cb - mb
-            visible = seen_ms >= VISIBLE * label_ms
+            visible = seen_ms >= VISIBLE * timed_ms
             if not visible:
                 hidden.append(f"{stage}/{label}")
             split[COMPUTE_BOUND] += cb
