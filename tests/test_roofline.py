@@ -213,3 +213,20 @@ def test_threads_per_key_and_a_whole_stage(tmp_path):
     assert claim.factor("parse", "ingress", "movement", "host-cpu") == (1.5, "stage:parse")
     assert claim.factor("parse", "ingress", "scheduling", "wait") == (1.0, "")
     assert parse_key("stage:parse").rank < parse_key("stage:parse/compute").rank
+
+
+def test_project_on_a_spec_claim_prints_the_classes_and_the_limiting_class(tmp_path, capsys):
+    from harness.cli import main
+
+    path = tmp_path / "spec.toml"
+    path.write_text(SPEC)
+    argv = ["project", str(FIRST_V9_SET), "--claim", str(path), "--no-keep"]
+    assert main([*argv, "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    (found,) = body["by_class"]
+    assert found["limiting"] in CLASSES and found["ratios"]["compute-bound"]["ratio"] == 3.0
+    names = [p["claim"]["name"] for p in body["projections"]]
+    assert names == ["Vendor Y (one ratio)", "Vendor Y (by class)"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "the limiting class is" in out and "one ratio on all compute" in out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rich.console import Group
+
 from harness.cli.options import (
     add_archive,
     add_claims,
@@ -21,13 +23,26 @@ def cmd_project(args: argparse.Namespace) -> int:
     from harness.analysis.summary import summarize
     from harness.archive.names import locate
     from harness.projection.project import project
-    from harness.report import projection
+    from harness.projection.transfer import resolve
+    from harness.report import projection, transfer
 
     made_claims = claims_of(args, required=True)
     size, budget = replay_sample_of(args), budget_of(args)
     archive, set_id = locate(args.result, args.results)
     result = archive.load(set_id)
-    made = [project(result, claim, size, budget) for claim in made_claims]
+    made, transfers = [], []
+    for claim in made_claims:
+        if not claim.by_class:
+            made.append(project(result, claim, size, budget))
+            continue
+        # A claim by class: the one-ratio reading beside the class-aware one.
+        found = resolve(result, claim)
+        pair = (
+            project(result, found.naive, size, budget),
+            project(result, found.aware, size, budget),
+        )
+        made += pair
+        transfers.append((found, *pair))
     kept: list[str] = []
     unkept = ""
     if not args.no_keep:
@@ -36,8 +51,18 @@ def cmd_project(args: argparse.Namespace) -> int:
         except UserError as exc:  # the projection is made: print it, and say so
             unkept = str(exc)
     summary = summarize(result)
-    payload = [p.to_dict() for p in made]
-    output(args, payload, lambda: projection.projections(summary, made, kept))
+    payload: object = [p.to_dict() for p in made]
+    if transfers:
+        payload = {
+            "projections": payload,
+            "by_class": [transfer.to_dict(*t) for t in transfers],
+        }
+
+    def shown() -> object:
+        drawn = projection.projections(summary, made, kept)
+        return Group(drawn, *(transfer.transfer(*t) for t in transfers))
+
+    output(args, payload, shown)
     if unkept:
         say_error(unkept)
         return EXIT_BAD_INPUT
