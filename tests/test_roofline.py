@@ -230,3 +230,14 @@ def test_project_on_a_spec_claim_prints_the_classes_and_the_limiting_class(tmp_p
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "the limiting class is" in out and "one ratio on all compute" in out
+
+
+def test_show_gives_the_roofline_of_a_profiled_set(capsys):
+    from harness.cli import main
+
+    assert main(["show", str(FIRST_V9_SET), "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)["roofline"]
+    assert {r["stage"] for r in body["stages"]} == {"collate", "forward"}
+    assert body["not_visible"] == ["collate/tokenize"]
+    assert main(["show", str(FIRST_V9_SET)]) == 0
+    assert "roofline per stage" in capsys.readouterr().out

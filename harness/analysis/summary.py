@@ -15,6 +15,7 @@ from harness.analysis.generation import Generation, Goodput, generation, goodput
 from harness.analysis.invariants import Invariants, set_invariants
 from harness.analysis.load import LoadReport, load_report
 from harness.analysis.overhead import Overhead, overhead
+from harness.analysis.roofline import Roofline, roofline
 from harness.analysis.stats import Percentiles
 from harness.analysis.telemetry import telemetry_summary
 from harness.analysis.tool_calls import tool_table
@@ -71,6 +72,7 @@ class Summary:
     load: LoadReport | None = None  # a set run under a load
     generation: Generation | None = None  # the requests that decode
     goodput: Goodput | None = None  # the requests meeting the objectives asked for
+    roofline: Roofline | None = None  # a profiled set's compute by class, against the peaks
 
     def to_dict(self) -> dict[str, Any]:
         m = self.result.manifest
@@ -99,6 +101,7 @@ class Summary:
             "load": load_dict(self.load),
             "generation": _generation_dict(self.generation),
             "goodput": _deep_finite(to_dict(self.goodput)),
+            "roofline": _roofline_dict(self.roofline),
         }
 
 
@@ -136,7 +139,19 @@ def summarize(result: ResultSet, slo_ms: dict[str, float] | None = None) -> Summ
         load=load,
         generation=generation(result, measured_s),
         goodput=goodput(result, measured_s, slo_ms) if slo_ms else None,
+        roofline=roofline(result) if result.complete or len(result.requests) else None,
     )
+
+
+def _roofline_dict(found: Roofline | None) -> dict[str, Any] | None:
+    if found is None:
+        return None
+    return {
+        "classes": [_clean(r) for r in found.classes.to_dict(orient="records")],
+        "stages": [_clean(r) for r in found.stages.to_dict(orient="records")],
+        "not_visible": list(found.not_visible),
+        "calibration_made_utc": found.calibration.made_utc,
+    }
 
 
 def _generation_dict(found: Generation | None) -> dict[str, Any] | None:

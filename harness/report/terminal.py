@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from harness.report import generation, load, seams
+from harness.report import generation, load, roofline, seams
 from harness.report.units import ms
 
 if TYPE_CHECKING:  # pandas-heavy; `gapbench detect` must stay fast
@@ -64,6 +64,8 @@ def summary(s: Summary, answer: Answer | None = None, losses: Losses | None = No
         parts += seams.tool_table(s.tools, m.replicates)
     if m.profile is not None:
         parts.append(profile_table(m.profile))
+    if s.roofline is not None:
+        parts += roofline.roofline_table(s.roofline)
     if losses is not None and losses.findings:
         parts += seams.serialisation(losses)
     if answer is not None:
