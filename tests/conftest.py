@@ -240,3 +240,23 @@ def s3_url(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 def _sealed(work):
     """``work`` with the digest of its fields, as the writer gives it."""
     return replace(work, work_sha256=work.fields_digest())
+
+
+@pytest.fixture(scope="session")
+def quick_calibration():
+    """This machine's peaks measured roughly, once: kept in an archive before a profiled run
+    there, it spares the run measuring them properly (tens of seconds)."""
+    from harness.machine.cores import whole
+    from harness.machine.microbench import calibrate
+
+    fingerprint = detect(probe_gpus=False, probe_software=False)
+    return calibrate(fingerprint, {1, whole(fingerprint.cores)}, quick=True)
+
+
+@pytest.fixture
+def calibrated_archive(tmp_path, quick_calibration):
+    """A fresh archive holding this machine's (quick) calibration."""
+    from harness.archive.calibrations import keep
+
+    keep(Archive(tmp_path), quick_calibration)
+    return tmp_path

@@ -85,6 +85,21 @@ def timed_probe_ms(result: ResultSet) -> pd.Series:
     return own.groupby([joined["stage"], joined["label"]], observed=True).sum() / requests / 1e6
 
 
+def timed_call_ms(result: ResultSet) -> dict[tuple[str, str], float]:
+    """Each profiled probe's time a call in the timed run, by (stage, label): what decides
+    whether the profiler's cross-check judges it."""
+    profile = result.manifest.profile
+    if profile is None:
+        return {}
+    per_request = timed_probe_ms(result)
+    out = {}
+    for c in profile.checks:
+        calls = c.calls / max(profile.requests, 1)  # a call's share of a request
+        if (c.stage, c.label) in per_request.index and calls:
+            out[(c.stage, c.label)] = float(per_request[(c.stage, c.label)]) / calls
+    return out
+
+
 def roofline(result: ResultSet, calibration: Calibration | None = None) -> Roofline | None:
     """The classes of ``result``'s compute, or None without a profile's operators or a
     calibration (the set's own, else ``calibration``: the machine's kept one)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ from harness.analysis.generation import Generation, Goodput, generation, goodput
 from harness.analysis.invariants import Invariants, set_invariants
 from harness.analysis.load import LoadReport, load_report
 from harness.analysis.overhead import Overhead, overhead
-from harness.analysis.roofline import Roofline, roofline
+from harness.analysis.roofline import Roofline, roofline, timed_call_ms
 from harness.analysis.stats import Percentiles
 from harness.analysis.telemetry import telemetry_summary
 from harness.analysis.tool_calls import tool_table
@@ -73,6 +73,9 @@ class Summary:
     generation: Generation | None = None  # the requests that decode
     goodput: Goodput | None = None  # the requests meeting the objectives asked for
     roofline: Roofline | None = None  # a profiled set's compute by class, against the peaks
+    # A profiled probe's time a call in the timed run, by (stage, label): what the profiler's
+    # cross-check is judged by.
+    timed_call_ms: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         m = self.result.manifest
@@ -140,6 +143,7 @@ def summarize(result: ResultSet, slo_ms: dict[str, float] | None = None) -> Summ
         generation=generation(result, measured_s),
         goodput=goodput(result, measured_s, slo_ms) if slo_ms else None,
         roofline=roofline(result) if result.complete or len(result.requests) else None,
+        timed_call_ms=timed_call_ms(result),
     )
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 from harness.analysis.invariants import Invariants, set_invariants
 from harness.analysis.load import LoadReport
 from harness.analysis.overhead import overhead
+from harness.analysis.roofline import timed_call_ms
 from harness.analysis.stats import NOISE_THRESHOLD, PERCENTILE_FLOORS, Percentiles
 from harness.analysis.telemetry import frequency_drop
 from harness.archive.result_set import ResultSet
@@ -134,7 +135,7 @@ def verdict(
     broken += _disagreement(manifest.agreement, notes)
     problems += broken
     profile = manifest.profile
-    if profile is not None and not profile.agrees:
+    if profile is not None and not profile.agrees(timed_call_ms(result)):
         notes.append(f"the {profile.tool} cross-check disagrees with the probes (see its table)")
     if any(r.profile_error for r in replicates):
         notes.append("the profiling pass failed; the timed requests are kept")

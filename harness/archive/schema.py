@@ -13,19 +13,22 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.archive.history import FAILED_RUN_VERSION, PROJECTION_VERSION, SCHEMA_VERSION
 from harness.machine.calibration import Calibration
 from harness.machine.fingerprint import Fingerprint
-from harness.words import Layer
 from harness.workload import Stage
 
 AGREEMENT = 0.05  # the most gapbench's compute may differ from a profiler's reference time
-# Judged only for probes of 1 ms or more a call: opening a scope costs the profiler tens of
-# microseconds, which would swamp a tokenizer's 50 us, not a model's forward pass.
+# Judged only for probes of 1 ms or more a call in the timed run: opening a scope costs the
+# profiler tens of microseconds, which would swamp a tokenizer's 50 us, not a model's forward.
 MIN_CALL_MS = 1.0
+# Judged only where the profiler sees the work: its operators cover half the probe or more
+# (a tokenizer in pure Python or a faiss search has next to none).
+VISIBLE = 0.5
 
 
 @dataclass(frozen=True)
@@ -297,10 +300,17 @@ class ScopeCheck:
         return abs(self.gapbench_ms - self.reference_ms) / self.reference_ms
 
     @property
-    def judged(self) -> bool:
-        """A model stage's probe of a millisecond or more a call (see MIN_CALL_MS)."""
-        model = self.layer == Layer.INFERENCE.value
-        return model and self.gapbench_ms >= MIN_CALL_MS * self.calls
+    def visible(self) -> bool:
+        """Whether the profiler saw the probe's work: operators (or a session's runs) over
+        at least half its time."""
+        return self.reference_ms >= VISIBLE * self.gapbench_ms > 0
+
+    def judged(self, timed_call_ms: float | None = None) -> bool:
+        """A visible probe of a millisecond or more a call in the timed run (``timed_call_ms``;
+        the profiling pass's own time where the timed run's is not at hand, which the
+        profiler's tracer inflates)."""
+        per_call = timed_call_ms if timed_call_ms is not None else self.gapbench_ms / self.calls
+        return self.visible and per_call >= MIN_CALL_MS
 
 
 @dataclass(frozen=True)
@@ -315,10 +325,11 @@ class ProfileRecord:
     # classes are read against (None: none was kept, or an older set).
     calibration: Calibration | None = None
 
-    @property
-    def agrees(self) -> bool:
-        """Every judged model probe is within 5% of the profiler's reference time."""
-        judged = [c for c in self.checks if c.judged]
+    def agrees(self, timed_call_ms: Mapping[tuple[str, str], float] | None = None) -> bool:
+        """Every judged probe is within 5% of the profiler's reference time; ``timed_call_ms``
+        is each probe's time a call in the timed run, by (stage, label)."""
+        timed = timed_call_ms or {}
+        judged = [c for c in self.checks if c.judged(timed.get((c.stage, c.label)))]
         return bool(judged) and all(c.agreement <= AGREEMENT for c in judged)
 
 

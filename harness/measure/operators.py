@@ -106,7 +106,8 @@ def cost(name: str, dims: Sequence[Any], types: Sequence[str], out: Sequence[Any
     read = sum(_numel(s) * b for s, b in tensors)
     written = sum(_numel(s) * size for s in out) if out else 0
     matrices = [s for s, _ in tensors if len(s) >= 1]
-    if base in ("mm", "addmm", "MatMul", "FusedMatMul", "Gemm", "bmm", "baddbmm", "matmul"):
+    products = ("mm", "addmm", "MatMul", "FusedMatMul", "Gemm", "bmm", "baddbmm", "matmul")
+    if base in products and len(matrices) >= 2:
         a, b = matrices[-2], matrices[-1]
         if base == "Gemm" and len(matrices) == 3:
             a, b = matrices[0], matrices[1]
@@ -115,10 +116,10 @@ def cost(name: str, dims: Sequence[Any], types: Sequence[str], out: Sequence[Any
             m, n = out[0][-2], out[0][-1]
         batch = _numel(a[:-2])
         return 2.0 * batch * m * k * n, float(read + (written or batch * m * n * size))
-    if base in ("mv", "addmv"):
+    if base in ("mv", "addmv") and len(matrices) >= 2 and len(matrices[-2]) == 2:
         rows, inner = matrices[-2]
         return 2.0 * rows * inner, float(read + rows * size)
-    if "scaled_dot_product" in base:
+    if "scaled_dot_product" in base and len(matrices) >= 3:
         query, key, value = matrices[0], matrices[1], matrices[2]
         batch = _numel(query[:-2])
         length, keys = query[-2], key[-2]

@@ -63,7 +63,7 @@ def summary(s: Summary, answer: Answer | None = None, losses: Losses | None = No
     if len(s.tools):
         parts += seams.tool_table(s.tools, m.replicates)
     if m.profile is not None:
-        parts.append(profile_table(m.profile))
+        parts.append(profile_table(m.profile, s.timed_call_ms))
     if s.roofline is not None:
         parts += roofline.roofline_table(s.roofline)
     if losses is not None and losses.findings:
@@ -239,15 +239,27 @@ def wait_table(s: Summary) -> Table:
     return table
 
 
-def profile_table(profile: ProfileRecord) -> Table:
-    verdict = "agrees" if profile.agrees else "DISAGREES"
+def profile_table(
+    profile: ProfileRecord, timed_call_ms: dict[tuple[str, str], float] | None = None
+) -> Table:
+    timed = timed_call_ms or {}
+    verdict = "agrees" if profile.agrees(timed) else "DISAGREES"
     tool = profile.tool
     table = Table(title=f"{tool} cross-check over {profile.requests} extra requests: {verdict}")
     # torch: judged on the operators inside each probe's scope; onnxruntime: on the session
     # runs, with their node kernels beside them.
     torch_like = tool == "torch.profiler"
     judged_on, other = ("operators", "scope") if torch_like else ("session runs", "node kernels")
-    columns = ("stage", "probe", "gapbench ms", f"{judged_on} ms", "diff", f"{other} ms", "judged")
+    columns = (
+        "stage",
+        "probe",
+        "gapbench ms",
+        f"{judged_on} ms",
+        "diff",
+        f"{other} ms",
+        "timed ms a call",
+        "judged",
+    )
     for name in columns:
         table.add_column(name, justify="left" if name in ("stage", "probe") else "right")
     for c in profile.checks:
@@ -261,7 +273,12 @@ def profile_table(profile: ProfileRecord) -> Table:
             ms(reference),
             "-" if math.isnan(c.agreement) else f"{c.agreement:.1%}",
             ms(beside),
-            "yes" if c.judged else "",
+            ms(timed[(c.stage, c.label)]) if (c.stage, c.label) in timed else "-",
+            "yes"
+            if c.judged(timed.get((c.stage, c.label)))
+            else ""
+            if c.visible
+            else "not visible",
         )
     return table
 
