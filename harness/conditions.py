@@ -14,12 +14,14 @@ class Setting:
     label: str
     backend: str = "torch"
     threads: int | None = None  # None: the machine's default; ALL_CORES: every usable core
+    params: tuple[tuple[str, bool | int | float | str], ...] = ()  # the workload's, by name
 
     def on(self, cores: int) -> Setting:
         """This setting on a machine with ``cores`` usable cores."""
         if self.threads != ALL_CORES:
             return self
-        return Setting(f"{cores} thread{'s' if cores != 1 else ''}", self.backend, cores)
+        label = f"{cores} thread{'s' if cores != 1 else ''}"
+        return Setting(label, self.backend, cores, self.params)
 
 
 ONE_THREAD = Setting("1 thread", threads=1)
@@ -34,3 +36,7 @@ class Condition:
     a: Setting
     b: Setting
     what: str
+    # What the change is in a class of compute, where the workload knows it (half the bytes
+    # scanned: "stage:retrieve/memory-bound" = 2); a change of threads is read from the
+    # machine's calibration at both counts instead.
+    by_class: tuple[tuple[str, float], ...] = ()

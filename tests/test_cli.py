@@ -439,7 +439,7 @@ def test_project_and_compare_from_the_command_line(plugin_file, tmp_path, capsys
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ('name = "x"\n[speedup]\n"host-gpu" = 2\n', "key 'host-gpu': 'host-gpu' is neither"),
+        ('name = "x"\n[speedup]\n"host-gpu" = 2\n', "key 'host-gpu': 'host-gpu' is not a resource"),
         (
             'name = "x"\n[speedup]\n"compute" = -1\n',
             "key 'compute': a speedup must be a positive",

@@ -77,7 +77,8 @@ def test_a_virtual_speedup_stretches_the_other_stages_own_time_only():
 
 
 @pytest.mark.slow
-def test_the_quick_validation_runs_every_condition(tmp_path):
+def test_the_quick_validation_runs_every_condition(calibrated_archive):
+    tmp_path = calibrated_archive
     argv = ["validate", "--quick", "--json", "--results", str(tmp_path)]
     done = subprocess.run(
         [sys.executable, "-m", "harness", *argv], capture_output=True, text=True, timeout=600
@@ -85,13 +86,21 @@ def test_the_quick_validation_runs_every_condition(tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     names = [c["condition"]["name"] for c in report["conditions"]]
-    assert names == ["threads", "backend", "contention"]  # the buyer's pipeline first
+    assert names == ["threads", "backend", "corpus-bf16", "contention"]  # the buyer's first
     for c in report["conditions"]:
         assert len(c["per_replicate"]["measured"]) == 5  # paired replicates
         assert all(x > 0 for x in c["per_replicate"]["replay"])
         assert c["component_speedups"]  # measured alone, per stage
         assert set(c["sets"]) == {"a", "b", "a_again"}
-    contention = report["conditions"][2]
+    stated = {c["condition"]["name"]: c["transfer"] for c in report["conditions"]}
+    # A change of threads or of bytes is projected from what a vendor states, both ways; a
+    # change of backend is no vendor's number.
+    assert stated["backend"] is None
+    for name in ("threads", "corpus-bf16", "contention"):
+        assert stated[name]["by_class_speedup"] > 0 and stated[name]["limiting"], name
+    bf16 = report["conditions"][2]
+    assert 0 <= bf16["output_agreement"]["top_k"] <= 1  # top-k ids compared, as a rate
+    contention = report["conditions"][3]
     # Two branches asking for every core: the replay sees the contention Amdahl cannot, so from
     # the same set and claim it projects about half the gain (each branch gets half the cores).
     # That holds by construction whatever else shares the machine; which of the two lands
@@ -101,7 +110,7 @@ def test_the_quick_validation_runs_every_condition(tmp_path):
         assert contention["replay_speedup"] < contention["naive_speedup"]
     (virtual,) = report["virtual"]
     assert (virtual["workload"], virtual["factor"]) == ("rag", 1.5)
-    assert len(Archive(tmp_path).ids()) == 3 * 3 + 2
+    assert len(Archive(tmp_path).ids()) == 4 * 3 + 2
 
 
 def test_conditions_come_from_the_workloads_that_declare_them():
@@ -109,12 +118,13 @@ def test_conditions_come_from_the_workloads_that_declare_them():
     assert [(t.workload, t.condition.name) for t in found] == [
         ("rag", "threads"),
         ("rag", "backend"),
+        ("rag", "corpus-bf16"),
         ("branches", "contention"),
     ]
     threads = found[0].condition
     assert (threads.a.threads, threads.b.threads, threads.b.label) == (1, 2, "2 threads")
     assert [(w, v.stage, v.factor) for w, v in virtual_checks()] == [("rag", "generate", 1.5)]
-    assert condition_names() == ["threads", "backend", "contention", "virtual"]
+    assert condition_names() == ["threads", "backend", "corpus-bf16", "contention", "virtual"]
 
 
 def test_a_condition_a_workload_cannot_run_is_refused_when_it_loads():

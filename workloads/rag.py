@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -13,11 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from harness.params import EXECUTION
 from harness.record.probes import Recorder
 from harness.workload import (
     ALL_THREADS,
     ONE_THREAD,
     Condition,
+    Param,
     Setting,
     SetupContext,
     Stage,
@@ -71,6 +73,12 @@ class RagConfig:
         if size == "default":
             return cls(corpus_size=100_000, passage_len=128, top_k=3, new_tokens=32, **models)
         raise ValueError(f"unknown size {size!r} (quick or default)")
+
+
+def _config(ctx: SetupContext) -> RagConfig:
+    config = RagConfig.for_size(ctx.size, text.Tokenizer().vocab_size)
+    rows = int(ctx.params.get("corpus_rows", 0))
+    return replace(config, corpus_size=rows) if rows else config
 
 
 def corpus_embeddings(config: RagConfig, seed: int) -> Tensor:
@@ -150,6 +158,35 @@ class Rag(Workload):
             Setting("onnxruntime", backend="onnxruntime"),
             "model stages on torch -> onnxruntime",
         ),
+        Condition(
+            "corpus-bf16",
+            # 100,000 rows: a scan of 150 MB, past any cache, which bandwidth decides.
+            Setting("float32 corpus", params=(("corpus_rows", 100_000),)),
+            Setting(
+                "bfloat16 corpus",
+                params=(("corpus_rows", 100_000), ("corpus_dtype", "bfloat16")),
+            ),
+            "the corpus scanned in bfloat16: half the bytes",
+            # The scan reads the corpus once: half its bytes at the same bandwidth.
+            by_class=(("stage:retrieve/memory-bound", 2.0),),
+        ),
+    )
+    params = (
+        Param(
+            "corpus_dtype",
+            "float32",
+            "the corpus embeddings' type: bfloat16 scans half the bytes (top-k ids may differ "
+            "at near ties; the set's outputs say how often)",
+            changes=EXECUTION,
+            choices=("float32", "bfloat16"),
+        ),
+        Param(
+            "corpus_rows",
+            0,
+            "passages in the corpus (0: the size's own, 20,000 quick and 100,000 default)",
+            low=0,
+            high=2_000_000,
+        ),
     )
     virtual_check = Virtual("generate", 1.5)  # the largest stage, made virtually faster
 
@@ -157,12 +194,12 @@ class Rag(Workload):
     seed: int
     tokenizer: text.Tokenizer
     models: TorchModels | OrtModels
-    corpus: Tensor  # float32 [corpus_size, hidden] on the device, unit rows
+    corpus: Tensor  # [corpus_size, hidden] on the device, unit rows, in corpus_dtype
     store: np.ndarray  # int32 [corpus_size, passage_len] on the host
 
     def setup(self, ctx: SetupContext) -> None:
         self.tokenizer = text.Tokenizer()
-        self.config = RagConfig.for_size(ctx.size, self.tokenizer.vocab_size)
+        self.config = _config(ctx)
         self.seed = ctx.seed
         config, device = self.config, torch.device(ctx.device)
         # A forked generator state: building models must not move the process's global stream.
@@ -177,7 +214,8 @@ class Rag(Workload):
             self.models = OrtModels(encoder, decoder, description, ctx.device, ctx.providers)
         else:
             self.models = TorchModels(encoder.to(device), decoder.to(device))
-        self.corpus = corpus_embeddings(config, ctx.seed).to(device)
+        dtype = getattr(torch, str(ctx.params.get("corpus_dtype", "float32")))
+        self.corpus = corpus_embeddings(config, ctx.seed).to(device, dtype)
         self.store = text.passage_store(
             self.tokenizer, config.corpus_size, config.passage_len, ctx.seed
         )
@@ -240,7 +278,7 @@ class Rag(Workload):
 
     def requests(self, ctx: SetupContext) -> Sequence[bytes]:
         tokenizer = text.Tokenizer()
-        config = RagConfig.for_size(ctx.size, tokenizer.vocab_size)
+        config = _config(ctx)
         questions = text.queries(tokenizer, config.requests, ctx.seed)
         return [
             json.dumps({"id": i, "query": q, "top_k": config.top_k}).encode()
@@ -311,8 +349,8 @@ class Rag(Workload):
         """Exact top-k by inner product over the corpus, then the passages' tokens."""
         k = embedded.query.top_k
         with ctx.compute(label="top-k"), torch.inference_mode():
-            top = torch.topk(self.corpus @ embedded.embedding, k)
-        scores, ids = top.values, top.indices
+            top = torch.topk(self.corpus @ embedded.embedding.to(self.corpus.dtype), k)
+        scores, ids = top.values.float(), top.indices
         if ctx.on_device:
             with ctx.transfer(nbytes=scores.nbytes + ids.nbytes, label="d2h top-k"):
                 scores, ids = scores.cpu(), ids.cpu()

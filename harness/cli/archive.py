@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 from harness.cli.load import add_slo, slo_of
 from harness.cli.options import (
     add_archive,
+    add_claim_sources,
     add_replay,
     add_verb,
     budget_of,
+    claims_of,
     output,
     replay_sample_of,
 )
@@ -124,7 +126,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     summaries = [summarize(r, slo) for r in results]
     if len(summaries) == 1:
         size, budget = replay_sample_of(args), budget_of(args)
-        said, found = answer(results[0]), losses(results[0], size, budget)
+        said = answer(results[0], claims_of(args, required=False, threads=False))
+        found = losses(results[0], size, budget)
         summary = summaries[0]
         payload = {**summary.to_dict(), "answer": to_dict(said), "serialisation": found.to_dict()}
         output(args, payload, lambda: terminal.summary(summary, said, found))
@@ -236,4 +239,5 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     add_slo(show)
     add_replay(show)
+    add_claim_sources(show)
     add_archive(show)

@@ -62,6 +62,19 @@ def add_archive(sub: argparse.ArgumentParser) -> None:
 
 
 def add_claims(sub: argparse.ArgumentParser) -> None:
+    add_claim_sources(sub)
+    sub.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="with --speedup: the speedup comes from N intra-op threads (1 to 4096), which the "
+        "replay asks of the cores",
+    )
+    add_replay(sub)
+
+
+def add_claim_sources(sub: argparse.ArgumentParser) -> None:
+    """``--claim FILE`` and ``--speedup KEY=X``: what a verb's answer speaks of."""
     sub.add_argument(
         "--claim",
         action="append",
@@ -72,17 +85,9 @@ def add_claims(sub: argparse.ArgumentParser) -> None:
         "--speedup",
         action="append",
         metavar="KEY=X",
-        help="a speedup given inline, e.g. host-cpu.compute=1.5 or layer:inference/compute=2"
-        " (together they make one claim); repeatable",
+        help="a speedup given inline, e.g. host-cpu.compute=1.5, layer:inference/compute=2, "
+        "memory-bound=2 or stage:generate=3 (together they make one claim); repeatable",
     )
-    sub.add_argument(
-        "--threads",
-        type=int,
-        metavar="N",
-        help="with --speedup: the speedup comes from N intra-op threads (1 to 4096), which the "
-        "replay asks of the cores",
-    )
-    add_replay(sub)
 
 
 def add_replay(sub: argparse.ArgumentParser) -> None:
@@ -120,14 +125,16 @@ def replay_sample_of(args: argparse.Namespace) -> int:
     return REPLAY_SAMPLE if args.replay_sample is None else checked(args.replay_sample)
 
 
-def claims_of(args: argparse.Namespace, required: bool) -> list[Any]:
-    """The claims ``--claim`` and ``--speedup`` name; one is required when ``required``."""
+def claims_of(args: argparse.Namespace, required: bool, threads: bool = True) -> list[Any]:
+    """The claims ``--claim`` and ``--speedup`` name; one is required when ``required``.
+    ``threads``: whether ``--threads`` is the speedup's (not a run's own threads)."""
     from harness.projection import claims
 
     found = [claims.load(path) for path in args.claim or ()]
+    given = args.threads if threads else None
     if args.speedup:
-        found.append(claims.from_arguments(args.speedup, args.threads))
-    elif args.threads is not None:
+        found.append(claims.from_arguments(args.speedup, given))
+    elif given is not None:
         raise UserError("--threads goes with --speedup (a claim file says threads = N)")
     if required and not found:
         raise UserError("give a claim: --claim FILE (TOML) or --speedup KEY=FACTOR")

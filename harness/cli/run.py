@@ -18,9 +18,11 @@ from harness.cli.capacity import (
 from harness.cli.load import add_load, add_slo, load_of, slo_of
 from harness.cli.options import (
     add_archive,
+    add_claim_sources,
     add_replay,
     add_verb,
     budget_of,
+    claims_of,
     console,
     err,
     replay_sample_of,
@@ -89,6 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     sample = replay_sample_of(args)
     budget_of(args)  # checked now, not after minutes of measuring
     slo = slo_of(args)
+    claims = claims_of(args, required=False, threads=False)  # read before any work
     # Every name, option and parameter checked before any work.
     configs = plan(args.workloads, template, given)
     archive = Archive(args.results).ensure()
@@ -122,7 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             say_error(f"{exc.reason} (recorded as {exc.recorded_as})")
             continue
         try:
-            summary, said = summarize(result, _judgeable(result, slo)), answer(result)
+            summary = summarize(result, _judgeable(result, slo))
+            said = answer(result, claims)
             found = losses(result, sample, budget_of(args))  # each set its own budget
         except UserError as exc:  # the set is archived: say so, and go on with the suite
             failing = max(failing, EXIT_BAD_INPUT)
@@ -293,4 +297,5 @@ def register(verbs: argparse._SubParsersAction) -> None:
     add_capacity(run)
     add_slo(run)
     add_replay(run)
+    add_claim_sources(run)
     add_archive(run)

@@ -25,7 +25,7 @@ def components(
     cls = plugins.load(workload)
     order = topological_order(cls.stages)
     contexts = {
-        s: SetupContext(device, size, backend=s.backend, params=resolve(cls.params, {}))
+        s: SetupContext(device, size, backend=s.backend, params=resolve(cls.params, dict(s.params)))
         for s in (condition.a, condition.b)
     }
     instances = {}

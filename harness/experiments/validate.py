@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from harness import plugins
@@ -24,6 +24,7 @@ from harness.archive.store import Archive
 from harness.archive.tables import by_replicate
 from harness.errors import UserError
 from harness.experiments.components import components
+from harness.experiments.vendor import Transferred, output_agreement, vendor_claim
 from harness.machine.cores import whole
 from harness.machine.fingerprint import Fingerprint
 from harness.machine.threads import threads
@@ -32,11 +33,14 @@ from harness.measure.replicates import run
 from harness.projection.claims import Claim, parse_key
 from harness.projection.project import project
 from harness.projection.request_model import request_models, steps
+from harness.projection.transfer import resolve
 from harness.record.virtual import Virtual
 from harness.words import Category
 from harness.workload import Condition, Workload
 
 TARGET = 0.03  # the replay model's median error, or the noise floor where that is larger
+TRANSFER_TARGET = 0.10  # a projection from a vendor's numbers: within 10% end to end
+PROFILE_REQUESTS = 4  # the profiling pass that classes set A's compute
 VIRTUAL = "virtual"  # the name --only gives the virtual speedup checks
 
 
@@ -67,7 +71,7 @@ def trials(cores: int) -> list[Trial]:
     out = []
     for cls in _taking_part():
         for c in cls.conditions:
-            out.append(Trial(cls.name, Condition(c.name, c.a.on(cores), c.b.on(cores), c.what)))
+            out.append(Trial(cls.name, replace(c, a=c.a.on(cores), b=c.b.on(cores))))
     names = [t.condition.name for t in out]
     repeated = sorted({n for n in names if names.count(n) > 1} | ({VIRTUAL} & set(names)))
     if repeated:
@@ -129,6 +133,23 @@ class Outcome:
     # The replay from components measured inside the two sets instead of alone: the same
     # arithmetic without the component benchmark's own error (warm caches, one input shape).
     in_pipeline: list[float]
+    # The change as a vendor would state it (calibrated peaks, or bytes), projected both ways.
+    transfer: Transferred | None = None
+    agreement: dict[str, float] | None = None  # per output, B's equal to A's: share of requests
+
+    def errors(self) -> dict[str, float]:
+        """Median error of each projection there is: naive, replay, in situ, one ratio and by
+        class."""
+        out = {m: self.error(m) for m in ("naive", "replay", "in_pipeline")}
+        if self.transfer is not None:
+            for name, got in (
+                ("one_ratio", self.transfer.one_ratio),
+                ("by_class", self.transfer.by_class),
+            ):
+                out[name] = statistics.median(
+                    abs(p / m - 1) for p, m in zip(got, self.measured, strict=True)
+                )
+        return out
 
     def error(self, model: str) -> float:
         """Median over replicates of |projected / measured - 1|."""
@@ -162,6 +183,22 @@ class Outcome:
             "noise_floor": self.noise_floor,
             "target": max(TARGET, self.noise_floor),
             "passes": self.passes,
+            "output_agreement": self.agreement,
+            "transfer": None
+            if self.transfer is None
+            else {
+                "one_ratio_speedup": statistics.median(self.transfer.one_ratio),
+                "by_class_speedup": statistics.median(self.transfer.by_class),
+                "one_ratio_error": self.errors()["one_ratio"],
+                "by_class_error": self.errors()["by_class"],
+                "within_target": self.errors()["by_class"] <= TRANSFER_TARGET,
+                "limiting": self.transfer.limiting,
+                "notes": list(self.transfer.notes),
+                "per_replicate": {
+                    "one_ratio": self.transfer.one_ratio,
+                    "by_class": self.transfer.by_class,
+                },
+            },
             "per_replicate": {
                 "measured": self.measured,
                 "naive": self.naive,
@@ -175,7 +212,10 @@ class Outcome:
 def _replicate(result: ResultSet, replicate: int) -> ResultSet:
     keep = result.intervals["replicate"] == replicate
     requests = result.requests[result.requests["replicate"] == replicate]
-    return ResultSet.of(result.manifest, result.intervals[keep], requests, result.telemetry)
+    # The first replicate's profile classes every replicate's compute: the same work.
+    return ResultSet.of(
+        result.manifest, result.intervals[keep], requests, result.telemetry, None, result.operators
+    )
 
 
 def _p50s(result: ResultSet) -> dict[int, float]:
@@ -210,17 +250,31 @@ def check_condition(
     say(f"{condition.name}: each stage alone under {a_label} and {b_label}")
     component = components(trial.workload, condition, device, plan.size, plan.inputs, plan.rounds)
     claim = _claim(condition, component, "each stage alone, under both settings")
+    vendor = vendor_claim(condition, archive, fingerprint)
     sets = {}
     for key, setting in (("a", condition.a), ("b", condition.b), ("a_again", condition.a)):
         say(f"{condition.name}: {plan.replicates} replicates under {setting.label} ({key})")
-        config = _config(plan, trial.workload, device, backend=setting.backend)
+        profile = PROFILE_REQUESTS if key == "a" and vendor is not None else 0
+        config = _config(
+            plan,
+            trial.workload,
+            device,
+            backend=setting.backend,
+            params=dict(setting.params),
+            profile=profile,
+        )
         with threads(setting.threads):
             sets[key] = run(config, archive, fingerprint)
     a, b, again = (_p50s(sets[k]) for k in ("a", "b", "a_again"))
     measured, naive, replayed, noise, inside = [], [], [], [], []
+    one_ratio, by_class, transfer = [], [], None
     for r in sorted(set(a) & set(b) & set(again)):
         base = _replicate(sets["a"], r)
         projection = project(base, claim)
+        if vendor is not None and base.operators is not None:
+            transfer = resolve(base, vendor)
+            one_ratio.append(project(base, transfer.naive).speedup("replay"))
+            by_class.append(project(base, transfer.aware).speedup("replay"))
         measured.append(a[r] / b[r])
         naive.append(projection.speedup("naive"))
         replayed.append(projection.speedup("replay"))
@@ -229,7 +283,9 @@ def check_condition(
         seen = {s: a_ms[s] / b_ms[s] for s in component if b_ms.get(s)}
         inside.append(project(base, _claim(condition, seen, "inside the sets")).speedup("replay"))
     ids = {k: s.id for k, s in sets.items()}
-    return Outcome(trial, component, ids, measured, naive, replayed, noise, inside)
+    said = Transferred(one_ratio, by_class, transfer.limiting, transfer.notes) if transfer else None
+    agree = output_agreement(sets["a"], sets["b"])
+    return Outcome(trial, component, ids, measured, naive, replayed, noise, inside, said, agree)
 
 
 @dataclass(frozen=True)

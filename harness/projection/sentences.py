@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.projection.answer import Answer
+    from harness.projection.answer import Answer, Said
     from harness.projection.compare import Comparison, Speedup
     from harness.projection.project import Projection
 
@@ -17,22 +17,52 @@ def percent(share: float) -> str:
 
 
 def answer_sentence(a: Answer) -> str:
-    """What a chip ``a.factor`` times faster at compute would do to this pipeline end to end."""
-    if not a.target:
+    """What the user's claims would do to this pipeline end to end, or, with none, the most a
+    faster part could give; with the time no chip shortens."""
+    if not a.bounds and not a.claims and not a.waiting_share:
         return "no request succeeded: there is nothing to project."
-    low, high = a.interval
     waiting = f"{percent(a.waiting_share)} waiting"
     if a.off_cpu_share >= 0.005:
         waiting += (
             f" ({percent(a.off_cpu_share)} off the CPU in compute: the interpreter lock or "
             "preemption)"
         )
+    rest = (
+        f"{percent(a.movement_share)} is data movement, {waiting} and "
+        f"{percent(a.unattributed_share)} unattributed."
+    )
+    if a.claims:
+        return " ".join(_claim_sentence(c, a.device) for c in a.claims) + f" Here {rest}"
+    parts = "; ".join(
+        f"{b.part} is {percent(b.share)} of end-to-end time: were it instant (a {b.chip} "
+        f"without limit), this pipeline would be at most {b.most:.3g}x faster at p50 "
+        f"({b.interval[0]:.3g}-{b.interval[1]:.3g}, {b.interval_basis})"
+        for b in a.bounds
+    )
     return (
-        f"{a.target} is {percent(a.target_share)} of end-to-end time here: a {a.chip} "
-        f"{a.factor:g}x faster at compute would make this pipeline about {a.speedup:.2f}x "
-        f"faster at p50 ({low:.2f}-{high:.2f}, {a.interval_basis}); "
-        f"{percent(a.movement_share)} is data movement and {waiting}, which it does not "
-        f"shorten; {percent(a.unattributed_share)} unattributed."
+        f"{parts or 'no part of the machine holds much of the time'}. {rest} Give --claim FILE "
+        "or --speedup KEY=X to project a part's real speedup."
+    )
+
+
+def _claim_sentence(c: Said, device: str) -> str:
+    if c.problem:
+        return f"{c.claim}: {c.problem}."
+    unused = ""
+    if c.unused:
+        names = " or ".join(c.unused)
+        where = "a GPU (--device cuda)" if "device" in c.unused and device == "cpu" else "it"
+        unused = (
+            f" Nothing in this set ran on {names}: run it on {where} to project a claim about "
+            f"{names}."
+        )
+    if c.matched_share == 0:
+        return f"{c.claim}: matches none of this set's time, so it promises no gain here.{unused}"
+    low, high = c.interval
+    return (
+        f"{c.claim}: on {percent(c.matched_share)} of end-to-end time, it would make this "
+        f"pipeline about {c.speedup:.2f}x faster at p50 ({low:.2f}-{high:.2f}, "
+        f"{c.interval_basis}).{unused}"
     )
 
 

@@ -215,6 +215,41 @@ def comparison(c: Comparison) -> Group:
     return Group(*parts)
 
 
+def _transfers(v: Validation) -> list[Any]:
+    """The conditions whose change a vendor's numbers state: one ratio beside by class."""
+    stated = [o for o in v.outcomes if o.transfer is not None]
+    if not stated:
+        return []
+    table = Table(
+        title="the change as a vendor states it (large GEMM and STREAM, or the bytes saved), "
+        "projected from A: one ratio on all compute beside by class"
+    )
+    columns = ("condition", "measured", "one ratio", "err", "by class", "err", "noise floor",
+               "within 10%", "limiting class", "outputs equal")  # fmt: skip
+    for name in columns:
+        table.add_column(
+            name, justify="left" if name in ("condition", "limiting class") else "right"
+        )
+    for o in stated:
+        d = o.to_dict()
+        t = d["transfer"]
+        agree = ", ".join(f"{k} {r:.0%}" for k, r in (o.agreement or {}).items()) or "-"
+        table.add_row(
+            f"{o.trial.condition.name} ({o.trial.workload})",
+            f"{d['measured_speedup']:.3f}",
+            f"{t['one_ratio_speedup']:.3f}",
+            f"{t['one_ratio_error']:.1%}",
+            f"{t['by_class_speedup']:.3f}",
+            f"{t['by_class_error']:.1%}",
+            f"{d['noise_floor']:.1%}",
+            Text("yes", "green") if t["within_target"] else Text("no", "red"),
+            t["limiting"],
+            agree,
+        )
+    notes = sorted({n for o in stated for n in (o.transfer.notes if o.transfer else ())})
+    return [table, *(Text(f"  - {n}", style="dim") for n in notes)]
+
+
 def validation(v: Validation) -> Group:
     """Per condition: component speedups, measured, both projections, errors and noise floor."""
     table = Table(title="projections from A checked against B (p50 speedups, medians over pairs)")
@@ -250,6 +285,7 @@ def validation(v: Validation) -> Group:
             f"{d['in_pipeline_replay_speedup']:.3f} ({d['in_pipeline_replay_error']:.1%})",
         )
     parts: list[Any] = [table] if v.outcomes else []
+    parts += _transfers(v)
     if v.virtual:
         coz = Table(title="virtual speedup (COZ-style: the other stages stretched), apart")
         for name in ("stage", "factor", "virtual", "naive", "replay", "naive err", "replay err"):

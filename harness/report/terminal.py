@@ -94,12 +94,14 @@ def header(s: Summary, tag: str = "") -> Text:
     processes = execution.repeat
     params = {**m.work.params, **execution.params}
     given = f" [{', '.join(f'{k}={v}' for k, v in sorted(params.items()))}]" if params else ""
+    # The parameters last: where the line is cut short, what ran where stays.
     return Text.assemble(
         (f"{tag}{s.result.id}", "bold"),
-        f"  {m.workload} ({m.work.size}){given} on {execution.device} with "
+        f"  {m.workload} ({m.work.size}) on {execution.device} with "
         f"{backend_name(execution)}, {_count(threads, 'thread')}, "
         f"{_count(processes, 'process', 'processes')}: ",
         ("valid", "green") if s.verdict.valid else ("INVALID", "red"),
+        given,
     )
 
 

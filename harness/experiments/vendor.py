@@ -1,0 +1,67 @@
+"""A validation condition's change stated as a vendor would state it, and what its outputs
+kept: the claim `gapbench validate` projects by class and as one ratio."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from harness.archive.result_set import ResultSet
+from harness.archive.store import Archive
+from harness.machine.fingerprint import Fingerprint
+from harness.measure.calibrate import calibration
+from harness.projection.claims import Claim, parse_key
+from harness.projection.spec import Calibrated
+from harness.workload import Condition
+
+
+@dataclass(frozen=True)
+class Transferred:
+    """A condition's change stated as a vendor would (peaks calibrated at both settings, or
+    the bytes it saves), projected as one ratio on all compute and by class, per replicate."""
+
+    one_ratio: list[float]
+    by_class: list[float]
+    limiting: str
+    notes: tuple[str, ...]
+
+
+def vendor_claim(condition: Condition, archive: Archive, fingerprint: Fingerprint) -> Claim | None:
+    """The condition's change as a vendor states it: a change of threads as the machine's large
+    GEMM and STREAM at both counts (its calibration: what a vendor publishes, never the
+    pipeline's own shapes at B, which would measure the answer); a change the workload knows
+    in classes as its ``by_class``; None for other changes (a backend)."""
+    a, b = condition.a.threads, condition.b.threads
+    if condition.by_class:
+        speedups = tuple((parse_key(k), f) for k, f in condition.by_class)
+        return Claim(condition.name, speedups, source="the workload: what the change saves")
+    if a is None or b is None or a == b:
+        return None
+    found = calibration(archive, fingerprint, threads=(a, b)).calibration
+    spec = Calibrated(found, found, a, b, source="gapbench calibrate, at both thread counts")
+    return Claim(f"{condition.name}: GEMM and STREAM at {a} and {b} threads", (), spec=spec)
+
+
+def output_agreement(a: ResultSet, b: ResultSet) -> dict[str, float] | None:
+    """Per output the workload keeps (top-k ids, tokens), the share of requests (by stream
+    position, over every replicate) whose value in B equals A's; None without outputs."""
+
+    def outputs(result: ResultSet) -> dict[tuple[int, int], dict]:
+        ok = result.requests[result.requests["ok"]]
+        keys = zip(ok["replicate"], ok["request"], strict=True)
+        read = {}
+        for key, text in zip(keys, ok["outputs"], strict=True):
+            try:
+                body = json.loads(text) if isinstance(text, str) and text else None
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and body:
+                read[key] = body
+        return read
+
+    mine, theirs = outputs(a), outputs(b)
+    both = [k for k in mine if k in theirs]
+    if not both:
+        return None
+    names = sorted(set().union(*(mine[k].keys() for k in both)))
+    return {n: sum(mine[k].get(n) == theirs[k].get(n) for k in both) / len(both) for n in names}
