@@ -310,6 +310,11 @@ CONCURRENCY_COLUMNS = ("replicate", "request", "stage", "kind", "thread", "start
 _SPANS = (Kind.STAGE.value, Kind.BRANCH.value)
 
 
+def widest(result: ResultSet) -> int:
+    """The most stages or branches of one request of the set that ran at once."""
+    return max_concurrency(result.interval_table.of_kinds(_SPANS, CONCURRENCY_COLUMNS))
+
+
 def _oversubscribed(result: ResultSet) -> list[str]:
     """Parallel stages or branches times their intra-op threads, against the cores available."""
     cores = whole(result.manifest.fingerprint.cores)
@@ -317,8 +322,7 @@ def _oversubscribed(result: ResultSet) -> list[str]:
         (max(r.stage_threads.values(), default=1) for r in result.manifest.replicates),
         default=1,
     )
-    spans = result.interval_table.of_kinds(_SPANS, CONCURRENCY_COLUMNS)
-    width = max_concurrency(spans)
+    width = widest(result)
     if width > 1 and width * threads > cores:
         return [
             f"{width} stages or branches ran at once, each allowed {threads} intra-op "

@@ -24,7 +24,7 @@ from harness.archive.store import Archive
 from harness.archive.tables import by_replicate
 from harness.errors import UserError
 from harness.experiments.components import components
-from harness.experiments.vendor import Transferred, output_agreement, vendor_claim
+from harness.experiments.vendor import Transferred, class_moves, output_agreement, vendor_claim
 from harness.machine.cores import whole
 from harness.machine.fingerprint import Fingerprint
 from harness.machine.threads import threads
@@ -193,6 +193,9 @@ class Outcome:
                 "by_class_error": self.errors()["by_class"],
                 "within_target": self.errors()["by_class"] <= TRANSFER_TARGET,
                 "limiting": self.transfer.limiting,
+                "classes": {
+                    k: {"claimed": c, "in_pipeline": p} for k, (c, p) in self.transfer.moved.items()
+                },
                 "notes": list(self.transfer.notes),
                 "per_replicate": {
                     "one_ratio": self.transfer.one_ratio,
@@ -254,7 +257,9 @@ def check_condition(
     sets = {}
     for key, setting in (("a", condition.a), ("b", condition.b), ("a_again", condition.a)):
         say(f"{condition.name}: {plan.replicates} replicates under {setting.label} ({key})")
-        profile = PROFILE_REQUESTS if key == "a" and vendor is not None else 0
+        # A and B profiled: each class's time on both sides says which one moved unlike the
+        # micro-benchmark it was claimed from.
+        profile = PROFILE_REQUESTS if key in ("a", "b") and vendor is not None else 0
         config = _config(
             plan,
             trial.workload,
@@ -283,7 +288,10 @@ def check_condition(
         seen = {s: a_ms[s] / b_ms[s] for s in component if b_ms.get(s)}
         inside.append(project(base, _claim(condition, seen, "inside the sets")).speedup("replay"))
     ids = {k: s.id for k, s in sets.items()}
-    said = Transferred(one_ratio, by_class, transfer.limiting, transfer.notes) if transfer else None
+    said = None
+    if transfer is not None:
+        moved = class_moves(transfer, sets["a"], sets["b"])
+        said = Transferred(one_ratio, by_class, transfer.limiting, transfer.notes, moved)
     agree = output_agreement(sets["a"], sets["b"])
     return Outcome(trial, component, ids, measured, naive, replayed, noise, inside, said, agree)
 

@@ -4,14 +4,18 @@ kept: the claim `gapbench validate` projects by class and as one ratio."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import pandas as pd
+
+from harness.analysis.roofline import roofline
 from harness.archive.result_set import ResultSet
 from harness.archive.store import Archive
 from harness.machine.fingerprint import Fingerprint
 from harness.measure.calibrate import calibration
 from harness.projection.claims import Claim, parse_key
 from harness.projection.spec import Calibrated
+from harness.projection.transfer import Transfer
 from harness.workload import Condition
 
 
@@ -24,6 +28,16 @@ class Transferred:
     by_class: list[float]
     limiting: str
     notes: tuple[str, ...]
+    # Per class: the speedup claimed for it, and A's time in it over B's (both profiled).
+    moved: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def unlike(self, far: float = 0.1) -> list[str]:
+        """The classes whose time moved unlike their claim, by more than ``far``, in words."""
+        return [
+            f"{klass}: claimed {claimed:.2f}x, {seen:.2f}x in the pipeline"
+            for klass, (claimed, seen) in self.moved.items()
+            if abs(seen / claimed - 1) > far
+        ]
 
 
 def vendor_claim(condition: Condition, archive: Archive, fingerprint: Fingerprint) -> Claim | None:
@@ -65,3 +79,22 @@ def output_agreement(a: ResultSet, b: ResultSet) -> dict[str, float] | None:
         return None
     names = sorted(set().union(*(mine[k].keys() for k in both)))
     return {n: sum(mine[k].get(n) == theirs[k].get(n) for k in both) / len(both) for n in names}
+
+
+def class_moves(transfer: Transfer, a: ResultSet, b: ResultSet) -> dict[str, tuple[float, float]]:
+    """Per class of compute with time in both sets: the speedup claimed for it (over every
+    stage, weighted by its time) and A's time in it over B's, as profiled on each side."""
+    seen_a, seen_b = roofline(a), roofline(b)
+    if seen_a is None or seen_b is None:
+        return {}
+
+    def per_class(frame: pd.DataFrame, column: str) -> dict[str, float]:
+        return {str(k): float(v) for k, v in frame.groupby("class")[column].sum().items()}
+
+    in_a, in_b = per_class(seen_a.classes, "ms"), per_class(seen_b.classes, "ms")
+    ms, left = per_class(transfer.stages, "ms"), per_class(transfer.stages, "left_ms")
+    out = {}
+    for klass, a_ms in in_a.items():
+        if a_ms > 0 and in_b.get(klass, 0) > 0 and left.get(klass, 0) > 0:
+            out[klass] = (ms[klass] / left[klass], a_ms / in_b[klass])
+    return out

@@ -26,6 +26,7 @@ from harness.archive.result_set import ResultSet
 from harness.errors import UserError, in_range
 from harness.projection.budget import Budget
 from harness.projection.claims import Claim
+from harness.projection.limits import locked, signs
 from harness.projection.replay import replay
 from harness.projection.replay_sample import (
     PERCENTILES,
@@ -82,10 +83,14 @@ class Projection:
     side_by_side: int = 0  # requests whose stages ran side by side
     replayed: int = 0  # of those, how many the event loop replayed (all, or a sample)
     sampling_error: dict[str, float] | None = None  # per percentile, what the sample moves
+    # What the set shows that the replay does not model (harness.projection.limits), and the
+    # claim replayed with the CPU work of side-by-side stages under one lock: the other end.
+    limits: tuple[str, ...] = ()
+    lock: dict[str, Estimate] | None = None
 
     def speedup(self, model: str, pct: str = "p50") -> float:
-        projected = (self.naive if model == "naive" else self.replay)[pct].value_ms
-        return self.measured[pct].value_ms / projected
+        chosen = {"naive": self.naive, "replay": self.replay, "lock": self.lock or self.replay}
+        return self.measured[pct].value_ms / chosen[model][pct].value_ms
 
     @property
     def claimed(self) -> float:
@@ -126,7 +131,8 @@ class Projection:
             "schema_version": PROJECTION_VERSION,
             "headline": headline(self),
             "speedup": {
-                model: {pct: self.speedup(model, pct) for pct in PERCENTILES} for model in MODELS
+                model: {pct: self.speedup(model, pct) for pct in PERCENTILES}
+                for model in (*MODELS, *(["lock"] if self.lock else []))
             },
         }
 
@@ -228,6 +234,16 @@ def project(
         replayed[row], _ = replay(model, factor, threads)
     weights = sample.weights if sample.sampled else None
     replicate_of = table.requests["replicate"].to_numpy()
+    shown = signs(result, table, claim)
+    lock = None
+    if shown.shown and len(base.rows):
+        gains = []
+        for model in budget.each(base.models, "the replay under one lock"):
+            held = locked(model)
+            gains.append(replay(held)[0] - replay(held, factor, threads)[0])
+        held_ns = replayed.copy()
+        held_ns[base.rows] = measured[base.rows] - np.array(gains)
+        lock = estimates(np.maximum(held_ns, replayed), replicate_of, weights)
     total = float(measured.sum())
     matches = tuple(
         Match(t.key, f, scaled.matched.get(t.key, 0.0) / total, scaled.where.get(t.key, ()))
@@ -250,6 +266,8 @@ def project(
         sampling_error=(
             sampling_error(sample, replayed, measured, scaled.ns) if sample.sampled else None
         ),
+        limits=tuple(shown.sentences()),
+        lock=lock,
     )
 
 

@@ -75,6 +75,11 @@ def headline(p: Projection) -> str:
         f"{p.claim.name}: {p.claimed:.3g}x on {percent(p.matched_share)} of "
         f"end-to-end time gives {replay_x:.3f}x at p50 by replay (naive {naive_x:.3f}x)"
     )
+    if p.lock is not None:
+        text += (
+            f"; {p.speedup('lock'):.3f}x had the CPU work of its side-by-side stages held one "
+            "lock (the other end: the replay models cores, not the lock)"
+        )
     if p.claimed <= 1.0:
         return f"{text}: the claim promises no gain"
     return f"{text}: {percent(max(p.surviving(), 0.0))} of the claimed gain survives end to end"

@@ -27,13 +27,13 @@ from harness.analysis.columns import split_table
 from harness.archive.codec import to_dict
 from harness.archive.result_set import ResultSet
 from harness.projection.budget import Budget
+from harness.projection.limits import LOCK, take_turns
 from harness.projection.project import Estimate, estimates, replay_base
 from harness.projection.replay import replay
 from harness.projection.replay_sample import REPLAY_SAMPLE, percentile
-from harness.projection.request_model import CPU, Model, Step, Timeline, all_steps, steps
+from harness.projection.request_model import Model, Step, Timeline, steps
 from harness.workload import Stage
 
-LOCK = "lock"  # the pool of the bound: one interpreter lock
 # A set with no more of its requests in turn than this ran its work overlapped, as a whole.
 OVERLAPPED = 0.05
 
@@ -193,10 +193,7 @@ def _overlapped(
             step.end_ns = max(b.end_ns for lane in step.branches for b in lane) + tail
             moved += [b for lane in step.branches for b in lane]
     if lock:
-        for timeline in moved:
-            for step in all_steps(timeline):
-                if step.pool == CPU:
-                    step.pool, step.demand = LOCK, 1.0
+        take_turns(moved)
     return parallel, where
 
 

@@ -111,12 +111,10 @@ def resolve(result: ResultSet, claim: Claim, calibration: Calibration | None = N
         threads=None,
         spec=None,
     )
-    headline = ratios.get(COMPUTE_BOUND) or _class_ratio(claim, COMPUTE_BOUND, "", "")
-    one = headline[0] if headline else 1.0
     naive = replace(
         claim,
         name=f"{claim.name} (one ratio)",
-        speedups=(*others, (parse_key(Category.COMPUTE.value), one)),
+        speedups=(*others, *_one_ratio(claim, ratios)),
         key_threads=(),
         threads=candidate_threads or claim.threads,
         spec=None,
@@ -124,6 +122,21 @@ def resolve(result: ResultSet, claim: Claim, calibration: Calibration | None = N
     left = stages.groupby("class")["left_ms"].sum()
     limiting = str(left.idxmax()) if len(left) else ""
     return Transfer(claim, ratios, stages, naive, aware, limiting, tuple(notes), found)
+
+
+def _one_ratio(claim: Claim, ratios: dict[str, tuple[float, str]]) -> list[tuple[Target, float]]:
+    """The naive reading: a spec's headline (its peak ratio) on all compute; class keys each
+    as their scope's whole compute (the largest where a scope has several)."""
+    if claim.spec is not None:
+        headline = ratios.get(COMPUTE_BOUND)
+        return [(parse_key(Category.COMPUTE.value), headline[0] if headline else 1.0)]
+    scoped: dict[str, float] = {}
+    for target, factor in claim.speedups:
+        if target.klass:
+            scope = f"{target.scope}:{target.scope_name}/" if target.scope else ""
+            key = f"{scope}{Category.COMPUTE.value}"
+            scoped[key] = max(factor, scoped.get(key, 0.0))
+    return [(parse_key(key), factor) for key, factor in scoped.items()]
 
 
 def _dtype(found: Roofline) -> str:

@@ -75,6 +75,8 @@ def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str
             keys.add_row(p.claim.name, m.key, f"{m.factor:g}", f"{m.share:.1%}", where)
     parts.append(keys)
     parts += [Text(headline(p), style="bold") for p in made]
+    limits = sorted({line for p in made for line in p.limits})
+    parts += [Text(f"  ! {line}", style="yellow") for line in limits]
     for p in made:
         if p.model_off:
             parts.append(
@@ -247,7 +249,12 @@ def _transfers(v: Validation) -> list[Any]:
             agree,
         )
     notes = sorted({n for o in stated for n in (o.transfer.notes if o.transfer else ())})
-    return [table, *(Text(f"  - {n}", style="dim") for n in notes)]
+    moved = [
+        Text(f"  ! {o.trial.condition.name}: moved unlike its claim: {'; '.join(unlike)}", "yellow")
+        for o in stated
+        if o.transfer is not None and (unlike := o.transfer.unlike())
+    ]
+    return [table, *moved, *(Text(f"  - {n}", style="dim") for n in notes)]
 
 
 def validation(v: Validation) -> Group:
