@@ -128,3 +128,15 @@ def test_the_verb_prints_json(capsys, tmp_path) -> None:
     body = json.loads(capsys.readouterr().out)
     assert body["schema_version"] == cal.CALIBRATION_VERSION and body["measured"]
     assert {f["measure"] for f in body["figures"]} >= {cal.GEMM, cal.TRIAD, cal.DISPATCH}
+
+
+def test_the_verb_measures_a_profiled_sets_own_shapes(capsys, tmp_path) -> None:
+    from conftest import FIRST_V8_SET, FIRST_V9_SET
+
+    argv = ["calibrate", "--quick", "--threads", "1", "--json", "--results", str(tmp_path)]
+    assert main([*argv, "--from", str(FIRST_V9_SET)]) == 0
+    body = json.loads(capsys.readouterr().out)
+    shapes = {f["shape"] for f in body["figures"] if f["measure"] == cal.GEMM_SHAPE}
+    assert "16x128x384" in shapes  # the encoder's costliest product, measured alone
+    assert main([*argv, "--from", str(FIRST_V8_SET)]) == 2
+    assert "--profile" in capsys.readouterr().err

@@ -11,7 +11,8 @@ import pytest
 
 from harness.archive.store import Archive
 from harness.errors import UserError
-from harness.experiments.validate import Outcome, Trial, condition_names, trials, virtual_checks
+from harness.experiments.outcome import Outcome, Trial
+from harness.experiments.validate import condition_names, trials, virtual_checks
 from harness.machine.cores import cores, whole
 from harness.plugins import check_contract
 from harness.record.probes import Recorder

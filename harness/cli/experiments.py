@@ -6,6 +6,7 @@ import argparse
 import time
 
 from harness.cli.options import add_archive, add_verb, err, output
+from harness.errors import EXIT_FAILED
 from harness.machine.devices import DEVICES
 
 
@@ -30,7 +31,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         plan, archive, detect(), device=device, only=only, say=say, clock=time.perf_counter
     )
     output(args, done.to_dict(), lambda: projection.validation(done))
-    return 0
+    return EXIT_FAILED if done.failed else 0
 
 
 def register(verbs: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 import time
 
 from harness.cli.options import add_archive, add_verb, err, output
-from harness.errors import in_range
+from harness.errors import UserError, in_range
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -75,6 +75,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
         action="store_true",
         help="short measures with small arrays (seconds, rough; STREAM may stay in cache)",
     )
+    sub.add_argument(
+        "--from",
+        dest="from_set",
+        metavar="RESULT",
+        help="also measure the matrix products a profiled set ran (its eight costliest shapes), "
+        "each alone: the peak at the pipeline's own shapes",
+    )
     add_archive(sub)
 
 
@@ -93,12 +100,24 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for count in args.threads or ():
         in_range("--threads", count, 1, most)
     archive = Archive(args.results).ensure()
+    shapes = []
+    if args.from_set:
+        from harness.archive.names import load
+        from harness.measure.operators import gemm_shapes
+
+        profiled = load(args.from_set, args.results)
+        if profiled.operators is None:
+            raise UserError(
+                f"{profiled.id} has no operators to take shapes from: run it with --profile"
+            )
+        shapes = gemm_shapes(profiled.operators)
     devices = ("cuda:0",) if _cuda() else ()
     quiet = args.json
     found = calibration(
         archive,
         fingerprint,
         threads=tuple(args.threads or ()),
+        shapes=shapes,
         refresh=args.refresh,
         quick=args.quick,
         devices=devices,

@@ -17,13 +17,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from harness import plugins
-from harness.archive.codec import to_dict
 from harness.archive.result_set import ResultSet
 from harness.archive.schema import RunLength
 from harness.archive.store import Archive
 from harness.archive.tables import by_replicate
 from harness.errors import UserError
 from harness.experiments.components import components
+from harness.experiments.outcome import Outcome, Trial
 from harness.experiments.vendor import Transferred, class_moves, output_agreement, vendor_claim
 from harness.machine.cores import whole
 from harness.machine.fingerprint import Fingerprint
@@ -38,18 +38,8 @@ from harness.record.virtual import Virtual
 from harness.words import Category
 from harness.workload import Condition, Workload
 
-TARGET = 0.03  # the replay model's median error, or the noise floor where that is larger
-TRANSFER_TARGET = 0.10  # a projection from a vendor's numbers: within 10% end to end
 PROFILE_REQUESTS = 4  # the profiling pass that classes set A's compute
 VIRTUAL = "virtual"  # the name --only gives the virtual speedup checks
-
-
-@dataclass(frozen=True)
-class Trial:
-    """A condition as one workload declares it."""
-
-    workload: str
-    condition: Condition
 
 
 def _taking_part() -> list[type[Workload]]:
@@ -119,99 +109,6 @@ class Plan:
         return cls("quick", 5, many, 12, 9, separate_processes=True)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """One condition: component speedups, the sets, and the paired errors."""
-
-    trial: Trial
-    component: dict[str, float]  # stage -> isolated compute speedup, A over B
-    sets: dict[str, str]  # "a", "b", "a_again" -> set id
-    measured: list[float]  # per replicate: B's p50 over A's (the delivered speedup)
-    naive: list[float]  # per replicate: the projected speedup
-    replay: list[float]
-    noise: list[float]  # per replicate: |A again / A - 1|
-    # The replay from components measured inside the two sets instead of alone: the same
-    # arithmetic without the component benchmark's own error (warm caches, one input shape).
-    in_pipeline: list[float]
-    # The change as a vendor would state it (calibrated peaks, or bytes), projected both ways.
-    transfer: Transferred | None = None
-    agreement: dict[str, float] | None = None  # per output, B's equal to A's: share of requests
-
-    def errors(self) -> dict[str, float]:
-        """Median error of each projection there is: naive, replay, in situ, one ratio and by
-        class."""
-        out = {m: self.error(m) for m in ("naive", "replay", "in_pipeline")}
-        if self.transfer is not None:
-            for name, got in (
-                ("one_ratio", self.transfer.one_ratio),
-                ("by_class", self.transfer.by_class),
-            ):
-                out[name] = statistics.median(
-                    abs(p / m - 1) for p, m in zip(got, self.measured, strict=True)
-                )
-        return out
-
-    def error(self, model: str) -> float:
-        """Median over replicates of |projected / measured - 1|."""
-        projected = {"naive": self.naive, "replay": self.replay, "in_pipeline": self.in_pipeline}[
-            model
-        ]
-        return statistics.median(
-            abs(p / m - 1) for p, m in zip(projected, self.measured, strict=True)
-        )
-
-    @property
-    def noise_floor(self) -> float:
-        return statistics.median(self.noise)
-
-    @property
-    def passes(self) -> bool:
-        return self.error("replay") <= max(TARGET, self.noise_floor)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "condition": {"workload": self.trial.workload, **to_dict(self.trial.condition)},
-            "component_speedups": self.component,
-            "sets": self.sets,
-            "measured_speedup": statistics.median(self.measured),
-            "naive_speedup": statistics.median(self.naive),
-            "replay_speedup": statistics.median(self.replay),
-            "naive_error": self.error("naive"),
-            "replay_error": self.error("replay"),
-            "in_pipeline_replay_speedup": statistics.median(self.in_pipeline),
-            "in_pipeline_replay_error": self.error("in_pipeline"),
-            "noise_floor": self.noise_floor,
-            "target": max(TARGET, self.noise_floor),
-            "passes": self.passes,
-            "output_agreement": self.agreement,
-            "transfer": None
-            if self.transfer is None
-            else {
-                "one_ratio_speedup": statistics.median(self.transfer.one_ratio),
-                "by_class_speedup": statistics.median(self.transfer.by_class),
-                "one_ratio_error": self.errors()["one_ratio"],
-                "by_class_error": self.errors()["by_class"],
-                "within_target": self.errors()["by_class"] <= TRANSFER_TARGET,
-                "limiting": self.transfer.limiting,
-                "classes": {
-                    k: {"claimed": c, "in_pipeline": p} for k, (c, p) in self.transfer.moved.items()
-                },
-                "notes": list(self.transfer.notes),
-                "per_replicate": {
-                    "one_ratio": self.transfer.one_ratio,
-                    "by_class": self.transfer.by_class,
-                },
-            },
-            "per_replicate": {
-                "measured": self.measured,
-                "naive": self.naive,
-                "replay": self.replay,
-                "noise": self.noise,
-                "in_pipeline": self.in_pipeline,
-            },
-        }
-
-
 def _replicate(result: ResultSet, replicate: int) -> ResultSet:
     keep = result.intervals["replicate"] == replicate
     requests = result.requests[result.requests["replicate"] == replicate]
@@ -272,7 +169,7 @@ def check_condition(
             sets[key] = run(config, archive, fingerprint)
     a, b, again = (_p50s(sets[k]) for k in ("a", "b", "a_again"))
     measured, naive, replayed, noise, inside = [], [], [], [], []
-    one_ratio, by_class, transfer = [], [], None
+    one_ratio, by_class, transfer, lock = [], [], None, []
     for r in sorted(set(a) & set(b) & set(again)):
         base = _replicate(sets["a"], r)
         projection = project(base, claim)
@@ -283,6 +180,8 @@ def check_condition(
         measured.append(a[r] / b[r])
         naive.append(projection.speedup("naive"))
         replayed.append(projection.speedup("replay"))
+        if projection.lock is not None:  # the other end, where the set shows the lock
+            lock.append(projection.speedup("lock"))
         noise.append(abs(again[r] / a[r] - 1))
         a_ms, b_ms = _stage_compute(base), _stage_compute(_replicate(sets["b"], r))
         seen = {s: a_ms[s] / b_ms[s] for s in component if b_ms.get(s)}
@@ -293,7 +192,9 @@ def check_condition(
         moved = class_moves(transfer, sets["a"], sets["b"])
         said = Transferred(one_ratio, by_class, transfer.limiting, transfer.notes, moved)
     agree = output_agreement(sets["a"], sets["b"])
-    return Outcome(trial, component, ids, measured, naive, replayed, noise, inside, said, agree)
+    return Outcome(
+        trial, component, ids, measured, naive, replayed, noise, inside, said, agree, lock
+    )
 
 
 @dataclass(frozen=True)
@@ -369,6 +270,8 @@ class Validation:
     outcomes: tuple[Outcome, ...]
     virtual: tuple[VirtualOutcome, ...]
     seconds: float
+    # Conditions that could not be checked, and why: the others' minutes are kept.
+    failed: tuple[tuple[str, str], ...] = ()
 
     @property
     def passed(self) -> int:
@@ -388,6 +291,7 @@ class Validation:
             "pairs": self.pairs,
             "conditions": [o.to_dict() for o in self.outcomes],
             "virtual": [v.to_dict() for v in self.virtual],
+            "failed": [{"condition": name, "why": why} for name, why in self.failed],
         }
 
 
@@ -404,17 +308,21 @@ def validate(
     """Run every declared condition and virtual check (or those named in ``only``)."""
     check_only(only)
     started = clock()
-    outcomes = tuple(
-        check_condition(trial, plan, archive, fingerprint, device, say)
-        for trial in trials(whole(fingerprint.cores))
-        if not only or trial.condition.name in only
-    )
+    outcomes, failed = [], []
+    for trial in trials(whole(fingerprint.cores)):
+        if only and trial.condition.name not in only:
+            continue
+        try:
+            outcomes.append(check_condition(trial, plan, archive, fingerprint, device, say))
+        except UserError as exc:  # a workload that failed: the other conditions still count
+            say(f"{trial.condition.name}: could not be checked: {exc}")
+            failed.append((trial.condition.name, str(exc)))
     virtual = []
     if not only or VIRTUAL in only:
         for workload, check in virtual_checks():
             say(f"{VIRTUAL}: {workload}'s other stages stretched, against the same projection")
             virtual.append(check_virtual(workload, check, plan, archive, fingerprint, device))
-    return Validation(outcomes, tuple(virtual), clock() - started)
+    return Validation(tuple(outcomes), tuple(virtual), clock() - started, tuple(failed))
 
 
 def _claim(condition: Condition, component: dict[str, float], how: str) -> Claim:

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from harness.archive.tables import OPERATOR_COLUMNS
+from harness.machine.calibration import GemmShape
 
 # Bytes per element of the type names torch.profiler and onnxruntime write.
 ELEMENT_BYTES = {
@@ -216,3 +217,33 @@ def _grouped(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
         bytes=("bytes", "sum"),
     ).reset_index()  # fmt: skip
     return out[[c for c in OPERATOR_COLUMNS if c != "replicate"]]
+
+
+PRODUCTS = (
+    "aten::mm",
+    "aten::addmm",
+    "aten::bmm",
+    "aten::baddbmm",
+    "MatMul",
+    "FusedMatMul",
+    "Gemm",
+)
+
+
+def gemm_shapes(operators: pd.DataFrame, most: int = 8) -> list[GemmShape]:
+    """The matrix products a profile saw, as ``[m, k] @ [k, n]`` shapes (a batch folded into
+    m), those that took the most time first, at most ``most`` of them."""
+    products = operators[operators["operator"].isin(PRODUCTS)]
+    ranked = products.groupby(["shapes", "dtype", "operator"], observed=True)["own_us"].sum()
+    out: list[GemmShape] = []
+    for (shapes, dtype, operator), _ in ranked.sort_values(ascending=False).items():
+        matrices = [d for d in json.loads(shapes) if isinstance(d, list) and len(d) >= 2]
+        if len(matrices) < 2 or dtype not in ("float32", "bfloat16", "float16"):
+            continue
+        a, b = (matrices[0], matrices[1]) if operator == "Gemm" else (matrices[-2], matrices[-1])
+        shape = GemmShape(math.prod(a[:-1]), a[-1], b[-1], str(dtype))
+        if shape not in out:
+            out.append(shape)
+        if len(out) == most:
+            break
+    return out

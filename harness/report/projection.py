@@ -272,6 +272,7 @@ def validation(v: Validation) -> Group:
         "noise floor",
         "within",
         "replay, parts in situ",
+        "one lock",
     )
     for name in columns:
         table.add_column(name, justify="left" if name in columns[:3] else "right")
@@ -290,6 +291,7 @@ def validation(v: Validation) -> Group:
             f"{d['noise_floor']:.1%}",
             Text("yes", "green") if o.passes else Text("no", "red"),
             f"{d['in_pipeline_replay_speedup']:.3f} ({d['in_pipeline_replay_error']:.1%})",
+            "-" if d["lock_speedup"] is None else f"{d['lock_speedup']:.3f}",
         )
     parts: list[Any] = [table] if v.outcomes else []
     parts += _transfers(v)
@@ -309,6 +311,7 @@ def validation(v: Validation) -> Group:
                 f"{d['replay_error']:.1%}",
             )
         parts.append(coz)
+    parts += [Text(f"  ! {name}: could not be checked: {why}", "red") for name, why in v.failed]
     parts.append(
         Text(
             f"replay within max(3%, noise floor) in {v.passed} of {len(v.outcomes)} conditions; "
