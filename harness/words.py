@@ -91,3 +91,16 @@ BUCKETS = (*CATEGORIES, UNATTRIBUTED, HARNESS_LAG)  # everything end-to-end time
 
 UNKNOWN = "unknown"  # a string that could not be read (a fingerprint field, a check's value)
 UNKNOWN_BYTES = -1  # a movement probe's byte count when the code does not know it
+
+
+class ComputeClass(str, Enum):
+    """What bounds a stretch of compute, by the roofline (harness.analysis.roofline): its
+    arithmetic intensity against the machine's ridge point, or the framework around it."""
+
+    COMPUTE_BOUND = "compute-bound"
+    MEMORY_BOUND = "memory-bound"
+    DISPATCH = "dispatch"  # operators' floors, and the framework's time between them
+    OPAQUE = "opaque"  # a probe whose work the profiler cannot see (no operators for it)
+
+
+COMPUTE_CLASSES = tuple(c.value for c in ComputeClass)

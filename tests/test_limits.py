@@ -33,7 +33,9 @@ def test_a_python_branch_beside_a_native_one_shows_the_signs_and_a_range(side_by
     projection = project(side_by_side, claim)
     assert projection.limits, "a Python branch beside a torch one shows what is not modelled"
     assert projection.lock is not None
-    # Taking turns on one lock never gains more than sharing the cores.
-    assert projection.speedup("lock") <= projection.speedup("replay") * 1.001
+    # Under one lock the branches take turns, so multiply's claimed 2x shortens the request by
+    # what it saves itself: never a loss, never more than the claim.
+    assert 1.0 <= projection.speedup("lock") <= 2.0
+    assert 1.0 <= projection.speedup("replay") <= 2.0
     if whole(cores().usable) >= 2:  # two branches, two threads for one: more than two cores
         assert any("cores" in line for line in projection.limits)

@@ -87,7 +87,8 @@ def test_the_quick_validation_runs_every_condition(calibrated_archive):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     names = [c["condition"]["name"] for c in report["conditions"]]
-    assert names == ["threads", "backend", "corpus-bf16", "contention"]  # the buyer's first
+    # the buyer's pipeline first
+    assert names == ["threads", "backend", "corpus-bf16", "contention", "lock"]
     for c in report["conditions"]:
         assert len(c["per_replicate"]["measured"]) == 5  # paired replicates
         assert all(x > 0 for x in c["per_replicate"]["replay"])
@@ -97,7 +98,7 @@ def test_the_quick_validation_runs_every_condition(calibrated_archive):
     # A change of threads or of bytes is projected from what a vendor states, both ways; a
     # change of backend is no vendor's number.
     assert stated["backend"] is None
-    for name in ("threads", "corpus-bf16", "contention"):
+    for name in ("threads", "corpus-bf16", "contention", "lock"):
         assert stated[name]["by_class_speedup"] > 0 and stated[name]["limiting"], name
     bf16 = report["conditions"][2]
     assert 0 <= bf16["output_agreement"]["top_k"] <= 1  # top-k ids compared, as a rate
@@ -109,9 +110,13 @@ def test_the_quick_validation_runs_every_condition(calibrated_archive):
     # and "all cores" are the same setting and nothing contends.
     if whole(cores().usable) >= 2:
         assert contention["replay_speedup"] < contention["naive_speedup"]
+        # A Python branch beside a torch one, 1 -> 2 threads: three threads on two cores, so
+        # the projection gives the lock's end of its range beside the replay.
+        lock = report["conditions"][4]
+        assert lock["lock_speedup"] is not None and lock["measured_in_range"] is not None
     (virtual,) = report["virtual"]
     assert (virtual["workload"], virtual["factor"]) == ("rag", 1.5)
-    assert len(Archive(tmp_path).ids()) == 4 * 3 + 2
+    assert len(Archive(tmp_path).ids()) == 5 * 3 + 2
 
 
 def test_conditions_come_from_the_workloads_that_declare_them():
@@ -121,11 +126,19 @@ def test_conditions_come_from_the_workloads_that_declare_them():
         ("rag", "backend"),
         ("rag", "corpus-bf16"),
         ("branches", "contention"),
+        ("python-beside-native", "lock"),
     ]
     threads = found[0].condition
     assert (threads.a.threads, threads.b.threads, threads.b.label) == (1, 2, "2 threads")
     assert [(w, v.stage, v.factor) for w, v in virtual_checks()] == [("rag", "generate", 1.5)]
-    assert condition_names() == ["threads", "backend", "corpus-bf16", "contention", "virtual"]
+    assert condition_names() == [
+        "threads",
+        "backend",
+        "corpus-bf16",
+        "contention",
+        "lock",
+        "virtual",
+    ]
 
 
 def test_a_condition_a_workload_cannot_run_is_refused_when_it_loads():

@@ -5,13 +5,16 @@ An operator's own time is its dispatch floor (the calibrated cost of an operator
 at most its whole time) and the work beyond it. The work is compute-bound when the operator's
 arithmetic intensity (FLOPs per byte) reaches the machine's measured ridge point at the
 stage's threads, memory-bound below it; the class follows from the shapes, never from the
-operator's name. A probe's time outside every operator is the framework's and the interpreter's
-(dispatch); a probe the profiler cannot see into (its operators cover under half of it: a
-tokenizer in pure Python, a native library without operators) is opaque.
+operator's name. A probe the profiler sees into (the cross-check's ``ScopeCheck.visible``) has
+the rest of its time as dispatch: the framework's and the interpreter's around its operators;
+one it cannot see into (a tokenizer in pure Python, a native library without operators) has it
+as opaque.
 
-The shares come from the profiling pass; the time they split is the timed requests' own
-compute, so the profiler's cost (which falls on the Python between operators) does not
-inflate any class but dispatch's remainder, which the timed run sets.
+The compute-bound and memory-bound times are the operators' own times in the profiling pass;
+dispatch (or opaque) is what remains of the probe's time in the timed requests once they are
+taken out. That remainder is a model's, not a measurement: it holds the framework's time and
+whatever the profiling pass and the timed run differ by (the profiler's tracer costs fall on
+the Python between operators, and are left out by taking the timed run's time).
 """
 
 from __future__ import annotations
@@ -24,14 +27,13 @@ import pandas as pd
 from harness.analysis.columns import split_table
 from harness.archive.result_set import ResultSet
 from harness.machine.calibration import Calibration
-from harness.words import Category, Kind
+from harness.words import COMPUTE_CLASSES, Category, ComputeClass, Kind
 
-COMPUTE_BOUND = "compute-bound"
-MEMORY_BOUND = "memory-bound"
-DISPATCH = "dispatch"
-OPAQUE = "opaque"
-CLASSES = (COMPUTE_BOUND, MEMORY_BOUND, DISPATCH, OPAQUE)
-VISIBLE = 0.5  # a probe is seen into when its operators' own time covers this much of it
+COMPUTE_BOUND = ComputeClass.COMPUTE_BOUND.value
+MEMORY_BOUND = ComputeClass.MEMORY_BOUND.value
+DISPATCH = ComputeClass.DISPATCH.value
+OPAQUE = ComputeClass.OPAQUE.value
+CLASSES = COMPUTE_CLASSES
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class Roofline:
     calibration: Calibration
     not_visible: tuple[str, ...]  # "stage/label" of the probes the profiler did not see into
     dtypes: dict[str, float]  # compute-bound FLOPs per request by the type they were in
+    # The operators' own work (floors out) per request by class, in the profiling pass alone:
+    # what two passes compare without either timed run's remainder.
+    operator_ms: dict[str, float]
 
     def shares(self) -> dict[str, dict[str, float]]:
         """Per stage, each class's share of its compute."""
@@ -100,14 +105,21 @@ def timed_call_ms(result: ResultSet) -> dict[tuple[str, str], float]:
     return out
 
 
-def roofline(result: ResultSet, calibration: Calibration | None = None) -> Roofline | None:
+def roofline(
+    result: ResultSet, calibration: Calibration | None = None, ridge_threads: int | None = None
+) -> Roofline | None:
     """The classes of ``result``'s compute, or None without a profile's operators or a
-    calibration (the set's own, else ``calibration``: the machine's kept one)."""
+    calibration (the set's own, else ``calibration``: the machine's kept one). Operators are
+    classed against the ridge point at each stage's threads, or at ``ridge_threads`` (to class
+    two sets' operators alike)."""
     profile = result.manifest.profile
     operators = result.operators
     calibration = (profile.calibration if profile else None) or calibration
     if profile is None or operators is None or not len(operators) or calibration is None:
         return None
+    if result.manifest.execution.device != "cpu":
+        return None  # the pass records host operators: a device's kernels are not classed
+    seen = {(c.stage, c.label): c.visible for c in profile.checks}
     facts = result.manifest.replicates[0]
     requests = max(profile.requests, 1)
     timed = timed_compute_ms(result)
@@ -124,7 +136,9 @@ def roofline(result: ResultSet, calibration: Calibration | None = None) -> Roofl
     dispatch_us = calibration.dispatch_us()
     ops["floor_us"] = np.minimum(ops["own_us"], ops["calls"] * dispatch_us)
     ops["work_us"] = ops["own_us"] - ops["floor_us"]
-    ridge = {t: calibration.ridge(int(t)) for t in ops["threads"].unique()}
+    ridge = {t: calibration.ridge(ridge_threads or int(t)) for t in ops["threads"].unique()}
+    if not all(np.isfinite(list(ridge.values()))) or not np.isfinite(dispatch_us):
+        return None  # a calibration without a GEMM peak, a triad or a dispatch figure
     intensity = ops["flops"] / ops["bytes"].where(ops["bytes"] > 0)
     bound = intensity >= ops["threads"].map(ridge)
     ops["class"] = np.where(ops["bytes"] + ops["flops"] <= 0, DISPATCH,
@@ -142,13 +156,12 @@ def roofline(result: ResultSet, calibration: Calibration | None = None) -> Roofl
         for label, label_ms in labels.items():
             mine = in_stage[in_stage["label"] == label]
             timed_ms = stage_ms * label_ms / profiled_ms  # this probe's share of the timed time
-            seen_ms = float(mine["work_us"].sum() + mine["floor_us"].sum()) / 1e3 / requests
             by_class = mine.groupby("class")["work_us"].sum() / 1e3 / requests
             cb, mb = float(by_class.get(COMPUTE_BOUND, 0.0)), float(by_class.get(MEMORY_BOUND, 0.0))
             if cb + mb > timed_ms:  # the profiler's cost on the operators: scaled to the time
                 cb, mb = cb * timed_ms / (cb + mb), mb * timed_ms / (cb + mb)
             rest = timed_ms - cb - mb
-            visible = seen_ms >= VISIBLE * timed_ms
+            visible = seen.get((stage, label), False)
             if not visible:
                 hidden.append(f"{stage}/{label}")
             split[COMPUTE_BOUND] += cb
@@ -179,6 +192,12 @@ def roofline(result: ResultSet, calibration: Calibration | None = None) -> Roofl
     )  # fmt: skip
     bound_ops = ops[ops["class"] == COMPUTE_BOUND]
     dtypes = bound_ops.groupby("dtype", observed=True)["flops"].sum() / requests
+    worked = ops.groupby("class")["work_us"].sum() / 1e3 / requests
     return Roofline(
-        classes, stages, calibration, tuple(hidden), {str(k): float(v) for k, v in dtypes.items()}
+        classes,
+        stages,
+        calibration,
+        tuple(hidden),
+        {str(k): float(v) for k, v in dtypes.items()},
+        {str(k): float(v) for k, v in worked.items()},
     )

@@ -315,13 +315,18 @@ def widest(result: ResultSet) -> int:
     return max_concurrency(result.interval_table.of_kinds(_SPANS, CONCURRENCY_COLUMNS))
 
 
-def _oversubscribed(result: ResultSet) -> list[str]:
-    """Parallel stages or branches times their intra-op threads, against the cores available."""
-    cores = whole(result.manifest.fingerprint.cores)
-    threads = max(
+def recorded_threads(result: ResultSet) -> int:
+    """The most intra-op threads any stage of the set ran with."""
+    return max(
         (max(r.stage_threads.values(), default=1) for r in result.manifest.replicates),
         default=1,
     )
+
+
+def _oversubscribed(result: ResultSet) -> list[str]:
+    """Parallel stages or branches times their intra-op threads, against the cores available."""
+    cores = whole(result.manifest.fingerprint.cores)
+    threads = recorded_threads(result)
     width = widest(result)
     if width > 1 and width * threads > cores:
         return [

@@ -85,6 +85,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
     add_archive(sub)
 
 
+# More threads than cores measures the pools' contention, not the machine: a few times the
+# cores at most.
+OVERSUBSCRIBED = 4
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from harness.archive.codec import to_dict
     from harness.archive.store import Archive
@@ -94,8 +99,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from harness.report.calibration import calibration as table
 
     fingerprint = detect()
-    # More threads than cores measures the pools' contention, not the machine: a few times
-    # the cores at most.
     most = OVERSUBSCRIBED * whole(fingerprint.cores)
     for count in args.threads or ():
         in_range("--threads", count, 1, most)
@@ -126,9 +129,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     payload = {**to_dict(found.calibration), "kept_at": found.where, "measured": found.measured}
     output(args, payload, lambda: table(found.calibration, found.where, found.measured))
     return 0
-
-
-OVERSUBSCRIBED = 4
 
 
 def _cuda() -> bool:

@@ -82,16 +82,20 @@ def output_agreement(a: ResultSet, b: ResultSet) -> dict[str, float] | None:
 
 
 def class_moves(transfer: Transfer, a: ResultSet, b: ResultSet) -> dict[str, tuple[float, float]]:
-    """Per class of compute with time in both sets: the speedup claimed for it (over every
-    stage, weighted by its time) and A's time in it over B's, as profiled on each side."""
-    seen_a, seen_b = roofline(a), roofline(b)
+    """Per class of operators' work with time in both sets: the speedup claimed for it (over
+    every stage, weighted by its time) and A's operators' own time in it over B's, both
+    profiling passes classed alike (the classes the operators set: compute- and memory-bound)."""
+    # B's operators classed against A's ridge point: an operator that changed class would
+    # otherwise read as time that moved.
+    threads = max(a.manifest.replicates[0].stage_threads.values(), default=1)
+    seen_a, seen_b = roofline(a, ridge_threads=threads), roofline(b, ridge_threads=threads)
     if seen_a is None or seen_b is None:
         return {}
 
     def per_class(frame: pd.DataFrame, column: str) -> dict[str, float]:
         return {str(k): float(v) for k, v in frame.groupby("class")[column].sum().items()}
 
-    in_a, in_b = per_class(seen_a.classes, "ms"), per_class(seen_b.classes, "ms")
+    in_a, in_b = seen_a.operator_ms, seen_b.operator_ms
     ms, left = per_class(transfer.stages, "ms"), per_class(transfer.stages, "left_ms")
     out = {}
     for klass, a_ms in in_a.items():

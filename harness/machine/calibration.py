@@ -169,7 +169,12 @@ def machine_key(fingerprint: Fingerprint) -> str:
     the accelerators, as the fingerprint has them (machines built alike share one)."""
     host = fingerprint.host
     found = fingerprint.accelerators
-    gpus = f"{found.accelerators_per_node} {found.accelerator_model_name}" if found else ""
+    # Whether GPUs were looked for does not change the machine: none found is none.
+    gpus = (
+        f"{found.accelerators_per_node} {found.accelerator_model_name}"
+        if found and found.accelerators_per_node
+        else ""
+    )
     parts = [
         host.host_processor_model_name,
         str(host.host_processor_vcpu_count),

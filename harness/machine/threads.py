@@ -6,6 +6,8 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 
+from harness.errors import UserError
+
 # Intra-op threads one may ask for: of a run here, or of a claim's candidate machine.
 THREADS = (1, 4096)
 
@@ -72,3 +74,17 @@ def threads(count: int | None) -> Iterator[None]:
             else:
                 os.environ[key] = value
         torch.set_num_threads(saved)
+
+
+def whole_threads(value: object, where: str) -> int | None:
+    """A thread count as a file gives it: None, or a whole number in ``THREADS``; anything else
+    is a UserError naming ``where``."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not THREADS[0] <= value <= THREADS[1]
+    ):
+        raise UserError(f"{where}: a whole number of threads, {THREADS[0]} to {THREADS[1]}")
+    return value

@@ -18,7 +18,7 @@ from harness.analysis.stats import bootstrap_ratio, median_ratio
 from harness.archive.result_set import ResultSet
 from harness.errors import UserError
 from harness.projection.claims import MAX_FACTOR, Claim, parse_key
-from harness.projection.project import naive
+from harness.projection.project import check_claim, naive
 from harness.projection.sentences import answer_sentence
 from harness.projection.transfer import resolve
 from harness.words import OFF_CPU, UNATTRIBUTED, Category, Resource
@@ -75,6 +75,7 @@ class Answer:
     # Of the waiting, the host compute probes' threads off the CPU (the lock, preemption).
     off_cpu_share: float = 0.0
     device: str = "cpu"
+    requests: int = 0  # the successful requests it speaks of
     sentence: str = field(default="", compare=False)
 
 
@@ -95,6 +96,8 @@ def answer(result: ResultSet, claims: Sequence[Claim] = ()) -> Answer:
             gone = Claim(part, ((parse_key(f"{resource}.{category}"), MAX_FACTOR),))
             most = _spread(table, latency, naive(table, gone, layers).ns)
             bounds.append(Bound(part, chip, category, resource, share, *most))
+    for claim in claims:  # a stage or layer the set does not have is a typo: refused
+        check_claim(result, claim)
     said = tuple(_claim(result, table, claim, layers, latency, shares) for claim in claims)
     buckets = bucket_shares(result)
     waits = table.waits
@@ -108,6 +111,7 @@ def answer(result: ResultSet, claims: Sequence[Claim] = ()) -> Answer:
             unattributed_share=buckets[UNATTRIBUTED],
             off_cpu_share=off_cpu / float(latency.sum()),
             device=device,
+            requests=len(table),
         )
     )
 

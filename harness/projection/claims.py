@@ -34,9 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError, in_range
-from harness.machine.threads import THREADS
-from harness.projection.spec import Calibrated, Spec, from_calibrations, from_spec
-from harness.words import CATEGORIES, RESOURCES, Category
+from harness.machine.threads import THREADS, whole_threads
+from harness.projection.spec import (
+    MAX_FACTOR,
+    MIN_FACTOR,
+    Calibrated,
+    Spec,
+    from_calibrations,
+    from_spec,
+)
+from harness.words import CATEGORIES, COMPUTE_CLASSES, RESOURCES, Category
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,10 +51,8 @@ else:  # Python 3.10
     import tomli as tomllib
 
 SCOPES = ("layer", "stage")
-CLASSES = ("compute-bound", "memory-bound", "dispatch", "opaque")  # of compute: see roofline
+CLASSES = COMPUTE_CLASSES  # of compute: see harness.analysis.roofline
 WHOLE = (Category.COMPUTE.value, Category.MOVEMENT.value)  # what a whole stage's key speeds
-# A claimed speedup outside these is a typo, not a chip (and would stall the replay's clock).
-MIN_FACTOR, MAX_FACTOR = 0.001, 1000.0
 
 
 @dataclass(frozen=True)
@@ -277,15 +282,7 @@ def load(path: str | Path) -> Claim:
     threads = body.get("threads")
     per_key = threads if isinstance(threads, dict) else {}
     for key, count in (per_key or {"threads": threads}).items():
-        if count is not None and (
-            isinstance(count, bool)
-            or not isinstance(count, int)
-            or not THREADS[0] <= count <= THREADS[1]
-        ):
-            where = "threads" if not per_key else f"threads.{key}"
-            raise UserError(
-                f"{path}: key {where!r}: a whole number of threads, {THREADS[0]} to {THREADS[1]}"
-            )
+        whole_threads(count, f"{path}: key {'threads' if not per_key else f'threads.{key}'!r}")
     speedups = _speedups(table.items(), str(path), allow_none=spec is not None)
     if spec is not None and any(t.klass for t, _ in speedups):
         raise UserError(

@@ -15,7 +15,7 @@ import copy
 from dataclasses import dataclass
 
 from harness.analysis.columns import SplitTable
-from harness.analysis.validity import widest
+from harness.analysis.validity import recorded_threads, widest
 from harness.archive.result_set import ResultSet
 from harness.machine.cores import whole
 from harness.projection.claims import Claim
@@ -76,9 +76,7 @@ def signs(result: ResultSet, table: SplitTable, claim: Claim | None = None) -> S
         total = float(ns) + float(on.get(stage, 0))
         if total and float(ns) / total >= SIGN:
             shares[str(stage)] = float(ns) / total
-    recorded = max(
-        (max(r.stage_threads.values(), default=1) for r in result.manifest.replicates), default=1
-    )
+    recorded = recorded_threads(result)
     asked = [claim.threads or 0, *(t for _, t in claim.key_threads)] if claim else []
     cores = whole(result.manifest.fingerprint.cores)
     return Signs(shares, widest(result), max([recorded, *asked]), cores)

@@ -243,7 +243,7 @@ def project(
             gains.append(replay(held)[0] - replay(held, factor, threads)[0])
         held_ns = replayed.copy()
         held_ns[base.rows] = measured[base.rows] - np.array(gains)
-        lock = estimates(np.maximum(held_ns, replayed), replicate_of, weights)
+        lock = estimates(held_ns, replicate_of, weights)
     total = float(measured.sum())
     matches = tuple(
         Match(t.key, f, scaled.matched.get(t.key, 0.0) / total, scaled.where.get(t.key, ()))

@@ -19,7 +19,7 @@ def percent(share: float) -> str:
 def answer_sentence(a: Answer) -> str:
     """What the user's claims would do to this pipeline end to end, or, with none, the most a
     faster part could give; with the time no chip shortens."""
-    if not a.bounds and not a.claims and not a.waiting_share:
+    if not a.requests:
         return "no request succeeded: there is nothing to project."
     waiting = f"{percent(a.waiting_share)} waiting"
     if a.off_cpu_share >= 0.005:

@@ -25,7 +25,8 @@ from harness.archive.migrations import check_calibration
 from harness.errors import UserError
 from harness.machine import calibration as cal
 from harness.machine.calibration import Calibration
-from harness.machine.threads import THREADS
+from harness.machine.threads import whole_threads
+from harness.words import ComputeClass, Resource
 
 SPEC_KEYS = (
     "peak_gflops_fp32",
@@ -36,14 +37,11 @@ SPEC_KEYS = (
     "link_bandwidth_gbs",
 )
 SPEC_RANGE = (1e-6, 1e9)  # a spec number outside this is a typo (GFLOP/s, GB/s, cores, GHz)
-# What each class of compute, and the host-device link, is taken to scale with.
-COMPUTE_BOUND, MEMORY_BOUND, DISPATCH, OPAQUE, LINK = (
-    "compute-bound",
-    "memory-bound",
-    "dispatch",
-    "opaque",
-    "link",
-)
+# A speedup outside these is a typo, not a chip (and would stall the replay's clock).
+MIN_FACTOR, MAX_FACTOR = 0.001, 1000.0
+COMPUTE_BOUND, MEMORY_BOUND = ComputeClass.COMPUTE_BOUND.value, ComputeClass.MEMORY_BOUND.value
+DISPATCH, OPAQUE = ComputeClass.DISPATCH.value, ComputeClass.OPAQUE.value
+LINK = Resource.LINK.value
 
 
 @dataclass(frozen=True)
@@ -72,15 +70,20 @@ class Spec:
         a, b = self.reference.get(key), self.candidate.get(key)
         return b / a if a and b else None
 
-    def ratios(self, dtype: str = "float32") -> dict[str, tuple[float, str]]:
-        """Per class (and the link), the speedup and where it came from."""
+    def ratios(self, dtype: str = "float32", threads: int | None = None) -> dict[str, tuple]:
+        """Per class (and the link), the speedup and where it came from. Where both sheets
+        give their cores, a peak is per core times the cores ``threads`` can use on each."""
         out: dict[str, tuple[float, str]] = {}
         peak = "peak_gflops_bf16" if dtype == "bfloat16" else "peak_gflops_fp32"
         if self.ratio(peak) is None and peak != "peak_gflops_fp32":
             peak = "peak_gflops_fp32"
         found = self.ratio(peak)
         cores, freq = self.ratio("cores"), self.ratio("frequency_ghz")
-        if found is not None:
+        ref_cores, cand_cores = self.reference.get("cores"), self.candidate.get("cores")
+        if found is not None and threads and ref_cores and cand_cores:
+            used = min(threads, cand_cores) / cand_cores / (min(threads, ref_cores) / ref_cores)
+            out[COMPUTE_BOUND] = (found * used, f"{peak} per core, on {threads} threads")
+        elif found is not None:
             out[COMPUTE_BOUND] = (found, peak)
         elif cores is not None and freq is not None:
             out[COMPUTE_BOUND] = (cores * freq, "cores x frequency_ghz (no peak given)")
@@ -99,6 +102,12 @@ class Spec:
         link = self.ratio("link_bandwidth_gbs")
         if link is not None:
             out[LINK] = (link, "link_bandwidth_gbs")
+        for klass, (ratio, how) in out.items():
+            if not MIN_FACTOR <= ratio <= MAX_FACTOR:
+                raise UserError(
+                    f"{self.source or 'the specs'}: {klass} would be {ratio:g}x from {how}, "
+                    f"outside {MIN_FACTOR:g} to {MAX_FACTOR:g}: check the two sheets' numbers"
+                )
         return out
 
 
@@ -197,16 +206,10 @@ def from_calibrations(body: Any, path: str, folder: Path) -> Calibrated:
             f"{path}: key 'calibration': give reference = FILE and candidate = FILE "
             "(and reference_threads, candidate_threads)"
         )
-    counts = {}
-    for key in ("reference_threads", "candidate_threads"):
-        value = body.get(key)
-        if value is not None and (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or not THREADS[0] <= value <= THREADS[1]
-        ):
-            raise UserError(f"{path}: key {key!r}: a whole number, {THREADS[0]} to {THREADS[1]}")
-        counts[key] = value
+    counts = {
+        key: whole_threads(body.get(key), f"{path}: key {key!r}")
+        for key in ("reference_threads", "candidate_threads")
+    }
     found = {}
     for side in ("reference", "candidate"):
         name = body[side]

@@ -56,6 +56,12 @@ def _class_ratio(claim: Claim, klass: str, stage: str, layer: str) -> tuple[floa
 def resolve(result: ResultSet, claim: Claim, calibration: Calibration | None = None) -> Transfer:
     """``claim`` on ``result`` as speedups per stage from its classes of compute; a UserError
     when the set has no profile to class its compute by."""
+    if result.manifest.execution.device != "cpu":
+        raise UserError(
+            f"claim {claim.name!r} speaks of classes of compute, which gapbench reads from host "
+            f"operators: {result.id} ran on {result.manifest.execution.device}, whose kernels "
+            "the profiling pass does not class yet; give the device's speedup as a key instead"
+        )
     found = roofline(result, calibration)
     if found is None:
         raise UserError(
@@ -67,27 +73,36 @@ def resolve(result: ResultSet, claim: Claim, calibration: Calibration | None = N
     threads = max(facts.stage_threads.values(), default=1)
     notes: list[str] = []
     spec = claim.spec.spec(threads) if isinstance(claim.spec, Calibrated) else claim.spec
-    ratios = spec.ratios(_dtype(found)) if spec is not None else {}
+    ratios = spec.ratios(_dtype(found), threads) if spec is not None else {}
     candidate_threads = spec.candidate_threads if spec is not None else None
     if spec is not None:
         for klass in CLASSES:
             if klass not in ratios:
                 notes.append(f"{klass}: no number on both sheets speaks of it: taken as 1.0")
+        if not spec.measured and not (spec.reference.get("cores") and spec.candidate.get("cores")):
+            notes.append(
+                f"the sheets give no cores: their whole-chip peak ratio is taken for stages "
+                f"that ran on {threads} thread{'s' if threads != 1 else ''}"
+            )
         if spec.measured:
             notes.append(
                 "measured on both machines at the sizes a vendor quotes (large GEMM, STREAM); "
-                "the efficiency at this pipeline's own shapes is measured here only and assumed "
-                "to transfer"
+                "this pipeline's own operators are timed here only, and their efficiency "
+                "against the peak is assumed to carry over"
             )
     rows = []
     for stage, klass, ms, share in found.classes[["stage", "class", "ms", "share"]].itertuples(
         index=False
     ):
+        key = ""  # the claim's class key that applied (a spec's ratio has none)
         given = ratios.get(klass) if spec is not None else None
-        given = given or _class_ratio(claim, klass, stage, layers.get(stage, ""))
+        if given is None and spec is None:
+            given = _class_ratio(claim, klass, stage, layers.get(stage, ""))
+            key = given[1] if given else ""
         ratio = given[0] if given else 1.0
-        rows.append((stage, klass, ms, share, ratio, ms / ratio))
-    stages = pd.DataFrame(rows, columns=["stage", "class", "ms", "share", "ratio", "left_ms"])
+        rows.append((stage, klass, ms, share, ratio, ms / ratio, key))
+    columns = ["stage", "class", "ms", "share", "ratio", "left_ms", "key"]
+    stages = pd.DataFrame(rows, columns=columns)
     speedups, key_threads = [], []
     for stage, rows_of in stages.groupby("stage", sort=True):
         left = float(rows_of["left_ms"].sum())
@@ -148,13 +163,15 @@ def _dtype(found: Roofline) -> str:
 def _stage_threads(claim: Claim, candidate: int | None, rows: pd.DataFrame) -> float | None:
     """The cores a stage's compute asks under the claim: each class's threads weighted by its
     time left (the interpreter's classes one thread); None when the claim gives none."""
-    base = candidate or claim.threads
-    if base is None and not claim.key_threads:
+    given = dict(claim.key_threads)
+    base = candidate or claim.threads or given.get("*")
+    if base is None and not given:
         return None
     weighted = total = 0.0
-    for klass, left in rows[["class", "left_ms"]].itertuples(index=False):
-        own = claim.threads_of(klass) if not candidate else None
-        count = 1.0 if klass in ONE_THREAD_CLASSES and own is None else own or base or 1.0
-        weighted += count * left
+    for klass, left, key in rows[["class", "left_ms", "key"]].itertuples(index=False):
+        own = given.get(key) if key else None  # [threads] for the class key that applied
+        if own is None:
+            own = 1.0 if klass in ONE_THREAD_CLASSES else base
+        weighted += (own or 1.0) * left
         total += left
     return weighted / total if total else None

@@ -35,6 +35,8 @@ def transfer(t: Transfer, naive: Projection, aware: Projection) -> Group:
     limiting = (
         f"the limiting class is {t.limiting}: {ms(left[t.limiting])} ms a request of compute "
         f"left in it under the claim, of {ms(sum(left.values()))} ms"
+        if t.limiting in left
+        else "no compute to class"
     )
     parts: list[Any] = [
         table,
