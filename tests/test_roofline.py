@@ -51,6 +51,9 @@ def test_matrix_products_count_two_flops_per_multiply_add_over_their_three_matri
 def test_views_move_nothing_and_copies_move_what_they_read_and_write():
     assert cost("aten::view", [[8, 16], []], ["float", "ScalarList"]) == (0.0, 0.0)
     assert cost("aten::linear", [[8, 16], [4, 16]], ["float", "float"]) == (0.0, 0.0)
+    # An operator that only calls others leaves its work to them: counted once, there.
+    for composite in ("aten::layer_norm", "aten::_to_copy", "aten::scaled_dot_product_attention"):
+        assert cost(composite, [[8, 16], [16], [16]], ["float"] * 3) == (0.0, 0.0), composite
     assert cost("aten::copy_", [[8, 16], [8, 16], []], ["c10::BFloat16", "float", "Scalar"]) == (
         0.0,
         8 * 16 * (2 + 4),

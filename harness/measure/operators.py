@@ -22,6 +22,7 @@ import pandas as pd
 from harness.archive.tables import OPERATOR_COLUMNS
 from harness.machine.calibration import GemmShape
 
+SCOPE_PREFIX = "gapbench"  # a compute probe's profiler scope: gapbench:STAGE:LABEL
 # Bytes per element of the type names torch.profiler and onnxruntime write.
 ELEMENT_BYTES = {
     "float": 4, "double": 8, "c10::BFloat16": 2, "c10::Half": 2, "long int": 8, "int": 4,
@@ -40,6 +41,7 @@ NO_WORK = frozenset(
         "t",
         "permute",
         "expand",
+        "expand_as",
         "as_strided",
         "slice",
         "select",
@@ -59,9 +61,6 @@ NO_WORK = frozenset(
         "numpy_T",
         "resolve_conj",
         "resolve_neg",
-        "linear",
-        "matmul",
-        "einsum",
         "to",
         "Reshape",
         "Transpose",
@@ -72,7 +71,28 @@ NO_WORK = frozenset(
         "Constant",
         "Flatten",
     }
-)  # linear, matmul, einsum and to call the operators that do the work: own time only
+)
+# Operators that only call others (their work is counted where it is done, in the operators
+# they call; their own time is the framework's).
+COMPOSITE = frozenset(
+    {
+        "linear",
+        "matmul",
+        "einsum",
+        "layer_norm",
+        "scaled_dot_product_attention",
+        "embedding",
+        "softmax",
+        "log_softmax",
+        "dropout",
+        "_to_copy",
+        "clone",
+        "contiguous",
+        "stack",
+        "flatten",
+        "type_as",
+    }
+)
 # Elementwise work per element, beyond one FLOP, of the transcendental and normalising ones.
 PER_ELEMENT = {"gelu": 8, "erf": 8, "tanh": 6, "exp": 4, "silu": 5, "softmax": 5, "_softmax": 5,
                "layer_norm": 6, "native_layer_norm": 6, "Softmax": 5, "LayerNormalization": 6,
@@ -98,7 +118,7 @@ def cost(name: str, dims: Sequence[Any], types: Sequence[str], out: Sequence[Any
     """(FLOPs, bytes) of one call of operator ``name`` (``aten::`` dropped) from its input
     shapes and types, and its output shapes where the profiler gives them (onnxruntime)."""
     base = name.removeprefix("aten::").rstrip("_")
-    if base in NO_WORK or name in NO_WORK:
+    if base in NO_WORK or name in NO_WORK or base in COMPOSITE:
         return 0.0, 0.0
     tensors = _tensors(dims, types)
     if not tensors:
@@ -107,7 +127,7 @@ def cost(name: str, dims: Sequence[Any], types: Sequence[str], out: Sequence[Any
     read = sum(_numel(s) * b for s, b in tensors)
     written = sum(_numel(s) * size for s in out) if out else 0
     matrices = [s for s, _ in tensors if len(s) >= 1]
-    products = ("mm", "addmm", "MatMul", "FusedMatMul", "Gemm", "bmm", "baddbmm", "matmul")
+    products = ("mm", "addmm", "MatMul", "FusedMatMul", "Gemm", "bmm", "baddbmm")
     if base in products and len(matrices) >= 2:
         a, b = matrices[-2], matrices[-1]
         if base == "Gemm" and len(matrices) == 3:
@@ -126,11 +146,11 @@ def cost(name: str, dims: Sequence[Any], types: Sequence[str], out: Sequence[Any
         length, keys = query[-2], key[-2]
         flops = 2.0 * batch * length * keys * (query[-1] + value[-1])
         return flops, float(read + _numel(query) * size)
-    if base in ("copy", "_to_copy", "clone", "contiguous", "cat", "stack", "Concat"):
+    if base in ("copy", "cat", "Concat"):
         # Every byte read is written once more: a copy's destination is among its inputs.
         moved = read if base == "copy" else 2 * read
         return 0.0, float(moved)
-    if base in ("embedding", "index_select", "Gather"):
+    if base in ("index_select", "Gather"):
         table, index = matrices[0], matrices[-1]
         row = _numel(table[1:]) * size
         return 0.0, float(2 * _numel(index) * row + _numel(index) * 8)
@@ -152,7 +172,7 @@ def torch_operators(
         name = e["name"]
         if name.startswith("aten::"):
             ops[e["tid"]].append(e)
-        elif name.startswith("gapbench:"):
+        elif name.startswith(f"{SCOPE_PREFIX}:"):
             _, stage, label = name.split(":", 2)
             scoped[e["tid"]].append((e["ts"], e["ts"] + e["dur"], (stage, label)))
     rows: list[tuple[Any, ...]] = []

@@ -24,13 +24,12 @@ from typing import Any, Protocol
 import pandas as pd
 
 from harness.archive.schema import ScopeCheck
-from harness.measure.operators import ort_operators, torch_operators
+from harness.measure.operators import SCOPE_PREFIX, ort_operators, torch_operators
 from harness.record.gpu_timing import SYNC
 from harness.record.probes import DeviceTimer, Interval, Probe, TimerChain
 from harness.record.spans import own_time
 from harness.words import Category, Kind
 
-SCOPE_PREFIX = "gapbench"
 # torch operators, model modules around them, and the host waiting for the device's kernels
 OPERATOR_PREFIXES = ("aten::", "nn.Module: ", "cudaDeviceSynchronize", "cudaStreamSynchronize")
 ATTEMPTS = 3
@@ -194,10 +193,8 @@ def _profile_backend(
         if label in graphs  # a compute probe named after the graph it runs
     )
     events = [event for graph in graphs.values() for event in graph.events]
-    operators = pd.concat(
-        [ort_operators(graphs[c.label].events, c.stage, c.label) for c in checks],
-        ignore_index=True,
-    )
+    found = [ort_operators(graphs[c.label].events, c.stage, c.label) for c in checks]
+    operators = pd.concat(found, ignore_index=True) if found else None
     return Profile(intervals, checks, json.dumps(events).encode(), backend.name, operators)
 
 
