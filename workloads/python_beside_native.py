@@ -31,6 +31,7 @@ from harness.workload import (
 
 # (words counted, matrix side, products): about as long each, on one thread of this machine
 SIZES = {"quick": (60_000, 384, 8), "default": (120_000, 512, 8)}
+TEXTS = 8  # distinct texts the requests take turns with, built once: split only hands one over
 WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa")
 
 
@@ -60,6 +61,7 @@ class PythonBesideNative(Workload):
     steps: int
     weight: Tensor
     seed: int
+    texts: list[list[str]]
 
     def setup(self, ctx: SetupContext) -> None:
         self.words, self.side, self.steps = SIZES[ctx.size]
@@ -69,6 +71,11 @@ class PythonBesideNative(Workload):
         self.weight = (torch.randn(self.side, self.side, generator=generator) * scale).to(
             ctx.device
         )
+        rng = random.Random(ctx.seed)
+        self.texts = [
+            [rng.choice(WORDS) + str(rng.randrange(50)) for _ in range(self.words)]
+            for _ in range(TEXTS)
+        ]
 
     def requests(self, ctx: SetupContext) -> Sequence[int]:
         return list(range(64))
@@ -81,8 +88,7 @@ class PythonBesideNative(Workload):
 
     def split(self, ctx: StageContext, payload: int) -> tuple[list[str], Tensor]:
         with ctx.compute(label="input"):
-            rng = random.Random(self.seed * 1_000_003 + payload)
-            text = [rng.choice(WORDS) + str(rng.randrange(50)) for _ in range(self.words)]
+            text = self.texts[payload % TEXTS]
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + payload)
             x = torch.randn(self.side, self.side, generator=generator)
         if ctx.on_device:
