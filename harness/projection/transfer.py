@@ -18,7 +18,7 @@ from harness.archive.result_set import ResultSet
 from harness.errors import UserError
 from harness.machine.calibration import Calibration
 from harness.projection.claims import Claim, Target, parse_key
-from harness.projection.spec import LINK, Calibrated
+from harness.projection.spec import LINK, Calibrated, Spec
 from harness.words import Category, Resource
 
 ONE_THREAD_CLASSES = (DISPATCH, OPAQUE)  # the interpreter's and the framework's: one thread
@@ -129,7 +129,7 @@ def resolve(result: ResultSet, claim: Claim, calibration: Calibration | None = N
     naive = replace(
         claim,
         name=f"{claim.name} (one ratio)",
-        speedups=(*others, *_one_ratio(claim, ratios)),
+        speedups=(*others, *_one_ratio(claim, ratios, spec, _dtype(found))),
         key_threads=(),
         threads=candidate_threads or claim.threads,
         spec=None,
@@ -139,12 +139,16 @@ def resolve(result: ResultSet, claim: Claim, calibration: Calibration | None = N
     return Transfer(claim, ratios, stages, naive, aware, limiting, tuple(notes), found)
 
 
-def _one_ratio(claim: Claim, ratios: dict[str, tuple[float, str]]) -> list[tuple[Target, float]]:
-    """The naive reading: a spec's headline (its peak ratio) on all compute; class keys each
-    as their scope's whole compute (the largest where a scope has several)."""
-    if claim.spec is not None:
-        headline = ratios.get(COMPUTE_BOUND)
-        return [(parse_key(Category.COMPUTE.value), headline[0] if headline else 1.0)]
+def _one_ratio(
+    claim: Claim, ratios: dict[str, tuple[float, str]], spec: Spec | None, dtype: str
+) -> list[tuple[Target, float]]:
+    """The naive reading: a spec's headline (the whole chips' peak ratio, as a datasheet puts
+    it) on all compute; class keys each as their scope's whole compute (the largest where a
+    scope has several)."""
+    if spec is not None:
+        peak = spec.ratio("peak_gflops_bf16" if dtype == "bfloat16" else "peak_gflops_fp32")
+        headline = peak or spec.ratio("peak_gflops_fp32") or ratios.get(COMPUTE_BOUND, (1.0,))[0]
+        return [(parse_key(Category.COMPUTE.value), headline)]
     scoped: dict[str, float] = {}
     for target, factor in claim.speedups:
         if target.klass:
