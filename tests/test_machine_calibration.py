@@ -140,3 +140,23 @@ def test_the_verb_measures_a_profiled_sets_own_shapes(capsys, tmp_path) -> None:
     assert "16x128x384" in shapes  # the encoder's costliest product, measured alone
     assert main([*argv, "--from", str(FIRST_V8_SET)]) == 2
     assert "--profile" in capsys.readouterr().err
+
+
+def test_rough_numbers_kept_are_measured_again_unless_rough_is_asked(
+    tmp_path, fingerprint, monkeypatch
+):
+    from harness.measure import calibrate as module
+
+    archive = Archive(tmp_path)
+    rough = calibration(archive, fingerprint, threads=(1,), quick=True).calibration
+    assert rough.quick
+    made = []
+
+    def measured(*args, **kwargs):
+        made.append(kwargs.get("quick"))
+        return replace(rough, quick=bool(kwargs.get("quick")), made_utc="later")
+
+    monkeypatch.setattr(module, "calibrate", measured)
+    assert not calibration(archive, fingerprint, threads=(1,), rough_ok=True).measured
+    again = calibration(archive, fingerprint, threads=(1,))
+    assert again.measured and made == [False] and not again.calibration.quick

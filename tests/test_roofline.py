@@ -253,3 +253,16 @@ def test_show_gives_the_roofline_of_a_profiled_set(capsys):
     assert body["not_visible"] == ["collate/tokenize"]
     assert main(["show", str(FIRST_V9_SET)]) == 0
     assert "roofline per stage" in capsys.readouterr().out
+
+
+def test_a_machine_compared_with_itself_gains_nothing(profiled, tmp_path, quick_calibration):
+    from harness.archive.codec import to_dict
+
+    (tmp_path / "here.json").write_text(json.dumps(to_dict(quick_calibration)))
+    path = tmp_path / "same.toml"
+    path.write_text(
+        'name = "same"\n[calibration]\nreference = "here.json"\ncandidate = "here.json"\n'
+    )
+    transfer = resolve(profiled, load(path))
+    assert all(f == pytest.approx(1.0) for _, f in transfer.aware.speedups)
+    assert any("thread(s) on the reference" in n for n in transfer.notes)

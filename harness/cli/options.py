@@ -79,7 +79,9 @@ def add_claim_sources(sub: argparse.ArgumentParser) -> None:
         "--claim",
         action="append",
         metavar="FILE",
-        help="a claim file (TOML: name, source, date, [speedup] KEY = factor); repeatable",
+        help="a claim file (TOML: name, source, date, [speedup] KEY = factor, or two machines' "
+        "[spec.reference] and [spec.candidate], or [calibration] reference = FILE, candidate = "
+        "FILE; threads = N or a [threads] table per key); repeatable",
     )
     sub.add_argument(
         "--speedup",

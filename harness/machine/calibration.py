@@ -103,6 +103,7 @@ class Calibration:
     seconds: float
     figures: tuple[Figure, ...]
     accelerator: str = ""
+    quick: bool = False  # measured with --quick: small arrays, short blocks, rough numbers
     schema_version: int = CALIBRATION_VERSION
 
     def find(

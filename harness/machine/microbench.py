@@ -315,4 +315,5 @@ def calibrate(
         seconds=time.perf_counter() - started,
         figures=tuple(figures),
         accelerator=found.accelerator_model_name if found and devices else "",
+        quick=quick,
     )

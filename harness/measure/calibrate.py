@@ -43,14 +43,17 @@ def calibration(
     shapes: Sequence[GemmShape] = (),
     refresh: bool = False,
     quick: bool = False,
+    rough_ok: bool = False,
     devices: Sequence[str] = (),
     say: Callable[[str], None] = lambda text: None,
 ) -> Calibrated:
     """The kept calibration of this machine if it covers ``threads`` and ``shapes`` and no
-    ``refresh`` is asked; otherwise one measured now (with what was kept asked for too)."""
+    ``refresh`` is asked (and, unless ``quick`` or ``rough_ok``, it was not measured quick);
+    otherwise one measured now (with what was kept asked for too)."""
     threads = tuple(threads) or default_threads(fingerprint)
     found = kept(archive, machine_key(fingerprint))
-    if found is not None and not refresh and covers(found, threads, shapes):
+    rough = found is not None and found.quick and not (quick or rough_ok)
+    if found is not None and not refresh and not rough and covers(found, threads, shapes):
         return Calibrated(found, False, location_of(archive, found.machine))
     if found is not None:  # re-measured, it still has what it had
         threads = tuple(sorted(set(threads) | set(found.threads)))

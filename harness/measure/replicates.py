@@ -105,7 +105,8 @@ def _measure_and_write(
     calibrated = None
     if config.profile:
         asked = (*default_threads(fingerprint), *([config.threads] if config.threads else []))
-        calibrated = calibration(archive.ensure(), fingerprint, threads=asked).calibration
+        found = calibration(archive.ensure(), fingerprint, threads=asked, rough_ok=True)
+        calibrated = found.calibration
     results: list[ProcessResult] = []
     stopped = ""
     # A time limit needs a process to stop; replicates in one process share its state.

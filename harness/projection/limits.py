@@ -49,7 +49,8 @@ class Signs:
             where = ", ".join(f"{s} {v:.0%}" for s, v in sorted(self.off_cpu.items()))
             out.append(
                 f"the replay models cores, not the interpreter lock: host compute was off the "
-                f"CPU for part of its time ({where}), a wait held as recorded"
+                f"CPU for part of its time ({where}: the lock, or other processes preempting "
+                "it), a wait held as recorded"
             )
         if self.oversubscribed:
             out.append(

@@ -64,6 +64,7 @@ class Spec:
     measured: bool = False
     candidate_threads: int | None = None  # a calibration's: the threads the candidate runs with
     source: str = ""
+    reference_threads: int | None = None  # a calibration's: the threads the reference is read at
 
     def ratio(self, key: str) -> float | None:
         """Candidate over reference for a throughput key (None: not on both sheets)."""
@@ -194,6 +195,7 @@ class Calibrated:
             measured=True,
             candidate_threads=self.candidate_threads,
             source=self.source,
+            reference_threads=threads,
         )
 
 
@@ -217,7 +219,8 @@ def from_calibrations(body: Any, path: str, folder: Path) -> Calibrated:
             raise UserError(f"{path}: key {side!r}: the path of a calibration file")
         file = Path(name) if Path(name).is_absolute() else folder / name
         found[side] = read_calibration(file, f"{path}: [calibration] {side}")
-    candidate_threads = counts["candidate_threads"] or max(found["candidate"].threads or (1,))
+    # By default the candidate runs on every core it has, as the reference ran the set.
+    candidate_threads = counts["candidate_threads"] or max(1, int(found["candidate"].cores))
     return Calibrated(
         found["reference"],
         found["candidate"],

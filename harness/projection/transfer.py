@@ -86,10 +86,15 @@ def resolve(result: ResultSet, claim: Claim, calibration: Calibration | None = N
             )
         if spec.measured:
             notes.append(
+                f"calibrations read at {spec.reference_threads} thread(s) on the reference and "
+                f"{spec.candidate_threads} on the candidate"
+            )
+            notes.append(
                 "measured on both machines at the sizes a vendor quotes (large GEMM, STREAM); "
                 "this pipeline's own operators are timed here only, and their efficiency "
                 "against the peak is assumed to carry over"
             )
+    notes += _far_below(found)
     rows = []
     for stage, klass, ms, share in found.classes[["stage", "class", "ms", "share"]].itertuples(
         index=False
@@ -179,3 +184,24 @@ def _stage_threads(claim: Claim, candidate: int | None, rows: pd.DataFrame) -> f
         weighted += (own or 1.0) * left
         total += left
     return weighted / total if total else None
+
+
+FAR_BELOW = 0.25  # a class's operators reaching less of their roof than this are bound elsewhere
+
+
+def _far_below(found: Roofline) -> list[str]:
+    """Say where a class's operators reach little of their roof: what bounds them then is not
+    the peak or the bandwidth (small operators, caches, one thread), and their ratio may not
+    follow the one claimed for the class."""
+    out = []
+    for row in found.stages.to_dict(orient="records"):
+        for what, got, roof, unit in (
+            ("compute-bound", row["gflops"], row["peak_gflops"], "GEMM peak"),
+            ("memory-bound", row["gbs"], row["bandwidth_gbs"], "STREAM triad"),
+        ):
+            if got == got and roof and got < FAR_BELOW * roof:  # NaN: no such work
+                out.append(
+                    f"{row['stage']}: its {what} operators reach {got / roof:.0%} of the {unit}: "
+                    f"something else bounds them, and they may not follow the {what} ratio"
+                )
+    return out

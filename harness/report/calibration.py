@@ -8,9 +8,13 @@ from rich.text import Text
 
 from harness.machine.calibration import LATENCIES, Calibration
 
+NOISY = 0.25  # repeats this far apart: the machine was busy, or the measure is unstable
+
 
 def calibration(c: Calibration, where: str, measured: bool) -> Group:
     how = f"measured in {c.seconds:.1f} s" if measured else f"kept from {c.made_utc[:19]}Z"
+    if c.quick:
+        how += " with --quick (rough: small arrays, short blocks)"
     head = Text(f"{c.cpu} ({c.cores:g} usable cores): {how}, {where}", style="bold")
     table = Table(title="median over repeats, with the repeats' range")
     for column in ("measure", "threads", "dtype", "shape", "median", "range", "unit", "spread"):
@@ -25,7 +29,7 @@ def calibration(c: Calibration, where: str, measured: bool) -> Group:
             f"{f.value:.{digits}g}",
             f"{f.low:.{digits}g}-{f.high:.{digits}g}",
             f.unit + (" (lower is better)" if f.measure in LATENCIES else ""),
-            f"{f.spread:.0%}",
+            f"{f.spread:.0%}" + (" noisy" if f.spread > NOISY else ""),
         )
     ridges = ", ".join(f"{t} thread{'s' if t != 1 else ''} {c.ridge(t):.2f}" for t in c.threads)
     foot = Text(
@@ -34,4 +38,10 @@ def calibration(c: Calibration, where: str, measured: bool) -> Group:
         style="dim",
     )
     again = Text("re-measure with gapbench calibrate --refresh", style="dim")
-    return Group(head, table, foot, *([] if measured else [again]))
+    noisy = [f for f in c.figures if f.spread > NOISY]
+    warn = Text(
+        f"! {len(noisy)} figure(s) spread over {NOISY:.0%} between repeats: measure again when "
+        "the machine is quiet (--refresh)",
+        style="yellow",
+    )
+    return Group(head, table, foot, *([warn] if noisy else []), *([] if measured else [again]))

@@ -21,8 +21,8 @@ def _rate(value: float, peak: float) -> str:
 def roofline_table(found: Roofline) -> list[Any]:
     c = found.calibration
     table = Table(
-        title=f"roofline per stage: compute by class, against this machine's peaks "
-        f"(calibrated {c.made_utc[:10]})"
+        title=f"roofline per stage: compute by class; rates from the operators' own time in the "
+        f"profiling pass, against this machine's peaks (calibrated {c.made_utc[:10]})"
     )
     for name in ("stage", "threads", "compute ms", *CLASSES, "GFLOP/s (of peak)",
                  "GB/s (of triad)", "ridge FLOP/B"):  # fmt: skip

@@ -93,7 +93,7 @@ def header(s: Summary, tag: str = "") -> Text:
     threads = execution.threads
     processes = execution.repeat
     params = {**m.work.params, **execution.params}
-    given = f" [{', '.join(f'{k}={v}' for k, v in sorted(params.items()))}]" if params else ""
+    given = f"; set {', '.join(f'{k}={v}' for k, v in sorted(params.items()))}" if params else ""
     # The parameters last: where the line is cut short, what ran where stays.
     return Text.assemble(
         (f"{tag}{s.result.id}", "bold"),
