@@ -20,6 +20,7 @@ from typing import Any
 from harness.archive.history import FAILED_RUN_VERSION, PROJECTION_VERSION, SCHEMA_VERSION
 from harness.machine.calibration import Calibration
 from harness.machine.fingerprint import Fingerprint
+from harness.words import Layer
 from harness.workload import Stage
 
 AGREEMENT = 0.05  # the most gapbench's compute may differ from a profiler's reference time
@@ -306,11 +307,13 @@ class ScopeCheck:
         return self.reference_ms >= VISIBLE * self.gapbench_ms > 0
 
     def judged(self, timed_call_ms: float | None = None) -> bool:
-        """A visible probe of a millisecond or more a call in the timed run (``timed_call_ms``;
-        the profiling pass's own time where the timed run's is not at hand, which the
-        profiler's tracer inflates)."""
+        """A model stage's visible probe of a millisecond or more a call in the timed run
+        (``timed_call_ms``; the profiling pass's own time where the timed run's is not at hand,
+        which the profiler's tracer inflates). Only a model's modules cover the Python between
+        its operators, so only there are the two times the same work."""
         per_call = timed_call_ms if timed_call_ms is not None else self.gapbench_ms / self.calls
-        return self.visible and per_call >= MIN_CALL_MS
+        model = self.layer == Layer.INFERENCE.value
+        return model and self.visible and per_call >= MIN_CALL_MS
 
 
 @dataclass(frozen=True)
