@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from harness.params import EXECUTION
@@ -29,69 +28,19 @@ from harness.workload import (
 )
 from workloads import text
 from workloads.backends import OrtModels, TorchModels, model_description
-from workloads.models import Decoder, DecoderConfig, Encoder, EncoderConfig
+from workloads.models import Decoder, Encoder
+from workloads.rag_config import (
+    MAX_QUERY_TOKENS,
+    MAX_TOP_K,
+    RagConfig,
+    config_of,
+    corpus_embeddings,
+)
 
 # Bounds a request may not cross, so every prompt fits the decoder's positions.
-MAX_QUERY_TOKENS = 64
-MAX_TOP_K = 5
-_CORPUS_STREAM = 3  # the corpus embeddings' random stream, apart from text's streams
 # The agreement check's fixed input set: the first requests of the stream.
 AGREEMENT_REQUESTS = {"quick": 8, "default": 16}
 LOGIT_TOLERANCE = 1e-3  # absolute, on the prefill's logits (float32 on both backends)
-
-
-@dataclass(frozen=True)
-class RagConfig:
-    """Everything that sizes one RAG request's work."""
-
-    corpus_size: int
-    passage_len: int
-    top_k: int
-    new_tokens: int
-    requests: int = 256
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    decoder: DecoderConfig = field(default_factory=DecoderConfig)
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.top_k <= MAX_TOP_K:
-            raise ValueError(f"top_k {self.top_k} outside 1..{MAX_TOP_K}")
-        longest = prompt_len(MAX_TOP_K, self.passage_len, MAX_QUERY_TOKENS) + self.new_tokens
-        if longest > self.decoder.max_positions:
-            raise ValueError(f"prompts of up to {longest} tokens overflow the decoder's positions")
-
-    @classmethod
-    def for_size(cls, size: str, vocab_size: int) -> RagConfig:
-        """The config of a public size (``quick`` or ``default``) for a tokenizer's vocabulary."""
-        models: dict[str, Any] = {
-            "encoder": EncoderConfig(vocab_size=vocab_size),
-            "decoder": DecoderConfig(vocab_size=vocab_size),
-        }
-        if size == "quick":
-            # The same models, a smaller corpus and a shorter answer: about 70 ms a request on
-            # two cores, where decoding costs about 5 ms a token.
-            return cls(corpus_size=20_000, passage_len=64, top_k=3, new_tokens=8, **models)
-        if size == "default":
-            return cls(corpus_size=100_000, passage_len=128, top_k=3, new_tokens=32, **models)
-        raise ValueError(f"unknown size {size!r} (quick or default)")
-
-
-def _config(ctx: SetupContext) -> RagConfig:
-    config = RagConfig.for_size(ctx.size, text.Tokenizer().vocab_size)
-    rows = int(ctx.params.get("corpus_rows", 0))
-    return replace(config, corpus_size=rows) if rows else config
-
-
-def corpus_embeddings(config: RagConfig, seed: int) -> Tensor:
-    """The corpus's unit embeddings [corpus_size, hidden] (float32, host): random directions,
-    since exact top-k costs the same whatever they are."""
-    rng = np.random.default_rng([seed, _CORPUS_STREAM])
-    vectors = rng.standard_normal((config.corpus_size, config.encoder.hidden), np.float32)
-    return F.normalize(torch.from_numpy(vectors), dim=-1)
-
-
-def prompt_len(top_k: int, passage_len: int, query_tokens: int) -> int:
-    """Tokens in a prompt: [BOS], the passages, [SEP], the query's words."""
-    return 1 + top_k * passage_len + 1 + query_tokens
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,7 +92,12 @@ class Rag(Workload):
         Stage("generate", layer="inference", after=("retrieve",)),
         Stage("assemble", layer="assembly", after=("retrieve", "generate")),
     )
-    code_modules = ("workloads.text", "workloads.models", "workloads.backends")
+    code_modules = (
+        "workloads.text",
+        "workloads.models",
+        "workloads.backends",
+        "workloads.rag_config",
+    )
     backends = ("torch", "onnxruntime")
     conditions = (
         Condition(
@@ -199,7 +153,7 @@ class Rag(Workload):
 
     def setup(self, ctx: SetupContext) -> None:
         self.tokenizer = text.Tokenizer()
-        self.config = _config(ctx)
+        self.config = config_of(ctx)
         self.seed = ctx.seed
         config, device = self.config, torch.device(ctx.device)
         # A forked generator state: building models must not move the process's global stream.
@@ -278,7 +232,7 @@ class Rag(Workload):
 
     def requests(self, ctx: SetupContext) -> Sequence[bytes]:
         tokenizer = text.Tokenizer()
-        config = _config(ctx)
+        config = config_of(ctx)
         questions = text.queries(tokenizer, config.requests, ctx.seed)
         return [
             json.dumps({"id": i, "query": q, "top_k": config.top_k}).encode()
