@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from harness.archive.schema import ScopeCheck
+from harness.archive.profile_record import ScopeCheck
 from harness.measure.operators import SCOPE_PREFIX, ort_operators, torch_operators
 from harness.record.gpu_timing import SYNC
 from harness.record.probes import DeviceTimer, Interval, Probe, TimerChain

@@ -24,7 +24,8 @@ from typing import Any
 import pandas as pd
 
 from harness.archive.codec import DecodeError, from_dict, to_dict
-from harness.archive.schema import ReplicateFacts, ScopeCheck
+from harness.archive.profile_record import ScopeCheck
+from harness.archive.schema import ReplicateFacts
 from harness.archive.tables import arrow_on_the_system_allocator
 from harness.errors import (
     EXIT_BAD_INPUT,
