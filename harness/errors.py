@@ -41,6 +41,7 @@ class ArchivedThenInterrupted(KeyboardInterrupt):
 # A workload failed, or not one of its requests succeeded (what finished is archived).
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_SLOWER = 1  # compare --fail-if-slower: a candidate slower than allowed, as a test fails
 EXIT_INTERRUPTED = 130  # as a shell reports a process stopped by SIGINT
 
 

@@ -128,7 +128,7 @@ class Given:
         common: dict[str, Any] = {}
         scoped: dict[str, dict[str, Any]] = {}
         if file is not None:
-            for key, value in _toml(file).items():
+            for key, value in toml_file(file).items():
                 if isinstance(value, dict):
                     scoped.setdefault(key, {}).update(value)
                 else:
@@ -210,17 +210,18 @@ def _unknown(name: str, where: str, known: Sequence[str]) -> str:
     return f"unknown parameter {name!r} for {where} ({takes})"
 
 
-def _toml(file: str) -> dict[str, Any]:
+def toml_file(file: str, option: str = "--params") -> dict[str, Any]:
+    """The TOML file an option names, read whole; any fault in it is one line naming both."""
     if not file.strip():
-        raise UserError("--params: the file's path is empty")
+        raise UserError(f"{option}: the file's path is empty")
     path = Path(file)
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise UserError(f"--params {file}: no such file") from None
+        raise UserError(f"{option} {file}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or type(exc).__name__  # a folder, a permission
-        raise UserError(f"--params {file}: unreadable ({why})") from None
+        raise UserError(f"{option} {file}: unreadable ({why})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"--params {file}: not TOML ({exc})") from None
+        raise UserError(f"{option} {file}: not TOML ({exc})") from None

@@ -56,7 +56,7 @@ def test_compare_sets_two_server_runs_side_by_side_and_names_their_loads(tmp_pat
     shown = capsys.readouterr().out
     assert "under load" in shown and "different loads" in shown
     assert main(["compare", base, candidate, "--results", str(tmp_path), "--json"]) == 0
-    said = json.loads(capsys.readouterr().out)
+    said = json.loads(capsys.readouterr().out)["candidates"][0]
     assert said["load"]["base"]["target_qps"] == 20.0
     assert said["load"]["candidate"]["target_qps"] == 40.0
     assert said["differences"]["load.qps"] == [20.0, 40.0]

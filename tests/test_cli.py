@@ -420,7 +420,7 @@ def test_project_and_compare_from_the_command_line(plugin_file, tmp_path, capsys
     # the same work twice: compared with an interval over replicates
     status, out, err = run_cli(capsys, "compare", base, again, "--results", results, "--json")
     assert status == 0, err
-    compared = json.loads(out)
+    compared = json.loads(out)["candidates"][0]
     assert compared["end_to_end"]["interval"] is not None
     assert {"base", "candidate"} == set(compared["verdicts"])
     # other work is refused, in one line; side by side it is flagged

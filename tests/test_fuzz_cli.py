@@ -151,6 +151,9 @@ GOOD = {
     "project": ["latest", "--speedup", "host-cpu.compute=2"],
     "compare": [RAG_SET.name, CALIBRATION_SET.name, "--speedup", "host-cpu.compute=2"],
     "validate": ["--quick", "--only", "threads"],
+    "export": [RAG_SET.name, "--anonymize", "-o", "{files}/out.zip"],
+    "import": ["{files}/claim.toml"],
+    "report": [RAG_SET.name, "-o", "{files}/report.html"],
 }
 
 

@@ -211,7 +211,7 @@ def test_compare_marks_the_replayed_figures_the_sample_may_have_moved():
 
     from harness.analysis.summary import summarize
     from harness.projection.compare import compare
-    from harness.report.projection import comparison
+    from harness.report.lineup import pair
 
     result = many(600)
     made = project(result, from_arguments(["compute=2"]), sample_size=100)
@@ -224,7 +224,7 @@ def test_compare_marks_the_replayed_figures_the_sample_may_have_moved():
     def shown(p) -> tuple[str, str]:
         compared = compare(summarize(result), summarize(again), (p,))
         console = Console(record=True, width=400)
-        console.print(comparison(compared))
+        console.print(*pair(compared, "[2]"))
         (checked,) = compared.checked
         return console.export_text(), f"{checked.replay:.3f}"
 

@@ -65,3 +65,21 @@ def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+FOLDED = 2  # a section with more differing settings than this is said as a count
+
+
+def differences_line(differences: dict[str, tuple[Any, Any]]) -> str:
+    """The execution differences in one line: each setting with its values, except a section
+    with many (``backend_config``'s thirteen), said as its name and a count."""
+    sections: dict[str, list[str]] = {}
+    for key in differences:
+        sections.setdefault(key.split(".")[0], []).append(key)
+    said = []
+    for section, keys in sections.items():
+        if len(keys) > FOLDED:
+            said.append(f"{section} ({len(keys)} settings)")
+        else:
+            said += [f"{k} {differences[k][0]} -> {differences[k][1]}" for k in keys]
+    return ", ".join(said)

@@ -18,6 +18,7 @@ from harness.analysis.overhead import Overhead, overhead
 from harness.analysis.roofline import Roofline, roofline, timed_call_ms
 from harness.analysis.stats import Percentiles
 from harness.analysis.telemetry import telemetry_summary
+from harness.analysis.throughput import Throughput, throughput
 from harness.analysis.tool_calls import tool_table
 from harness.analysis.validity import Verdict, replicate_p50s, verdict
 from harness.archive.codec import to_dict
@@ -69,6 +70,7 @@ class Summary:
     facts: RunFacts
     invariants: Invariants
     verdict: Verdict
+    throughput: Throughput | None = None  # requests a second, and the energy they took
     load: LoadReport | None = None  # a set run under a load
     generation: Generation | None = None  # the requests that decode
     goodput: Goodput | None = None  # the requests meeting the objectives asked for
@@ -101,6 +103,7 @@ class Summary:
             "telemetry": self.telemetry,
             "facts": to_dict(self.facts),
             "replicates": to_dict(m.replicates),
+            "throughput": None if self.throughput is None else self.throughput.to_dict(),
             "load": load_dict(self.load),
             "generation": _generation_dict(self.generation),
             "goodput": _deep_finite(to_dict(self.goodput)),
@@ -123,6 +126,8 @@ def summarize(result: ResultSet, slo_ms: dict[str, float] | None = None) -> Summ
     load = load_report(result)
     # A load run cut short knows how long it served from its load facts alone.
     measured_s = sum(r.load.measured_s if r.load else r.measured_s for r in replicates)
+    generated = generation(result, measured_s)
+    tokens_per_s = None if generated is None else generated.output_tokens_per_s
     return Summary(
         result=result,
         end_to_end=e2e,
@@ -139,8 +144,9 @@ def summarize(result: ResultSet, slo_ms: dict[str, float] | None = None) -> Summ
         facts=run_facts(replicates),
         invariants=invariants,
         verdict=verdict(result, e2e, coverage, invariants, load),
+        throughput=throughput(result, measured_s, tokens_per_s, load is not None),
         load=load,
-        generation=generation(result, measured_s),
+        generation=generated,
         goodput=goodput(result, measured_s, slo_ms) if slo_ms else None,
         roofline=roofline(result) if result.complete or len(result.requests) else None,
         timed_call_ms=timed_call_ms(result),

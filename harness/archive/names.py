@@ -26,6 +26,13 @@ def this_host() -> str:
     return _slug(socket.gethostname().split(".")[0]) or "host"
 
 
+def host_of(set_id: str, workload: str) -> str:
+    """The host an id says its set was made on ("" when the id is not one gapbench gave)."""
+    stamp, tail = len("20260101T000000Z-"), f"-{_slug(workload)}-"
+    end = set_id.rfind(tail)
+    return set_id[stamp:end] if end > stamp and set_id[stamp - 1] == "-" else ""
+
+
 def _slug(text: str) -> str:
     # Ids become folder names on every filesystem and object store: keep them plain.
     return re.sub(r"[^A-Za-z0-9-]", "-", text)[:24]

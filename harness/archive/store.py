@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -355,6 +355,32 @@ class Archive:
     def manifest(self, ref: str) -> Manifest:
         """A committed set's manifest alone, read and checked (its tables are not)."""
         return self._read_manifest(self.resolve(ref))
+
+    def folder(self, set_id: str) -> str:
+        """Where the files of set ``set_id`` lie on this archive's filesystem, ``fs``."""
+        return self._path(set_id)
+
+    def deposit(self, set_id: str, source: str | os.PathLike, names: Sequence[str]) -> None:
+        """Copy files of a set from the local folder ``source`` into its folder here, in the
+        order given, never over one that exists: the last (its manifest, or a failure record)
+        is its commit marker, so a copy cut short never loads as a set."""
+        try:
+            for name in names:
+                target = self._path(set_id, name)
+                if self.fs.exists(target):
+                    raise UserError(
+                        f"result set {set_id}: {name} already exists in {self.location}"
+                    )
+                self._folder(target.rsplit("/", 1)[0])
+                if self.local:  # a reader never sees half a file under its name
+                    draft = f"{target}.{secrets.token_hex(4)}.tmp"
+                    self.fs.put_file(os.path.join(source, name), draft)
+                    os.replace(draft, target)
+                else:
+                    self.fs.put_file(os.path.join(source, name), target)
+        except OSError as exc:
+            unwritten = f"cannot write result set {set_id} into {self.location}: {why(exc)}"
+            raise UserError(unwritten) from None
 
     def attachment(self, set_id: str, name: str) -> bytes:
         """An attachment of a committed set (e.g. ``profile.json``), by its name."""

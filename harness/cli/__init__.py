@@ -11,12 +11,12 @@ from collections.abc import Sequence
 
 from harness import __version__
 from harness.archive.tables import arrow_on_the_system_allocator
-from harness.cli import archive, experiments, machine, projection, run
+from harness.cli import archive, experiments, machine, projection, report, run, share
 from harness.cli.options import Parser
 from harness.errors import DEBUG_ENV, EXIT_BAD_INPUT, EXIT_INTERRUPTED, UserError, say_error
 
 # Each module registers its verbs, in the order `gapbench --help` lists them.
-VERB_MODULES = (machine, run, archive, projection, experiments)
+VERB_MODULES = (machine, run, archive, share, projection, report, experiments)
 
 
 def build_parser() -> Parser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -23,10 +24,16 @@ class Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see {self.prog} --help)")
 
 
-def console() -> Console:
-    # Tables are wide; a pipe's default 80 columns would wrap every row.
-    found = Console()
-    return found if found.is_terminal else Console(width=132)
+WIDE = 1000  # --wide: columns enough for every table whole (the terminal wraps the lines)
+
+
+def console(wide: bool = False) -> Console:
+    """The console output is drawn on: the terminal's width, or the ``COLUMNS`` a pipe is
+    given; a pipe without one gets 132 (its default 80 would fold every table)."""
+    if wide:
+        return Console(width=WIDE)
+    found = Console()  # reads COLUMNS itself
+    return found if found.is_terminal or "COLUMNS" in os.environ else Console(width=132)
 
 
 def err() -> Console:
@@ -39,7 +46,7 @@ def output(args: argparse.Namespace, payload: Any, renderable: Callable[[], Any]
         json.dump(payload, sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
     else:
-        console().print(renderable())
+        console(getattr(args, "wide", False)).print(renderable())
 
 
 def add_verb(
@@ -48,6 +55,12 @@ def add_verb(
     """A verb with its one-line help, ``--json``, and the function that runs it."""
     sub = verbs.add_parser(name, help=text, description=text)
     sub.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    sub.add_argument(
+        "--wide",
+        action="store_true",
+        help="every column of every table, however narrow the terminal (default: the least "
+        "essential columns are left out where they do not fit, and said so)",
+    )
     sub.set_defaults(handler=handler)
     return sub
 
@@ -58,6 +71,23 @@ def add_archive(sub: argparse.ArgumentParser) -> None:
         metavar="PATH",
         default=None,
         help="archive: a path or fsspec URL (default: $GAPBENCH_RESULTS, else ./results)",
+    )
+
+
+def add_prices(sub: argparse.ArgumentParser) -> None:
+    """What each machine costs an hour, for requests a dollar."""
+    sub.add_argument(
+        "--price-per-hour",
+        action="append",
+        metavar="SET=USD",
+        help="a set's machine price in dollars an hour (SET: its id or a unique prefix; above "
+        "0, at most 1,000,000): adds requests a dollar and dollars a million requests; "
+        "repeatable",
+    )
+    sub.add_argument(
+        "--prices",
+        metavar="FILE",
+        help="prices by host in a TOML file: [hosts] NAME = USD an hour (the host an id names)",
     )
 
 

@@ -9,6 +9,7 @@ from rich.console import Group
 from harness.cli.options import (
     add_archive,
     add_claims,
+    add_prices,
     add_verb,
     budget_of,
     claims_of,
@@ -16,7 +17,7 @@ from harness.cli.options import (
     output,
     replay_sample_of,
 )
-from harness.errors import EXIT_BAD_INPUT, UserError, say_error
+from harness.errors import EXIT_BAD_INPUT, EXIT_SLOWER, UserError, say_error
 
 
 def cmd_project(args: argparse.Namespace) -> int:
@@ -71,18 +72,26 @@ def cmd_project(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.analysis.comparability import comparable
+    from harness.analysis.price import prices
     from harness.analysis.summary import summarize
     from harness.archive.names import load, locate
-    from harness.projection.compare import compare
+    from harness.projection.lineup import allowed_slowdown, judgeable, lineup
     from harness.projection.project import project
     from harness.projection.serialisation import OVERLAPPED, losses, serialised_share
-    from harness.report import projection
+    from harness.report import lineup as shown
 
+    allowed = None if args.fail_if_slower is None else allowed_slowdown(args.fail_if_slower)
     made_claims = claims_of(args, required=False)
     size, budget = replay_sample_of(args), budget_of(args)
     archive, base_id = locate(args.base, args.results)
-    base, candidate = archive.load(base_id), load(args.candidate, args.results)
-    comparable(base, candidate)  # refuse before any work
+    base = archive.load(base_id)
+    candidates = [load(ref, args.results) for ref in args.candidate]
+    for candidate in candidates:
+        comparable(base, candidate)  # refuse before any work
+    costs = prices([base, *candidates], args.price_per_hour or (), args.prices)
+    summaries = [summarize(r) for r in (base, *candidates)]
+    if allowed is not None:
+        judgeable(summaries)
     made = tuple(project(base, claim, size, budget) for claim in made_claims)
     unread: list[str] = []
     kept = tuple(archive.projections(base.id, unread))
@@ -90,11 +99,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
         err().print(f"gapbench: note: {problem}: left out", style="yellow")
     # The finder's prediction is checked against a CANDIDATE that ran the same work overlapped
     # (in turn now and then, at most: a pool thread may take two branches one after another).
-    overlapped = serialised_share(candidate, size, budget) <= OVERLAPPED
+    overlapped = [c for c in candidates if serialised_share(c, size, budget) <= OVERLAPPED]
     found = losses(base, size, budget) if overlapped else None
-    result = compare(summarize(base), summarize(candidate), made, kept, found)
-    output(args, result.to_dict(), lambda: projection.comparison(result))
-    return 0
+    by_candidate = {c.id: found for c in overlapped if found is not None}
+    result = lineup(summaries, made, kept, by_candidate, costs)
+    payload = result.to_dict()
+    slower = [] if allowed is None else result.slower(allowed)
+    if allowed is not None:
+        payload["fail_if_slower"] = {
+            "allowed": allowed,
+            "slower": [p.candidate.result.id for p in slower],
+        }
+    output(args, payload, lambda: shown.lineup(result, verbose=args.verbose))
+    for p in slower:
+        say_error(
+            f"{p.candidate.result.id} is {1 / p.end_to_end.ratio:.3f}x slower end to end at "
+            f"p50 than {base.id} (significant; {allowed:.0%} allowed)"
+        )
+    return EXIT_SLOWER if slower else 0
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -117,9 +139,28 @@ def register(verbs: argparse._SubParsersAction) -> None:
         verbs,
         "compare",
         cmd_compare,
-        "Compare two sets of the same work: measured speedups, and claims projected from BASE.",
+        "Compare sets of the same work against the first: machines, speedups with significance, "
+        "throughput, cost, and claims projected from BASE checked.",
     )
-    compare.add_argument("base", metavar="BASE", help="the set a claim would be judged from")
-    compare.add_argument("candidate", metavar="CANDIDATE", help="the set run the other way")
+    compare.add_argument(
+        "base", metavar="BASE", help="the set every speedup is taken against, and claims from"
+    )
+    compare.add_argument(
+        "candidate",
+        metavar="CANDIDATE",
+        nargs="+",
+        help="sets of the same work run another way or on another machine (ids, unique "
+        "prefixes, 'latest' or folders)",
+    )
+    compare.add_argument(
+        "--fail-if-slower",
+        metavar="PCT",
+        help="exit 1 when a candidate is significantly slower end to end than BASE by more "
+        "than PCT (e.g. 5%%; 0%% to 1000%%), for a CI gate: needs 3 replicates a set",
+    )
+    compare.add_argument(
+        "--verbose", action="store_true", help="list every execution setting that differs"
+    )
+    add_prices(compare)
     add_claims(compare)
     add_archive(compare)

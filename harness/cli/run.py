@@ -140,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             {**summary.to_dict(), "answer": to_dict(said), "serialisation": found.to_dict()}
         )
         if not args.json:
-            console().print(terminal.summary(summary, said, found))
+            console(args.wide).print(terminal.summary(summary, said, found))
         stopped = result.manifest.stopped_by
         if stopped and stopped != "interrupted":
             failing = max(failing, exit_status(stopped))

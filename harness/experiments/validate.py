@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from harness import plugins
+from harness.analysis.outputs import output_agreement
 from harness.archive.result_set import ResultSet
 from harness.archive.schema import RunLength
 from harness.archive.store import Archive
@@ -24,7 +25,7 @@ from harness.archive.tables import by_replicate
 from harness.errors import UserError
 from harness.experiments.components import components
 from harness.experiments.outcome import Outcome, Trial
-from harness.experiments.vendor import Transferred, class_moves, output_agreement, vendor_claim
+from harness.experiments.vendor import Transferred, class_moves, vendor_claim
 from harness.machine.cores import whole
 from harness.machine.fingerprint import Fingerprint
 from harness.machine.threads import threads

@@ -3,7 +3,6 @@ kept: the claim `gapbench validate` projects by class and as one ratio."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -54,31 +53,6 @@ def vendor_claim(condition: Condition, archive: Archive, fingerprint: Fingerprin
     found = calibration(archive, fingerprint, threads=(a, b), rough_ok=True).calibration
     spec = Calibrated(found, found, a, b, source="gapbench calibrate, at both thread counts")
     return Claim(f"{condition.name}: GEMM and STREAM at {a} and {b} threads", (), spec=spec)
-
-
-def output_agreement(a: ResultSet, b: ResultSet) -> dict[str, float] | None:
-    """Per output the workload keeps (top-k ids, tokens), the share of requests (by stream
-    position, over every replicate) whose value in B equals A's; None without outputs."""
-
-    def outputs(result: ResultSet) -> dict[tuple[int, int], dict]:
-        ok = result.requests[result.requests["ok"]]
-        keys = zip(ok["replicate"], ok["request"], strict=True)
-        read = {}
-        for key, text in zip(keys, ok["outputs"], strict=True):
-            try:
-                body = json.loads(text) if isinstance(text, str) and text else None
-            except ValueError:
-                body = None
-            if isinstance(body, dict) and body:
-                read[key] = body
-        return read
-
-    mine, theirs = outputs(a), outputs(b)
-    both = [k for k in mine if k in theirs]
-    if not both:
-        return None
-    names = sorted(set().union(*(mine[k].keys() for k in both)))
-    return {n: sum(mine[k].get(n) == theirs[k].get(n) for k in both) / len(both) for n in names}
 
 
 def class_moves(transfer: Transfer, a: ResultSet, b: ResultSet) -> dict[str, tuple[float, float]]:

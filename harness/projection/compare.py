@@ -14,6 +14,7 @@ import numpy as np
 
 from harness.analysis.columns import split_table
 from harness.analysis.comparability import comparable
+from harness.analysis.outputs import output_agreement
 from harness.analysis.stats import bootstrap_ratio
 from harness.analysis.summary import Summary, load_dict
 from harness.archive.codec import to_dict
@@ -89,6 +90,9 @@ class Comparison:
     differences: dict[str, tuple[Any, Any]]  # execution settings that differ
     # BASE's serialisation losses, overlapped, beside CANDIDATE as measured (None: none found)
     overlap: OverlapCheck | None = None
+    # Per output both kept (top-k ids, tokens): the share of requests where CANDIDATE's equals
+    # BASE's (None: no outputs in common)
+    agreement: dict[str, float] | None = None
 
     @property
     def trustworthy(self) -> bool:
@@ -133,6 +137,7 @@ class Comparison:
                 for p, c in zip(self.projections, self.checked, strict=True)
             ],
             "serialisation": None if self.overlap is None else self.overlap.to_dict(),
+            "output_agreement": self.agreement,
             "load": {
                 "base": load_dict(self.base.load),
                 "candidate": load_dict(self.candidate.load),
@@ -215,7 +220,16 @@ def compare(
     )
     overlap = overlap_check(losses, candidate.result) if losses is not None else None
     return Comparison(
-        base, candidate, end_to_end, stages, projections, checked, earlier, differences, overlap
+        base,
+        candidate,
+        end_to_end,
+        stages,
+        projections,
+        checked,
+        earlier,
+        differences,
+        overlap,
+        output_agreement(base.result, candidate.result),
     )
 
 

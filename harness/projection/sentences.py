@@ -89,14 +89,19 @@ def interval_text(s: Speedup) -> str:
     return "-" if s.low is None or s.high is None else f"{s.low:.3f}-{s.high:.3f}"
 
 
-def comparison_sentence(c: Comparison) -> str:
-    """Whether CANDIDATE is faster or slower than BASE end to end, and whether it is real."""
+def comparison_sentence(c: Comparison, name: str = "CANDIDATE") -> str:
+    """Whether CANDIDATE (called ``name``) is faster or slower than BASE end to end, and
+    whether it is real: a difference inside the noise is said as none, not as a ratio."""
     e = c.end_to_end
     verdict = "faster" if e.ratio >= 1 else "slower"
     factor = e.ratio if e.ratio >= 1 else 1 / e.ratio
-    if e.low is not None:
-        significance = "significant" if e.significant else "not significant"
-        basis = f"95% interval {interval_text(e)}, {significance}"
-    else:
+    if e.low is None:
         basis = "fewer than 3 replicates on a side: not significant; run --repeat 3 or more"
-    return f"CANDIDATE is {factor:.3f}x {verdict} end to end at p50 ({basis})"
+    elif not e.significant:
+        return (
+            f"{name} is not significantly faster or slower end to end at p50 (measured "
+            f"{e.ratio:.3f}x, 95% interval {interval_text(e)})"
+        )
+    else:
+        basis = f"95% interval {interval_text(e)}, significant"
+    return f"{name} is {factor:.3f}x {verdict} end to end at p50 ({basis})"

@@ -10,13 +10,11 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.projection.project import SAMPLING_ROUGH
-from harness.projection.sentences import headline, interval_text
-from harness.report import load, seams
+from harness.projection.sentences import headline
 
 if TYPE_CHECKING:
     from harness.analysis.summary import Summary
     from harness.experiments.validate import Validation
-    from harness.projection.compare import Comparison, OverlapCheck
     from harness.projection.project import Estimate, Projection
 
 
@@ -65,7 +63,7 @@ def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str
                 "" if model == "measured" else f"{p.speedup(model, 'p99'):.3f}",
             )
     parts.append(table)
-    parts += _sample_note(made)
+    parts += sample_note(made)
     keys = Table(title="which key applied to what (share of end-to-end time, critical path)")
     for name in ("claim", "key", "factor", "share", "applied to"):
         keys.add_column(name, justify="right" if name in ("factor", "share") else "left")
@@ -91,7 +89,7 @@ def projections(summary: Summary, made: Sequence[Projection], kept: Sequence[str
     return Group(*parts)
 
 
-def _sample_note(made: Sequence[Projection]) -> list[Text]:
+def sample_note(made: Sequence[Projection]) -> list[Text]:
     """Say how the replay covered the set's side-by-side requests, and, per claim, how far
     sampling may have moved its replayed percentiles."""
     sampled = [p for p in made if p.sampling_error is not None]
@@ -120,101 +118,6 @@ def _sample_note(made: Sequence[Projection]) -> list[Text]:
             style="dim",
         )
     ]
-
-
-def _overlap(check: OverlapCheck) -> list[Any]:
-    """BASE's serialised work, overlapped by the replay, beside CANDIDATE as measured."""
-    losses = check.losses
-    lines: list[Any] = [
-        Text(
-            f"BASE ran independent work in turn ({losses.findings[0].where}"
-            f"{' and more' if len(losses.findings) > 1 else ''}): overlapped, its p50 would be "
-            f"{losses.overlapped.value_ms:.2f} ms; CANDIDATE measured {check.candidate_ms:.2f} "
-            f"ms: error {check.error:+.1%} ({'slower' if check.error > 0 else 'faster'} than "
-            "predicted)",
-            style="bold",
-        )
-    ]
-    if len(check.pairs) > 1:
-        table = Table(title="overlap predicted from BASE beside CANDIDATE, replicate by replicate")
-        for name in ("replicate", "predicted ms", "measured ms", "error"):
-            table.add_column(name, justify="right")
-        for (r, predicted, measured), error in zip(check.pairs, check.pair_errors(), strict=True):
-            table.add_row(str(r), f"{predicted:.2f}", f"{measured:.2f}", f"{error:+.1%}")
-        lines.append(table)
-    return lines
-
-
-def comparison(c: Comparison) -> Group:
-    """Verdicts, what differs, measured speedups, and the projections from BASE beside them."""
-    parts: list[Any] = _verdict_line("BASE ", c.base) + _verdict_line("CANDIDATE ", c.candidate)
-    if not c.trustworthy:
-        parts.append(Text("! a set is invalid: this comparison is not trustworthy", style="red"))
-    for key, (a, b) in c.differences.items():
-        parts.append(Text(f"execution differs in {key}: {a} -> {b}", style="dim"))
-    loads = (c.base.result.manifest.execution.load, c.candidate.result.manifest.execution.load)
-    if loads[0] != loads[1]:
-        parts.append(
-            Text(
-                "! the sets ran under different loads: their latencies differ by the load as "
-                "much as by the system",
-                style="red",
-            )
-        )
-    if c.base.load is not None and c.candidate.load is not None:
-        parts.append(load.load_beside(c.base.load, c.candidate.load))
-    table = Table(title="measured: BASE p50 / CANDIDATE p50 (95% bootstrap over replicates)")
-    for name in ("", "BASE ms", "CANDIDATE ms", "speedup", "interval", "significant"):
-        table.add_column(name, justify="left" if not name else "right")
-    for s in (c.end_to_end, *c.stages):
-        table.add_row(
-            Text(s.name, style="bold" if s is c.end_to_end else ""),
-            f"{s.base_ms:.2f}",
-            f"{s.candidate_ms:.2f}",
-            f"{s.ratio:.3f}",
-            interval_text(s),
-            "yes" if s.significant else "no",
-        )
-    parts.append(table)
-    if c.checked:
-        proj = Table(title="projected from BASE beside what was delivered (end to end, p50)")
-        for name in ("claim", "claimed", "naive", "replay", "delivered", "gap", "replay err"):
-            proj.add_column(name, justify="left" if name == "claim" else "right")
-        for p, k in zip(c.projections, c.checked, strict=True):
-            # As in the project table: a replayed figure the sample may have moved is marked,
-            # and so is its error against what was delivered, which moves with it.
-            mark = "~" if p.indicative("replay", "p50") else ""
-            proj.add_row(
-                k.claim,
-                f"{k.claimed:.3f}",
-                f"{k.naive:.3f}",
-                f"{mark}{k.replay:.3f}",
-                f"{k.delivered:.3f}",
-                f"{k.gap:+.3f}",
-                f"{mark}{k.error('replay'):+.1%}",
-            )
-        parts.append(proj)
-        parts += _sample_note(c.projections)
-    if len(c.base.tools) and len(c.candidate.tools):
-        parts.append(seams.tools_side_by_side(c.base.tools, c.candidate.tools))
-    if c.overlap is not None:
-        parts += _overlap(c.overlap)
-    if c.kept:
-        kept = Table(title="projections kept beside BASE earlier, against what was delivered")
-        for name in ("made", "claim", "naive", "replay", "delivered", "replay err"):
-            kept.add_column(name, justify="left" if name in ("made", "claim") else "right")
-        for k in c.kept:
-            kept.add_row(
-                k.made_utc[:19],
-                k.claim,
-                f"{k.naive:.3f}",
-                f"{k.replay:.3f}",
-                f"{k.delivered:.3f}",
-                f"{k.error('replay'):+.1%}",
-            )
-        parts.append(kept)
-    parts.append(Text(c.sentence, style="bold"))
-    return Group(*parts)
 
 
 def _transfers(v: Validation) -> list[Any]:

@@ -1,0 +1,86 @@
+"""What a set's throughput costs: the user's price for each machine, per request.
+
+Prices are the user's (a cloud's list price, a lease, an amortised purchase), given per set
+(``SET=USD``) or per host in a file; gapbench never guesses one. A set's cost is read at its own
+pace: one request at a time, the machine is paid for while it waits between requests too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.analysis.throughput import Throughput
+from harness.archive.names import host_of
+from harness.archive.result_set import ResultSet
+from harness.errors import UserError
+from harness.params import toml_file
+
+MAX_PRICE_PER_HOUR = 1e6  # USD: anything above is a typing slip
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A set's price an hour and what it buys at the set's throughput."""
+
+    usd_per_hour: float
+    requests_per_dollar: float
+    usd_per_million_requests: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "usd_per_hour": self.usd_per_hour,
+            "requests_per_dollar": self.requests_per_dollar,
+            "usd_per_million_requests": self.usd_per_million_requests,
+        }
+
+
+def cost(throughput: Throughput, usd_per_hour: float) -> Cost:
+    per_s = throughput.requests_per_s
+    per_dollar = per_s * 3600.0 / usd_per_hour
+    return Cost(usd_per_hour, per_dollar, 1e6 / per_dollar if per_dollar > 0 else float("inf"))
+
+
+def checked_price(value: Any, where: str) -> float:
+    """A price in dollars an hour: a number above 0 and at most ``MAX_PRICE_PER_HOUR``."""
+    if isinstance(value, bool):
+        raise UserError(f"{where}: {value!r} is not a price in dollars an hour")
+    try:
+        usd = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: {value!r} is not a price in dollars an hour") from None
+    if not 0 < usd <= MAX_PRICE_PER_HOUR:  # NaN fails this too
+        raise UserError(f"{where}: a price is above 0 and at most {MAX_PRICE_PER_HOUR:,.0f} USD")
+    return usd
+
+
+def prices(
+    results: Sequence[ResultSet], given: Sequence[str] = (), file: str | None = None
+) -> dict[str, float]:
+    """USD an hour by set id: ``given`` as ``SET=USD`` (an id or a unique prefix among
+    ``results``), else the price ``file`` gives the set's host (TOML: ``[hosts] NAME = USD``)."""
+    found: dict[str, float] = {}
+    if file is not None:
+        body = toml_file(file, "--prices")
+        hosts = body.get("hosts")
+        if not isinstance(hosts, dict) or set(body) - {"hosts"}:
+            raise UserError(f"--prices {file}: give one [hosts] table of NAME = USD an hour")
+        by_host = {
+            str(h): checked_price(v, f"--prices {file}: host {h!r}") for h, v in hosts.items()
+        }
+        for r in results:
+            host = host_of(r.id, r.manifest.workload)
+            if host in by_host:
+                found[r.id] = by_host[host]
+    for text in given:
+        name, sep, value = text.partition("=")
+        where = f"--price-per-hour {text!r}"
+        if not sep or not name.strip():
+            raise UserError(f"{where}: give SET=USD (a set's id or a unique prefix, and dollars)")
+        matches = [r.id for r in results if r.id.startswith(name.strip())]
+        if len(matches) != 1:
+            said = "no set compared here" if not matches else f"{len(matches)} sets compared here"
+            raise UserError(f"{where}: {name.strip()!r} names {said}: give more of its id")
+        found[matches[0]] = checked_price(value, where)
+    return found

@@ -1,0 +1,278 @@
+"""Result sets made fit to share: host names, user names, paths and personal environment values
+rewritten, the hardware and software facts they are shared for kept.
+
+Every string of a set is read here: the manifest's (its work, execution, replicates' facts,
+fingerprint checks, errors), a failure record's, the kept projections', the attachments' (a
+profiler's trace names its host and a path under /tmp) and every string cell of its tables (a
+request's error). A host is known from the ids (``<time>-<host>-<workload>-<hex>``) and from a
+``host_name`` key; it becomes ``host1``, ``host2``... in the order the sets are given, the same
+everywhere. A user is known as this machine's login, or as the folder a home path names. An
+absolute path keeps only a file's own name (``<path>/trace.json``), a URL loses its user and
+password, an e-mail address and a personal variable's value (HOME, USER...) are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import itertools
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from harness.archive.checksums import checksum
+from harness.archive.codec import DecodeError, from_dict
+from harness.archive.names import _slug
+from harness.archive.schema import Work
+from harness.archive.store import FAILED, MANIFEST, PROJECTIONS
+from harness.errors import UserError
+from harness.words import CATEGORIES, LAYERS, RESOURCES, Kind
+
+PATH, REMOVED, USER = "<path>", "<removed>", "user"
+# Variables whose value names a person, their machine or their folders.
+PERSONAL = frozenset(
+    {
+        *("HOME", "USER", "LOGNAME", "USERNAME", "USERPROFILE", "HOSTNAME", "MAIL", "PWD"),
+        *("OLDPWD", "TMPDIR", "TEMP", "TMP", "PATH", "PYTHONPATH", "LD_LIBRARY_PATH", "DISPLAY"),
+        *("SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY", "SSH_AUTH_SOCK", "VIRTUAL_ENV"),
+        *("CONDA_PREFIX", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"),
+        *("XDG_DATA_HOME", "GAPBENCH_RESULTS", "GAPBENCH_CACHE"),
+    }
+)
+HOST_KEYS = frozenset({"host_name", "hostname", "host", "node", "node_name", "nodename"})
+PATH_KEYS = frozenset({"path", "file", "filename", "traceName", "cwd", "directory", "folder"})
+# The manifest's own bookkeeping: file names and digests, rewritten by the caller.
+BOOKKEEPING = ("checksums", "tables", "attachments")
+HOMES = frozenset({"home", "Users", "users"})  # a folder under one of these is a person's
+SYSTEM_USERS = frozenset({"root", "nobody", "daemon", "admin", "user"})
+# gapbench's own words: a host or user of that name is rewritten in ids only, never where it
+# is a measured fact (a probe's resource, a timing mode).
+WORDS = frozenset(
+    {*CATEGORIES, *RESOURCES, *LAYERS, *(k.value for k in Kind), "host", "localhost", "user"}
+    | {"cpu", "gpu", "cuda", "torch", "onnxruntime", "python"}
+)
+_FOUND = re.compile(
+    r"(?P<url>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*)"
+    r"|(?P<email>(?<![\w.+-])[\w.+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b)"
+    r"|(?P<windows>(?<!\w)(?:[A-Za-z]:|\\\\[^\s\\/]+)(?:\\[^\s\\/'\"<>|:;,()\[\]{}=]+)+\\?)"
+    r"|(?P<posix>(?<![\w.~/\\<-])(?:~[\w.-]*)?(?:/[^\s/\\'\"<>|:;,()\[\]{}=]+)+/?)"
+)
+_VARIABLE = re.compile(rf"(?<![\w])({'|'.join(sorted(PERSONAL))})=[^\s'\",;]*")
+_STAMP = r"\d{8}T\d{6}Z"
+
+
+class Anonymizer:
+    """What one export rewrites, the same in every set it holds: ids, hosts, users."""
+
+    def __init__(self, workloads: Mapping[str, str]) -> None:
+        """``workloads``: each set id to export, in order, with its workload's name."""
+        self._hosts: dict[str, str] = {}
+        self._ids: dict[str, str] = {}
+        for set_id, workload in workloads.items():
+            found = re.fullmatch(rf"({_STAMP})-(.+)-({re.escape(_slug(workload))}-\w+)", set_id)
+            if found is None:
+                raise UserError(
+                    f"result set {set_id}: its id is not one gapbench gives "
+                    "(<time>-<host>-<workload>-<hex>), so its host cannot be rewritten"
+                )
+            stamp, host, rest = found.groups()
+            self._ids[set_id] = f"{stamp}-{self._host(host)}-{rest}"
+        # A user named as a workload would be rewritten inside the ids themselves.
+        self._words = WORDS | {*workloads.values(), *map(_slug, workloads.values())}
+        users = set()
+        with contextlib.suppress(Exception):  # no login: a container's uid without a name
+            users.add(getpass.getuser())
+        users |= {os.environ.get(v, "") for v in ("LOGNAME", "USER", "USERNAME")}
+        with contextlib.suppress(RuntimeError):
+            users.add(Path.home().name)
+        self._users = {u for u in users if self._personal(u)}
+        # One pass over ids and hosts, so that a new name is never read again as an old one.
+        hosts = "|".join(re.escape(h) for h in sorted(self._hosts, key=len)[::-1])
+        named = [
+            "(?P<id>" + "|".join(re.escape(i) for i in sorted(self._ids, key=len)[::-1]) + ")",
+            rf"(?<![A-Za-z0-9])(?P<stamp>{_STAMP})-(?P<made_on>{hosts})-(?=[A-Za-z0-9])",
+        ]
+        free = [re.escape(h) for h in sorted(self._hosts, key=len)[::-1] if h not in self._words]
+        if free:  # a host named as one of our words is left where it is a measured fact
+            named.append(rf"(?<![A-Za-z0-9-])(?P<host>{'|'.join(free)})(?![A-Za-z0-9-])")
+        self._named = re.compile("|".join(named))
+        self._done: dict[str, str] = {}
+
+    def new_id(self, set_id: str) -> str:
+        return self._ids[set_id]
+
+    def _host(self, host: str) -> str:
+        if host not in self._hosts:
+            self._hosts[host] = f"host{len(self._hosts) + 1}"
+        return self._hosts[host]
+
+    def _personal(self, user: str) -> bool:
+        """Whether ``user`` is a person's name to rewrite (not a system account or our word)."""
+        return len(user) > 1 and user not in SYSTEM_USERS and user not in self._words
+
+    def _renamed(self, match: re.Match[str]) -> str:
+        if found := match.group("id"):
+            return self._ids[found]
+        if stamp := match.group("stamp"):
+            return f"{stamp}-{self._hosts[match.group('made_on')]}-"
+        return self._hosts[match.group("host")]
+
+    def text(self, text: str) -> str:
+        """``text`` with every id, host, personal value, path, URL user, address and user
+        rewritten."""
+        if (done := self._done.get(text)) is not None:
+            return done
+        users = set(self._users)
+        found = self._named.sub(self._renamed, text)
+        found = _VARIABLE.sub(lambda m: f"{m.group(1)}={REMOVED}", found)
+        found = _FOUND.sub(lambda m: _found(m, users), found)
+        for user in sorted(users, key=len, reverse=True):
+            if self._personal(user):
+                found = re.sub(rf"(?<![A-Za-z0-9]){re.escape(user)}(?![A-Za-z0-9])", USER, found)
+        self._done[text] = found
+        return found
+
+    def value(self, value: Any, key: str = "") -> Any:
+        """JSON ``value`` (found under ``key``) with every string, keys too, rewritten."""
+        if isinstance(value, str):
+            if key in PERSONAL:
+                return REMOVED
+            if key.lower() in HOST_KEYS and value:
+                return self._host(_slug(value.split(".")[0]))
+            if key in PATH_KEYS and value:
+                return _as_path(self.text(value).replace("\\", "/"))
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.value(v, key) for v in value]
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.value(v, str(k)) for k, v in value.items()}
+        return value
+
+
+def _found(match: re.Match[str], users: set[str]) -> str:
+    """What a URL, address or path found in a text becomes; a home folder's user is noted."""
+    if match.group("email"):
+        return REMOVED
+    if url := match.group("url"):
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() == "file":
+            return _as_path(rest, users)
+        return f"{scheme}://{re.sub(r'^[^/@]*@', '', rest)}"
+    return _as_path((match.group("windows") or match.group("posix")).replace("\\", "/"), users)
+
+
+def _as_path(path: str, users: set[str] | None = None) -> str:
+    """A path as shared: a file's own name kept, never a folder's (it may be a user's)."""
+    parts = [p for p in path.split("/") if p and not p.endswith(":")]
+    for folder, user in itertools.pairwise(parts):
+        if folder in HOMES and users is not None:
+            users.add(user)
+    if parts and parts[0].startswith("~") and len(parts[0]) > 1 and users is not None:
+        users.add(parts[0][1:])
+    name = parts[-1] if len(parts) > 1 else ""
+    if "." not in name.strip(".") or (len(parts) == 2 and parts[0] in HOMES):
+        return PATH
+    return f"{PATH}/{name}"
+
+
+def anonymize_set(folder: Path, files: Iterable[str], anonymizer: Anonymizer) -> None:
+    """Rewrite the staged copy of a set in ``folder`` (its ``files``, a manifest or failure
+    record among them) in place, its manifest last with the checksums of what changed."""
+    names = list(files)
+    for name in names:
+        if name in (MANIFEST, FAILED):
+            continue
+        path = folder / name
+        if name.startswith(f"{PROJECTIONS}/") or name.endswith(".json"):
+            _rewrite_json(path, anonymizer)
+        elif name.endswith(".parquet"):
+            _rewrite_parquet(path, anonymizer)
+        else:
+            _rewrite_text(path, anonymizer)
+    if FAILED in names:
+        _rewrite_json(folder / FAILED, anonymizer)
+    if MANIFEST not in names:
+        return
+    body = _json(folder / MANIFEST)
+    kept = {k: body[k] for k in BOOKKEEPING if k in body}
+    rewritten = anonymizer.value({k: v for k, v in body.items() if k not in BOOKKEEPING})
+    work = (rewritten.get("config") or {}).get("work")
+    if isinstance(work, dict) and work != (body.get("config") or {}).get("work"):
+        with contextlib.suppress(DecodeError):  # an old set's work: no digest of it is checked
+            work["work_sha256"] = from_dict(Work, work).fields_digest()
+    sums = kept.get("checksums")
+    if isinstance(sums, dict):  # recomputed: a rewritten file must still verify
+        kept["checksums"] = {f: checksum_of(folder / f) for f in sums}
+    payload = json.dumps({**rewritten, **kept}, indent=1, sort_keys=True, default=str)
+    (folder / MANIFEST).write_bytes(payload.encode())
+
+
+def checksum_of(path: Path) -> str:
+    """``sha256:<hex>`` of a local file, as a manifest records it."""
+    return checksum(LocalFileSystem(), str(path))
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as exc:
+        raise UserError(f"{path.name} cannot be anonymized: it is not JSON ({exc})") from None
+
+
+def _rewrite_json(path: Path, anonymizer: Anonymizer) -> None:
+    path.write_bytes(json.dumps(anonymizer.value(_json(path)), indent=1).encode())
+
+
+def _rewrite_text(path: Path, anonymizer: Anonymizer) -> None:
+    try:
+        text = path.read_bytes().decode()
+    except UnicodeDecodeError:
+        raise UserError(f"{path.name} cannot be anonymized: it is not text") from None
+    path.write_bytes(anonymizer.text(text).encode())
+
+
+def _textual(kind: pa.DataType) -> bool:
+    """Whether values of this Arrow type hold strings anywhere."""
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return True
+    if pa.types.is_dictionary(kind):
+        return _textual(kind.value_type)
+    return any(_textual(kind.field(i).type) for i in range(kind.num_fields))
+
+
+def _rewrite_parquet(path: Path, anonymizer: Anonymizer) -> None:
+    """Every string cell rewritten, a row group at a time (a big set is never held whole);
+    the file is replaced only where a cell changed, its schema and metadata kept."""
+    source = pq.ParquetFile(path)
+    schema = source.schema_arrow
+    textual = [i for i, f in enumerate(schema) if _textual(f.type)]
+    if not textual:
+        return
+    draft, changed = path.with_name(f"{path.name}.anonymized"), False
+    with pq.ParquetWriter(draft, schema) as writer:
+        for group in range(source.num_row_groups):
+            table = source.read_row_group(group)
+            for i in textual:
+                column, field = table.column(i), schema.field(i)
+                plain = pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
+                distinct = pc.unique(column).to_pylist() if plain else ()
+                if plain and not any(v is not None and anonymizer.text(v) != v for v in distinct):
+                    continue  # nothing to rewrite: the common case, each value read once
+                values = column.to_pylist()
+                rewritten = [anonymizer.value(v) for v in values]
+                if rewritten != values:
+                    table = table.set_column(i, field, pa.array(rewritten, type=field.type))
+                    changed = True
+            writer.write_table(table)
+    if changed:
+        os.replace(draft, path)
+    else:
+        draft.unlink()

@@ -1,0 +1,136 @@
+"""Several sets of the same work lined up against the first: a buyer's table of candidates.
+
+Each candidate is compared with the first as a pair (``compare``): speedups with significance
+from replicates, execution differences, projections checked, outputs agreed. Around the pairs
+the lineup says what differs in the machines, what each set got through a second, a joule and
+a dollar, and which candidates are slower than a CI gate allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis.machines import MachineDifferences, differences
+from harness.analysis.price import Cost, cost
+from harness.analysis.summary import Summary
+from harness.archive.schema import KeptProjection
+from harness.errors import UserError
+from harness.projection.compare import MIN_REPLICATES, Comparison, compare
+from harness.projection.project import Projection
+from harness.projection.serialisation import Losses
+
+END_TO_END = "end to end"
+MAX_ALLOWED = 10.0  # --fail-if-slower: at most 1000%, a tenfold slowdown
+
+
+@dataclass(frozen=True)
+class Lineup:
+    summaries: tuple[Summary, ...]  # the first is the base every speedup is taken against
+    pairs: tuple[Comparison, ...]  # the base against each other set, in order
+    machines: MachineDifferences
+    costs: dict[str, Cost] = field(default_factory=dict)  # by set id, where a price was given
+
+    @property
+    def base(self) -> Summary:
+        return self.summaries[0]
+
+    def table(self) -> pd.DataFrame:
+        """One row per set and stage (end to end first): its p50, and against the base its
+        speedup, 95% interval over replicates and whether it is significant."""
+        frames = []
+        for i, s in enumerate(self.summaries):
+            own = pd.DataFrame(
+                {
+                    "name": [END_TO_END, *s.stages["stage"].astype(str)],
+                    "p50_ms": [s.end_to_end.p50 * 1e3, *s.stages["wall_p50_ms"]],
+                }
+            )
+            found = (self.pairs[i - 1].end_to_end, *self.pairs[i - 1].stages) if i else ()
+            against = pd.DataFrame(
+                [(f.name, f.ratio, f.low, f.high, f.significant) for f in found],
+                columns=["name", "speedup", "low", "high", "significant"],
+            )
+            frames.append(own.merge(against, on="name", how="left").assign(set=s.result.id))
+        return pd.concat(frames, ignore_index=True)
+
+    def slower(self, allowed: float) -> list[Comparison]:
+        """The candidates significantly slower end to end than the base by more than
+        ``allowed`` (0.05: five percent), as pytest-benchmark's compare-fail does."""
+        return [
+            p
+            for p in self.pairs
+            if p.end_to_end.significant and p.end_to_end.ratio < 1.0 / (1.0 + allowed)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base": self.base.result.id,
+            "sets": [s.result.id for s in self.summaries],
+            "machines": self.machines.to_dict(),
+            "software_warnings": self.machines.warnings(),
+            "speedups": [_json_row(r) for r in self.table().to_dict(orient="records")],
+            "throughput": {
+                s.result.id: None if s.throughput is None else s.throughput.to_dict()
+                for s in self.summaries
+            },
+            "cost": {k: v.to_dict() for k, v in self.costs.items()},
+            "candidates": [p.to_dict() for p in self.pairs],
+        }
+
+
+def _json_row(row: dict[Any, Any]) -> dict[str, Any]:
+    # JSON has no NaN: a speedup the base has no partner for is null.
+    return {str(k): None if isinstance(v, float) and v != v else v for k, v in row.items()}
+
+
+def lineup(
+    summaries: Sequence[Summary],
+    projections: tuple[Projection, ...] = (),
+    kept: tuple[KeptProjection, ...] = (),
+    losses: Mapping[str, Losses] | None = None,
+    prices: Mapping[str, float] | None = None,
+) -> Lineup:
+    """The first of ``summaries`` against each of the others (``losses`` by candidate id: the
+    base's serialisation losses, checked against a candidate that overlapped)."""
+    ids = [s.result.id for s in summaries]
+    if len(summaries) < 2:
+        raise UserError("compare takes two sets or more: BASE and a CANDIDATE at least")
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise UserError(f"{repeated[0]} is given twice: a set compared with itself says nothing")
+    base = summaries[0]
+    pairs = tuple(
+        compare(base, s, projections, kept, (losses or {}).get(s.result.id)) for s in summaries[1:]
+    )
+    costs = {
+        s.result.id: cost(s.throughput, (prices or {})[s.result.id])
+        for s in summaries
+        if s.throughput is not None and s.result.id in (prices or {})
+    }
+    return Lineup(tuple(summaries), pairs, differences([s.result for s in summaries]), costs)
+
+
+def allowed_slowdown(text: str) -> float:
+    """``--fail-if-slower``'s share: ``5%`` or ``5`` (percent), 0 to 1000%."""
+    number = text.strip().removesuffix("%")
+    try:
+        share = float(number) / 100.0
+    except ValueError:
+        raise UserError(f"--fail-if-slower {text!r}: give a percentage such as 5%") from None
+    if not 0.0 <= share <= MAX_ALLOWED:  # NaN fails this too
+        raise UserError(f"--fail-if-slower {text!r}: a percentage from 0% to 1000%")
+    return share
+
+
+def judgeable(summaries: Sequence[Summary]) -> None:
+    """A CI gate judges significance: refuse a set with too few replicates to give any."""
+    for s in summaries:
+        if len(s.replicate_p50_s) < MIN_REPLICATES:
+            raise UserError(
+                f"--fail-if-slower judges significance over replicates: {s.result.id} has "
+                f"{len(s.replicate_p50_s)} (run --repeat {MIN_REPLICATES} or more)"
+            )

@@ -1,0 +1,84 @@
+"""Tables that fit the terminal they are drawn on: the least essential columns go first.
+
+rich shrinks every column of a table too wide for its console until each number reads
+``0.…``; a number cut short is worse than a column left out. A ``Fit`` table measures itself at
+the width it is drawn at and leaves out columns in the order their ``drop`` rank gives (lowest
+first; columns without a rank always stay), naming what it left out; ``--wide`` draws on a
+console wide enough for all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
+from rich.table import Table
+
+Justify = Literal["left", "right", "center"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    justify: Justify = "right"
+    drop: int | None = None  # the order it is left out in when the table is too wide
+    no_wrap: bool = True
+
+
+class Fit:
+    """A rich table, built when drawn, without the columns the width has no room for."""
+
+    def __init__(self, title: str = "", caption: str = "") -> None:
+        self.title = title
+        self.caption = caption
+        self.columns: list[Column] = []
+        self.rows: list[tuple[Any, ...]] = []
+
+    def add_column(
+        self, name: str, justify: Justify = "right", drop: int | None = None, no_wrap: bool = True
+    ) -> None:
+        self.columns.append(Column(name, justify, drop, no_wrap))
+
+    def add_row(self, *cells: Any) -> None:
+        self.rows.append(cells)
+
+    def table(self, shown: set[int] | None = None) -> Table:
+        """The table with the columns ``shown`` (by index; all when None)."""
+        keep = [i for i in range(len(self.columns)) if shown is None or i in shown]
+        hidden = [self.columns[i].name for i in range(len(self.columns)) if i not in keep]
+        caption = self.caption
+        if hidden:
+            left_out = f"left out for width: {', '.join(hidden)} (--wide shows every column)"
+            caption = f"{caption}; {left_out}" if caption else left_out
+        table = Table(title=self.title or None, caption=caption or None)
+        for i in keep:
+            c = self.columns[i]
+            table.add_column(c.name, justify=c.justify, no_wrap=c.no_wrap, overflow="fold")
+        for row in self.rows:
+            table.add_row(*(row[i] for i in keep))
+        return table
+
+    def fitted(self, console: Console, options: ConsoleOptions) -> Table:
+        """The table with as many columns as ``options.max_width`` holds."""
+        shown = set(range(len(self.columns)))
+        ranked = sorted((c.drop, i) for i, c in enumerate(self.columns) if c.drop is not None)
+        table = self.table(shown)
+        for _, i in ranked:
+            if _width(console, options, table) <= options.max_width:
+                break
+            shown.discard(i)
+            table = self.table(shown)
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.fitted(console, options)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.fitted(console, options))
+
+
+def _width(console: Console, options: ConsoleOptions, table: Table) -> int:
+    """The width ``table`` needs with every cell whole."""
+    return Measurement.get(console, options.update(width=10**6), table).maximum
