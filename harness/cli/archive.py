@@ -14,6 +14,7 @@ from harness.cli.options import (
     add_verb,
     budget_of,
     claims_of,
+    err,
     output,
     replay_sample_of,
 )
@@ -24,22 +25,36 @@ if TYPE_CHECKING:  # the store pulls in pandas and pyarrow: loaded when a verb r
 
 
 def cmd_results(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from harness.analysis.listing import chosen, rows
     from harness.archive.codec import to_dict
     from harness.report import terminal
 
     archive = _existing(args.results)
     listings = archive.listings()
+    picked = chosen(listings, args.workload, args.host)
+    # Each set is read and judged (its verdict is never stored): a bar where that takes a while.
+    quiet = args.json or len(picked) <= 3 or not err().is_terminal
+    with Progress(console=err(), transient=True, disable=quiet) as bar:
+        task = bar.add_task("reading sets", total=len(picked))
+        found = rows(archive, picked, lambda: bar.advance(task))
     payload = [
         {
-            "id": e.id,
-            "complete": bool(e.manifest and e.manifest.complete),
-            "manifest": to_dict(e.manifest),
-            "problem": e.problem,
-            "failed": to_dict(e.failed),
+            "id": r.listing.id,
+            "created_utc": r.listing.manifest.created_utc if r.listing.manifest else None,
+            "host": r.host,
+            "complete": bool(r.listing.manifest and r.listing.manifest.complete),
+            "p50_ms": r.p50_ms,
+            "valid": r.valid,
+            "manifest": to_dict(r.listing.manifest),
+            "problem": r.listing.problem or r.problem,
+            "failed": to_dict(r.listing.failed),
         }
-        for e in listings
+        for r in found
     ]
-    output(args, payload, lambda: terminal.results(listings, archive.location))
+    filtered = " matching" if args.workload is not None or args.host is not None else ""
+    output(args, payload, lambda: terminal.results(found, archive.location, filtered))
     if listings and all(e.manifest is None and e.failed is None for e in listings):
         say_error(f"no set in {archive.location} can be read")
         return EXIT_BAD_INPUT
@@ -172,6 +187,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def register(verbs: argparse._SubParsersAction) -> None:
     results = add_verb(
         verbs, "results", cmd_results, "List the archived result sets, newest first."
+    )
+    results.add_argument("--workload", metavar="NAME", help="only the sets of this workload")
+    results.add_argument(
+        "--host", metavar="NAME", help="only the sets made on this host (as their ids name it)"
     )
     add_archive(results)
 

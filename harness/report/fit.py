@@ -3,7 +3,8 @@
 rich shrinks every column of a table too wide for its console until each number reads
 ``0.…``; a number cut short is worse than a column left out. A ``Fit`` table measures itself at
 the width it is drawn at and leaves out columns in the order their ``drop`` rank gives (lowest
-first; columns without a rank always stay), naming what it left out; ``--wide`` draws on a
+first; columns without a rank always stay), naming what it left out; where even its essential
+columns do not fit whole, a column that may wrap (an id) is folded instead; ``--wide`` draws on a
 console wide enough for all.
 """
 
@@ -61,15 +62,19 @@ class Fit:
         return table
 
     def fitted(self, console: Console, options: ConsoleOptions) -> Table:
-        """The table with as many columns as ``options.max_width`` holds."""
-        shown = set(range(len(self.columns)))
+        """The table with as many columns as ``options.max_width`` holds: every cell whole if
+        leaving columns out can make it so, else with its wrapping columns folded."""
         ranked = sorted((c.drop, i) for i, c in enumerate(self.columns) if c.drop is not None)
-        table = self.table(shown)
-        for _, i in ranked:
-            if _width(console, options, table) <= options.max_width:
-                break
-            shown.discard(i)
+        for fold in (False, True):
+            shown = set(range(len(self.columns)))
             table = self.table(shown)
+            for _, i in ranked:
+                if _width(console, options, table, fold) <= options.max_width:
+                    return table
+                shown.discard(i)
+                table = self.table(shown)
+            if _width(console, options, table, fold) <= options.max_width:
+                return table
         return table
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -79,6 +84,15 @@ class Fit:
         return Measurement.get(console, options, self.fitted(console, options))
 
 
-def _width(console: Console, options: ConsoleOptions, table: Table) -> int:
-    """The width ``table`` needs with every cell whole."""
-    return Measurement.get(console, options.update(width=10**6), table).maximum
+FOLDED = 16  # the width a wrapping column may fold to (an id, a path) before others go
+
+
+def _width(console: Console, options: ConsoleOptions, table: Table, fold: bool) -> int:
+    """The width ``table`` needs with every cell whole (``fold``: but its wrapping columns)."""
+    for column in table.columns:
+        if fold and not column.no_wrap:
+            column.max_width = FOLDED
+    needed = Measurement.get(console, options.update(width=10**6), table).maximum
+    for column in table.columns:
+        column.max_width = None
+    return needed

@@ -11,12 +11,13 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.report import generation, load, roofline, seams
+from harness.report.fit import Fit
 from harness.report.units import ms
 
 if TYPE_CHECKING:  # pandas-heavy; `gapbench detect` must stay fast
+    from harness.analysis.listing import Row
     from harness.analysis.overhead import Overhead
     from harness.analysis.summary import RunFacts, Spread, Summary
-    from harness.archive.result_set import Listing
     from harness.archive.schema import Agreement, Execution, ProfileRecord
     from harness.plugins import Entry
     from harness.projection.answer import Answer
@@ -50,6 +51,8 @@ def summary(s: Summary, answer: Answer | None = None, losses: Losses | None = No
         parts.append(generation.generation_line(s.generation))
     if s.goodput is not None:
         parts.append(generation.goodput_line(s.goodput))
+    if s.throughput is not None:
+        parts.append(_throughput(s))
     parts.append(Text(_facts(s.facts), style="dim"))
     if m.agreement is not None:
         parts.append(Text(agreement(m.agreement), style="dim"))
@@ -175,48 +178,88 @@ def _telemetry(t: dict[str, dict[str, Any]], notes: tuple[str, ...]) -> str:
 
 
 def side_by_side(summaries: list[Summary], same_work: bool) -> Group:
-    """Several sets' verdicts, then their per-stage medians in one table (no significance:
-    each set is shown as measured)."""
+    """Several sets' verdicts, then their per-stage medians in one table, each against [1] as a
+    ratio (no significance: each set is shown as measured; `compare` judges it)."""
     parts: list[Any] = []
     for i, s in enumerate(summaries):
         parts.append(header(s, f"[{i + 1}] "))
         parts += [Text(f"  ! {p}", style="red") for p in s.verdict.problems]
     if not same_work:
         parts.append(Text("  ! these sets were given different work: not comparable", "red"))
-    table = Table(title="p50 and category medians per stage (ms)")
-    table.add_column("stage", no_wrap=True)
+    table = Fit(
+        title="p50 and category medians per stage (ms)",
+        caption="x [1]: [1]'s p50 over the set's (above 1: faster), as measured; "
+        "gapbench compare says whether it is significant",
+    )
+    table.add_column("stage", justify="left")
     for i in range(len(summaries)):
-        for name in ("p50", "compute", "movement"):
-            table.add_column(f"[{i + 1}] {name}", justify="right")
+        table.add_column(f"[{i + 1}] p50")
+        if i and same_work:  # a ratio across different work means nothing
+            table.add_column(f"[{i + 1}] x [1]")
+        for name in ("compute", "movement"):
+            table.add_column(f"[{i + 1}] {name}", drop=1 if name == "movement" else 2)
     stages = dict.fromkeys(r for s in summaries for r in s.stages["stage"])
     rows = [{r["stage"]: r for r in s.stages.to_dict(orient="records")} for s in summaries]
-    for stage in stages:
-        cells = []
-        for by_stage in rows:
+    for stage in [*stages, "end to end"]:
+        cells: list[Any] = [Text(stage, style="bold" if stage == "end to end" else "")]
+        p50s = [
+            s.end_to_end.p50 * 1e3
+            if stage == "end to end"
+            else by.get(stage, {}).get("wall_p50_ms")
+            for s, by in zip(summaries, rows, strict=True)
+        ]
+        for i, by_stage in enumerate(rows):
             row = by_stage.get(stage, {})
-            cells += [ms(row.get(k)) for k in ("wall_p50_ms", "compute_ms", "movement_ms")]
-        table.add_row(stage, *cells)
-    end_to_end = []
-    for s in summaries:
-        end_to_end += [ms(s.end_to_end.p50 * 1e3), "", ""]
-    table.add_row(Text("end to end", style="bold"), *end_to_end)
+            cells.append(ms(p50s[i]))
+            if i and same_work:
+                cells.append(_ratio(p50s[0], p50s[i]))
+            cells += [ms(row.get(k)) for k in ("compute_ms", "movement_ms")]
+        table.add_row(*cells)
     parts.append(table)
+    parts += [_throughput(s, f"[{i + 1}] ") for i, s in enumerate(summaries) if s.throughput]
     return Group(*parts)
 
 
-def stage_table(s: Summary) -> Table:
+P50 = "wall_p50_ms"
+
+
+def _ratio(base: float | None, other: float | None) -> str:
+    if base is None or other is None or not other > 0 or math.isnan(base):
+        return "-"
+    return f"{base / other:.3f}"
+
+
+def _throughput(s: Summary, tag: str = "") -> Text:
+    """Requests (and tokens) a second, and a joule where a counter was read."""
+    t = s.throughput
+    assert t is not None
+    said = f"{tag}throughput {t.requests_per_s:.4g} requests/s"
+    if t.output_tokens_per_s is not None:
+        said += f", {t.output_tokens_per_s:.4g} output tokens/s"
+    pace = "under its load" if t.load else "one request at a time"
+    per_joule = t.requests_per_joule
+    energy = (
+        "energy unknown (no counter)"
+        if per_joule is None
+        else f"{per_joule:.4g} requests/J ({', '.join(t.power_w)})"
+    )
+    return Text(f"{said} ({pace}); {energy}", style="dim")
+
+
+def stage_table(s: Summary) -> Fit:
     e = s.end_to_end
-    table = Table(title="per stage (ms; category columns are medians; ~ = indicative)")
-    table.add_column("stage", no_wrap=True)
-    table.add_column("layer")
-    for name in ("p50", "p90", "p99", "compute", "movement", "scheduling", "unattrib.", "on-CPU"):
-        table.add_column(name, justify="right")
-    table.add_column("share", justify="right")
-    table.add_column("coverage", justify="right")
+    table = Fit(title="per stage (ms; category columns are medians; ~ = indicative)")
+    table.add_column("stage", justify="left")
+    table.add_column("layer", justify="left", drop=3)
+    columns = (("p50", None), ("p90", 4), ("p99", 5), ("compute", None), ("movement", None),
+               ("scheduling", None), ("unattrib.", None), ("on-CPU", 2), ("share", 6),
+               ("coverage", 1))  # fmt: skip
+    for name, drop in columns:
+        table.add_column(name, drop=drop)
     for row in s.stages.to_dict(orient="records"):
         table.add_row(
-            row["stage"],
-            row["layer"],
+            Text(row["stage"]),
+            Text(row["layer"]),
             ms(row["wall_p50_ms"]),
             ms(row.get("wall_p90_ms"), e.indicative(90)),
             ms(row.get("wall_p99_ms"), e.indicative(99)),
@@ -285,26 +328,44 @@ def profile_table(
     return table
 
 
-def results(listings: list[Listing], location: str) -> Table:
-    title = "result sets, newest first" if listings else "no result sets"
-    table = Table(title=f"{title} in {location}")
-    for name in ("id", "workload", "size", "device", "backend", "requests", "complete"):
-        table.add_column(name)
-    for entry in listings:
-        m = entry.manifest
+def results(rows: list[Row], location: str, filtered: str = "") -> Fit | Text:
+    """The archive's sets, newest first: when, where, what, p50 and verdict."""
+    if not rows:
+        return Text(f"no result sets{filtered} in {location}")
+    table = Fit(title=f"result sets{filtered}, newest first, in {location}")
+    # The id names the workload and host too: their own columns go before it is cut.
+    for name, drop in (("id", None), ("date (UTC)", 3), ("host", 4), ("workload", 8),
+                       ("size", 1), ("device", 2), ("backend", 5), ("requests", 6),
+                       ("p50 ms", None), ("verdict", None), ("complete", 7)):  # fmt: skip
+        numeric = name in ("requests", "p50 ms")
+        table.add_column(
+            name, justify="right" if numeric else "left", drop=drop, no_wrap=name != "id"
+        )
+    for row in rows:
+        entry, m = row.listing, row.listing.manifest
         if m is None:
             failed = entry.failed
             problem = Text(f"failed: {failed.reason}" if failed else entry.problem, "red")
-            table.add_row(entry.id, failed.workload if failed else "-", *"----", problem)
+            name = failed.workload if failed else "-"
+            table.add_row(entry.id, "-", row.host or "-", name, *"-----", "-", problem)
             continue
         stopped = "interrupted" if m.interrupted else m.stopped_by
+        verdict = (
+            Text(row.verdict, "green" if row.valid else "red")
+            if row.problem == ""
+            else (Text(f"unreadable: {row.problem}", "red"))
+        )
         table.add_row(
             entry.id,
+            m.created_utc[:19].replace("T", " "),
+            row.host or "-",
             m.workload,
             m.work.size,
             m.execution.device,
             m.execution.backend,
             str(entry.requests),
+            ms(row.p50_ms),
+            verdict,
             "yes" if m.complete else Text(f"no ({stopped})", "yellow"),
         )
     return table
