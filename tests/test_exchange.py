@@ -401,3 +401,64 @@ def test_sets_travel_through_an_archive_without_atomic_rename(tmp_path, capsys):
     assert status == 0, err
     assert run_cli(capsys, "import", second, "--results", tmp_path / "b")[0] == 0
     assert files_of(tmp_path / "b") == files_of(source)
+
+
+def _renamed_copy(results: Path, source: Path, set_id: str, **facts: str) -> str:
+    """``source`` under ``set_id`` (so from the host it names), with ``facts`` set up as its
+    first replicate's setup facts."""
+    folder = results / set_id
+    shutil.copytree(source, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["id"] = set_id
+    manifest["replicates"][0]["setup_facts"] = dict(facts)
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    return set_id
+
+
+def test_names_learnt_in_one_set_are_rewritten_in_every_set(tmp_path, capsys, monkeypatch):
+    from conftest import FIRST_V8_SET
+
+    monkeypatch.setenv("LOGNAME", "nobody")  # the exporter is not the one who ran them
+    source = tmp_path / "a"
+    source.mkdir()
+    first = _renamed_copy(
+        source, RAG_SET, "20261201T215455Z-bob-laptop-rag-00000001", note="owner bob, at 10.2.3.4"
+    )
+    second = _renamed_copy(
+        source,
+        RAG_SET,
+        "20261201T215456Z-bob-laptop-rag-00000002",
+        cache="/home/bob/.cache/gapbench",
+        url="http://10.2.3.4:6333/collections and http://127.0.0.1:9/x",
+        peer="bob-laptop.corp.example.com answered",
+    )
+    # A host named as one of the set's settings: the setting stays, the id's host goes.
+    server = _renamed_copy(source, FIRST_V8_SET, "20261206T231356Z-server-rag-00000003")
+    shared = tmp_path / "shared.zip"
+    argv = ("export", first, second, server, "--anonymize", "-o", shared, "--results", source)
+    status, _, err = run_cli(capsys, *argv, "--json")
+    assert status == 0, err
+    found = members(shared)
+    text = b" ".join(body for name, body in found.items() if not name.endswith(".parquet"))
+    for leak in (b"bob", b"corp.example.com", b"10.2.3.4"):
+        assert leak not in text, text[max(0, text.find(leak) - 200) : text.find(leak) + 50]
+    assert b"127.0.0.1" in text  # loopback names no one's machine
+    manifests = {n: json.loads(b) for n, b in found.items() if n.endswith("/manifest.json")}
+    notes = [m["replicates"][0]["setup_facts"] for m in manifests.values()]
+    assert {"note": "owner user, at <address>"} in notes
+    assert any(f.get("peer") == "host1 answered" for f in notes)
+    (v8,) = [m for m in manifests.values() if "-host2-" in m["id"]]
+    assert v8["config"]["execution"]["scenario"] == "server"
+    status, _, err = run_cli(capsys, "import", shared, "--results", tmp_path / "b")
+    assert status == 0, err
+
+
+def test_a_damaged_set_is_not_exported_anonymized_or_not(tmp_path, capsys):
+    source = archive_of(tmp_path / "a", RAG_SET)
+    requests = next((source / RAG_SET.name).glob("requests-*.parquet"))
+    requests.write_bytes(requests.read_bytes()[:-40])
+    for extra in ((), ("--anonymize",)):
+        argv = ("export", RAG_SET.name, *extra, "-o", tmp_path / "x.zip", "--results", source)
+        status, _, err = run_cli(capsys, *argv)
+        assert status == 2 and "nothing exported" in err and err.count("\n") == 1, err
+        assert not (tmp_path / "x.zip").exists()

@@ -31,10 +31,12 @@ from harness.projection.lineup import allowed_slowdown, lineup
 MACHINES = Path(__file__).parent / "fixtures" / "machines"
 
 
-def timed(set_id: str, scale: float, replicates: int = 3, requests: int = 12) -> ResultSet:
-    """A one-stage set whose requests take ``scale`` x 100-130 us, the same draws each time, a
+def timed(
+    set_id: str, scale: float, replicates: int = 3, requests: int = 12, seed: int = 7, **fields
+) -> ResultSet:
+    """A one-stage set whose requests take ``scale`` x 100-130 us (drawn from ``seed``), a
     replicate a little apart from the next (the spread significance is judged on)."""
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     frames, rows = [], []
     for r in range(replicates):
         for i in range(requests):
@@ -58,12 +60,13 @@ def timed(set_id: str, scale: float, replicates: int = 3, requests: int = 12) ->
                     "replicate": r,
                 }
             )
-    manifest = make_manifest(ONE, set_id=set_id, replicates=replicates)
+    manifest = make_manifest(ONE, set_id=set_id, replicates=replicates, **fields)
     return ResultSet.of(manifest, pd.concat(frames, ignore_index=True), pd.DataFrame(rows))
 
 
 def test_a_significantly_slower_candidate_fails_the_gate_and_noise_does_not():
-    base, slower, alike = (timed(n, s) for n, s in (("a", 1.0), ("b", 1.2), ("c", 1.0)))
+    base, slower = timed("a", 1.0), timed("b", 1.2)
+    alike = timed("c", 1.0, seed=8)  # other draws of the same distribution: noise
     lined = lineup([summarize(r) for r in (base, slower, alike)])
     b, c = lined.pairs
     assert b.end_to_end.significant and b.end_to_end.ratio == pytest.approx(1 / 1.2, rel=0.02)
@@ -88,7 +91,7 @@ def test_the_gate_from_the_command_line_exits_1_and_names_the_slower_set(tmp_pat
     assert "slow is 1.2" in err and "slower end to end" in err and "[2]" in out
     assert main([*argv, "--fail-if-slower", "30", "--json"]) == 0
     said = json.loads(capsys.readouterr().out)
-    assert said["fail_if_slower"] == {"allowed": 0.3, "slower": []}
+    assert said["fail_if_slower"] == {"allowed": 0.3, "slower": [], "not_judged": []}
     assert said["sets"] == ["base", "slow"]
     for bad in ("-1%", "abc", "2000%", "nan"):
         assert main([*argv, "--fail-if-slower", bad]) == 2
@@ -104,6 +107,18 @@ def test_a_gate_refuses_sets_with_too_few_replicates_to_judge(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "two has 2" in err and "--repeat 3" in err and err.count("\n") == 1
+
+
+def test_a_gate_refuses_to_judge_an_invalid_set(tmp_path, capsys):
+    archive = Archive(tmp_path).ensure()
+    base = timed("base", 1.0)
+    cut = timed("cut", 1.0, complete=False, interrupted=True, stopped_by="interrupted")
+    for r in (base, cut):
+        archive.write(r.manifest, {"intervals": r.intervals, "requests": r.requests})
+    argv = ["compare", "base", "cut", "--results", str(tmp_path), "--fail-if-slower", "5%"]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert "cut is INVALID" in err and err.count("\n") == 1 and "[2]" in out
 
 
 def test_a_set_given_twice_is_refused():
@@ -202,7 +217,21 @@ def test_cost_follows_throughput_and_energy_is_unknown_without_a_counter():
     assert cost.usd_per_million_requests == pytest.approx(1e6 / cost.requests_per_dollar)
     assert ORT_SET.name not in lined.costs
     payload = lined.to_dict()
-    assert payload["throughput"][RAG_SET.name]["energy_counters"] == "unknown"
+    assert payload["throughput"][RAG_SET.name]["energy_counters"] == []  # unknown
+    assert t.per_joule_text() == "unknown" and lined.energy_warning() == ""
+
+
+def test_requests_a_joule_name_their_counters_and_unlike_counters_are_flagged():
+    a, b = (summarize(load(str(s))) for s in (RAG_SET, ORT_SET))
+    assert a.throughput is not None and b.throughput is not None
+    cpu_and_gpu = replace(a.throughput, power_w={"CPU package": 30.0, "GPU": 70.0})
+    gpu = replace(b.throughput, power_w={"GPU": 70.0})
+    lined = lineup([replace(a, throughput=cpu_and_gpu), replace(b, throughput=gpu)])
+    assert cpu_and_gpu.requests_per_joule == pytest.approx(
+        cpu_and_gpu.requests / (100.0 * cpu_and_gpu.measured_s)
+    )
+    assert cpu_and_gpu.per_joule_text().endswith("(CPU package + GPU)")
+    assert "different energy counters" in lined.energy_warning()
 
 
 def test_mean_power_is_joules_over_the_seconds_sampled_per_counter():

@@ -19,6 +19,12 @@ def archive(tmp_path):
     return str(tmp_path)
 
 
+def tmp_path_of(archive: str):
+    from pathlib import Path
+
+    return Path(archive)
+
+
 def _out(capsys, *argv: str) -> str:
     assert main(list(argv)) == 0
     return capsys.readouterr().out
@@ -47,6 +53,22 @@ def test_piped_output_honours_columns(archive, capsys, monkeypatch, columns, wid
         monkeypatch.setenv("COLUMNS", columns)
     out = _out(capsys, "show", RAG_SET.name, "--results", archive)
     assert max(len(line) for line in out.splitlines()) <= widest
+    stages = out[out.index("per stage") : out.index("waits on the critical path")]
+    for whole in ("8.89", "70.51", "70.40", "83.4%"):  # embed's and generate's, never cut
+        assert whole in stages
+    assert "…" not in out
+
+
+def test_a_table_too_narrow_for_its_essential_columns_says_each_row_as_pairs(
+    archive, capsys, monkeypatch
+):
+    monkeypatch.setenv("COLUMNS", "80")
+    out = _out(capsys, "compare", RAG_SET.name, ORT_SET.name, "--results", archive)
+    assert "1.493" in out and "…" not in out  # the kept projection's naive figure, whole
+    monkeypatch.setenv("COLUMNS", "40")
+    out = _out(capsys, "show", RAG_SET.name, "--results", archive)
+    stages = out[out.index("per stage") : out.index("waits on the critical path")]
+    assert "p50 70.51" in stages and "compute 70.40" in stages
 
 
 def test_results_lists_date_host_p50_and_verdict_and_filters(archive, capsys, monkeypatch):
@@ -68,6 +90,15 @@ def test_results_lists_date_host_p50_and_verdict_and_filters(archive, capsys, mo
         and rag["p50_ms"] == pytest.approx(85.71, abs=0.01)
     )
     assert "no result sets matching" in _out(capsys, "results", "--results", archive, "--host", "x")
+    failed = tmp_path_of(archive) / "20261207T050000Z-vm-rag-deadbeef"
+    failed.mkdir()
+    record = {"id": failed.name, "created_utc": "2026-12-07T05:00:00+00:00", "reason": "OOM",
+              "gapbench_version": "0.1.0", "workload": "rag", "schema_version": 1}  # fmt: skip
+    (failed / "failed.json").write_text(json.dumps(record))
+    monkeypatch.setenv("COLUMNS", "80")
+    out = _out(capsys, "results", "--results", archive)
+    row = next(line for line in out.splitlines() if failed.name in line)
+    assert "failed: OOM" in row  # the reason stays where a narrow terminal keeps the verdict
 
 
 def test_show_of_two_sets_of_the_same_work_has_a_ratio_column(archive, capsys, monkeypatch):

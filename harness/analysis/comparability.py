@@ -25,7 +25,9 @@ def same_work(*results: ResultSet) -> bool:
 def comparable(base: ResultSet, candidate: ResultSet) -> dict[str, tuple[Any, Any]]:
     """The execution settings that differ; a UserError when the sets are not comparable."""
     if base.id == candidate.id:
-        raise UserError(f"{base.id} is both BASE and CANDIDATE: compare two sets")
+        raise UserError(
+            f"{base.id} is both BASE and CANDIDATE: a set compared with itself says nothing"
+        )
     for result in (base, candidate):
         if result.manifest.execution.virtual_speedup:
             raise UserError(f"{result.id} ran with a virtual speedup: it is a check, not a run")

@@ -45,10 +45,11 @@ HARDWARE: tuple[tuple[str, Read], ...] = (
     ("memory", lambda f: _gib(f.host.host_memory_capacity)),
     ("ISA flags", lambda f: " ".join(f.host.host_processor_isa_flags) or None),
     ("accelerators", accelerators),
+)
+# The same box after an update differs here, not in its hardware.
+SOFTWARE: tuple[tuple[str, Read], ...] = (
     ("operating system", lambda f: f.host.operating_system),
     ("kernel", lambda f: f.host.kernel),
-)
-SOFTWARE: tuple[tuple[str, Read], ...] = (
     ("gapbench", lambda f: f.software and f.software.gapbench_version),
     ("Python", lambda f: f.software and f.software.python_version),
     ("torch", lambda f: f.software and f.software.torch_version),

@@ -38,10 +38,20 @@ def _parsed(text: Any) -> dict[str, Any]:
 
 
 def output_agreement(a: ResultSet, b: ResultSet) -> dict[str, float] | None:
-    """Per output both sets keep (top-k ids, tokens), the share of requests (paired by stream
-    position in each replicate) whose value in B equals A's; None without outputs in common."""
-    both = _outputs(a).merge(_outputs(b), on=_KEY, suffixes=("_a", "_b"))
-    if both.empty:
+    """Per output either set keeps (top-k ids, tokens), the share of requests (paired by stream
+    position in each replicate) whose value in B equals A's; an output one side lacks counts
+    as unequal, one both lack as equal. None without outputs on requests in common."""
+    mine, theirs = _outputs(a), _outputs(b)
+    names = sorted((set(mine.columns) | set(theirs.columns)) - set(_KEY))
+    columns = [*_KEY, *names]
+    both = mine.reindex(columns=columns).merge(
+        theirs.reindex(columns=columns), on=_KEY, suffixes=("_a", "_b")
+    )
+    if both.empty or not names:
         return None
-    names = sorted(c[:-2] for c in both.columns if c.endswith("_a") and f"{c[:-2]}_b" in both)
-    return {n: float((both[f"{n}_a"] == both[f"{n}_b"]).mean()) for n in names} or None
+
+    def equal(name: str) -> float:
+        left, right = (both[f"{name}{side}"].astype(object) for side in ("_a", "_b"))
+        return float(((left == right) | (left.isna() & right.isna())).mean())
+
+    return {n: equal(n) for n in names}

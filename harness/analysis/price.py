@@ -36,10 +36,13 @@ class Cost:
         }
 
 
-def cost(throughput: Throughput, usd_per_hour: float) -> Cost:
+def cost(throughput: Throughput, usd_per_hour: float) -> Cost | None:
+    """What ``usd_per_hour`` buys at the set's pace; None when the set served nothing."""
     per_s = throughput.requests_per_s
+    if not per_s > 0:  # NaN too: no time measured
+        return None
     per_dollar = per_s * 3600.0 / usd_per_hour
-    return Cost(usd_per_hour, per_dollar, 1e6 / per_dollar if per_dollar > 0 else float("inf"))
+    return Cost(usd_per_hour, per_dollar, 1e6 / per_dollar)
 
 
 def checked_price(value: Any, where: str) -> float:
@@ -73,6 +76,7 @@ def prices(
             host = host_of(r.id, r.manifest.workload)
             if host in by_host:
                 found[r.id] = by_host[host]
+    priced: set[str] = set()
     for text in given:
         name, sep, value = text.partition("=")
         where = f"--price-per-hour {text!r}"
@@ -82,5 +86,8 @@ def prices(
         if len(matches) != 1:
             said = "no set compared here" if not matches else f"{len(matches)} sets compared here"
             raise UserError(f"{where}: {name.strip()!r} names {said}: give more of its id")
+        if matches[0] in priced:
+            raise UserError(f"{where}: {matches[0]} is priced twice: give one price a set")
+        priced.add(matches[0])
         found[matches[0]] = checked_price(value, where)
     return found

@@ -44,6 +44,11 @@ class Throughput:
         joules = self.joules
         return self.requests / joules if joules else None
 
+    def per_joule_text(self) -> str:
+        """Requests a joule with the counters it counts, or ``unknown``."""
+        found = self.requests_per_joule
+        return "unknown" if found is None else f"{found:.4g} ({' + '.join(self.power_w)})"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
@@ -51,7 +56,7 @@ class Throughput:
             "requests_per_s": _finite(self.requests_per_s),
             "output_tokens_per_s": self.output_tokens_per_s,
             "power_w": self.power_w,
-            "energy_counters": sorted(self.power_w) or "unknown",
+            "energy_counters": sorted(self.power_w),  # empty: unknown, no counter was read
             "requests_per_joule": self.requests_per_joule,
             "under_load": self.load,
         }
@@ -64,6 +69,9 @@ def throughput(
     requests = int(result.requests["ok"].sum())
     samples = result.telemetry
     power = {} if samples is None or samples.empty else mean_power(samples)
+    if not result.manifest.execution.device.startswith("cuda"):
+        # NVML counts every GPU of the node: a set run on the CPU did not spend theirs.
+        power.pop(ENERGY_SOURCES["gpu"], None)
     return Throughput(requests, measured_s, output_tokens_per_s, power, load)
 
 

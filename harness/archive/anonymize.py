@@ -19,6 +19,7 @@ import itertools
 import json
 import os
 import re
+import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from fsspec.implementations.local import LocalFileSystem
 
-from harness.archive.checksums import checksum
+from harness.archive.checksums import checksum_of
 from harness.archive.codec import DecodeError, from_dict
-from harness.archive.names import _slug
+from harness.archive.names import host_of, slug, this_host
 from harness.archive.schema import Work
 from harness.archive.store import FAILED, MANIFEST, PROJECTIONS
 from harness.errors import UserError
@@ -67,6 +67,15 @@ _FOUND = re.compile(
 )
 _VARIABLE = re.compile(rf"(?<![\w])({'|'.join(sorted(PERSONAL))})=[^\s'\",;]*")
 _STAMP = r"\d{8}T\d{6}Z"
+# A machine on someone's network, by its address: IPv4 anywhere, IPv6 as a URL's host.
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?![\w.])")
+_ADDRESS = re.compile(r"^\[[0-9A-Fa-f:.]+\](?=[:/?#]|$)")
+LOOPBACK = frozenset({"127.0.0.1", "0.0.0.0", "[::1]", "[::]"})
+
+
+def _address(match: re.Match[str]) -> str:
+    return match.group(0) if match.group(0) in LOOPBACK else "<address>"
 
 
 class Anonymizer:
@@ -77,16 +86,16 @@ class Anonymizer:
         self._hosts: dict[str, str] = {}
         self._ids: dict[str, str] = {}
         for set_id, workload in workloads.items():
-            found = re.fullmatch(rf"({_STAMP})-(.+)-({re.escape(_slug(workload))}-\w+)", set_id)
-            if found is None:
+            host = host_of(set_id, workload)
+            if not host:
                 raise UserError(
                     f"result set {set_id}: its id is not one gapbench gives "
                     "(<time>-<host>-<workload>-<hex>), so its host cannot be rewritten"
                 )
-            stamp, host, rest = found.groups()
-            self._ids[set_id] = f"{stamp}-{self._host(host)}-{rest}"
+            start = set_id.index("-") + 1  # the host follows the time stamp
+            self._ids[set_id] = set_id[:start] + self._host(host) + set_id[start + len(host) :]
         # A user named as a workload would be rewritten inside the ids themselves.
-        self._words = WORDS | {*workloads.values(), *map(_slug, workloads.values())}
+        self._words = WORDS | {*workloads.values(), *map(slug, workloads.values())}
         users = set()
         with contextlib.suppress(Exception):  # no login: a container's uid without a name
             users.add(getpass.getuser())
@@ -94,17 +103,48 @@ class Anonymizer:
         with contextlib.suppress(RuntimeError):
             users.add(Path.home().name)
         self._users = {u for u in users if self._personal(u)}
+        # The raw names a host goes by (a full domain name, an underscore the id cannot hold),
+        # each to its id's form: this machine's own, and those a set names under a host key.
+        self._aliases: dict[str, str] = {}
+        mine = socket.gethostname()
+        if this_host() in self._hosts:
+            for raw in (mine, mine.split(".")[0], socket.getfqdn()):
+                self._alias(raw, this_host())
+        self._learning = False
+        self._compile()
+
+    @property
+    def learning(self) -> bool:
+        """While True, strings are only read for the users and hosts they name (and left as
+        they are); set False once every set was read, so every name learnt is rewritten."""
+        return self._learning
+
+    @learning.setter
+    def learning(self, on: bool) -> None:
+        self._learning = on
+        if not on:
+            self._compile()
+
+    def _alias(self, raw: str, host: str) -> None:
+        if raw and raw not in self._words and raw not in SYSTEM_USERS:
+            self._aliases[raw] = host
+
+    def _compile(self) -> None:
         # One pass over ids and hosts, so that a new name is never read again as an old one.
         hosts = "|".join(re.escape(h) for h in sorted(self._hosts, key=len)[::-1])
         named = [
             "(?P<id>" + "|".join(re.escape(i) for i in sorted(self._ids, key=len)[::-1]) + ")",
             rf"(?<![A-Za-z0-9])(?P<stamp>{_STAMP})-(?P<made_on>{hosts})-(?=[A-Za-z0-9])",
         ]
-        free = [re.escape(h) for h in sorted(self._hosts, key=len)[::-1] if h not in self._words]
+        names = {*self._hosts, *self._aliases}
+        free = [re.escape(h) for h in sorted(names, key=len)[::-1] if h not in self._words]
         if free:  # a host named as one of our words is left where it is a measured fact
-            named.append(rf"(?<![A-Za-z0-9-])(?P<host>{'|'.join(free)})(?![A-Za-z0-9-])")
+            named.append(
+                rf"(?<![A-Za-z0-9-])(?P<host>{'|'.join(free)})"
+                r"(?:\.[A-Za-z][A-Za-z0-9-]*)*(?![A-Za-z0-9-])"  # with its domain, if any
+            )
         self._named = re.compile("|".join(named))
-        self._done: dict[str, str] = {}
+        self._done: dict[tuple[str, bool], str] = {}
 
     def new_id(self, set_id: str) -> str:
         return self._ids[set_id]
@@ -123,38 +163,59 @@ class Anonymizer:
             return self._ids[found]
         if stamp := match.group("stamp"):
             return f"{stamp}-{self._hosts[match.group('made_on')]}-"
-        return self._hosts[match.group("host")]
+        host = match.group("host")
+        return self._hosts[self._aliases.get(host, host)]
 
-    def text(self, text: str) -> str:
+    def text(self, text: str, setting: bool = False) -> str:
         """``text`` with every id, host, personal value, path, URL user, address and user
-        rewritten."""
-        if (done := self._done.get(text)) is not None:
+        rewritten; a ``setting`` (a value of the set's config) that is exactly a host's name
+        is a word of the config that the host happens to share, and stays."""
+        if self._learning:
+            for match in _FOUND.finditer(text):
+                _found(match, self._users)
+            return text
+        if (done := self._done.get((text, setting))) is not None:
             return done
+        if setting and (text in self._hosts or text in self._aliases):
+            return text
         users = set(self._users)
         found = self._named.sub(self._renamed, text)
         found = _VARIABLE.sub(lambda m: f"{m.group(1)}={REMOVED}", found)
+        found = _IPV4.sub(_address, found)
         found = _FOUND.sub(lambda m: _found(m, users), found)
         for user in sorted(users, key=len, reverse=True):
             if self._personal(user):
                 found = re.sub(rf"(?<![A-Za-z0-9]){re.escape(user)}(?![A-Za-z0-9])", USER, found)
-        self._done[text] = found
+        self._done[(text, setting)] = found
         return found
 
-    def value(self, value: Any, key: str = "") -> Any:
-        """JSON ``value`` (found under ``key``) with every string, keys too, rewritten."""
+    def value(self, value: Any, key: str = "", setting: bool = False) -> Any:
+        """JSON ``value`` (found under ``key``; ``setting``: inside the set's config) with every
+        string, keys too, rewritten."""
+        if isinstance(value, str) and self._learning:  # read for names, left as it is
+            if key.lower() in HOST_KEYS and value:
+                host = self._host(slug(value.split(".")[0]))
+                for raw in (value, value.split(".")[0]):
+                    self._alias(raw, self._hosts_of(host))
+            return self.text(value, setting)
         if isinstance(value, str):
             if key in PERSONAL:
                 return REMOVED
             if key.lower() in HOST_KEYS and value:
-                return self._host(_slug(value.split(".")[0]))
+                return self._host(slug(value.split(".")[0]))
             if key in PATH_KEYS and value:
                 return _as_path(self.text(value).replace("\\", "/"))
-            return self.text(value)
+            return self.text(value, setting)
         if isinstance(value, list):
-            return [self.value(v, key) for v in value]
+            return [self.value(v, key, setting) for v in value]
         if isinstance(value, dict):
-            return {self.text(str(k)): self.value(v, str(k)) for k, v in value.items()}
+            inside = setting or key == "config"
+            return {self.text(str(k)): self.value(v, str(k), inside) for k, v in value.items()}
         return value
+
+    def _hosts_of(self, new: str) -> str:
+        """The id's form of the host renamed ``new``."""
+        return next(old for old, renamed in self._hosts.items() if renamed == new)
 
 
 def _found(match: re.Match[str], users: set[str]) -> str:
@@ -165,7 +226,8 @@ def _found(match: re.Match[str], users: set[str]) -> str:
         scheme, _, rest = url.partition("://")
         if scheme.lower() == "file":
             return _as_path(rest, users)
-        return f"{scheme}://{re.sub(r'^[^/@]*@', '', rest)}"
+        rest = re.sub(r"^[^/@]*@", "", rest)  # a user and password
+        return f"{scheme}://{_ADDRESS.sub(_address, rest, count=1)}"
     return _as_path((match.group("windows") or match.group("posix")).replace("\\", "/"), users)
 
 
@@ -202,6 +264,9 @@ def anonymize_set(folder: Path, files: Iterable[str], anonymizer: Anonymizer) ->
     if MANIFEST not in names:
         return
     body = _json(folder / MANIFEST)
+    if anonymizer.learning:
+        anonymizer.value(body)
+        return
     kept = {k: body[k] for k in BOOKKEEPING if k in body}
     rewritten = anonymizer.value({k: v for k, v in body.items() if k not in BOOKKEEPING})
     work = (rewritten.get("config") or {}).get("work")
@@ -215,11 +280,6 @@ def anonymize_set(folder: Path, files: Iterable[str], anonymizer: Anonymizer) ->
     (folder / MANIFEST).write_bytes(payload.encode())
 
 
-def checksum_of(path: Path) -> str:
-    """``sha256:<hex>`` of a local file, as a manifest records it."""
-    return checksum(LocalFileSystem(), str(path))
-
-
 def _json(path: Path) -> Any:
     try:
         return json.loads(path.read_bytes())
@@ -228,7 +288,9 @@ def _json(path: Path) -> Any:
 
 
 def _rewrite_json(path: Path, anonymizer: Anonymizer) -> None:
-    path.write_bytes(json.dumps(anonymizer.value(_json(path)), indent=1).encode())
+    rewritten = anonymizer.value(_json(path))
+    if not anonymizer.learning:
+        path.write_bytes(json.dumps(rewritten, indent=1).encode())
 
 
 def _rewrite_text(path: Path, anonymizer: Anonymizer) -> None:
@@ -236,7 +298,9 @@ def _rewrite_text(path: Path, anonymizer: Anonymizer) -> None:
         text = path.read_bytes().decode()
     except UnicodeDecodeError:
         raise UserError(f"{path.name} cannot be anonymized: it is not text") from None
-    path.write_bytes(anonymizer.text(text).encode())
+    rewritten = anonymizer.text(text)
+    if not anonymizer.learning:
+        path.write_bytes(rewritten.encode())
 
 
 def _textual(kind: pa.DataType) -> bool:

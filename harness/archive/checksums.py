@@ -4,7 +4,10 @@ written is named when the set loads, not met later as a wrong number or a Parque
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Collection, Mapping
+
+from fsspec.implementations.local import LocalFileSystem
 
 from harness.archive.location import FileSystem, why
 from harness.errors import UserError
@@ -17,6 +20,11 @@ def checksum(fs: FileSystem, path: str) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return f"sha256:{digest.hexdigest()}"
+
+
+def checksum_of(path: str | os.PathLike[str]) -> str:
+    """``sha256:<hex>`` of a local file, as a manifest records it."""
+    return checksum(LocalFileSystem(), str(path))
 
 
 def check_files(

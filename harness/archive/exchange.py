@@ -19,6 +19,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import zipfile
 import zlib
@@ -28,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.archive.anonymize import Anonymizer, anonymize_set, checksum_of
-from harness.archive.checksums import checksum
+from harness.archive.anonymize import Anonymizer, anonymize_set
+from harness.archive.checksums import checksum, checksum_of
 from harness.archive.location import why
 from harness.archive.store import FAILED, MANIFEST, PROJECTIONS, Archive
 from harness.errors import UserError
@@ -84,14 +85,21 @@ def export_sets(
         staging.mkdir()
         files, workloads = {}, {}
         for set_id in chosen:
+            if problem := archive.verify(set_id):  # a damaged set is never shipped, nor read
+                raise UserError(f"{problem}: nothing exported")
             files[set_id], workloads[set_id] = _names(archive, set_id)
             _fetch(archive, set_id, files[set_id], fetched / set_id)
         anonymizer = Anonymizer(workloads) if anonymize else None
         renamed = {i: anonymizer.new_id(i) if anonymizer else i for i in chosen}
         for set_id, new in renamed.items():
             (fetched / set_id).rename(staging / new)
-            if anonymizer is not None:
-                anonymize_set(staging / new, files[set_id], anonymizer)
+        if anonymizer is not None:
+            # Read every set once for the users and hosts it names, then rewrite: a name
+            # learnt from the last set is rewritten in the first too.
+            for learning in (True, False):
+                anonymizer.learning = learning
+                for set_id, new in renamed.items():
+                    anonymize_set(staging / new, files[set_id], anonymizer)
         staged = Archive(staging)
         for new in renamed.values():
             if problem := staged.verify(new):
@@ -128,8 +136,14 @@ def import_sets(archive: Archive, file: PathLike) -> Imported:
             plans[set_id] = _plan(archive, folder, set_id, names, what)
         if any(writes for _, writes in plans.values()):
             archive.ensure()
+        done: list[str] = []
         for set_id, (_, writes) in plans.items():
-            archive.deposit(set_id, staging / set_id, writes)
+            try:
+                archive.deposit(set_id, staging / set_id, writes)
+            except UserError as exc:
+                so_far = f"; imported before it: {', '.join(done)}" if done else ""
+                raise UserError(f"{exc}{so_far}") from None
+            done.append(set_id)
     fresh = tuple(i for i, (new, _) in plans.items() if new)
     same = tuple(i for i, (new, _) in plans.items() if not new)
     added = sum(len(writes) for new, writes in plans.values() if not new)
@@ -146,11 +160,7 @@ def _names(archive: Archive, set_id: str) -> tuple[list[str], str]:
             raise UserError(f"folder {set_id} holds the failure record of {failed.id}")
         return [FAILED], failed.workload
     manifest = archive.manifest(set_id)  # or says why there is none
-    folder = f"{root}/{PROJECTIONS}"
-    kept = []
-    if archive.fs.exists(folder):
-        listed = (e.rstrip("/").rsplit("/", 1)[-1] for e in archive.fs.ls(folder, detail=False))
-        kept = [f"{PROJECTIONS}/{n}" for n in sorted(listed) if n.endswith(".json")]
+    kept = [f"{PROJECTIONS}/{n}" for n in archive.projection_files(set_id)]
     own = [*manifest.tables.values(), *manifest.attachments.values()]
     for name in own + kept:
         if not re.fullmatch(f"(?:{PROJECTIONS}/)?{_NAME}", name):
@@ -246,6 +256,13 @@ def _unpack(source: Path, staging: Path, what: str) -> list[str]:
     try:
         with zipfile.ZipFile(source) as bundle:
             index = _index(bundle, what)
+            unpacked = sum(info.file_size for info in bundle.infolist())
+            room = shutil.disk_usage(staging).free
+            if unpacked > room:  # refused before a byte is written: a bomb fills nothing
+                raise UserError(
+                    f"{what} unpacks to {unpacked / 2**30:.1f} GiB, more than the "
+                    f"{room / 2**30:.1f} GiB free for it here"
+                )
             ids, members = index["sets"], index["members"]
             names = bundle.namelist()
             found = set(names) - {INDEX}

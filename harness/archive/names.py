@@ -18,22 +18,22 @@ from harness.errors import UserError
 def new_id(workload: str, now: datetime | None = None) -> str:
     """An id that sorts by creation time and says where it was made."""
     now = now or datetime.now(timezone.utc)
-    return f"{now:%Y%m%dT%H%M%SZ}-{this_host()}-{_slug(workload)}-{secrets.token_hex(4)}"
+    return f"{now:%Y%m%dT%H%M%SZ}-{this_host()}-{slug(workload)}-{secrets.token_hex(4)}"
 
 
 def this_host() -> str:
     """This machine's short name, as ids and folder names carry it."""
-    return _slug(socket.gethostname().split(".")[0]) or "host"
+    return slug(socket.gethostname().split(".")[0]) or "host"
 
 
 def host_of(set_id: str, workload: str) -> str:
     """The host an id says its set was made on ("" when the id is not one gapbench gave)."""
-    stamp, tail = len("20260101T000000Z-"), f"-{_slug(workload)}-"
+    stamp, tail = len("20260101T000000Z-"), f"-{slug(workload)}-"
     end = set_id.rfind(tail)
     return set_id[stamp:end] if end > stamp and set_id[stamp - 1] == "-" else ""
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     # Ids become folder names on every filesystem and object store: keep them plain.
     return re.sub(r"[^A-Za-z0-9-]", "-", text)[:24]
 

@@ -309,12 +309,8 @@ class Archive:
         out, and said in ``problems`` when given (else it is a UserError): a broken extra
         must not keep a set from being compared."""
         folder = self._path(self.resolve(set_id), PROJECTIONS)
-        if not self.fs.exists(folder):
-            return []
-        listed = (e.rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(folder, detail=False))
-        names = sorted(n for n in listed if n.endswith(".json"))  # not a save's leftover .tmp
         kept = []
-        for name in names:
+        for name in self.projection_files(set_id):
             what = f"result set {set_id}: projection {name}"
             try:
                 kept.append(self._projection(f"{folder}/{name}", what))
@@ -323,6 +319,14 @@ class Archive:
                     raise
                 problems.append(str(exc))
         return kept
+
+    def projection_files(self, set_id: str) -> list[str]:
+        """The names of the projections kept beside a set, oldest first."""
+        folder = self._path(set_id, PROJECTIONS)
+        if not self.fs.exists(folder):
+            return []
+        listed = (e.rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(folder, detail=False))
+        return sorted(n for n in listed if n.endswith(".json"))  # not a save's leftover .tmp
 
     def _projection(self, path: str, what: str) -> KeptProjection:
         try:
@@ -374,10 +378,16 @@ class Archive:
                 self._folder(target.rsplit("/", 1)[0])
                 if self.local:  # a reader never sees half a file under its name
                     draft = f"{target}.{secrets.token_hex(4)}.tmp"
-                    self.fs.put_file(os.path.join(source, name), draft)
-                    os.replace(draft, target)
+                    try:
+                        self.fs.put_file(os.path.join(source, name), draft)
+                        os.link(draft, target)  # refuses a file that appeared meanwhile
+                    finally:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(draft)
                 else:
                     self.fs.put_file(os.path.join(source, name), target)
+        except FileExistsError:
+            raise UserError(f"result set {set_id}: {name} appeared in {self.location}") from None
         except OSError as exc:
             unwritten = f"cannot write result set {set_id} into {self.location}: {why(exc)}"
             raise UserError(unwritten) from None

@@ -75,7 +75,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.analysis.price import prices
     from harness.analysis.summary import summarize
     from harness.archive.names import load, locate
-    from harness.projection.lineup import allowed_slowdown, judgeable, lineup
+    from harness.projection.lineup import allowed_slowdown, distinct, judgeable, lineup, unjudged
     from harness.projection.project import project
     from harness.projection.serialisation import OVERLAPPED, losses, serialised_share
     from harness.report import lineup as shown
@@ -86,12 +86,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     archive, base_id = locate(args.base, args.results)
     base = archive.load(base_id)
     candidates = [load(ref, args.results) for ref in args.candidate]
+    distinct([base, *candidates])  # refuse before any work
     for candidate in candidates:
-        comparable(base, candidate)  # refuse before any work
+        comparable(base, candidate)
+    if allowed is not None:
+        judgeable([base, *candidates])
     costs = prices([base, *candidates], args.price_per_hour or (), args.prices)
     summaries = [summarize(r) for r in (base, *candidates)]
-    if allowed is not None:
-        judgeable(summaries)
     made = tuple(project(base, claim, size, budget) for claim in made_claims)
     unread: list[str] = []
     kept = tuple(archive.projections(base.id, unread))
@@ -105,12 +106,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = lineup(summaries, made, kept, by_candidate, costs)
     payload = result.to_dict()
     slower = [] if allowed is None else result.slower(allowed)
+    cannot = [] if allowed is None else unjudged(result)
     if allowed is not None:
         payload["fail_if_slower"] = {
             "allowed": allowed,
             "slower": [p.candidate.result.id for p in slower],
+            "not_judged": cannot,
         }
     output(args, payload, lambda: shown.lineup(result, verbose=args.verbose))
+    if cannot:  # a gate that cannot judge must not pass
+        say_error(f"--fail-if-slower cannot judge: {'; '.join(cannot)}")
+        return EXIT_BAD_INPUT
     for p in slower:
         say_error(
             f"{p.candidate.result.id} is {1 / p.end_to_end.ratio:.3f}x slower end to end at "
@@ -155,8 +161,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--fail-if-slower",
         metavar="PCT",
-        help="exit 1 when a candidate is significantly slower end to end than BASE by more "
-        "than PCT (e.g. 5%%; 0%% to 1000%%), for a CI gate: needs 3 replicates a set",
+        help="for a CI gate: exit 1 when a candidate is slower end to end than BASE by more "
+        "than PCT at p50 (e.g. 5%%; 0%% to 1000%%) and the slowdown is significant (its 95%% "
+        "interval over replicates lies below 1); needs 3 replicates a set, and valid sets "
+        "(exit 2 when it cannot judge)",
     )
     compare.add_argument(
         "--verbose", action="store_true", help="list every execution setting that differs"

@@ -17,6 +17,7 @@ import pandas as pd
 from harness.analysis.machines import MachineDifferences, differences
 from harness.analysis.price import Cost, cost
 from harness.analysis.summary import Summary
+from harness.archive.result_set import ResultSet
 from harness.archive.schema import KeptProjection
 from harness.errors import UserError
 from harness.projection.compare import MIN_REPLICATES, Comparison, compare
@@ -66,9 +67,23 @@ class Lineup:
             if p.end_to_end.significant and p.end_to_end.ratio < 1.0 / (1.0 + allowed)
         ]
 
+    def energy_warning(self) -> str:
+        """A line when the sets' requests a joule count different counters (one a CPU package
+        and a GPU, another a GPU alone): then they are not to be set side by side."""
+        counted = {
+            tuple(s.throughput.power_w)
+            for s in self.summaries
+            if s.throughput is not None and s.throughput.power_w
+        }
+        if len(counted) < 2:
+            return ""
+        kinds = " / ".join(" + ".join(c) for c in sorted(counted))
+        return f"requests/J counts different energy counters across sets ({kinds}): not comparable"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "base": self.base.result.id,
+            "energy_warning": self.energy_warning(),
             "sets": [s.result.id for s in self.summaries],
             "machines": self.machines.to_dict(),
             "software_warnings": self.machines.warnings(),
@@ -96,21 +111,17 @@ def lineup(
 ) -> Lineup:
     """The first of ``summaries`` against each of the others (``losses`` by candidate id: the
     base's serialisation losses, checked against a candidate that overlapped)."""
-    ids = [s.result.id for s in summaries]
-    if len(summaries) < 2:
-        raise UserError("compare takes two sets or more: BASE and a CANDIDATE at least")
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
-    if repeated:
-        raise UserError(f"{repeated[0]} is given twice: a set compared with itself says nothing")
+    distinct([s.result for s in summaries])
     base = summaries[0]
     pairs = tuple(
         compare(base, s, projections, kept, (losses or {}).get(s.result.id)) for s in summaries[1:]
     )
-    costs = {
+    priced = {
         s.result.id: cost(s.throughput, (prices or {})[s.result.id])
         for s in summaries
         if s.throughput is not None and s.result.id in (prices or {})
     }
+    costs = {k: v for k, v in priced.items() if v is not None}
     return Lineup(tuple(summaries), pairs, differences([s.result for s in summaries]), costs)
 
 
@@ -126,11 +137,35 @@ def allowed_slowdown(text: str) -> float:
     return share
 
 
-def judgeable(summaries: Sequence[Summary]) -> None:
-    """A CI gate judges significance: refuse a set with too few replicates to give any."""
-    for s in summaries:
-        if len(s.replicate_p50_s) < MIN_REPLICATES:
+def distinct(results: Sequence[ResultSet]) -> None:
+    """Refuse a set named twice: a set compared with itself says nothing."""
+    ids = [r.id for r in results]
+    if len(ids) < 2:
+        raise UserError("compare takes two sets or more: BASE and a CANDIDATE at least")
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise UserError(f"{repeated[0]} is given twice: a set compared with itself says nothing")
+
+
+def judgeable(results: Sequence[ResultSet]) -> None:
+    """A CI gate judges significance over replicates: refuse, before any work, a set with too
+    few replicates that answered to give any."""
+    for r in results:
+        answered = r.requests.loc[r.requests["ok"], "replicate"].nunique()
+        if answered < MIN_REPLICATES:
             raise UserError(
-                f"--fail-if-slower judges significance over replicates: {s.result.id} has "
-                f"{len(s.replicate_p50_s)} (run --repeat {MIN_REPLICATES} or more)"
+                f"--fail-if-slower judges significance over replicates: {r.id} has {answered} "
+                f"with an answered request (run --repeat {MIN_REPLICATES} or more)"
             )
+
+
+def unjudged(lined: Lineup) -> list[str]:
+    """Why the gate cannot judge a candidate: an invalid set, or no interval to judge by."""
+    said = []
+    for i, p in enumerate(lined.pairs, start=2):
+        if not p.trustworthy:
+            invalid = p.base if not p.base.verdict.valid else p.candidate
+            said.append(f"{invalid.result.id} is INVALID: a gate on it judges nothing")
+        elif p.end_to_end.low is None:
+            said.append(f"[{i}] {p.candidate.result.id} has no interval against [1]")
+    return said

@@ -96,12 +96,15 @@ def comparison_sentence(c: Comparison, name: str = "CANDIDATE") -> str:
     verdict = "faster" if e.ratio >= 1 else "slower"
     factor = e.ratio if e.ratio >= 1 else 1 / e.ratio
     if e.low is None:
-        basis = "fewer than 3 replicates on a side: not significant; run --repeat 3 or more"
-    elif not e.significant:
+        return (
+            f"{name} measured {factor:.3f}x {verdict} end to end at p50, but whether that is "
+            "more than noise is unknown: fewer than 3 replicates on a side (run --repeat 3 or "
+            "more)"
+        )
+    if not e.significant:
         return (
             f"{name} is not significantly faster or slower end to end at p50 (measured "
             f"{e.ratio:.3f}x, 95% interval {interval_text(e)})"
         )
-    else:
-        basis = f"95% interval {interval_text(e)}, significant"
+    basis = f"95% interval {interval_text(e)}, significant"
     return f"{name} is {factor:.3f}x {verdict} end to end at p50 ({basis})"

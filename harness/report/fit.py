@@ -4,7 +4,8 @@ rich shrinks every column of a table too wide for its console until each number 
 ``0.…``; a number cut short is worse than a column left out. A ``Fit`` table measures itself at
 the width it is drawn at and leaves out columns in the order their ``drop`` rank gives (lowest
 first; columns without a rank always stay), naming what it left out; where even its essential
-columns do not fit whole, a column that may wrap (an id) is folded instead; ``--wide`` draws on a
+columns do not fit whole, a column that may wrap (an id) is folded, and where that is not
+enough either, each row is said as lines of ``column value``; ``--wide`` draws on a
 console wide enough for all.
 """
 
@@ -13,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.columns import Columns
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 Justify = Literal["left", "right", "center"]
 
@@ -61,9 +64,10 @@ class Fit:
             table.add_row(*(row[i] for i in keep))
         return table
 
-    def fitted(self, console: Console, options: ConsoleOptions) -> Table:
-        """The table with as many columns as ``options.max_width`` holds: every cell whole if
-        leaving columns out can make it so, else with its wrapping columns folded."""
+    def fitted(self, console: Console, options: ConsoleOptions) -> RenderableType:
+        """As many columns as ``options.max_width`` holds: every cell whole if leaving columns
+        out can make it so, else with its wrapping columns folded, else each row as lines of
+        ``column value`` (a number is never cut)."""
         ranked = sorted((c.drop, i) for i, c in enumerate(self.columns) if c.drop is not None)
         for fold in (False, True):
             shown = set(range(len(self.columns)))
@@ -75,13 +79,36 @@ class Fit:
                 table = self.table(shown)
             if _width(console, options, table, fold) <= options.max_width:
                 return table
-        return table
+        return self.stacked()
+
+    def stacked(self) -> Group:
+        """Every row as its first cell, then its ``column value`` pairs laid out as the width
+        allows, never split inside a pair."""
+        lines: list[RenderableType] = [Text(self.title, style="italic")] if self.title else []
+        for row in self.rows:
+            first, *rest = row
+            pairs = [
+                Text.assemble(f"{c.name} ", _text(cell))
+                for c, cell in zip(self.columns[1:], rest, strict=True)
+                if str(cell).strip()
+            ]
+            lines += [_text(first, "bold"), Columns(pairs, padding=(0, 2))]
+        if self.caption:
+            lines.append(Text(self.caption, style="dim"))
+        return Group(*lines)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield self.fitted(console, options)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement.get(console, options, self.fitted(console, options))
+
+
+def _text(cell: Any, style: str = "") -> Text:
+    found = cell.copy() if isinstance(cell, Text) else Text(str(cell))
+    if style:
+        found.stylize(style)
+    return found
 
 
 FOLDED = 16  # the width a wrapping column may fold to (an id, a path) before others go

@@ -41,6 +41,7 @@ def lineup(c: Lineup, verbose: bool = False) -> Group:
         parts += _differences(p, f"[{i}]", verbose)
     parts.append(speedups(c))
     parts.append(throughput(c))
+    parts += _energy(c)
     for i, p in enumerate(c.pairs, start=2):
         parts += pair(p, f"[{i}]")
     return Group(*parts)
@@ -132,12 +133,11 @@ def throughput(c: Lineup) -> Fit:
         t = s.throughput
         if t is None:
             continue
-        per_joule = t.requests_per_joule
         cells = [
             f"[{i}]" + (" under load" if t.load else ""),
             _number(t.requests_per_s),
             _number(t.output_tokens_per_s),
-            "unknown" if per_joule is None else _number(per_joule),
+            t.per_joule_text(),
         ]
         cost = c.costs.get(s.result.id)
         if c.costs:
@@ -152,6 +152,11 @@ def throughput(c: Lineup) -> Fit:
             )
         table.add_row(*cells)
     return table
+
+
+def _energy(c: Lineup) -> list[Text]:
+    said = c.energy_warning()
+    return [Text(f"  ! {said}", style="yellow")] if said else []
 
 
 def _number(value: float | None) -> str:
@@ -194,7 +199,8 @@ def _projections(p: Comparison, tag: str) -> list[Any]:
         )
         for name, drop in (("claim", None), ("claimed", 2), ("naive", 3), ("replay", None),
                            ("delivered", None), ("gap", 1), ("replay err", None)):  # fmt: skip
-            proj.add_column(name, justify="left" if name == "claim" else "right", drop=drop)
+            left = name == "claim"
+            proj.add_column(name, "left" if left else "right", drop, no_wrap=not left)
         for made, k in zip(p.projections, p.checked, strict=True):
             # As in the project table: a replayed figure the sample may have moved is marked,
             # and so is its error against what was delivered, which moves with it.
@@ -212,8 +218,10 @@ def _projections(p: Comparison, tag: str) -> list[Any]:
         parts += sample_note(p.projections)
     if p.kept:
         kept = Fit(title=f"projections kept beside [1] earlier, against what {tag} delivered")
-        for name in ("made", "claim", "naive", "replay", "delivered", "replay err"):
-            kept.add_column(name, justify="left" if name in ("made", "claim") else "right")
+        for name, drop in (("made", 1), ("claim", None), ("naive", 2), ("replay", None),
+                           ("delivered", None), ("replay err", None)):  # fmt: skip
+            left = name in ("made", "claim")
+            kept.add_column(name, "left" if left else "right", drop, no_wrap=name != "claim")
         for k in p.kept:
             kept.add_row(
                 k.made_utc[:19],

@@ -68,7 +68,7 @@ class SetView:
     ecdf_share: tuple[float, ...]  # the share of them at or under each
     requests_per_s: float  # answered a second of measured time (NaN: not known)
     tokens_per_s: float | None  # output tokens a second (None: nothing decoded)
-    requests_per_joule: float | None  # None: the machine exposed no energy counter
+    requests_per_joule: str  # with the counters it counts, or "unknown"
     cost: Cost | None  # None: no price given for it
     errors: tuple[tuple[str, int], ...]  # each distinct error, most frequent first
 
@@ -186,8 +186,8 @@ def _view(index: int, summary: Summary, work: int, usd: float | None) -> SetView
         ecdf_share=shares,
         requests_per_s=math.nan if made is None else made.requests_per_s,
         tokens_per_s=None if made is None else made.output_tokens_per_s,
-        requests_per_joule=None if made is None else made.requests_per_joule,
-        cost=None if made is None or usd is None else cost(made, usd),
+        requests_per_joule="unknown" if made is None else made.per_joule_text(),
+        cost=None if made is None or usd is None else cost(made, usd),  # None: nothing served
         errors=tuple(errors.most_common()),
     )
 

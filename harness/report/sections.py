@@ -159,7 +159,7 @@ def throughput_section(page: Page, figures: Mapping[str, Safe]) -> Safe:
             how(v.summary),
             number(v.requests_per_s),
             number(v.tokens_per_s, 1) if v.tokens_per_s is not None else None,
-            "unknown" if v.requests_per_joule is None else number(v.requests_per_joule, 3),
+            v.requests_per_joule,
         ]
         if priced:
             c = v.cost
@@ -253,7 +253,10 @@ def projected_section(page: Page, figures: Mapping[str, Safe]) -> Safe:
                 f"[1] -> [{pairing.index}]",
                 number(e2e.base_ms),
                 number(e2e.candidate_ms),
-                number(e2e.ratio, 3, "x"),
+                # As pyperf says it: inside the noise there is no ratio to read.
+                "not significant"
+                if e2e.low is not None and not e2e.significant
+                else number(e2e.ratio, 3, "x", rough=e2e.low is None),
                 _interval(e2e),
                 _significance(e2e),
                 "yes" if c.trustworthy else "no: a set is INVALID",

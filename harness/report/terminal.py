@@ -237,11 +237,10 @@ def _throughput(s: Summary, tag: str = "") -> Text:
     if t.output_tokens_per_s is not None:
         said += f", {t.output_tokens_per_s:.4g} output tokens/s"
     pace = "under its load" if t.load else "one request at a time"
-    per_joule = t.requests_per_joule
     energy = (
-        "energy unknown (no counter)"
-        if per_joule is None
-        else f"{per_joule:.4g} requests/J ({', '.join(t.power_w)})"
+        "energy unknown (no counter read)"
+        if not t.power_w
+        else (f"{t.per_joule_text()} requests/J")
     )
     return Text(f"{said} ({pace}); {energy}", style="dim")
 
@@ -333,21 +332,23 @@ def results(rows: list[Row], location: str, filtered: str = "") -> Fit | Text:
     if not rows:
         return Text(f"no result sets{filtered} in {location}")
     table = Fit(title=f"result sets{filtered}, newest first, in {location}")
-    # The id names the workload and host too: their own columns go before it is cut.
+    # The id names the workload and host too: their own columns go before it is cut; a
+    # failure's reason, in the verdict column, wraps.
     for name, drop in (("id", None), ("date (UTC)", 3), ("host", 4), ("workload", 8),
                        ("size", 1), ("device", 2), ("backend", 5), ("requests", 6),
                        ("p50 ms", None), ("verdict", None), ("complete", 7)):  # fmt: skip
         numeric = name in ("requests", "p50 ms")
         table.add_column(
-            name, justify="right" if numeric else "left", drop=drop, no_wrap=name != "id"
+            name, justify="right" if numeric else "left", drop=drop, no_wrap=name != "verdict"
         )
     for row in rows:
         entry, m = row.listing, row.listing.manifest
         if m is None:
             failed = entry.failed
+            # Why, in the verdict column: the one a narrow terminal keeps.
             problem = Text(f"failed: {failed.reason}" if failed else entry.problem, "red")
-            name = failed.workload if failed else "-"
-            table.add_row(entry.id, "-", row.host or "-", name, *"-----", "-", problem)
+            name, made = (failed.workload, _date(failed.created_utc)) if failed else ("-", "-")
+            table.add_row(entry.id, made, row.host or "-", name, *"-----", problem, "no")
             continue
         stopped = "interrupted" if m.interrupted else m.stopped_by
         verdict = (
@@ -357,7 +358,7 @@ def results(rows: list[Row], location: str, filtered: str = "") -> Fit | Text:
         )
         table.add_row(
             entry.id,
-            m.created_utc[:19].replace("T", " "),
+            _date(m.created_utc),
             row.host or "-",
             m.workload,
             m.work.size,
@@ -369,6 +370,10 @@ def results(rows: list[Row], location: str, filtered: str = "") -> Fit | Text:
             "yes" if m.complete else Text(f"no ({stopped})", "yellow"),
         )
     return table
+
+
+def _date(utc: str) -> str:
+    return utc[:19].replace("T", " ")
 
 
 def workloads(entries: Iterable[Entry]) -> Table:
