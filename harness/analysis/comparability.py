@@ -69,7 +69,7 @@ def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-FOLDED = 2  # a section with more differing settings than this is said as a count
+SAID_EACH = 2  # a section with more differing settings than this is said as a count
 
 
 def differences_line(differences: dict[str, tuple[Any, Any]]) -> str:
@@ -80,7 +80,7 @@ def differences_line(differences: dict[str, tuple[Any, Any]]) -> str:
         sections.setdefault(key.split(".")[0], []).append(key)
     said = []
     for section, keys in sections.items():
-        if len(keys) > FOLDED:
+        if len(keys) > SAID_EACH:
             said.append(f"{section} ({len(keys)} settings)")
         else:
             said += [f"{k} {differences[k][0]} -> {differences[k][1]}" for k in keys]

@@ -19,8 +19,9 @@ from harness.machine.fingerprint import Fingerprint
 Read = Callable[[Fingerprint], Any]
 
 
-def _gib(value: int | None) -> str | None:
-    return None if value is None else f"{value / 2**30:.0f} GiB"
+def gib(value: int | None) -> str | None:
+    """Bytes of memory as a buyer reads them (None: unknown)."""
+    return None if value is None else f"{value / 2**30:.1f} GiB"
 
 
 def accelerators(f: Fingerprint) -> str | None:
@@ -42,7 +43,7 @@ HARDWARE: tuple[tuple[str, Read], ...] = (
     ("usable cores", lambda f: f.usable_cores),
     ("sockets", lambda f: f.host.host_processors_per_node),
     ("NUMA nodes", lambda f: f.host.host_numa_node_count),
-    ("memory", lambda f: _gib(f.host.host_memory_capacity)),
+    ("memory", lambda f: gib(f.host.host_memory_capacity)),
     ("ISA flags", lambda f: " ".join(f.host.host_processor_isa_flags) or None),
     ("accelerators", accelerators),
 )

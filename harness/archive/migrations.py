@@ -7,6 +7,7 @@ each kept projection carry versions of their own. A file newer than this gapbenc
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from harness.archive import history, schema
+from harness.archive.codec import DecodeError, deeper_than, from_dict
 from harness.errors import UserError
 from harness.machine import fingerprint
 
@@ -198,3 +200,33 @@ def check_calibration(body: Body, what: str) -> Body:
     """A kept calibration of a version this gapbench reads (there is one so far)."""
     _version(body, history.CALIBRATION_VERSION, what)
     return body
+
+
+def migrate_intervals(frame: pd.DataFrame, written: int) -> pd.DataFrame:
+    """An intervals table written by version ``written``, as the current version reads it."""
+    return migrate_tables({"intervals": frame}, written)["intervals"]
+
+
+MAX_NESTING = 64  # levels of a manifest, where gapbench writes fewer than ten
+
+
+def read_manifest(raw: bytes, what: str) -> schema.Manifest:
+    """A ``manifest.json``'s bytes as the current version's typed manifest, migrated; any fault
+    in it is one UserError naming ``what``."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # not JSON, or nested past Python's stack
+        raise UserError(f"{what}: manifest.json is corrupt") from exc
+    if not isinstance(body, dict):
+        raise UserError(f"{what}: manifest.json is corrupt: not an object")
+    if deeper_than(body, MAX_NESTING):
+        raise UserError(f"{what}: manifest.json is corrupt: nested past {MAX_NESTING} levels")
+    try:
+        body = migrate_manifest(body, what)
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        # An older manifest whose keys hold what no gapbench wrote: not worth a traceback.
+        raise UserError(f"{what}: manifest.json is corrupt: {type(exc).__name__}") from None
+    try:
+        return from_dict(schema.Manifest, body)
+    except DecodeError as exc:
+        raise UserError(f"{what}: manifest.json is corrupt: {exc}") from None

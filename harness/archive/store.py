@@ -22,7 +22,7 @@ import pandas as pd
 
 from harness.archive.checks import check_set
 from harness.archive.checksums import check_files, checksum
-from harness.archive.codec import DecodeError, deeper_than, from_dict, to_dict
+from harness.archive.codec import DecodeError, from_dict, to_dict
 from harness.archive.history import SCHEMA_VERSION, SEALED
 from harness.archive.intervals import StoredIntervals, read_parquet
 from harness.archive.location import open_location, why
@@ -30,8 +30,9 @@ from harness.archive.migrations import (
     Tables,
     check_failed_run,
     check_projection,
-    migrate_manifest,
+    migrate_intervals,
     migrate_tables,
+    read_manifest,
 )
 from harness.archive.result_set import Listing, ResultSet
 from harness.archive.schema import FailedRun, KeptProjection, Manifest
@@ -42,7 +43,6 @@ MANIFEST = "manifest.json"
 FAILED = "failed.json"  # in place of a manifest: the workload failed before any replicate
 PROJECTIONS = "projections"  # a set's sub-folder of projections made from it
 ENV_VAR = "GAPBENCH_RESULTS"
-MAX_NESTING = 64  # levels of a manifest, where gapbench writes fewer than ten
 
 
 def default_location() -> str:
@@ -259,7 +259,7 @@ class Archive:
                 if name == "intervals":  # read in parts, as readers ask
                     intervals = StoredIntervals(
                         functools.partial(self.fs.open, path, "rb"),
-                        functools.partial(_migrated_intervals, written=written),
+                        functools.partial(migrate_intervals, written=written),
                         where,
                     )
                 else:
@@ -411,25 +411,7 @@ class Archive:
             )
         what = f"result set {set_id}"
         try:
-            body = json.loads(self.fs.cat_file(path))
+            raw = self.fs.cat_file(path)
         except OSError as exc:  # a folder in its place, a permission
             raise UserError(f"{what}: manifest.json is unreadable: {why(exc)}") from None
-        except (ValueError, RecursionError) as exc:  # not JSON, or nested past Python's stack
-            raise UserError(f"{what}: manifest.json is corrupt") from exc
-        if not isinstance(body, dict):
-            raise UserError(f"{what}: manifest.json is corrupt: not an object")
-        if deeper_than(body, MAX_NESTING):
-            raise UserError(f"{what}: manifest.json is corrupt: nested past {MAX_NESTING} levels")
-        try:
-            body = migrate_manifest(body, what)
-        except (TypeError, AttributeError, KeyError, ValueError) as exc:
-            # An older manifest whose keys hold what no gapbench wrote: not worth a traceback.
-            raise UserError(f"{what}: manifest.json is corrupt: {type(exc).__name__}") from None
-        try:
-            return from_dict(Manifest, body)
-        except DecodeError as exc:
-            raise UserError(f"{what}: manifest.json is corrupt: {exc}") from None
-
-
-def _migrated_intervals(frame: pd.DataFrame, written: int) -> pd.DataFrame:
-    return migrate_tables({"intervals": frame}, written)["intervals"]
+        return read_manifest(raw, what)

@@ -29,7 +29,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 
     from harness.analysis.listing import chosen, rows
     from harness.archive.codec import to_dict
-    from harness.report import terminal
+    from harness.report import listing
 
     archive = _existing(args.results)
     listings = archive.listings()
@@ -54,7 +54,7 @@ def cmd_results(args: argparse.Namespace) -> int:
         for r in found
     ]
     filtered = " matching" if args.workload is not None or args.host is not None else ""
-    output(args, payload, lambda: terminal.results(found, archive.location, filtered))
+    output(args, payload, lambda: listing.results(found, archive.location, filtered))
     if listings and all(e.manifest is None and e.failed is None for e in listings):
         say_error(f"no set in {archive.location} can be read")
         return EXIT_BAD_INPUT

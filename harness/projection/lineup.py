@@ -31,26 +31,36 @@ MAX_ALLOWED = 10.0  # --fail-if-slower: at most 1000%, a tenfold slowdown
 @dataclass(frozen=True)
 class Lineup:
     summaries: tuple[Summary, ...]  # the first is the base every speedup is taken against
-    pairs: tuple[Comparison, ...]  # the base against each other set, in order
+    pairs: tuple[Comparison, ...]  # the base against each other set it compares with, in order
     machines: MachineDifferences
     costs: dict[str, Cost] = field(default_factory=dict)  # by set id, where a price was given
+    apart: dict[str, str] = field(default_factory=dict)  # set id -> why it is not compared
 
     @property
     def base(self) -> Summary:
         return self.summaries[0]
 
+    def tag(self, set_id: str) -> str:
+        """``[n]``: the set's place in the lineup, from 1 for the base."""
+        return f"[{[s.result.id for s in self.summaries].index(set_id) + 1}]"
+
+    def pair(self, set_id: str) -> Comparison | None:
+        """The base against the set ``set_id`` (None: the base itself, or set apart)."""
+        return next((p for p in self.pairs if p.candidate.result.id == set_id), None)
+
     def table(self) -> pd.DataFrame:
         """One row per set and stage (end to end first): its p50, and against the base its
         speedup, 95% interval over replicates and whether it is significant."""
         frames = []
-        for i, s in enumerate(self.summaries):
+        for s in self.summaries:
             own = pd.DataFrame(
                 {
                     "name": [END_TO_END, *s.stages["stage"].astype(str)],
                     "p50_ms": [s.end_to_end.p50 * 1e3, *s.stages["wall_p50_ms"]],
                 }
             )
-            found = (self.pairs[i - 1].end_to_end, *self.pairs[i - 1].stages) if i else ()
+            p = self.pair(s.result.id)
+            found = () if p is None else (p.end_to_end, *p.stages)
             against = pd.DataFrame(
                 [(f.name, f.ratio, f.low, f.high, f.significant) for f in found],
                 columns=["name", "speedup", "low", "high", "significant"],
@@ -94,6 +104,7 @@ class Lineup:
             },
             "cost": {k: v.to_dict() for k, v in self.costs.items()},
             "candidates": [p.to_dict() for p in self.pairs],
+            "not_compared": self.apart,
         }
 
 
@@ -108,21 +119,32 @@ def lineup(
     kept: tuple[KeptProjection, ...] = (),
     losses: Mapping[str, Losses] | None = None,
     prices: Mapping[str, float] | None = None,
+    set_apart: bool = False,
 ) -> Lineup:
     """The first of ``summaries`` against each of the others (``losses`` by candidate id: the
-    base's serialisation losses, checked against a candidate that overlapped)."""
+    base's serialisation losses, checked against a candidate that overlapped). A set that
+    cannot be compared with the base (other work, a check run) is refused, or with
+    ``set_apart`` kept beside the others with the reason."""
+    if len(summaries) < 2:
+        raise UserError("compare takes two sets or more: BASE and a CANDIDATE at least")
     distinct([s.result for s in summaries])
     base = summaries[0]
-    pairs = tuple(
-        compare(base, s, projections, kept, (losses or {}).get(s.result.id)) for s in summaries[1:]
-    )
+    pairs, apart = [], {}
+    for s in summaries[1:]:
+        try:
+            pairs.append(compare(base, s, projections, kept, (losses or {}).get(s.result.id)))
+        except UserError as exc:
+            if not set_apart:
+                raise
+            apart[s.result.id] = str(exc)
     priced = {
         s.result.id: cost(s.throughput, (prices or {})[s.result.id])
         for s in summaries
         if s.throughput is not None and s.result.id in (prices or {})
     }
     costs = {k: v for k, v in priced.items() if v is not None}
-    return Lineup(tuple(summaries), pairs, differences([s.result for s in summaries]), costs)
+    machines = differences([s.result for s in summaries])
+    return Lineup(tuple(summaries), tuple(pairs), machines, costs, apart)
 
 
 def allowed_slowdown(text: str) -> float:
@@ -140,8 +162,6 @@ def allowed_slowdown(text: str) -> float:
 def distinct(results: Sequence[ResultSet]) -> None:
     """Refuse a set named twice: a set compared with itself says nothing."""
     ids = [r.id for r in results]
-    if len(ids) < 2:
-        raise UserError("compare takes two sets or more: BASE and a CANDIDATE at least")
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
         raise UserError(f"{repeated[0]} is given twice: a set compared with itself says nothing")
@@ -162,10 +182,11 @@ def judgeable(results: Sequence[ResultSet]) -> None:
 def unjudged(lined: Lineup) -> list[str]:
     """Why the gate cannot judge a candidate: an invalid set, or no interval to judge by."""
     said = []
-    for i, p in enumerate(lined.pairs, start=2):
+    for p in lined.pairs:
         if not p.trustworthy:
             invalid = p.base if not p.base.verdict.valid else p.candidate
             said.append(f"{invalid.result.id} is INVALID: a gate on it judges nothing")
         elif p.end_to_end.low is None:
-            said.append(f"[{i}] {p.candidate.result.id} has no interval against [1]")
+            set_id = p.candidate.result.id
+            said.append(f"{lined.tag(set_id)} {set_id} has no interval against [1]")
     return said

@@ -4,14 +4,11 @@ each projection from the base beside the speedup one of them delivered."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.analysis.comparability import same_work
-from harness.analysis.summary import Summary
 from harness.archive.schema import KeptProjection
-from harness.errors import UserError
-from harness.projection.compare import Comparison, Speedup, compare
+from harness.projection.compare import Comparison, Speedup
+from harness.projection.lineup import Lineup
 from harness.projection.project import Projection
 
 
@@ -39,23 +36,21 @@ class ProjectedRow:
 
 
 def against(
-    base: Summary,
-    others: Sequence[tuple[int, Summary]],
+    lined: Lineup | None,
     made: tuple[Projection, ...],
     kept: tuple[KeptProjection, ...],
 ) -> tuple[tuple[Pairing, ...], tuple[ProjectedRow, ...]]:
-    """``base`` beside each of ``others`` (by their place on the page); the projections
+    """The base beside each other set of ``lined`` (None: the base alone); the projections
     ``made`` now and ``kept`` earlier, each against every set that delivered on the same work,
     or as projected alone when none did."""
     pairings, rows = [], []
-    for index, other in others:
-        if not same_work(base.result, other.result):
-            pairings.append(Pairing(index, None, "given other work: shown, not compared"))
-            continue
-        try:
-            found = compare(base, other, made, kept)
-        except UserError as exc:  # a check run, another timing mode: said, not compared
-            pairings.append(Pairing(index, None, str(exc)))
+    for other in lined.summaries[1:] if lined is not None else ():
+        set_id = other.result.id
+        index = int(lined.tag(set_id).strip("[]")) if lined is not None else 0
+        found = lined.pair(set_id) if lined is not None else None
+        if found is None:
+            why = lined.apart.get(set_id, "") if lined is not None else ""
+            pairings.append(Pairing(index, None, why))
             continue
         pairings.append(Pairing(index, found))
         notes = [_trust(p) for p in made] + [""] * len(found.kept)

@@ -4,6 +4,7 @@ delivered; the numbers come from the library unchanged."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
@@ -11,7 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.analysis.comparability import differences_line
-from harness.projection.sentences import comparison_sentence, interval_text
+from harness.projection.lineup import END_TO_END
+from harness.projection.sentences import comparison_sentence
 from harness.report import load, seams
 from harness.report.fit import Fit
 from harness.report.projection import sample_note
@@ -19,7 +21,7 @@ from harness.report.terminal import header
 from harness.report.units import ms
 
 if TYPE_CHECKING:
-    from harness.projection.compare import Comparison, OverlapCheck, Speedup
+    from harness.projection.compare import Comparison, OverlapCheck
     from harness.projection.lineup import Lineup
 
 SPEEDUP = (
@@ -37,13 +39,14 @@ def lineup(c: Lineup, verbose: bool = False) -> Group:
         parts += [Text(f"  ! {p}", style="red") for p in s.verdict.problems]
     if not all(p.trustworthy for p in c.pairs):
         parts.append(Text("! a set is invalid: this comparison is not trustworthy", style="red"))
-    for i, p in enumerate(c.pairs, start=2):
-        parts += _differences(p, f"[{i}]", verbose)
+    for p in c.pairs:
+        parts += _differences(p, c.tag(p.candidate.result.id), verbose)
+    parts += [Text(f"{c.tag(i)} not compared: {why}", style="yellow") for i, why in c.apart.items()]
     parts.append(speedups(c))
     parts.append(throughput(c))
     parts += _energy(c)
-    for i, p in enumerate(c.pairs, start=2):
-        parts += pair(p, f"[{i}]")
+    for p in c.pairs:
+        parts += pair(p, c.tag(p.candidate.result.id))
     return Group(*parts)
 
 
@@ -75,45 +78,50 @@ def _differences(p: Comparison, tag: str, verbose: bool) -> list[Any]:
     return [Text(f"{tag} execution differs: {differences_line(p.differences)}{more}", "dim")]
 
 
-def _speedup_cell(s: Speedup | None) -> Text:
-    if s is None:
+def _speedup_cell(row: Mapping[Any, Any]) -> Text:
+    """A row of the lineup's table as its speedup: ~ without an interval, and said as not
+    significant, not as a ratio, where its interval holds 1."""
+    ratio, low = row.get("speedup"), row.get("low")
+    if ratio is None or not math.isfinite(ratio):
         return Text("-")
-    if s.low is None:
-        return Text(f"~{s.ratio:.3f}")
-    if not s.significant:
+    if low is None or not math.isfinite(low):
+        return Text(f"~{ratio:.3f}")
+    if not row.get("significant"):
         return Text("not significant", style="dim")
-    return Text(f"{s.ratio:.3f}", style="green" if s.ratio > 1 else "red")
+    return Text(f"{ratio:.3f}", style="green" if ratio > 1 else "red")
+
+
+def _interval_cell(row: Mapping[Any, Any]) -> str:
+    low, high = row.get("low"), row.get("high")
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "-"
+    return f"{low:.3f}-{high:.3f}"
 
 
 def speedups(c: Lineup) -> Fit:
-    """p50 per stage for every set, and each candidate's speedup against [1]."""
+    """p50 per stage for every set, and each candidate's speedup against [1], from the
+    lineup's table."""
     table = Fit(title="p50 (ms) per set, and speedup against [1]", caption=SPEEDUP)
     table.add_column("stage", justify="left")
-    table.add_column("[1] ms", drop=2)
-    for i in range(2, len(c.summaries) + 1):
-        table.add_column(f"[{i}] ms", drop=2)
-        table.add_column(f"[{i}] speedup")
-        table.add_column(f"[{i}] interval", drop=1)
-    base = c.base
-    stages = [str(n) for n in base.stages["stage"]]
-    own = [_stage_p50(s) for s in c.summaries]
-    for name in ["end to end", *stages]:
-        cells: list[Any] = [Text(name, style="bold" if name == "end to end" else "")]
-        cells.append(ms(own[0].get(name)))
-        for i, p in enumerate(c.pairs, start=1):
-            found = {s.name: s for s in (p.end_to_end, *p.stages)}.get(name)
-            cells += [
-                ms(own[i].get(name)),
-                _speedup_cell(found),
-                interval_text(found) if found is not None else "-",
-            ]
+    frame = c.table()
+    ids = list(dict.fromkeys(frame["set"]))
+    compared = {p.candidate.result.id for p in c.pairs}
+    for set_id in ids:
+        tag = c.tag(set_id)
+        table.add_column(f"{tag} ms", drop=2)
+        if set_id in compared:
+            table.add_column(f"{tag} speedup")
+            table.add_column(f"{tag} interval", drop=1)
+    by = {(r["set"], r["name"]): r for r in frame.to_dict(orient="records")}
+    for name in dict.fromkeys(frame.loc[frame["set"] == ids[0], "name"]):
+        cells: list[Any] = [Text(str(name), style="bold" if name == END_TO_END else "")]
+        for set_id in ids:
+            row = by.get((set_id, name), {})
+            cells.append(ms(row.get("p50_ms")))
+            if set_id in compared:
+                cells += [_speedup_cell(row), _interval_cell(row)]
         table.add_row(*cells)
     return table
-
-
-def _stage_p50(s: Any) -> dict[str, float]:
-    stages = dict(zip(s.stages["stage"], s.stages["wall_p50_ms"], strict=True))
-    return {"end to end": s.end_to_end.p50 * 1e3, **stages}
 
 
 def throughput(c: Lineup) -> Fit:

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from harness import __version__
-from harness.analysis.machines import MachineDifferences, accelerators, differences
+from harness.analysis.comparability import same_work
+from harness.analysis.machines import MachineDifferences, accelerators, differences, gib
 from harness.analysis.price import Cost, cost
 from harness.analysis.stats import sample_floor
 from harness.analysis.summary import Summary, summarize
@@ -23,6 +24,7 @@ from harness.errors import UserError
 from harness.machine.fingerprint import Fingerprint
 from harness.projection.budget import Budget
 from harness.projection.claims import Claim
+from harness.projection.lineup import distinct, lineup
 from harness.projection.project import project
 from harness.projection.replay_sample import REPLAY_SAMPLE
 from harness.report.against import Pairing, ProjectedRow, against
@@ -135,18 +137,15 @@ def build(
     ``prices``: USD an hour by set id (``harness.analysis.price.prices``)."""
     if not results:
         raise UserError("a report needs at least one result set")
-    seen: set[str] = set()
-    for result in results:
-        if result.id in seen:
-            raise UserError(f"{result.id} is named twice: name each set once")
-        seen.add(result.id)
+    distinct(results)
     summaries = [summarize(r) for r in results]
     works = _works(results)
     usd = prices or {}
     views = tuple(_view(i + 1, s, works[i], usd.get(s.result.id)) for i, s in enumerate(summaries))
     made = tuple(project(results[0], c, sample_size, budget) for c in claims)
-    others = [(v.index, v.summary) for v in views[1:]]
-    pairings, rows = against(summaries[0], others, made, tuple(kept))
+    # Sets of other work (or run as a check) are set apart, shown but not compared.
+    lined = lineup(summaries, made, tuple(kept), set_apart=True) if len(views) > 1 else None
+    pairings, rows = against(lined, made, tuple(kept))
     return Page(
         sets=views,
         pairings=pairings,
@@ -159,13 +158,12 @@ def build(
 
 
 def _works(results: Sequence[ResultSet]) -> list[int]:
-    """Each set's work, numbered from 1 in the order first seen (a set without a digest is
-    alone in its work)."""
-    numbers: dict[str, int] = {}
-    found = []
-    for result in results:
-        digest = result.manifest.work.work_sha256 or f"unknown {result.id}"
-        found.append(numbers.setdefault(digest, len(numbers) + 1))
+    """Each set's work, numbered from 1 in the order first seen, as ``same_work`` tells works
+    apart (a set without a digest is alone in its work)."""
+    found: list[int] = []
+    for i, result in enumerate(results):
+        alike = next((found[j] for j in range(i) if same_work(results[j], result)), None)
+        found.append(alike or max(found, default=0) + 1)
     return found
 
 
@@ -227,11 +225,10 @@ def machine(fingerprint: Fingerprint) -> Machine:
     cores = [f"{physical} cores" if physical else "", _count(host.host_processor_vcpu_count)]
     if fingerprint.usable_cores is not None:
         cores.append(f"{fingerprint.usable_cores:g} usable")
-    memory = host.host_memory_capacity
     return Machine(
         cpu=host.host_processor_model_name,
         cores=", ".join(c for c in cores if c) or "unknown",
-        memory=f"{memory / 2**30:.1f} GiB" if memory else "unknown",
+        memory=gib(host.host_memory_capacity) or "unknown",
         accelerators=accelerators(fingerprint) or "not probed",
         system=f"{host.operating_system}, kernel {host.kernel}",
     )
