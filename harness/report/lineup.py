@@ -170,7 +170,7 @@ def _energy(c: Lineup) -> list[Text]:
 def _number(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return "-"
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+    return f"{value:,.0f}" if value >= 100 else f"{value:#.3g}"
 
 
 def pair(p: Comparison, tag: str) -> list[Any]:
