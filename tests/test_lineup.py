@@ -89,11 +89,11 @@ def test_the_gate_from_the_command_line_exits_1_and_names_the_slower_set(tmp_pat
     assert main([*argv, "--fail-if-slower", "5%"]) == 1
     out, err = capsys.readouterr()
     assert "slow is 1.2" in err and "slower end to end" in err and "[2]" in out
-    assert main([*argv, "--fail-if-slower", "30", "--json"]) == 0
+    assert main([*argv, "--fail-if-slower", "30%", "--json"]) == 0
     said = json.loads(capsys.readouterr().out)
     assert said["fail_if_slower"] == {"allowed": 0.3, "slower": [], "not_judged": []}
     assert said["sets"] == ["base", "slow"]
-    for bad in ("-1%", "abc", "2000%", "nan"):
+    for bad in ("-1%", "abc", "2000%", "nan%", "5"):
         assert main([*argv, "--fail-if-slower", bad]) == 2
         assert capsys.readouterr().err.count("\n") == 1
 
@@ -249,5 +249,33 @@ def test_mean_power_is_joules_over_the_seconds_sampled_per_counter():
 
 def test_allowed_slowdown_reads_percentages():
     assert allowed_slowdown("5%") == pytest.approx(0.05)
-    assert allowed_slowdown(" 12.5 ") == pytest.approx(0.125)
+    assert allowed_slowdown(" 12.5% ") == pytest.approx(0.125)
+    with pytest.raises(UserError, match="with its sign"):
+        allowed_slowdown("0.05")  # five percent, or five hundredths of one?
     assert allowed_slowdown("0%") == 0.0
+
+
+def test_a_prices_file_must_price_a_set_here_and_one_host_one_machine(tmp_path):
+    xeon = _elsewhere(tmp_path, "xeon-gold-5415plus-2s", "20261201T215455Z-vm-rag-00000009")
+    results = [load(str(RAG_SET)), load(str(tmp_path / xeon))]
+    file = tmp_path / "prices.toml"
+    file.write_text("[hosts]\nother = 1\n")
+    with pytest.raises(UserError, match=r"prices no host of these sets \(hosts: vm\)"):
+        prices(results, [], str(file))
+    file.write_text("[hosts]\nvm = 1\n")
+    with pytest.raises(UserError, match="names sets run on different CPUs"):
+        prices(results, [], str(file))
+    assert prices(results[:1], [], str(file)) == {RAG_SET.name: 1.0}
+    with pytest.raises(UserError, match="priced twice"):
+        prices(results, ["20261201T215455Z-vm-rag-c=1", "20261201T215455Z-vm-rag-c7=2"])
+
+
+def test_the_sentence_says_a_slowdown_in_its_own_terms_and_an_invalid_set_first():
+    base, slower = timed("a", 1.0), timed("b", 1.2)
+    (p,) = lineup([summarize(base), summarize(slower)]).pairs
+    said = p.sentence
+    low, high = 1 / p.end_to_end.high, 1 / p.end_to_end.low
+    assert said.startswith("b is 1.2") and f"95% interval {low:.3f}-{high:.3f}x slower" in said
+    cut = timed("c", 1.2, complete=False, interrupted=True, stopped_by="interrupted")
+    (p,) = lineup([summarize(base), summarize(cut)]).pairs
+    assert p.sentence.startswith("a set is INVALID, so this is not to be trusted: c is")

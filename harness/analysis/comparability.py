@@ -33,6 +33,12 @@ def comparable(base: ResultSet, candidate: ResultSet) -> dict[str, tuple[Any, An
             raise UserError(f"{result.id} ran with a virtual speedup: it is a check, not a run")
         if not result.requests["ok"].any():
             raise UserError(f"{result.id} has no successful request to compare")
+    workloads = (base.manifest.workload, candidate.manifest.workload)
+    if workloads[0] != workloads[1]:
+        raise UserError(
+            f"{base.id} and {candidate.id} ran different workloads ({workloads[0]} and "
+            f"{workloads[1]}): not comparable"
+        )
     if not same_work(base, candidate):
         work_a, work_b = (_flat(to_dict(r.manifest.work)) for r in (base, candidate))
         differing = sorted(k for k in set(work_a) | set(work_b) if work_a.get(k) != work_b.get(k))
@@ -41,6 +47,8 @@ def comparable(base: ResultSet, candidate: ResultSet) -> dict[str, tuple[Any, An
             for k in differing
             if k != "work_sha256"
         )
+        if named == "code_hash":  # the same settings, run by another version of the code
+            named = "code_hash: another version of the workload's code ran"
         named = named or "the work"
         raise UserError(
             f"{base.id} and {candidate.id} were given different work ({named}): not comparable"

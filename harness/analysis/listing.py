@@ -21,6 +21,7 @@ class Row:
     p50_ms: float | None  # None: no successful request, or the set could not be read
     valid: bool | None  # None: not judged (no manifest, or unreadable)
     problem: str = ""  # why it was not judged
+    problems: tuple[str, ...] = ()  # why its verdict is INVALID
 
     @property
     def verdict(self) -> str:
@@ -65,6 +66,6 @@ def rows(
                 found.append(Row(entry, host, None, None, str(exc)))
             else:
                 p50 = s.end_to_end.p50 * 1e3 if s.end_to_end.n else None
-                found.append(Row(entry, host, p50, s.verdict.valid))
+                found.append(Row(entry, host, p50, s.verdict.valid, "", s.verdict.problems))
         tick()
     return found

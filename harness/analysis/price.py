@@ -63,19 +63,7 @@ def prices(
 ) -> dict[str, float]:
     """USD an hour by set id: ``given`` as ``SET=USD`` (an id or a unique prefix among
     ``results``), else the price ``file`` gives the set's host (TOML: ``[hosts] NAME = USD``)."""
-    found: dict[str, float] = {}
-    if file is not None:
-        body = toml_file(file, "--prices")
-        hosts = body.get("hosts")
-        if not isinstance(hosts, dict) or set(body) - {"hosts"}:
-            raise UserError(f"--prices {file}: give one [hosts] table of NAME = USD an hour")
-        by_host = {
-            str(h): checked_price(v, f"--prices {file}: host {h!r}") for h, v in hosts.items()
-        }
-        for r in results:
-            host = host_of(r.id, r.manifest.workload)
-            if host in by_host:
-                found[r.id] = by_host[host]
+    found = {} if file is None else _by_host(results, file)
     priced: set[str] = set()
     for text in given:
         name, sep, value = text.partition("=")
@@ -91,3 +79,30 @@ def prices(
         priced.add(matches[0])
         found[matches[0]] = checked_price(value, where)
     return found
+
+
+def _by_host(results: Sequence[ResultSet], file: str) -> dict[str, float]:
+    """The prices ``file`` gives the sets' hosts (by the host each id names), checked: it must
+    price one of them, and a host name must not stand for machines with different CPUs."""
+    body = toml_file(file, "--prices")
+    hosts = body.get("hosts")
+    if not isinstance(hosts, dict) or set(body) - {"hosts"}:
+        raise UserError(f"--prices {file}: give one [hosts] table of NAME = USD an hour")
+    by_host = {str(h): checked_price(v, f"--prices {file}: host {h!r}") for h, v in hosts.items()}
+    named = {r.id: host_of(r.id, r.manifest.workload) for r in results}
+    priced = [r for r in results if named[r.id] in by_host]
+    if not priced:
+        here = ", ".join(sorted(set(named.values()))) or "none"
+        raise UserError(f"--prices {file}: it prices no host of these sets (hosts: {here})")
+    for host in sorted({named[r.id] for r in priced}):
+        cpus = {
+            r.manifest.fingerprint.host.host_processor_model_name
+            for r in priced
+            if named[r.id] == host
+        }
+        if len(cpus) > 1:  # one name, several machines: which one is the price for?
+            raise UserError(
+                f"--prices {file}: host {host!r} names sets run on different CPUs "
+                f"({', '.join(sorted(cpus))}): price them by set with --price-per-hour"
+            )
+    return {r.id: by_host[named[r.id]] for r in priced}

@@ -120,7 +120,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for p in slower:
         say_error(
             f"{p.candidate.result.id} is {1 / p.end_to_end.ratio:.3f}x slower end to end at "
-            f"p50 than {base.id} (significant; {allowed:.0%} allowed)"
+            f"p50 than {base.id} (significant; {args.fail_if_slower.strip()} allowed)"
         )
     return EXIT_SLOWER if slower else 0
 

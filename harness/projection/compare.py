@@ -101,7 +101,7 @@ class Comparison:
 
     @property
     def sentence(self) -> str:
-        return comparison_sentence(self)
+        return comparison_sentence(self, self.candidate.result.id)
 
     def to_dict(self) -> dict[str, Any]:
         return {

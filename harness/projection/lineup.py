@@ -148,7 +148,10 @@ def lineup(
 
 
 def allowed_slowdown(text: str) -> float:
-    """``--fail-if-slower``'s share: ``5%`` or ``5`` (percent), 0 to 1000%."""
+    """``--fail-if-slower``'s share: ``5%`` (with its sign: is a bare 0.05 five percent, or
+    five hundredths of one?), 0% to 1000%."""
+    if not text.strip().endswith("%"):
+        raise UserError(f"--fail-if-slower {text!r}: give a percentage with its sign, e.g. 5%")
     number = text.strip().removesuffix("%")
     try:
         share = float(number) / 100.0

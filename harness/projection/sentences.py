@@ -91,20 +91,25 @@ def interval_text(s: Speedup) -> str:
 
 def comparison_sentence(c: Comparison, name: str = "CANDIDATE") -> str:
     """Whether CANDIDATE (called ``name``) is faster or slower than BASE end to end, and
-    whether it is real: a difference inside the noise is said as none, not as a ratio."""
+    whether it is real: a difference inside the noise is said as none, not as a ratio, and a
+    comparison with an invalid set says so first."""
+    caveat = "" if c.trustworthy else "a set is INVALID, so this is not to be trusted: "
     e = c.end_to_end
-    verdict = "faster" if e.ratio >= 1 else "slower"
-    factor = e.ratio if e.ratio >= 1 else 1 / e.ratio
-    if e.low is None:
+    faster = e.ratio >= 1
+    verdict = "faster" if faster else "slower"
+    factor = e.ratio if faster else 1 / e.ratio
+    if e.low is None or e.high is None:
         return (
-            f"{name} measured {factor:.3f}x {verdict} end to end at p50, but whether that is "
-            "more than noise is unknown: fewer than 3 replicates on a side (run --repeat 3 or "
-            "more)"
+            f"{caveat}{name} measured {factor:.3f}x {verdict} end to end at p50, but whether "
+            "that is more than noise is unknown: fewer than 3 replicates on a side (run "
+            "--repeat 3 or more)"
         )
     if not e.significant:
         return (
-            f"{name} is not significantly faster or slower end to end at p50 (measured "
-            f"{e.ratio:.3f}x, 95% interval {interval_text(e)})"
+            f"{caveat}{name} is not significantly faster or slower end to end at p50 "
+            f"(measured {e.ratio:.3f}x faster, 95% interval {interval_text(e)})"
         )
-    basis = f"95% interval {interval_text(e)}, significant"
-    return f"{name} is {factor:.3f}x {verdict} end to end at p50 ({basis})"
+    # The interval in the headline's own terms: a slowdown's, inverted.
+    low, high = (e.low, e.high) if faster else (1 / e.high, 1 / e.low)
+    interval = f"95% interval {low:.3f}-{high:.3f}x {verdict}, significant"
+    return f"{caveat}{name} is {factor:.3f}x {verdict} end to end at p50 ({interval})"

@@ -35,8 +35,11 @@ def lineup(c: Lineup, verbose: bool = False) -> Group:
     """Machines, verdicts, what differs in execution, speedups, throughput, then per pair."""
     parts: list[Any] = machines(c)
     for i, s in enumerate(c.summaries):
+        v = s.verdict
         parts.append(header(s, f"[{i + 1}] "))
-        parts += [Text(f"  ! {p}", style="red") for p in s.verdict.problems]
+        parts += [Text(f"  ! {p}", style="red") for p in v.problems]
+        # What a quick run's sample size implies is said once by each set's own `show`.
+        parts += [Text(f"  - {n}", style="yellow") for n in v.notes if n not in v.sampling]
     if not all(p.trustworthy for p in c.pairs):
         parts.append(Text("! a set is invalid: this comparison is not trustworthy", style="red"))
     for p in c.pairs:

@@ -20,10 +20,12 @@ def results(rows: list[Row], location: str, filtered: str = "") -> Fit | Text:
     table = Fit(title=f"result sets{filtered}, newest first, in {location}")
     # The id names the workload and host too: their own columns go before it is cut; a
     # failure's reason, in the verdict column, wraps.
-    for name, drop in (("id", None), ("date (UTC)", 3), ("host", 4), ("workload", 8),
-                       ("size", 1), ("device", 2), ("backend", 5), ("requests", 6),
-                       ("p50 ms", None), ("verdict", None), ("complete", 7)):  # fmt: skip
-        numeric = name in ("requests", "p50 ms")
+    # A host's name is not its machine: the CPU says which one ran.
+    for name, drop in (("id", None), ("date (UTC)", 4), ("host", 6), ("CPU", 7),
+                       ("workload", 10), ("size", 1), ("device", 3), ("backend", 9),
+                       ("threads", 8), ("requests", 5), ("p50 ms", None), ("verdict", None),
+                       ("complete", 2)):  # fmt: skip
+        numeric = name in ("requests", "p50 ms", "threads")
         table.add_column(
             name, justify="right" if numeric else "left", drop=drop, no_wrap=name != "verdict"
         )
@@ -34,7 +36,7 @@ def results(rows: list[Row], location: str, filtered: str = "") -> Fit | Text:
             # Why, in the verdict column: the one a narrow terminal keeps.
             problem = Text(f"failed: {failed.reason}" if failed else entry.problem, "red")
             name, made = (failed.workload, _date(failed.created_utc)) if failed else ("-", "-")
-            table.add_row(entry.id, made, row.host or "-", name, *"-----", problem, "no")
+            table.add_row(entry.id, made, row.host or "-", "-", name, *"------", problem, "no")
             continue
         stopped = "interrupted" if m.interrupted else m.stopped_by
         verdict = (
@@ -46,10 +48,12 @@ def results(rows: list[Row], location: str, filtered: str = "") -> Fit | Text:
             entry.id,
             _date(m.created_utc),
             row.host or "-",
+            Text(m.fingerprint.host.host_processor_model_name),
             m.workload,
             m.work.size,
             m.execution.device,
             m.execution.backend,
+            "-" if m.execution.threads is None else str(m.execution.threads),
             str(entry.requests),
             ms(row.p50_ms),
             verdict,

@@ -156,6 +156,7 @@ def throughput_section(page: Page, figures: Mapping[str, Safe]) -> Safe:
     for v in page.sets:
         row: list[Cell] = [
             f"[{v.index}] {v.id}",
+            f"work {v.work}",
             how(v.summary),
             number(v.requests_per_s),
             number(v.tokens_per_s, 1) if v.tokens_per_s is not None else None,
@@ -173,12 +174,14 @@ def throughput_section(page: Page, figures: Mapping[str, Safe]) -> Safe:
                 ]
             )
         rows.append(row)
-    headers = ["set", "how requests arrived", "requests/s", "output tokens/s", "requests/J"]
+    headers = ["set", "work", "how requests arrived", "requests/s", "output tokens/s"]
+    headers.append("requests/J")
     if priced:
         headers += ["USD/hour", "requests/USD", "USD/M requests"]
     said = (
-        "At each set's own pace: one request at a time, or the load it ran under. Energy from "
-        "the counters the machine exposes (RAPL, NVML): unknown where it exposes none."
+        "At each set's own pace: one request at a time, or the load it ran under; only sets of "
+        "the same work are to be set side by side. Energy from the counters the machine "
+        "exposes (RAPL, NVML): unknown where it exposes none."
     )
     found = figures["throughput"] + figures.get("tokens", "")
     return Safe(found + table(headers, rows) + paragraphs([said], "dim"))
