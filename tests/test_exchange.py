@@ -161,7 +161,8 @@ def test_an_anonymized_export_names_no_host_user_path_or_personal_value(
     status, out, err = run_cli(capsys, *argv)
     assert status == 0, err
     renamed = {s["id"]: s["exported_as"] for s in json.loads(out)["sets"]}
-    assert all(new == old.replace("-vm-", "-host1-") for old, new in renamed.items())
+    vm = label_of(next(iter(renamed.values())))
+    assert all(new == old.replace("-vm-", f"-{vm}-") for old, new in renamed.items())
     found = members(shared)
     for name, body in found.items():
         assert "-vm-" not in name
@@ -181,7 +182,7 @@ def test_an_anonymized_export_names_no_host_user_path_or_personal_value(
         "LD_PRELOAD": "<path>/libjemalloc.so.2"  # which allocator ran is a fact; where, not
     }
     setup = manifest["replicates"][0]["setup_facts"]
-    assert setup == {"HOME": "<removed>", "USER": "<removed>", "note": "run by user on host1"}
+    assert setup == {"HOME": "<removed>", "USER": "<removed>", "note": f"run by user on {vm}"}
     assert manifest["config"]["work"]["work_sha256"] != original["config"]["work"]["work_sha256"]
     requests = manifest["tables"]["requests"]
     shared_requests = pq.read_table(pa.BufferReader(found[f"sets/{new}/{requests}"]))
@@ -192,7 +193,7 @@ def test_an_anonymized_export_names_no_host_user_path_or_personal_value(
     assert error == "FileNotFoundError: [Errno 2] No such file: '<path>/prompts.txt'"
     assert manifest["checksums"][requests] == sha256(found[f"sets/{new}/{requests}"])
     profile = json.loads(found[f"sets/{new}/{manifest['attachments']['profile.json']}"])
-    assert profile["host_name"] == "host1" and profile["traceName"] == "<path>/trace.json"
+    assert profile["host_name"] == vm and profile["traceName"] == "<path>/trace.json"
     projection = next(n for n in found if "/projections/" in n)
     assert json.loads(found[projection])["set_id"] == renamed[RAG_SET.name]
     # What was shared reads back whole: checksums recomputed, the work's digest resealed.
@@ -217,13 +218,36 @@ def test_every_host_gets_one_name_the_same_in_every_set(tmp_path, capsys):
     argv = ("export", RAG_SET.name, other, FIRST_V9_SET.name, "--anonymize", "-o", shared)
     status, out, err = run_cli(capsys, *argv, "--results", source, "--json")
     assert status == 0, err
-    assert [s["exported_as"] for s in json.loads(out)["sets"]] == [
-        RAG_SET.name.replace("-vm-", "-host1-"),
-        other.replace("-lab-7-", "-host2-"),
-        FIRST_V9_SET.name.replace("-vm-", "-host1-"),
+    exported = [s["exported_as"] for s in json.loads(out)["sets"]]
+    vm, lab = label_of(exported[0]), label_of(exported[1])
+    assert vm != lab and label_of(exported[2]) == vm
+    assert exported == [
+        RAG_SET.name.replace("-vm-", f"-{vm}-"),
+        other.replace("-lab-7-", f"-{lab}-"),
+        FIRST_V9_SET.name.replace("-vm-", f"-{vm}-"),
     ]
     names = {n.split("/")[1] for n in members(shared) if n != INDEX}
-    assert names == {s["exported_as"] for s in json.loads(out)["sets"]}
+    assert names == set(exported)
+    # Another export from the same archive labels each host alike; another archive does not.
+    again = tmp_path / "again.zip"
+    status, out, err = run_cli(
+        capsys, "export", other, "--anonymize", "-o", again, "--results", source, "--json"
+    )
+    assert status == 0 and label_of(json.loads(out)["sets"][0]["exported_as"]) == lab, err
+    elsewhere = archive_of(tmp_path / "c", RAG_SET)
+    status, out, err = run_cli(
+        capsys, "export", RAG_SET.name, "--anonymize", "-o", tmp_path / "c.zip",
+        "--results", elsewhere, "--json",
+    )  # fmt: skip
+    assert status == 0 and label_of(json.loads(out)["sets"][0]["exported_as"]) != vm, err
+    assert not [p for p in Archive(source).ids() if "anonymize" in p]  # the key is no set
+
+
+def label_of(set_id: str) -> str:
+    """The anonymized host an exported id names: ``host-`` and eight hex digits."""
+    found = re.fullmatch(r"\d{8}T\d{6}Z-(host-[0-9a-f]{8})-.+", set_id)
+    assert found is not None, set_id
+    return found.group(1)
 
 
 def data_offset(shared: Path, name: str) -> tuple[int, int]:
@@ -446,8 +470,10 @@ def test_names_learnt_in_one_set_are_rewritten_in_every_set(tmp_path, capsys, mo
     manifests = {n: json.loads(b) for n, b in found.items() if n.endswith("/manifest.json")}
     notes = [m["replicates"][0]["setup_facts"] for m in manifests.values()]
     assert {"note": "owner user, at <address>"} in notes
-    assert any(f.get("peer") == "host1 answered" for f in notes)
-    (v8,) = [m for m in manifests.values() if "-host2-" in m["id"]]
+    laptop = label_of(next(m["id"] for m in manifests.values() if m["id"].endswith("0001")))
+    assert any(f.get("peer") == f"{laptop} answered" for f in notes)
+    (v8,) = [m for m in manifests.values() if m["id"].endswith("00000003")]
+    assert label_of(v8["id"]) != laptop
     assert v8["config"]["execution"]["scenario"] == "server"
     status, _, err = run_cli(capsys, "import", shared, "--results", tmp_path / "b")
     assert status == 0, err

@@ -5,16 +5,21 @@ Every string of a set is read here: the manifest's (its work, execution, replica
 fingerprint checks, errors), a failure record's, the kept projections', the attachments' (a
 profiler's trace names its host and a path under /tmp) and every string cell of its tables (a
 request's error). A host is known from the ids (``<time>-<host>-<workload>-<hex>``) and from a
-``host_name`` key; it becomes ``host1``, ``host2``... in the order the sets are given, the same
-everywhere. A user is known as this machine's login, or as the folder a home path names. An
-absolute path keeps only a file's own name (``<path>/trace.json``), a URL loses its user and
-password, an e-mail address and a personal variable's value (HOME, USER...) are removed.
+``host_name`` key; it becomes ``host-`` and eight hex digits of a keyed hash of its name, the
+same everywhere and in every export from one archive (the key is the archive's own, in its
+``.anonymize`` folder, never exported: without it a name cannot be guessed back from its label,
+and two archives' hosts do not share labels). A user is known as this machine's login, or as
+the folder a home path names. An absolute path keeps only a file's own name
+(``<path>/trace.json``), a URL loses its user and password, an address on a network is removed
+but loopback's, and so are an e-mail address and a personal variable's value (HOME, USER...).
 """
 
 from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
+import hmac
 import itertools
 import json
 import os
@@ -81,8 +86,10 @@ def _address(match: re.Match[str]) -> str:
 class Anonymizer:
     """What one export rewrites, the same in every set it holds: ids, hosts, users."""
 
-    def __init__(self, workloads: Mapping[str, str]) -> None:
-        """``workloads``: each set id to export, in order, with its workload's name."""
+    def __init__(self, workloads: Mapping[str, str], key: bytes) -> None:
+        """``workloads``: each set id to export, in order, with its workload's name; ``key``:
+        the archive's secret that hosts' labels are hashed with."""
+        self._key = key
         self._hosts: dict[str, str] = {}
         self._ids: dict[str, str] = {}
         for set_id, workload in workloads.items():
@@ -151,7 +158,8 @@ class Anonymizer:
 
     def _host(self, host: str) -> str:
         if host not in self._hosts:
-            self._hosts[host] = f"host{len(self._hosts) + 1}"
+            digest = hmac.new(self._key, host.encode(), hashlib.sha256).hexdigest()
+            self._hosts[host] = f"host-{digest[:8]}"
         return self._hosts[host]
 
     def _personal(self, user: str) -> bool:

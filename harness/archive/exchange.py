@@ -89,7 +89,7 @@ def export_sets(
                 raise UserError(f"{problem}: nothing exported")
             files[set_id], workloads[set_id] = _names(archive, set_id)
             _fetch(archive, set_id, files[set_id], fetched / set_id)
-        anonymizer = Anonymizer(workloads) if anonymize else None
+        anonymizer = Anonymizer(workloads, anonymizing_key(archive)) if anonymize else None
         renamed = {i: anonymizer.new_id(i) if anonymizer else i for i in chosen}
         for set_id, new in renamed.items():
             (fetched / set_id).rename(staging / new)
@@ -111,6 +111,23 @@ def export_sets(
         }
         _pack(members, [*renamed.values()], target, anonymize, force)
     return Exported(str(target), tuple(renamed.items()), anonymize, target.stat().st_size)
+
+
+KEY = ".anonymize/key"  # a dotted folder: never listed as a set, never exported
+
+
+def anonymizing_key(archive: Archive) -> bytes:
+    """The archive's secret for hosts' labels, made on first use."""
+    path = f"{archive.root.rstrip('/')}/{KEY}"
+    try:
+        if archive.fs.exists(path):
+            return bytes.fromhex(archive.fs.cat_file(path).decode().strip())
+        key = secrets.token_bytes(32)
+        archive.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        archive.fs.pipe_file(path, key.hex().encode())
+        return key
+    except (OSError, ValueError) as exc:
+        raise UserError(f"the archive's anonymizing key at {path} is unusable: {exc}") from None
 
 
 def import_sets(archive: Archive, file: PathLike) -> Imported:

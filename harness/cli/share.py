@@ -77,8 +77,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--anonymize",
         action="store_true",
-        help="leave out host and user names, paths and personal environment values (hosts "
-        "become host1, host2...); hardware and software facts stay",
+        help="leave out host and user names, paths, network addresses and personal environment "
+        "values (a host becomes host- and a keyed hash of its name, alike in every export from "
+        "this archive); hardware and software facts stay",
     )
     export.add_argument(
         "-o", "--output", metavar="FILE", required=True, help="the file to write (a zip)"
