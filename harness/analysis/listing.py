@@ -30,7 +30,8 @@ class Row:
         return "valid" if self.valid else "INVALID"
 
 
-def _workload(entry: Listing) -> str:
+def workload_of(entry: Listing) -> str:
+    """The workload a listing names: its manifest's, or its failure record's ("" if neither)."""
     if entry.manifest is not None:
         return entry.manifest.workload
     return entry.failed.workload if entry.failed is not None else ""
@@ -42,7 +43,7 @@ def chosen(
     """The listings of ``workload`` made on ``host`` (either None: any)."""
 
     def keep(entry: Listing) -> bool:
-        name = _workload(entry)
+        name = workload_of(entry)
         if workload is not None and name != workload:
             return False
         return host is None or host_of(entry.id, name) == host
@@ -56,7 +57,7 @@ def rows(
     """Each listing read and judged (``tick`` after each: a progress bar's step)."""
     found = []
     for entry in listings:
-        host = host_of(entry.id, _workload(entry))
+        host = host_of(entry.id, workload_of(entry))
         if entry.manifest is None:
             found.append(Row(entry, host, None, None, entry.problem))
         else:

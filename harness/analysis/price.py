@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.analysis.machines import differences
 from harness.analysis.throughput import Throughput
 from harness.archive.names import host_of
 from harness.archive.result_set import ResultSet
@@ -63,8 +64,7 @@ def prices(
 ) -> dict[str, float]:
     """USD an hour by set id: ``given`` as ``SET=USD`` (an id or a unique prefix among
     ``results``), else the price ``file`` gives the set's host (TOML: ``[hosts] NAME = USD``)."""
-    found = {} if file is None else _by_host(results, file)
-    priced: set[str] = set()
+    found: dict[str, float] = {}
     for text in given:
         name, sep, value = text.partition("=")
         where = f"--price-per-hour {text!r}"
@@ -74,16 +74,16 @@ def prices(
         if len(matches) != 1:
             said = "no set compared here" if not matches else f"{len(matches)} sets compared here"
             raise UserError(f"{where}: {name.strip()!r} names {said}: give more of its id")
-        if matches[0] in priced:
+        if matches[0] in found:
             raise UserError(f"{where}: {matches[0]} is priced twice: give one price a set")
-        priced.add(matches[0])
         found[matches[0]] = checked_price(value, where)
-    return found
+    rest = [r for r in results if r.id not in found]  # a set priced by itself needs no host
+    return {**(_by_host(rest, file) if file is not None and rest else {}), **found}
 
 
 def _by_host(results: Sequence[ResultSet], file: str) -> dict[str, float]:
     """The prices ``file`` gives the sets' hosts (by the host each id names), checked: it must
-    price one of them, and a host name must not stand for machines with different CPUs."""
+    price one of them, and a host name must not stand for different machines."""
     body = toml_file(file, "--prices")
     hosts = body.get("hosts")
     if not isinstance(hosts, dict) or set(body) - {"hosts"}:
@@ -95,14 +95,11 @@ def _by_host(results: Sequence[ResultSet], file: str) -> dict[str, float]:
         here = ", ".join(sorted(set(named.values()))) or "none"
         raise UserError(f"--prices {file}: it prices no host of these sets (hosts: {here})")
     for host in sorted({named[r.id] for r in priced}):
-        cpus = {
-            r.manifest.fingerprint.host.host_processor_model_name
-            for r in priced
-            if named[r.id] == host
-        }
-        if len(cpus) > 1:  # one name, several machines: which one is the price for?
+        machines = differences([r for r in priced if named[r.id] == host])
+        if not machines.same_machine:  # one name, several machines: which is the price for?
             raise UserError(
-                f"--prices {file}: host {host!r} names sets run on different CPUs "
-                f"({', '.join(sorted(cpus))}): price them by set with --price-per-hour"
+                f"--prices {file}: host {host!r} names sets run on different machines "
+                f"({', '.join(machines.hardware.index)} differ): price them by set with "
+                "--price-per-hour SET=USD"
             )
     return {r.id: by_host[named[r.id]] for r in priced}

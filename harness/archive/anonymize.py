@@ -79,6 +79,11 @@ _ADDRESS = re.compile(r"^\[[0-9A-Fa-f:.]+\](?=[:/?#]|$)")
 LOOPBACK = frozenset({"127.0.0.1", "0.0.0.0", "[::1]", "[::]"})
 
 
+def _a_name(value: str) -> bool:
+    """Whether a host key's value is a name (not an address, nor a number)."""
+    return len(value) > 1 and any(c.isalpha() for c in value) and ":" not in value
+
+
 def _address(match: re.Match[str]) -> str:
     return match.group(0) if match.group(0) in LOOPBACK else "<address>"
 
@@ -201,7 +206,7 @@ class Anonymizer:
         """JSON ``value`` (found under ``key``; ``setting``: inside the set's config) with every
         string, keys too, rewritten."""
         if isinstance(value, str) and self._learning:  # read for names, left as it is
-            if key.lower() in HOST_KEYS and value:
+            if key.lower() in HOST_KEYS and _a_name(value):
                 host = self._host(slug(value.split(".")[0]))
                 for raw in (value, value.split(".")[0]):
                     self._alias(raw, self._hosts_of(host))
@@ -210,6 +215,8 @@ class Anonymizer:
             if key in PERSONAL:
                 return REMOVED
             if key.lower() in HOST_KEYS and value:
+                if not _a_name(value):  # an address: a network's, unless loopback
+                    return _IPV4.sub(_address, value) if _IPV4.fullmatch(value) else REMOVED
                 return self._host(slug(value.split(".")[0]))
             if key in PATH_KEYS and value:
                 return _as_path(self.text(value).replace("\\", "/"))
@@ -311,6 +318,9 @@ def _rewrite_text(path: Path, anonymizer: Anonymizer) -> None:
         path.write_bytes(rewritten.encode())
 
 
+_PLAIN = (pa.string(), pa.large_string())
+
+
 def _textual(kind: pa.DataType) -> bool:
     """Whether values of this Arrow type hold strings anywhere."""
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
@@ -327,6 +337,14 @@ def _rewrite_parquet(path: Path, anonymizer: Anonymizer) -> None:
     schema = source.schema_arrow
     textual = [i for i, f in enumerate(schema) if _textual(f.type)]
     if not textual:
+        return
+    if anonymizer.learning:  # read for the names its strings hold; nothing written
+        names = [schema.field(i).name for i in textual]
+        for group in range(source.num_row_groups):
+            for column in source.read_row_group(group, columns=names).columns:
+                plain = column.type in _PLAIN  # each distinct string once
+                for v in (pc.unique(column) if plain else column).to_pylist():
+                    anonymizer.value(v)
         return
     draft, changed = path.with_name(f"{path.name}.anonymized"), False
     with pq.ParquetWriter(draft, schema) as writer:

@@ -51,7 +51,7 @@ def keep(archive: Archive, calibration: Calibration) -> str:
     path = location_of(archive, calibration.machine)
     body = json.dumps(to_dict(calibration), indent=1).encode()
     try:
-        archive._folder(archive._path(FOLDER))
+        archive.make_folder(archive._path(FOLDER))
         archive._commit(path, body)
     except OSError as exc:
         raise UserError(f"the calibration could not be kept at {path}: {why(exc)}") from None

@@ -14,6 +14,7 @@ sha256 are what an import checks, and then it reads each set back and verifies i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,7 +32,8 @@ from typing import Any
 from harness import __version__
 from harness.archive.anonymize import Anonymizer, anonymize_set
 from harness.archive.checksums import checksum, checksum_of
-from harness.archive.location import why
+from harness.archive.keys import anonymizing_key
+from harness.archive.location import publish, why
 from harness.archive.store import FAILED, MANIFEST, PROJECTIONS, Archive
 from harness.errors import UserError
 
@@ -113,23 +115,6 @@ def export_sets(
     return Exported(str(target), tuple(renamed.items()), anonymize, target.stat().st_size)
 
 
-KEY = ".anonymize/key"  # a dotted folder: never listed as a set, never exported
-
-
-def anonymizing_key(archive: Archive) -> bytes:
-    """The archive's secret for hosts' labels, made on first use."""
-    path = f"{archive.root.rstrip('/')}/{KEY}"
-    try:
-        if archive.fs.exists(path):
-            return bytes.fromhex(archive.fs.cat_file(path).decode().strip())
-        key = secrets.token_bytes(32)
-        archive.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        archive.fs.pipe_file(path, key.hex().encode())
-        return key
-    except (OSError, ValueError) as exc:
-        raise UserError(f"the archive's anonymizing key at {path} is unusable: {exc}") from None
-
-
 def import_sets(archive: Archive, file: PathLike) -> Imported:
     """Read the sets of an exported file into ``archive``: every member's sha256 and every set
     (its own checksums, tables and projections) checked before anything is written; a set
@@ -156,7 +141,7 @@ def import_sets(archive: Archive, file: PathLike) -> Imported:
         done: list[str] = []
         for set_id, (_, writes) in plans.items():
             try:
-                archive.deposit(set_id, staging / set_id, writes)
+                deposit(archive, set_id, staging / set_id, writes)
             except UserError as exc:
                 so_far = f"; imported before it: {', '.join(done)}" if done else ""
                 raise UserError(f"{exc}{so_far}") from None
@@ -342,3 +327,31 @@ def _plan(
             f"in {what}: nothing imported"
         )
     return False, [n for n in names if n not in there]
+
+
+def deposit(archive: Archive, set_id: str, source: Path, names: Sequence[str]) -> None:
+    """Copy files of a set from the local folder ``source`` into its folder in ``archive``, in
+    the order given, never over one that exists: the last (its manifest, or a failure record)
+    is its commit marker, so a copy cut short never loads as a set."""
+    root, name = archive.folder(set_id), ""
+    try:
+        for name in names:
+            target = f"{root}/{name}"
+            if archive.fs.exists(target):
+                raise UserError(f"result set {set_id}: {name} already exists in {archive.location}")
+            archive.make_folder(target.rsplit("/", 1)[0])
+            if not archive.local:
+                archive.fs.put_file(str(source / name), target)
+                continue
+            draft = f"{target}.{secrets.token_hex(4)}.tmp"  # never half a file under its name
+            try:
+                archive.fs.put_file(str(source / name), draft)
+                publish(draft, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(draft)
+    except FileExistsError:
+        raise UserError(f"result set {set_id}: {name} appeared in {archive.location}") from None
+    except OSError as exc:
+        unwritten = f"cannot write result set {set_id} into {archive.location}: {why(exc)}"
+        raise UserError(unwritten) from None

@@ -8,7 +8,9 @@ one line, as it does for a disk.
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -87,3 +89,17 @@ def open_location(location: str) -> tuple[Guarded, str, bool]:
             f"cannot open the archive {location!r}: {type(exc).__name__}: {exc}"
         ) from exc
     return Guarded(fs), root, isinstance(fs, LocalFileSystem)
+
+
+def publish(draft: str, target: str) -> None:
+    """The local file ``draft`` as ``target`` too, never over a file there (FileExistsError);
+    where the filesystem has no hard links (FAT, many network and FUSE mounts), renamed
+    instead, after the caller's own check that none was there."""
+    try:
+        os.link(draft, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        os.replace(draft, target)

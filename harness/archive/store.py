@@ -12,7 +12,7 @@ import functools
 import json
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -78,7 +78,7 @@ class Archive:
         try:
             if self.fs.exists(self.root) and not self.fs.isdir(self.root):
                 raise UserError(f"the archive {self.location!r} is not a folder")
-            self._folder(self.root)
+            self.make_folder(self.root)
             probe = self._path(f".gapbench-write-{secrets.token_hex(4)}")
             self.fs.pipe_file(probe, b"")
             self.fs.rm_file(probe)
@@ -94,7 +94,7 @@ class Archive:
         root = Path(self._path(set_id) if set_id else self.root).resolve()
         return Path(path).resolve().is_relative_to(root)
 
-    def _folder(self, path: str) -> None:
+    def make_folder(self, path: str) -> None:
         """Make a folder, where folders exist. In an object store's bucket (a root with no
         leading slash) a key needs none, and making one would make the bucket itself when it
         seems absent: from a typo, or to credentials that may not list it."""
@@ -116,7 +116,7 @@ class Archive:
         folder = self._path(set_id)
         if self.fs.exists(self._path(set_id, MANIFEST)):
             raise UserError(f"result set {set_id} already exists in {self.location}")
-        self._folder(folder)
+        self.make_folder(folder)
         files = {}
         for name, table in tables.items():
             filename = f"{name}-{secrets.token_hex(4)}.parquet"
@@ -152,7 +152,7 @@ class Archive:
         finished and why: never a manifest, so it never loads as a set; returns its id."""
         if self.fs.exists(self._path(failed.id)):
             raise UserError(f"result set {failed.id} already exists in {self.location}")
-        self._folder(self._path(failed.id))
+        self.make_folder(self._path(failed.id))
         body = json.dumps(to_dict(failed), indent=1, sort_keys=True).encode()
         self._commit(self._path(failed.id, FAILED), body)
         return failed.id
@@ -297,7 +297,7 @@ class Archive:
         path = self._path(set_id, PROJECTIONS, name)
         payload = json.dumps(body, indent=1, sort_keys=True, default=str).encode()
         try:
-            self._folder(self._path(set_id, PROJECTIONS))
+            self.make_folder(self._path(set_id, PROJECTIONS))
             self._commit(path, payload)
         except OSError as exc:
             unkept = f"the projection could not be kept beside {set_id}: {why(exc)}"
@@ -363,34 +363,6 @@ class Archive:
     def folder(self, set_id: str) -> str:
         """Where the files of set ``set_id`` lie on this archive's filesystem, ``fs``."""
         return self._path(set_id)
-
-    def deposit(self, set_id: str, source: str | os.PathLike, names: Sequence[str]) -> None:
-        """Copy files of a set from the local folder ``source`` into its folder here, in the
-        order given, never over one that exists: the last (its manifest, or a failure record)
-        is its commit marker, so a copy cut short never loads as a set."""
-        try:
-            for name in names:
-                target = self._path(set_id, name)
-                if self.fs.exists(target):
-                    raise UserError(
-                        f"result set {set_id}: {name} already exists in {self.location}"
-                    )
-                self._folder(target.rsplit("/", 1)[0])
-                if self.local:  # a reader never sees half a file under its name
-                    draft = f"{target}.{secrets.token_hex(4)}.tmp"
-                    try:
-                        self.fs.put_file(os.path.join(source, name), draft)
-                        os.link(draft, target)  # refuses a file that appeared meanwhile
-                    finally:
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(draft)
-                else:
-                    self.fs.put_file(os.path.join(source, name), target)
-        except FileExistsError:
-            raise UserError(f"result set {set_id}: {name} appeared in {self.location}") from None
-        except OSError as exc:
-            unwritten = f"cannot write result set {set_id} into {self.location}: {why(exc)}"
-            raise UserError(unwritten) from None
 
     def attachment(self, set_id: str, name: str) -> bytes:
         """An attachment of a committed set (e.g. ``profile.json``), by its name."""

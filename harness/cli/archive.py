@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the store pulls in pandas and pyarrow: loaded when a verb r
 def cmd_results(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from harness.analysis.listing import chosen, rows
+    from harness.analysis.listing import chosen, rows, workload_of
     from harness.archive.codec import to_dict
     from harness.report import listing
 
@@ -44,8 +44,8 @@ def cmd_results(args: argparse.Namespace) -> int:
             "id": r.listing.id,
             "created_utc": r.listing.manifest.created_utc if r.listing.manifest else None,
             "host": r.host,
-            "workload": m.workload if (m := r.listing.manifest) else None,
-            "backend": m.execution.backend if m else None,
+            "workload": workload_of(r.listing) or None,
+            "backend": m.execution.backend if (m := r.listing.manifest) else None,
             "threads": m.execution.threads if m else None,
             "cpu": m.fingerprint.host.host_processor_model_name if m else None,
             "requests": r.listing.requests,

@@ -87,7 +87,9 @@ def add_prices(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--prices",
         metavar="FILE",
-        help="prices by host in a TOML file: [hosts] NAME = USD an hour (the host an id names)",
+        help="prices by host in a TOML file, [hosts] NAME = USD an hour, for the sets "
+        "--price-per-hour does not price (by the host an id names; it must price one of them, "
+        "and a name that stands for different machines is refused)",
     )
 
 

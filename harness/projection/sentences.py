@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from harness.projection.answer import Answer, Said
-    from harness.projection.compare import Comparison, Speedup
+    from harness.projection.compare import Comparison
     from harness.projection.project import Projection
 
 
@@ -85,10 +85,6 @@ def headline(p: Projection) -> str:
     return f"{text}: {percent(max(p.surviving(), 0.0))} of the claimed gain survives end to end"
 
 
-def interval_text(s: Speedup) -> str:
-    return "-" if s.low is None or s.high is None else f"{s.low:.3f}-{s.high:.3f}"
-
-
 def comparison_sentence(c: Comparison, name: str = "CANDIDATE") -> str:
     """Whether CANDIDATE (called ``name``) is faster or slower than BASE end to end, and
     whether it is real: a difference inside the noise is said as none, not as a ratio, and a
@@ -104,12 +100,12 @@ def comparison_sentence(c: Comparison, name: str = "CANDIDATE") -> str:
             "that is more than noise is unknown: fewer than 3 replicates on a side (run "
             "--repeat 3 or more)"
         )
+    # The interval in the measured ratio's own terms: a slowdown's, inverted.
+    low, high = (e.low, e.high) if faster else (1 / e.high, 1 / e.low)
+    interval = f"95% interval {low:.3f}-{high:.3f}x {verdict}"
     if not e.significant:
         return (
             f"{caveat}{name} is not significantly faster or slower end to end at p50 "
-            f"(measured {e.ratio:.3f}x faster, 95% interval {interval_text(e)})"
+            f"(measured {factor:.3f}x {verdict}, {interval})"
         )
-    # The interval in the headline's own terms: a slowdown's, inverted.
-    low, high = (e.low, e.high) if faster else (1 / e.high, 1 / e.low)
-    interval = f"95% interval {low:.3f}-{high:.3f}x {verdict}, significant"
-    return f"{caveat}{name} is {factor:.3f}x {verdict} end to end at p50 ({interval})"
+    return f"{caveat}{name} is {factor:.3f}x {verdict} end to end at p50 ({interval}, significant)"
