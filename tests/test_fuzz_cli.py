@@ -186,6 +186,9 @@ def _no_measuring(monkeypatch):
         s3fs.S3FileSystem.clear_instance_cache()
     monkeypatch.setattr("harness.measure.replicates.run", _reached)
     monkeypatch.setattr("harness.experiments.validate.validate", _reached)
+    # Each example's archive is fresh, so each would measure the machine again: two minutes of
+    # micro-benchmarks that say nothing of how the verb answers its input.
+    monkeypatch.setattr("harness.measure.calibrate.calibrate", _reached)
     monkeypatch.setattr("harness.machine.fingerprint.detect", live_fingerprint)
 
 
